@@ -1,0 +1,26 @@
+/* Small helpers shared by every module. Types and macros only. */
+#ifndef SEALTAP_COMMON_H
+#define SEALTAP_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ST_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define ST_CACHE_LINE 64
+#define ST_CACHE_ALIGNED __attribute__((aligned(ST_CACHE_LINE)))
+#define ST_UNUSED __attribute__((unused))
+#define ST_LIKELY(x) __builtin_expect(!!(x), 1)
+#define ST_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define ST_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define ST_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#define ST_NS_PER_SEC 1000000000ull
+#define ST_NS_PER_MS 1000000ull
+
+/* Directions of a flow: index into per-direction arrays. Direction 0 is the
+ * side whose (address, port) sorts lower in the canonical key; it says
+ * nothing about client or server (see flow.h for roles). */
+#define ST_DIR_0 0
+#define ST_DIR_1 1
+
+#endif
