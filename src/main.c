@@ -1,2 +1,290 @@
-/* stub */
-int main(void){return 0;}
+/* sealtap command line: dispatches subcommands. The only place that exits. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sealtap/capture.h"
+#include "sealtap/config.h"
+#include "sealtap/counters.h"
+#include "sealtap/log.h"
+
+#define SEALTAP_VERSION "0.1.0"
+
+/* Exit codes: documented in --help. */
+enum {
+	EXIT_OK = 0,
+	EXIT_RUNTIME = 1, /* the run failed (EAL, memory, port) */
+	EXIT_USAGE = 2,   /* bad command line or configuration */
+	EXIT_INPUT = 3,   /* input damaged: processed up to the damage */
+};
+
+#define MAX_PCAPS 256
+
+static void usage_main(FILE *out)
+{
+	fprintf(out,
+"usage: sealtap <command> [options]\n"
+"\n"
+"A confidential HTTP/2 traffic processor.\n"
+"\n"
+"commands:\n"
+"  tap               capture path: pcap files or a DPDK port -> decode ->\n"
+"                    flows -> TCP reassembly (HTTP/2 records: later)\n"
+"  config-reference  print every configuration option as commented YAML\n"
+"  version           print the version\n"
+"  help [command]    this text, or a command's options\n"
+"\n"
+"reserved for later releases: extproc, run, keys, open, gen\n"
+"\n"
+"Run 'sealtap <command> --help' for a command's options.\n");
+}
+
+static void usage_tap(FILE *out)
+{
+	fprintf(out,
+"usage: sealtap tap [options] [-- EAL arguments]\n"
+"\n"
+"Offline:  sealtap tap --pcap FILE [--pcap FILE ...]\n"
+"Live:     sealtap tap --port NAME -- -a 0000:00:04.0   (or --vdev ...)\n"
+"\n"
+"options:\n"
+"  -c, --config FILE          YAML configuration (see config/sealtap.yaml);\n"
+"                             defaults apply without one\n"
+"  -r, --pcap FILE            read a pcap/pcapng capture (repeatable; files\n"
+"                             are read in order, timers run on packet time)\n"
+"      --preload N            load the captures into memory and replay them\n"
+"                             N times (benchmarks)\n"
+"  -w, --workers N            worker lcores (overrides capture.workers)\n"
+"      --port NAME            DPDK port for live capture (capture.port)\n"
+"      --duration SECONDS     live: stop after this long (default: ^C)\n"
+"      --stream-digests FILE  write SHA-256 digests of every reassembled\n"
+"                             stream direction (never the bytes) as NDJSON\n"
+"      --log-level LEVEL      debug, info, warn, error (log.level)\n"
+"      --no-progress          no progress display on a terminal\n"
+"  -h, --help                 this text\n"
+"\n"
+"Output: a one-line summary, then the summary as one JSON object (last line\n"
+"of stdout). Logs are JSON lines on stderr.\n"
+"Exit status: 0 done, 1 run failed, 2 bad usage or configuration,\n"
+"3 an input file was damaged (what could be read was processed).\n");
+}
+
+static int fail(int code, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static int fail(int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("sealtap: error: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	return code;
+}
+
+static int parse_u64(const char *s, uint64_t max, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	if (!s[0] || s[0] == '-')
+		return -EINVAL;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || *end || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static void print_summary(const struct capture_result *res)
+{
+	const uint64_t *v = res->total.v;
+	uint64_t pkts = v[ST_CTR_rx_packets], bytes = v[ST_CTR_rx_bytes];
+	double mpps = res->wall_s > 0 ? (double)pkts / res->wall_s / 1e6 : 0;
+	double gbps = res->wall_s > 0 ? (double)bytes * 8 / res->wall_s / 1e9
+				      : 0;
+	uint64_t rejected = pkts > v[ST_CTR_decode_tcp]
+				    ? pkts - v[ST_CTR_decode_tcp]
+				    : 0;
+	uint64_t dropped = v[ST_CTR_rx_nombuf] + v[ST_CTR_rx_ring_full];
+	printf("sealtap tap: %llu packets, %.1f MB in %.3f s (%.3f Mpps, "
+	       "%.2f Gbit/s, %u worker%s); %llu flows, %llu stream bytes, "
+	       "%llu gaps; %llu packets not TCP/IP or malformed, %llu "
+	       "dropped\n",
+	       (unsigned long long)pkts, (double)bytes / 1e6, res->wall_s,
+	       mpps, gbps, res->workers, res->workers == 1 ? "" : "s",
+	       (unsigned long long)v[ST_CTR_flow_created],
+	       (unsigned long long)v[ST_CTR_reasm_bytes],
+	       (unsigned long long)v[ST_CTR_reasm_gaps],
+	       (unsigned long long)rejected, (unsigned long long)dropped);
+	printf("{\"packets\":%llu,\"bytes\":%llu,\"wall_s\":%.6f,\"mpps\":%.6f,"
+	       "\"gbps\":%.6f,\"workers\":%u,\"mpps_per_worker\":%.6f,"
+	       "\"gbps_per_worker\":%.6f,\"hugepages\":%s,\"rss\":%s,"
+	       "\"flows\":%llu,\"stream_bytes\":%llu,\"gaps\":%llu,"
+	       "\"dropped\":%llu,\"counters\":",
+	       (unsigned long long)pkts, (unsigned long long)bytes,
+	       res->wall_s, mpps, gbps, res->workers,
+	       res->workers ? mpps / res->workers : 0,
+	       res->workers ? gbps / res->workers : 0,
+	       res->hugepages ? "true" : "false", res->rss ? "true" : "false",
+	       (unsigned long long)v[ST_CTR_flow_created],
+	       (unsigned long long)v[ST_CTR_reasm_bytes],
+	       (unsigned long long)v[ST_CTR_reasm_gaps],
+	       (unsigned long long)dropped);
+	counters_write_json(stdout, &res->total);
+	printf("}\n");
+	fflush(stdout);
+}
+
+static int cmd_tap(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "pcap", required_argument, NULL, 'r' },
+		{ "preload", required_argument, NULL, 'P' },
+		{ "workers", required_argument, NULL, 'w' },
+		{ "port", required_argument, NULL, 'p' },
+		{ "duration", required_argument, NULL, 'd' },
+		{ "stream-digests", required_argument, NULL, 'D' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "no-progress", no_argument, NULL, 'n' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *config_path = NULL, *pcaps[MAX_PCAPS];
+	const char *port = NULL, *log_level = NULL;
+	struct capture_opts o = { .pcaps = pcaps };
+	uint64_t workers = 0;
+	bool no_progress = false;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:r:w:h", opts, NULL)) != -1) {
+		uint64_t v;
+		switch (c) {
+		case 'c': config_path = optarg; break;
+		case 'r':
+			if (o.npcaps >= MAX_PCAPS)
+				return fail(EXIT_USAGE, "at most %d --pcap "
+					    "files", MAX_PCAPS);
+			pcaps[o.npcaps++] = optarg;
+			break;
+		case 'P':
+			if (parse_u64(optarg, 1000000000, &v) < 0 || v == 0)
+				return fail(EXIT_USAGE, "--preload '%s': give a "
+					    "number of passes >= 1", optarg);
+			o.preload_passes = v;
+			break;
+		case 'w':
+			if (parse_u64(optarg, 128, &v) < 0 || v == 0)
+				return fail(EXIT_USAGE, "--workers '%s': give "
+					    "a number from 1 to 128", optarg);
+			workers = v;
+			break;
+		case 'p': port = optarg; break;
+		case 'd': {
+			char *end;
+			o.duration_s = strtod(optarg, &end);
+			if (*end || o.duration_s <= 0)
+				return fail(EXIT_USAGE, "--duration '%s': give "
+					    "seconds > 0", optarg);
+			break;
+		}
+		case 'D': o.digest_path = optarg; break;
+		case 'l': log_level = optarg; break;
+		case 'n': no_progress = true; break;
+		case 'h': usage_tap(stdout); return EXIT_OK;
+		default:
+			usage_tap(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	/* Whatever follows "--" goes to the DPDK EAL. */
+	o.eal_args = (const char *const *)&argv[optind];
+	o.neal_args = (unsigned)(argc - optind);
+	if (o.npcaps == 0 && o.preload_passes)
+		return fail(EXIT_USAGE, "--preload needs --pcap FILE");
+
+	struct st_config cfg;
+	char err[512];
+	if (config_path) {
+		if (config_load(config_path, &cfg, err, sizeof(err)) < 0)
+			return fail(EXIT_USAGE, "%s", err);
+	} else {
+		config_defaults(&cfg);
+	}
+	if (workers)
+		cfg.capture.workers = (uint32_t)workers;
+	if (port) {
+		free(cfg.capture.port);
+		cfg.capture.port = strdup(port);
+	}
+	if (log_level) {
+		int l = log_level_parse(log_level);
+		if (l < 0) {
+			config_free(&cfg);
+			return fail(EXIT_USAGE, "--log-level '%s': use debug, "
+				    "info, warn or error", log_level);
+		}
+		cfg.log.level = l;
+	}
+	log_set_level(cfg.log.level);
+	if (config_validate(&cfg, err, sizeof(err)) < 0) {
+		config_free(&cfg);
+		return fail(EXIT_USAGE, "%s", err);
+	}
+	o.progress = !no_progress && isatty(STDERR_FILENO);
+
+	struct capture_result res;
+	int rc = capture_run(&cfg, &o, &res, err, sizeof(err));
+	config_free(&cfg);
+	if (rc < 0)
+		return fail(rc == -EINVAL || rc == -ENOTSUP || rc == -ENOENT
+				    ? EXIT_USAGE
+				    : EXIT_RUNTIME,
+			    "%s", err);
+	print_summary(&res);
+	if (res.input_error[0])
+		return fail(EXIT_INPUT, "%s", res.input_error);
+	return EXIT_OK;
+}
+
+static int cmd_config_reference(void)
+{
+	config_write_reference(stdout);
+	return EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage_main(stderr);
+		return EXIT_USAGE;
+	}
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "tap"))
+		return cmd_tap(argc - 1, argv + 1);
+	if (!strcmp(cmd, "config-reference"))
+		return cmd_config_reference();
+	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+		printf("sealtap %s\n", SEALTAP_VERSION);
+		return EXIT_OK;
+	}
+	if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") ||
+	    !strcmp(cmd, "-h")) {
+		if (argc > 2 && !strcmp(argv[2], "tap"))
+			usage_tap(stdout);
+		else
+			usage_main(stdout);
+		return EXIT_OK;
+	}
+	static const char *const reserved[] = { "extproc", "run", "keys",
+						"open", "gen" };
+	for (size_t i = 0; i < ST_ARRAY_SIZE(reserved); i++)
+		if (!strcmp(cmd, reserved[i]))
+			return fail(EXIT_USAGE, "'%s' is not part of this "
+				    "release yet; see 'sealtap help'", cmd);
+	usage_main(stderr);
+	return fail(EXIT_USAGE, "unknown command '%s'", cmd);
+}
