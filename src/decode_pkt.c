@@ -29,12 +29,21 @@ struct cursor {
 	uint32_t wire;
 };
 
+/* What a packet carried, for the informational counters: each counts
+ * packets, so it is incremented once at the end however many headers of
+ * the kind were nested. */
+#define SEEN_VLAN 0x01
+#define SEEN_VXLAN 0x02
+#define SEEN_GENEVE 0x04
+
 struct ctx {
 	const struct decode_cfg *cfg;
 	const uint8_t *base; /* start of the packet, for offsets */
 	struct decode_pkt *out;
 	struct st_counters *c;
 	unsigned depth;
+	unsigned seen;    /* SEEN_* */
+	uint8_t ip_ver;   /* version of the innermost IP header reached */
 };
 
 static inline uint16_t rd16(const uint8_t *p)
@@ -58,6 +67,8 @@ static void advance(struct cursor *cur, uint32_t n)
 
 static int decode_ether(struct ctx *x, struct cursor cur);
 static int decode_ip_by_version(struct ctx *x, struct cursor cur);
+static int decode_ipv4(struct ctx *x, struct cursor cur);
+static int decode_ipv6(struct ctx *x, struct cursor cur);
 
 bool decode_link_supported(int linktype)
 {
@@ -105,13 +116,16 @@ const char *decode_rc_name(int rc)
 	}
 }
 
-/* Dispatches on an ethertype once VLAN tags are gone. */
+/* Dispatches on an ethertype once VLAN tags are gone. The ethertype, not
+ * the version nibble, picks the decoder: an IPv4 ethertype over a header
+ * whose version is not 4 is a malformed IPv4 header. */
 static int decode_ethertype(struct ctx *x, uint16_t type, struct cursor cur)
 {
 	switch (type) {
 	case ETHERTYPE_IPV4:
+		return decode_ipv4(x, cur);
 	case ETHERTYPE_IPV6:
-		return decode_ip_by_version(x, cur);
+		return decode_ipv6(x, cur);
 	default:
 		return DECODE_NON_IP;
 	}
@@ -131,10 +145,9 @@ static int decode_ether(struct ctx *x, struct cursor cur)
 			return DECODE_BAD_L2;
 		if (cur.cap < 4)
 			return DECODE_TRUNCATED;
-		if (tags == 1 && x->depth == 0) {
+		if (tags == 1 && x->depth == 0)
 			x->out->vlan = rd16(cur.p) & 0x0fff;
-			ST_CTR_INC(x->c, decode_vlan);
-		}
+		x->seen |= SEEN_VLAN;
 		type = rd16(cur.p + 2);
 		advance(&cur, 4);
 	}
@@ -184,7 +197,7 @@ static int decode_vxlan(struct ctx *x, struct cursor cur)
 		x->out->tunnel = DECODE_TUNNEL_VXLAN;
 		x->out->vni = rd32(cur.p + 4) >> 8;
 	}
-	ST_CTR_INC(x->c, decode_vxlan);
+	x->seen |= SEEN_VXLAN;
 	advance(&cur, 8);
 	return decode_ether(x, cur);
 }
@@ -207,12 +220,12 @@ static int decode_geneve(struct ctx *x, struct cursor cur)
 		x->out->tunnel = DECODE_TUNNEL_GENEVE;
 		x->out->vni = rd32(cur.p + 4) >> 8;
 	}
-	ST_CTR_INC(x->c, decode_geneve);
+	x->seen |= SEEN_GENEVE;
 	advance(&cur, hlen);
 	if (proto == ETHERTYPE_TEB)
 		return decode_ether(x, cur);
 	if (proto == ETHERTYPE_IPV4 || proto == ETHERTYPE_IPV6)
-		return decode_ip_by_version(x, cur);
+		return decode_ethertype(x, proto, cur);
 	return DECODE_BAD_TUNNEL;
 }
 
@@ -271,6 +284,7 @@ static int decode_ipv4(struct ctx *x, struct cursor cur)
 	const uint8_t *h = cur.p;
 	if ((h[0] >> 4) != 4)
 		return DECODE_BAD_IPV4;
+	x->ip_ver = 4;
 	uint32_t hlen = (uint32_t)(h[0] & 0x0f) * 4;
 	uint32_t total = rd16(h + 2);
 	if (hlen < 20)
@@ -303,10 +317,9 @@ static int decode_ipv6(struct ctx *x, struct cursor cur)
 	const uint8_t *h = cur.p;
 	if ((h[0] >> 4) != 6)
 		return DECODE_BAD_IPV6;
+	x->ip_ver = 6;
 	uint32_t plen = rd16(h + 4);
 	uint8_t next = h[6];
-	if (x->depth == 0)
-		ST_CTR_INC(x->c, decode_ipv6);
 	/* plen == 0: jumbogram or TSO capture; trust the frame length. */
 	uint32_t total = plen ? plen + 40 : cur.wire;
 	if (total > cur.wire)
@@ -315,7 +328,8 @@ static int decode_ipv6(struct ctx *x, struct cursor cur)
 	cur.wire = total;
 	cur.cap = ST_MIN(cur.cap, total);
 	advance(&cur, 40);
-	for (unsigned i = 0; i < IPV6_MAX_EXT; i++) {
+	/* Up to IPV6_MAX_EXT extension headers, then the upper layer. */
+	for (unsigned i = 0; i <= IPV6_MAX_EXT; i++) {
 		uint32_t len;
 		switch (next) {
 		case IPPROTO_HOPOPTS_:
@@ -345,6 +359,8 @@ static int decode_ipv6(struct ctx *x, struct cursor cur)
 		default:
 			return decode_l4(x, next, cur);
 		}
+		if (i == IPV6_MAX_EXT)
+			break;
 		if (len > cur.wire)
 			return DECODE_BAD_IPV6;
 		if (len > cur.cap)
@@ -381,6 +397,8 @@ static int decode_sll(struct ctx *x, struct cursor cur, bool v2)
 	if (type == ETHERTYPE_VLAN || type == ETHERTYPE_QINQ) {
 		if (cur.cap < 4)
 			return DECODE_TRUNCATED;
+		x->out->vlan = rd16(cur.p) & 0x0fff;
+		x->seen |= SEEN_VLAN;
 		type = rd16(cur.p + 2);
 		advance(&cur, 4);
 	}
@@ -456,5 +474,13 @@ int decode_packet(const struct decode_cfg *cfg, int link, const uint8_t *p,
 		break;
 	}
 	count_outcome(c, rc);
+	if (x.seen & SEEN_VLAN)
+		ST_CTR_INC(c, decode_vlan);
+	if (x.seen & SEEN_VXLAN)
+		ST_CTR_INC(c, decode_vxlan);
+	if (x.seen & SEEN_GENEVE)
+		ST_CTR_INC(c, decode_geneve);
+	if (x.ip_ver == 6)
+		ST_CTR_INC(c, decode_ipv6);
 	return rc;
 }
