@@ -19,6 +19,14 @@ int capture_pcap_open(const char *path, struct capture_pcap **out, char *err,
 		      size_t errlen)
 {
 	char perr[PCAP_ERRBUF_SIZE] = "";
+	FILE *probe = fopen(path, "rb");
+	if (!probe) {
+		int e = errno;
+		snprintf(err, errlen, "cannot open capture '%s': %s", path,
+			 strerror(e));
+		return -e;
+	}
+	fclose(probe);
 	/* Nanosecond precision: pcapng and ns pcaps keep theirs, us pcaps
 	 * are scaled by libpcap. */
 	pcap_t *pc = pcap_open_offline_with_tstamp_precision(
@@ -103,7 +111,8 @@ struct rec {
 	uint32_t caplen;
 	uint32_t wirelen;
 	int32_t link;
-	uint32_t pad;
+	uint16_t l4_off; /* TCP header offset, 0 if not TCP */
+	uint16_t pad;
 };
 
 struct capture_preload {
@@ -129,7 +138,7 @@ static int grow(struct capture_preload *pl, uint64_t need)
 }
 
 static int preload_one(struct capture_preload *pl, const char *path,
-		       char *err, size_t errlen)
+		       const struct decode_cfg *dcfg, char *err, size_t errlen)
 {
 	struct capture_pcap *p;
 	int rc = capture_pcap_open(path, &p, err, errlen);
@@ -155,6 +164,12 @@ static int preload_one(struct capture_preload *pl, const char *path,
 		r->wirelen = wl;
 		r->link = p->link;
 		r->pad = 0;
+		struct decode_pkt dp;
+		struct st_counters scratch;
+		r->l4_off = decode_packet(dcfg, p->link, d, cl, wl, &dp,
+					  &scratch) == DECODE_OK
+				    ? dp.l4_off
+				    : 0;
 		memcpy(r + 1, d, cl);
 		pl->len += need;
 		if (pl->packets == 0 || ts < pl->first_ts)
@@ -169,6 +184,7 @@ static int preload_one(struct capture_preload *pl, const char *path,
 }
 
 int capture_preload_load(const char *const *paths, unsigned n,
+			 const struct decode_cfg *dcfg,
 			 struct capture_preload **out, char *err,
 			 size_t errlen)
 {
@@ -178,7 +194,7 @@ int capture_preload_load(const char *const *paths, unsigned n,
 		return -ENOMEM;
 	}
 	for (unsigned i = 0; i < n; i++) {
-		int rc = preload_one(pl, paths[i], err, errlen);
+		int rc = preload_one(pl, paths[i], dcfg, err, errlen);
 		if (rc < 0) {
 			capture_preload_free(pl);
 			return rc;
@@ -219,7 +235,8 @@ void capture_preload_iter_init(struct capture_preload_iter *it,
 
 int capture_preload_next(struct capture_preload_iter *it,
 			 const uint8_t **data, uint32_t *caplen,
-			 uint32_t *wirelen, uint64_t *ts_ns, int *link)
+			 uint32_t *wirelen, uint64_t *ts_ns, int *link,
+			 uint16_t *l4_off)
 {
 	const struct capture_preload *pl = it->pl;
 	if (it->pos >= pl->len) {
@@ -235,6 +252,7 @@ int capture_preload_next(struct capture_preload_iter *it,
 	*wirelen = r->wirelen;
 	*ts_ns = r->ts + it->shift;
 	*link = r->link;
+	*l4_off = r->l4_off;
 	it->pos += sizeof(*r) + ((r->caplen + 7u) & ~7u);
 	return 1;
 }

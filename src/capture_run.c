@@ -452,15 +452,35 @@ struct source {
 	unsigned next_file;
 	struct capture_preload_iter it; /* preload */
 	bool preload;
+	uint16_t l4_off; /* preload: TCP header offset of the last packet */
 };
+
+/* Replays after the first are re-keyed (see capture_preload_key). The
+ * ports are rewritten in the mbuf copy, never in the preload buffer. */
+static void rekey(struct rte_mbuf *m, const struct source *s)
+{
+	uint16_t k = capture_preload_key(&s->it);
+	if (!k || !s->l4_off || s->l4_off + 4u > m->data_len)
+		return;
+	uint8_t *h = rte_pktmbuf_mtod_offset(m, uint8_t *, s->l4_off);
+	uint8_t kh = (uint8_t)(k >> 8), kl = (uint8_t)k;
+	h[0] ^= kh;
+	h[1] ^= kl;
+	h[2] ^= kh;
+	h[3] ^= kl;
+}
 
 /* Next packet from whichever offline source; 1, 0 (end) or -EIO. */
 static int source_next(struct run *r, struct source *s, const uint8_t **d,
 		       uint32_t *cl, uint32_t *wl, uint64_t *ts, int *link,
 		       char *err, size_t errlen)
 {
-	if (s->preload)
-		return capture_preload_next(&s->it, d, cl, wl, ts, link);
+	if (s->preload) {
+		uint16_t l4;
+		int rc = capture_preload_next(&s->it, d, cl, wl, ts, link, &l4);
+		s->l4_off = l4;
+		return rc;
+	}
 	for (;;) {
 		if (!s->pc) {
 			if (s->next_file >= r->o->npcaps)
@@ -514,7 +534,10 @@ static int rx_offline(struct run *r, struct source *s, struct capture_result *re
 				more = false;
 				break;
 			}
-			fill_mbuf(r, m[n++], d, cl, wl, ts, link);
+			fill_mbuf(r, m[n], d, cl, wl, ts, link);
+			if (s->preload)
+				rekey(m[n], s);
+			n++;
 		}
 		if (n < burst)
 			rte_pktmbuf_free_bulk(&m[n], burst - n);
@@ -655,7 +678,8 @@ int capture_run(const struct st_config *cfg, const struct capture_opts *o,
 	struct source src = { .preload = o->preload_passes > 0 };
 	struct capture_preload *pl = NULL;
 	if (src.preload) {
-		rc = capture_preload_load(o->pcaps, o->npcaps, &pl, err, errlen);
+		rc = capture_preload_load(o->pcaps, o->npcaps, &cfg->decode, &pl,
+					  err, errlen);
 		if (rc < 0)
 			return rc;
 		capture_preload_iter_init(&src.it, pl, o->preload_passes);

@@ -174,6 +174,7 @@ static int decode_tcp(struct ctx *x, struct cursor cur)
 	o->key.port[0] = rd16(h);
 	o->key.port[1] = rd16(h + 2);
 	o->key.proto = IPPROTO_TCP_;
+	o->l4_off = (uint16_t)(h - x->base);
 	o->seq = rd32(h + 4);
 	o->ack = rd32(h + 8);
 	o->tcp_flags = h[13];

@@ -195,9 +195,8 @@ static int cmd_tap(int argc, char **argv)
 		case 'l': log_level = optarg; break;
 		case 'n': no_progress = true; break;
 		case 'h': usage_tap(stdout); return EXIT_OK;
-		default:
-			usage_tap(stderr);
-			return EXIT_USAGE;
+		default: /* getopt already named the bad option */
+			return fail(EXIT_USAGE, "see 'sealtap tap --help'");
 		}
 	}
 	/* Whatever follows "--" goes to the DPDK EAL. */
@@ -285,6 +284,5 @@ int main(int argc, char **argv)
 		if (!strcmp(cmd, reserved[i]))
 			return fail(EXIT_USAGE, "'%s' is not part of this "
 				    "release yet; see 'sealtap help'", cmd);
-	usage_main(stderr);
-	return fail(EXIT_USAGE, "unknown command '%s'", cmd);
+	return fail(EXIT_USAGE, "unknown command '%s'; see 'sealtap help'", cmd);
 }

@@ -63,9 +63,11 @@ int capture_pcap_next(struct capture_pcap *p, const uint8_t **data,
 /* A whole set of captures loaded into memory, for replay. */
 struct capture_preload;
 
-/* Reads every packet of |paths| into memory. Returns 0 or -errno/-EIO with
- * |err|. The caller frees it with capture_preload_free(). */
+/* Reads every packet of |paths| into memory, noting where each TCP header
+ * is (decoded with |dcfg|) so replays can re-key them. Returns 0 or
+ * -errno/-EIO with |err|. The caller frees it with capture_preload_free(). */
 int capture_preload_load(const char *const *paths, unsigned n,
+			 const struct decode_cfg *dcfg,
 			 struct capture_preload **out, char *err,
 			 size_t errlen);
 void capture_preload_free(struct capture_preload *pl);
@@ -73,7 +75,10 @@ uint64_t capture_preload_packets(const struct capture_preload *pl);
 uint64_t capture_preload_bytes(const struct capture_preload *pl);
 
 /* Iterates a preload |passes| times. Each pass shifts timestamps by the
- * capture's duration so time keeps going forward. */
+ * capture's duration so time keeps going forward, and is re-keyed: the
+ * caller XORs both TCP ports of every packet with capture_preload_key(),
+ * so each pass is a new set of connections (not retransmissions of the
+ * previous pass) whatever the capture holds. */
 struct capture_preload_iter {
 	const struct capture_preload *pl;
 	uint64_t pos;        /* byte offset of the next record */
@@ -85,10 +90,17 @@ void capture_preload_iter_init(struct capture_preload_iter *it,
 			       const struct capture_preload *pl,
 			       uint64_t passes);
 /* Same contract as capture_pcap_next() (no error case); also returns the
- * link type in |link|. */
+ * link type in |link| and the TCP header offset in |l4_off| (0: none). */
 int capture_preload_next(struct capture_preload_iter *it,
 			 const uint8_t **data, uint32_t *caplen,
-			 uint32_t *wirelen, uint64_t *ts_ns, int *link);
+			 uint32_t *wirelen, uint64_t *ts_ns, int *link,
+			 uint16_t *l4_off);
+/* The port XOR mask of the iterator's current pass (0 for the first). */
+static inline uint16_t capture_preload_key(const struct capture_preload_iter *it)
+{
+	/* Odd multiplier: distinct passes get distinct masks mod 2^16. */
+	return (uint16_t)(it->pass * 0x9e37u);
+}
 
 /* ---- live ports (capture_port.c) ---- */
 

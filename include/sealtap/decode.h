@@ -78,6 +78,7 @@ struct decode_pkt {
 	uint32_t vni;   /* VXLAN VNI / Geneve VNI of that tunnel */
 	uint16_t vlan;  /* outermost VLAN id, 0 if untagged */
 	uint16_t l3_off; /* offset of the inner IP header in the buffer */
+	uint16_t l4_off; /* offset of the TCP header in the buffer */
 };
 
 enum decode_rc {
