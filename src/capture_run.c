@@ -28,6 +28,10 @@
 #define RUN_MAX_WORKERS 128
 #define RUN_MAX_BURST 512
 #define RUN_MEMPOOL_CACHE 256
+/* Empty polls (or full-ring retries) before a thread yields its CPU: keeps
+ * runs with more lcores than CPUs (e.g. 2 workers + RX on 2 cores) moving,
+ * at no cost when a thread has work. */
+#define RUN_SPINS_BEFORE_YIELD 64
 
 static volatile sig_atomic_t stop_requested;
 
@@ -302,12 +306,13 @@ static void ring_loop(struct wctx *wc)
 {
 	struct run *r = wc->run;
 	struct rte_mbuf *m[RUN_MAX_BURST];
-	unsigned burst = r->cfg->capture.burst;
+	unsigned burst = r->cfg->capture.burst, idle = 0;
 	for (;;) {
 		unsigned n = rte_ring_sc_dequeue_burst(wc->ring, (void **)m,
 						       burst, NULL);
 		if (n) {
 			process_burst(wc->w, m, n);
+			idle = 0;
 			continue;
 		}
 		if (atomic_load_explicit(&r->input_done, memory_order_acquire) &&
@@ -315,7 +320,10 @@ static void ring_loop(struct wctx *wc)
 			break;
 		if (r->live)
 			worker_clock(wc->w, wall_ns(r));
-		rte_pause();
+		if (++idle % RUN_SPINS_BEFORE_YIELD == 0)
+			sched_yield();
+		else
+			rte_pause();
 	}
 }
 
@@ -392,7 +400,7 @@ static void dispatch(struct run *r, struct rte_mbuf **m, unsigned n)
 			per[wi][cnt[wi]++] = m[i];
 	}
 	for (unsigned w = 0; w < r->nworkers; w++) {
-		unsigned done = 0;
+		unsigned done = 0, spins = 0;
 		while (done < cnt[w]) {
 			done += rte_ring_sp_enqueue_burst(
 				r->wc[w].ring, (void **)&per[w][done],
@@ -405,7 +413,10 @@ static void dispatch(struct run *r, struct rte_mbuf **m, unsigned n)
 						      cnt[w] - done);
 				break;
 			}
-			rte_pause();
+			if (++spins % RUN_SPINS_BEFORE_YIELD == 0)
+				sched_yield();
+			else
+				rte_pause();
 		}
 	}
 }
@@ -439,10 +450,14 @@ static void fill_mbuf(struct run *r, struct rte_mbuf *m, const uint8_t *d,
  * still hold them all. */
 static int alloc_burst(struct run *r, struct rte_mbuf **m, unsigned burst)
 {
+	unsigned spins = 0;
 	while (rte_pktmbuf_alloc_bulk(r->mp, m, burst) != 0) {
 		if (stop_requested)
 			return -1;
-		rte_pause();
+		if (++spins % RUN_SPINS_BEFORE_YIELD == 0)
+			sched_yield();
+		else
+			rte_pause();
 	}
 	return 0;
 }
