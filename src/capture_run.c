@@ -714,10 +714,27 @@ int capture_run(const struct st_config *cfg, const struct capture_opts *o,
 	if (rc == 0)
 		rc = pool_create(&r, err, errlen);
 	r.ns_per_cycle = 1e9 / (double)rte_get_tsc_hz();
+	/* A NIC hashes the outer header of a tunnelled packet, and the two
+	 * directions of a mirrored connection may come in different outer
+	 * headers; so RSS is only right when nothing is decapsulated. */
+	bool tunnels = cfg->decode.vxlan_port || cfg->decode.geneve_port;
+	if (rc == 0 && r.live && tunnels &&
+	    cfg->capture.dispatch == CONFIG_DISPATCH_RSS) {
+		snprintf(err, errlen,
+			 "capture.dispatch 'rss' cannot be used while VXLAN or "
+			 "Geneve is decapsulated (the NIC hashes outer "
+			 "headers, splitting a connection's directions "
+			 "across workers); set decode.vxlan_port and "
+			 "decode.geneve_port to 0, or use dispatch auto");
+		rc = -EINVAL;
+	}
 	if (rc == 0 && r.live) {
 		rc = capture_port_open(cfg->capture.port, (uint16_t)r.nworkers,
-				       cfg->capture.dispatch !=
-					       CONFIG_DISPATCH_SOFTWARE,
+				       cfg->capture.dispatch ==
+						       CONFIG_DISPATCH_RSS ||
+					       (cfg->capture.dispatch ==
+							CONFIG_DISPATCH_AUTO &&
+						!tunnels),
 				       (uint16_t)cfg->capture.rx_desc, r.mp,
 				       &r.port, err, errlen);
 		if (rc == 0 && cfg->capture.dispatch == CONFIG_DISPATCH_RSS &&
