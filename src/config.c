@@ -154,8 +154,9 @@ static const struct config_opt opts[] = {
 	  .min = 0, .max = 16777216, .def = 0,
 	  .help = "Packet buffers in the mempool; 0 = derived. If set, at "
 		  "least capture.workers * capture.ring_size.",
-	  .why = "sealtap sizes the pool from the worker count and ring "
-		 "sizes, so every ring can be full at once." },
+	  .why = "sealtap sizes the pool so every ring and RX queue can be "
+		 "full at once, with bursts in flight and per-lcore "
+		 "caches." },
 	{ .name = "capture.mbuf_data_size", .type = OPT_U32,
 	  FIELD(capture.mbuf_data_size), .min = 256, .max = 65535,
 	  .def = 2048 + 128,
@@ -174,8 +175,10 @@ static const struct config_opt opts[] = {
 	  .choices = dispatch_choices,
 	  .help = "How packets reach workers: rss = one RX queue per worker "
 		  "hashed by the NIC, software = an RX stage hashes the "
-		  "inner 5-tuple.",
-	  .why = "rss where the port can do it, software otherwise." },
+		  "inner 5-tuple. rss needs decode.vxlan_port and "
+		  "decode.geneve_port at 0 (NICs hash the outer header).",
+	  .why = "rss where the port can do it and no tunnel is "
+		 "decapsulated, software otherwise." },
 	{ .name = "capture.port", .type = OPT_STRING, FIELD(capture.port),
 	  .help = "Ethdev name or PCI address for live capture (e.g. "
 		  "0000:3b:00.0).",
@@ -283,7 +286,7 @@ static void fmt_units(uint64_t v, const struct unit *u, char *buf,
 		      size_t len)
 {
 	if (v == 0) {
-		snprintf(buf, len, "0%s", u == dur_out ? "s" : "");
+		snprintf(buf, len, "0%s", u == dur_out ? "s" : "B");
 		return;
 	}
 	for (; u->name; u++)
@@ -425,29 +428,38 @@ static const char *type_name(const struct config_opt *o)
  * stays one readable line whatever the file holds. */
 static void sanitize(const char *s, size_t n, char *out, size_t outlen)
 {
-	size_t o = 0;
 	const size_t cut = 60;
-	for (size_t i = 0; i < n && o + 8 < outlen; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (i == cut) {
-			memcpy(out + o, "...", 3);
-			o += 3;
-			break;
-		}
-		if (c == '"' || c == '\\') {
-			out[o++] = '\\';
-			out[o++] = (char)c;
-		} else if (c == '\n') {
-			out[o++] = '\\';
-			out[o++] = 'n';
-		} else if (c < 0x20 || c >= 0x7f) {
-			o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", c);
-		} else {
-			out[o++] = (char)c;
-		}
+	size_t o = 0, i;
+	if (outlen < 8) {
+		if (outlen)
+			out[0] = '\0';
+		return;
 	}
-	if (outlen)
-		out[o < outlen ? o : outlen - 1] = '\0';
+	for (i = 0; i < n && i < cut; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char esc[8];
+		size_t k = 0;
+		if (c == '"' || c == '\\') {
+			esc[k++] = '\\';
+			esc[k++] = (char)c;
+		} else if (c == '\n') {
+			esc[k++] = '\\';
+			esc[k++] = 'n';
+		} else if (c < 0x20 || c >= 0x7f) {
+			k = (size_t)snprintf(esc, sizeof(esc), "\\x%02x", c);
+		} else {
+			esc[k++] = (char)c;
+		}
+		if (o + k + 4 > outlen) /* keep room for "..." and NUL */
+			break;
+		memcpy(out + o, esc, k);
+		o += k;
+	}
+	if (i < n) {
+		memcpy(out + o, "...", 3);
+		o += 3;
+	}
+	out[o] = '\0';
 }
 
 /* Writes "path:line: key: <fmt>" to |err|. |path| NULL (config_validate on
@@ -469,8 +481,10 @@ report(char *err, size_t errlen, const char *path, unsigned line,
 		n = (size_t)w < errlen ? (size_t)w : errlen - 1;
 	if (key) {
 		w = snprintf(err + n, errlen - n, "%s: ", key);
-		if (w > 0)
-			n += (size_t)w < errlen - n ? (size_t)w : errlen - n - 1;
+		if (w > 0 && (size_t)w < errlen - n)
+			n += (size_t)w;
+		else if (w > 0)
+			n = errlen - 1;
 	}
 	va_list ap;
 	va_start(ap, fmt);
@@ -522,9 +536,10 @@ static const struct unit *find_unit(const struct unit *u, const char *s)
 
 /* Converts scalar |s| for numeric option |o|. On success stores into *|v|
  * and returns 0; otherwise -EINVAL with the message (after "key: ") in
- * |why|. Accepts exactly what the type's documentation says; rejects
- * blanks around the number's sign, '+', fractions, unknown units, and
- * anything that does not fit [min, max] (checked without overflow). */
+ * |why|. Accepts what docs/config.md says for the type (decimal digits,
+ * then for sizes and durations optional blanks and a unit); rejects
+ * leading blanks, '+', hex, fractions, unknown units, and anything outside
+ * [min, max], checked in 64 bits before the multiply can overflow. */
 static int parse_number(const struct config_opt *o, const char *s,
 			uint64_t *v, char *why, size_t whylen)
 {
@@ -534,13 +549,14 @@ static int parse_number(const struct config_opt *o, const char *s,
 	fmt_range(o, range, sizeof(range));
 
 	if (o->type == OPT_BOOL) {
-		static const char *const yes[] = { "true", "yes", "on" };
-		static const char *const no[] = { "false", "no", "off" };
-		for (size_t i = 0; i < ST_ARRAY_SIZE(yes); i++) {
-			if (strcasecmp(s, yes[i]) == 0)
-				return *v = 1, 0;
-			if (strcasecmp(s, no[i]) == 0)
-				return *v = 0, 0;
+		/* YAML 1.1's spellings, which people write out of habit. */
+		static const char *const words[] = { "false", "true", "no",
+						     "yes", "off", "on" };
+		for (size_t i = 0; i < ST_ARRAY_SIZE(words); i++) {
+			if (strcasecmp(s, words[i]) == 0) {
+				*v = i % 2;
+				return 0;
+			}
 		}
 		return WHY("value \"%s\" is not a boolean; use true or false",
 			   q);
@@ -577,7 +593,7 @@ static int parse_number(const struct config_opt *o, const char *s,
 		} else if (o->type == OPT_DURATION && *u == '\0') {
 			/* Zero is zero in any unit; anything else is a
 			 * guess we refuse to make. */
-			if (n.v != 0 || n.neg || n.overflow)
+			if ((n.v != 0 || n.overflow) && !n.neg)
 				return WHY("value \"%s\" has no unit; write it "
 					   "like \"%ss\" (units: " DUR_UNITS
 					   ")", q, q);
@@ -748,7 +764,7 @@ static const struct config_opt *closest_opt(const char *dotted)
 struct pctx {
 	const char *path;
 	yaml_document_t *doc;
-	void *cfg;              /* the private struct st_config */
+	struct st_config *cfg;  /* the private copy being filled */
 	unsigned *lines;        /* per option: line it was set on, 0 = not */
 	char *err;
 	size_t errlen;
@@ -1033,7 +1049,8 @@ static int load_doc(struct pctx *c)
 			return report(c->err, c->errlen, c->path,
 				      node_line(k), sect,
 				      "duplicate section (first on line %u); "
-				      "merge the two into one", sect_line[first]);
+				      "merge the two into one",
+				      sect_line[first]);
 		sect_line[first] = node_line(k);
 		if (is_null(v))
 			continue; /* every key commented out */

@@ -1,4 +1,5 @@
 /* JSON-lines logging to stderr. See log.h. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,19 +45,24 @@ const char *log_level_name(enum log_level lvl)
 	return (unsigned)lvl <= LOG_LEVEL_OFF ? level_names[lvl] : "?";
 }
 
-/* A line being built; long lines are cut, never overflowed. */
+/* A line being built; long lines are cut, never overflowed, and always
+ * stay valid JSON: strings are cut at a character boundary and closed. */
 struct line {
 	char buf[4096];
 	size_t len;
 };
 
-static void put(struct line *l, const char *s, size_t n)
+/* Room kept at the end of every line for a closing quote and "}\n". */
+#define LINE_RESERVE 3
+
+/* Appends |n| bytes if they fit entirely; returns false otherwise. */
+static bool put(struct line *l, const char *s, size_t n)
 {
-	size_t room = sizeof(l->buf) - 2 - l->len; /* keep "}\n" room */
-	if (n > room)
-		n = room;
+	if (l->len + n > sizeof(l->buf) - LINE_RESERVE)
+		return false;
 	memcpy(l->buf + l->len, s, n);
 	l->len += n;
+	return true;
 }
 
 static void put_str(struct line *l, const char *s)
@@ -65,24 +71,30 @@ static void put_str(struct line *l, const char *s)
 }
 
 /* Appends |s| as a JSON string (quotes included). Control characters and
- * bytes >= 0x80 that might not be UTF-8 are escaped as \u00XX. */
+ * bytes >= 0x7f (which might not be UTF-8) are escaped as \u00XX. When the
+ * line is full the string is cut before the escape that does not fit, and
+ * still closed (the reserve guarantees room for the quote). */
 static void put_json(struct line *l, const char *s)
 {
-	put(l, "\"", 1);
+	if (!put(l, "\"", 1))
+		return;
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
 		char esc[8];
+		size_t n;
 		if (*p == '"' || *p == '\\') {
 			esc[0] = '\\';
 			esc[1] = (char)*p;
-			put(l, esc, 2);
+			n = 2;
 		} else if (*p < 0x20 || *p >= 0x7f) {
-			snprintf(esc, sizeof(esc), "\\u%04x", *p);
-			put(l, esc, 6);
+			n = (size_t)snprintf(esc, sizeof(esc), "\\u%04x", *p);
 		} else {
-			put(l, (const char *)p, 1);
+			esc[0] = (char)*p;
+			n = 1;
 		}
+		if (!put(l, esc, n))
+			break;
 	}
-	put(l, "\"", 1);
+	l->buf[l->len++] = '"'; /* within LINE_RESERVE */
 }
 
 static void begin(struct line *l, enum log_level lvl, const char *msg)
@@ -105,6 +117,8 @@ static void begin(struct line *l, enum log_level lvl, const char *msg)
 
 static void finish(struct line *l)
 {
+	if (l->len + 2 > sizeof(l->buf))
+		l->len = sizeof(l->buf) - 2;
 	l->buf[l->len++] = '}';
 	l->buf[l->len++] = '\n';
 	ssize_t r = write(out_fd, l->buf, l->len);
@@ -122,7 +136,16 @@ void log_kv(enum log_level lvl, const char *msg, ...)
 	const char *k;
 	while ((k = va_arg(ap, const char *)) != NULL) {
 		const char *v = va_arg(ap, const char *);
+		/* Leave room for the value's quotes, or drop the field. */
+		if (l.len + strlen(k) + 8 > sizeof(l.buf) - LINE_RESERVE)
+			break;
 		put(&l, ",", 1);
+		/* A caller's field never shadows one of ours: "ts" -> "_ts". */
+		char renamed[16];
+		if (!strcmp(k, "ts") || !strcmp(k, "level") || !strcmp(k, "msg")) {
+			snprintf(renamed, sizeof(renamed), "_%s", k);
+			k = renamed;
+		}
 		put_json(&l, k);
 		put(&l, ":", 1);
 		put_json(&l, v ? v : "");

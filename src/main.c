@@ -221,7 +221,7 @@ static int cmd_tap(int argc, char **argv)
 	}
 	if (log_level) {
 		int l = log_level_parse(log_level);
-		if (l < 0) {
+		if (l < 0 || l == LOG_LEVEL_OFF) {
 			config_free(&cfg);
 			return fail(EXIT_USAGE, "--log-level '%s': use debug, "
 				    "info, warn or error", log_level);
