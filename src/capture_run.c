@@ -21,6 +21,8 @@
 #include <rte_ring.h>
 
 #include "sealtap/capture.h"
+#include "sealtap/export.h"
+#include "sealtap/h2.h"
 #include "sealtap/log.h"
 #include "sealtap/stream_digest.h"
 #include "sealtap/worker.h"
@@ -47,6 +49,8 @@ struct run;
 struct wctx {
 	struct run *run;
 	struct worker *w;
+	struct h2_ctx *h2;        /* HTTP/2 analyzer (analyzer h2) */
+	struct st_counters h2_ctr; /* the analyzer's counters */
 	struct rte_ring *ring; /* software dispatch: our input */
 	uint16_t queue;        /* rss: our RX queue */
 	unsigned id;
@@ -65,6 +69,8 @@ struct run {
 	double ns_per_cycle;
 	struct stream_digest *sd;
 	FILE *digest_out;
+	struct export_ring *out_rings; /* one per worker, for the exporter */
+	struct export_file *exporter;
 	/* dispatch() sorts a burst per worker here (too big for a stack). */
 	struct rte_mbuf *per[RUN_MAX_WORKERS][RUN_MAX_BURST];
 };
@@ -595,6 +601,61 @@ static void wait_live(struct run *r, uint64_t deadline)
 
 /* ---- set-up and tear-down ---- */
 
+static int export_push(void *user, const void *rec, uint32_t len)
+{
+	return export_ring_push(user, rec, len);
+}
+
+static unsigned analyzer_tick(void *user, uint64_t now, unsigned budget)
+{
+	return h2_ctx_tick(user, now, budget);
+}
+
+/* The HTTP/2 analyzer of one worker and its ring to the exporter. */
+static int make_analyzer(struct run *r, struct wctx *wc, char *err,
+			 size_t errlen)
+{
+	const struct st_config *cfg = r->cfg;
+	struct export_ring *ring = &r->out_rings[wc->id];
+	if (export_ring_init(ring, cfg->export_.ring_size) < 0) {
+		snprintf(err, errlen, "cannot allocate the %llu-byte export "
+			 "ring of worker %u; lower export.ring_size",
+			 (unsigned long long)cfg->export_.ring_size, wc->id);
+		return -ENOMEM;
+	}
+	struct h2_run_info run = { .worker = wc->id, .source = "tap" };
+	struct h2_sink sink = { .write = export_push, .user = ring };
+	wc->h2 = h2_ctx_new(&cfg->h2, &run, &sink, &wc->h2_ctr);
+	if (!wc->h2) {
+		snprintf(err, errlen, "cannot allocate the HTTP/2 analyzer of "
+			 "worker %u (h2.memcap %llu MiB, %u streams, %u "
+			 "connections); lower them",
+			 wc->id, (unsigned long long)(cfg->h2.memcap >> 20),
+			 cfg->h2.max_streams, cfg->h2.max_connections);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static int start_exporter(struct run *r, struct capture_result *res,
+			  char *err, size_t errlen)
+{
+	const struct st_config *cfg = r->cfg;
+	const char *dir = cfg->export_.dir && cfg->export_.dir[0]
+				  ? cfg->export_.dir
+				  : "records";
+	snprintf(res->record_dir, sizeof(res->record_dir), "%s", dir);
+	struct export_file_cfg ec = {
+		.dir = dir,
+		.max_bytes = cfg->export_.file_max_bytes,
+		.max_age_ns = cfg->export_.file_max_age_ns,
+		.flush_ns = cfg->export_.flush_ns,
+		.batch_bytes = cfg->export_.batch_bytes,
+	};
+	return export_file_start(&ec, r->out_rings, r->nworkers, &r->exporter,
+				 err, errlen);
+}
+
 static int make_workers(struct run *r, char *err, size_t errlen)
 {
 	const struct st_config *cfg = r->cfg;
@@ -603,12 +664,27 @@ static int make_workers(struct run *r, char *err, size_t errlen)
 		.flow = cfg->flow,
 		.reasm = cfg->reasm,
 	};
-	const struct reasm_ops *ops = r->sd ? stream_digest_ops() : NULL;
 	for (unsigned i = 0; i < r->nworkers; i++) {
 		struct wctx *wc = &r->wc[i];
 		wc->run = r;
 		wc->id = i;
-		wc->w = worker_new(i, &wcfg, ops, r->sd);
+		const struct reasm_ops *ops = NULL;
+		void *user = NULL;
+		if (r->o->analyzer == CAPTURE_ANALYZER_DIGEST) {
+			ops = stream_digest_ops();
+			user = r->sd;
+		} else if (r->o->analyzer == CAPTURE_ANALYZER_H2) {
+			int rc = make_analyzer(r, wc, err, errlen);
+			if (rc < 0)
+				return rc;
+			ops = h2_reasm_ops();
+			user = wc->h2;
+		}
+		wc->w = worker_new(i, &wcfg, ops, user);
+		if (wc->w && wc->h2) {
+			wc->w->tick = analyzer_tick;
+			wc->w->tick_user = wc->h2;
+		}
 		if (!wc->w) {
 			snprintf(err, errlen,
 				 "cannot allocate worker %u (flow table of %u "
@@ -647,7 +723,26 @@ static void teardown(struct run *r, struct capture_result *res)
 			counters_sum(&res->total, &wc->w->ctr);
 			worker_free(wc->w);
 		}
+		if (wc->h2) {
+			counters_sum(&res->total, &wc->h2_ctr);
+			h2_ctx_free(wc->h2);
+		}
 		rte_ring_free(wc->ring);
+	}
+	/* Workers are done: the exporter drains what they left, then the
+	 * rings can go. */
+	if (r->exporter) {
+		struct export_stats st;
+		export_file_stop(r->exporter, &st);
+		res->records_written = st.records;
+		res->record_bytes = st.bytes;
+		res->record_files = st.files;
+		res->record_write_errors = st.write_errors;
+	}
+	if (r->out_rings) {
+		for (unsigned i = 0; i < r->nworkers; i++)
+			export_ring_fini(&r->out_rings[i]);
+		free(r->out_rings);
 	}
 	if (r->live && r->port.nb_queues)
 		capture_port_close(&r->port);
@@ -699,7 +794,7 @@ int capture_run(const struct st_config *cfg, const struct capture_opts *o,
 			return rc;
 		capture_preload_iter_init(&src.it, pl, o->preload_passes);
 	}
-	if (o->digest_path) {
+	if (o->digest_path && o->analyzer == CAPTURE_ANALYZER_DIGEST) {
 		r.digest_out = fopen(o->digest_path, "w");
 		if (!r.digest_out) {
 			snprintf(err, errlen, "cannot write '%s': %s",
@@ -747,8 +842,17 @@ int capture_run(const struct st_config *cfg, const struct capture_opts *o,
 		}
 		r.rss = rc == 0 && r.port.rss;
 	}
+	if (rc == 0 && o->analyzer == CAPTURE_ANALYZER_H2) {
+		r.out_rings = calloc(r.nworkers, sizeof(*r.out_rings));
+		if (!r.out_rings) {
+			snprintf(err, errlen, "out of memory");
+			rc = -ENOMEM;
+		}
+	}
 	if (rc == 0)
 		rc = make_workers(&r, err, errlen);
+	if (rc == 0 && o->analyzer == CAPTURE_ANALYZER_H2)
+		rc = start_exporter(&r, res, err, errlen);
 	if (rc < 0) {
 		teardown(&r, res);
 		capture_preload_free(pl);

@@ -245,6 +245,101 @@ static const struct config_opt opts[] = {
 	  .why = "longer than the retransmission timeout of most paths "
 		 "(RFC 6298 minimum 1s, Linux 200ms), so a lost segment "
 		 "has been resent by then." },
+
+	/* h2 */
+	{ .name = "h2.max_connections", .type = OPT_U32,
+	  FIELD(h2.max_connections), .min = 16, .max = 16u << 20,
+	  .def = 65536,
+	  .help = "HTTP/2 connections parsed at once per worker; more are "
+		  "counted (h2_conns_no_memory) and not parsed.",
+	  .why = "about 1 KiB each; a quarter of flow.max_flows, since most "
+		 "flows on a tap are short or not HTTP/2." },
+	{ .name = "h2.max_streams", .type = OPT_U32, FIELD(h2.max_streams),
+	  .min = 16, .max = 64u << 20, .def = 131072,
+	  .help = "Open streams per worker; when full the longest idle one "
+		  "is recorded early (h2_streams_no_memory).",
+	  .why = "two open exchanges per parsed connection on average." },
+	{ .name = "h2.max_conn_streams", .type = OPT_U32,
+	  FIELD(h2.max_conn_streams), .min = 1, .max = 1u << 20, .def = 1024,
+	  .help = "Open streams per connection; beyond it the oldest is "
+		  "recorded early (h2_stream_limit).",
+	  .why = "well above the concurrency servers allow (100-256) yet "
+		 "stops one connection from holding a worker's streams." },
+	{ .name = "h2.max_header_block", .type = OPT_SIZE,
+	  FIELD(h2.max_header_block), .min = 1 * KiB, .max = 16 * MiB,
+	  .def = 256 * KiB,
+	  .help = "Bytes of one header block (HEADERS + CONTINUATION) and of "
+		  "each decoded header list kept; beyond it fields are "
+		  "dropped and the exchange is marked.",
+	  .why = "four times the 64 KiB most servers accept, so real "
+		 "traffic is never cut; CONTINUATION floods are." },
+	{ .name = "h2.max_table_size", .type = OPT_SIZE,
+	  FIELD(h2.max_table_size), .min = 4 * KiB, .max = 16 * MiB,
+	  .def = 64 * KiB,
+	  .help = "Largest HPACK dynamic table a peer may use; larger "
+		  "SETTINGS are capped and the blocks that need more fail "
+		  "(h2_hpack_errors).",
+	  .why = "browsers and servers use 4-64 KiB; caps table-size bombs." },
+	{ .name = "h2.max_record", .type = OPT_SIZE, FIELD(h2.max_record),
+	  .min = 4 * KiB, .max = 64 * MiB, .def = 1 * MiB,
+	  .help = "Largest encoded record; a bigger one is written without "
+		  "its header lists and marked record_too_big.",
+	  .why = "fits two full header blocks with JSON escaping." },
+	{ .name = "h2.body_inspect", .type = OPT_SIZE, FIELD(h2.body_inspect),
+	  .min = 0, .max = 16 * MiB, .def = 64 * KiB,
+	  .help = "Body bytes kept per direction of an exchange for the "
+		  "policy stage (bodies are always counted in full).",
+	  .why = "covers typical JSON API bodies without holding uploads." },
+	{ .name = "h2.resync_window", .type = OPT_SIZE,
+	  FIELD(h2.resync_window), .min = 1 * KiB, .max = 16 * MiB,
+	  .def = 64 * KiB,
+	  .help = "Bytes searched for a frame boundary after a gap or a "
+		  "mid-stream join before the direction is given up.",
+	  .why = "four maximum-size default frames." },
+	{ .name = "h2.memcap", .type = OPT_SIZE, FIELD(h2.memcap),
+	  .min = 1 * MiB, .max = 1024 * GiB, .def = 256 * MiB,
+	  .help = "Per-worker memory for header fields, kept body bytes and "
+		  "resync windows, allocated at start.",
+	  .why = "about 2 KiB for each of h2.max_streams." },
+	{ .name = "h2.stream_timeout", .type = OPT_DURATION,
+	  FIELD(h2.stream_timeout_ns), .min = NS_S, .max = 7 * NS_D,
+	  .def = 300 * NS_S,
+	  .help = "A stream idle this long is recorded as timed out.",
+	  .why = "matches flow.idle_timeout: long polls and streaming RPCs "
+		 "stay open for minutes." },
+
+	/* export */
+	{ .name = "export.dir", .type = OPT_STRING, FIELD(export_.dir),
+	  .help = "Directory for record files (created if missing); empty "
+		  "means ./records.",
+	  .why = "a relative directory keeps demo runs self-contained." },
+	{ .name = "export.ring_size", .type = OPT_SIZE,
+	  FIELD(export_.ring_size), .min = 64 * KiB, .max = 16 * GiB,
+	  .def = 8 * MiB,
+	  .help = "Bytes of the ring from each worker to the exporter; a full "
+		  "ring drops records (h2_records_dropped).",
+	  .why = "several thousand typical records: the exporter wakes every "
+		 "millisecond." },
+	{ .name = "export.file_max_bytes", .type = OPT_SIZE,
+	  FIELD(export_.file_max_bytes), .min = 4 * KiB, .max = 1024 * GiB,
+	  .def = 64 * MiB,
+	  .help = "A record file is closed and renamed at this size.",
+	  .why = "easy to ship and to open in an editor." },
+	{ .name = "export.file_max_age", .type = OPT_DURATION,
+	  FIELD(export_.file_max_age_ns), .min = NS_S, .max = 7 * NS_D,
+	  .def = 60 * NS_S,
+	  .help = "A record file is closed and renamed this long after it "
+		  "was opened.",
+	  .why = "records reach readers within a minute at low rates." },
+	{ .name = "export.flush_interval", .type = OPT_DURATION,
+	  FIELD(export_.flush_ns), .min = NS_MS, .max = NS_H, .def = NS_S,
+	  .help = "A partial batch is written after this long.",
+	  .why = "bounds how long a record sits in memory." },
+	{ .name = "export.batch_bytes", .type = OPT_SIZE,
+	  FIELD(export_.batch_bytes), .min = 4 * KiB, .max = 256 * MiB,
+	  .def = 1 * MiB,
+	  .help = "Records are written in batches of this size.",
+	  .why = "one write(2) per megabyte keeps the exporter cheap." },
 };
 
 #define N_OPTS ST_ARRAY_SIZE(opts)

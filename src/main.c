@@ -60,8 +60,13 @@ static void usage_tap(FILE *out)
 "  -w, --workers N            worker lcores (overrides capture.workers)\n"
 "      --port NAME            DPDK port for live capture (capture.port)\n"
 "      --duration SECONDS     live: stop after this long (default: ^C)\n"
-"      --stream-digests FILE  write SHA-256 digests of every reassembled\n"
-"                             stream direction (never the bytes) as NDJSON\n"
+"      --out DIR              write HTTP/2 exchange records (NDJSON) to DIR\n"
+"                             (export.dir; default ./records)\n"
+"      --analyzer KIND        h2 (records, the default), digest, or none\n"
+"                             (the capture path alone, for benchmarks)\n"
+"      --stream-digests FILE  instead of records, write SHA-256 digests of\n"
+"                             every reassembled stream direction (never the\n"
+"                             bytes) as NDJSON\n"
 "      --log-level LEVEL      debug, info, warn, error (log.level)\n"
 "      --no-progress          no progress display on a terminal\n"
 "  -h, --help                 this text\n"
@@ -119,11 +124,26 @@ static void print_summary(const struct capture_result *res)
 	       (unsigned long long)v[ST_CTR_reasm_bytes],
 	       (unsigned long long)v[ST_CTR_reasm_gaps],
 	       (unsigned long long)rejected, (unsigned long long)dropped);
+	if (res->record_dir[0])
+		printf("sealtap tap: %llu HTTP/2 connections, %llu exchanges "
+		       "(%llu complete, %llu with anomalies), %llu records "
+		       "written to %s/ in %llu file%s, %llu dropped\n",
+		       (unsigned long long)v[ST_CTR_h2_conns],
+		       (unsigned long long)v[ST_CTR_h2_exchanges],
+		       (unsigned long long)v[ST_CTR_h2_exchanges_complete],
+		       (unsigned long long)v[ST_CTR_h2_exchanges_anomalous],
+		       (unsigned long long)res->records_written,
+		       res->record_dir,
+		       (unsigned long long)res->record_files,
+		       res->record_files == 1 ? "" : "s",
+		       (unsigned long long)v[ST_CTR_h2_records_dropped]);
 	printf("{\"packets\":%llu,\"bytes\":%llu,\"wall_s\":%.6f,\"mpps\":%.6f,"
 	       "\"gbps\":%.6f,\"workers\":%u,\"mpps_per_worker\":%.6f,"
 	       "\"gbps_per_worker\":%.6f,\"hugepages\":%s,\"rss\":%s,"
 	       "\"flows\":%llu,\"stream_bytes\":%llu,\"gaps\":%llu,"
-	       "\"dropped\":%llu,\"counters\":",
+	       "\"dropped\":%llu,\"exchanges\":%llu,\"exchanges_per_sec\":%.1f,"
+	       "\"records_written\":%llu,\"record_files\":%llu,"
+	       "\"record_dir\":\"%s\",\"counters\":",
 	       (unsigned long long)pkts, (unsigned long long)bytes,
 	       res->wall_s, mpps, gbps, res->workers,
 	       res->workers ? mpps / res->workers : 0,
@@ -132,7 +152,12 @@ static void print_summary(const struct capture_result *res)
 	       (unsigned long long)v[ST_CTR_flow_created],
 	       (unsigned long long)v[ST_CTR_reasm_bytes],
 	       (unsigned long long)v[ST_CTR_reasm_gaps],
-	       (unsigned long long)dropped);
+	       (unsigned long long)dropped,
+	       (unsigned long long)v[ST_CTR_h2_exchanges],
+	       res->wall_s > 0 ? (double)v[ST_CTR_h2_exchanges] / res->wall_s
+			       : 0.0,
+	       (unsigned long long)res->records_written,
+	       (unsigned long long)res->record_files, res->record_dir);
 	counters_write_json(stdout, &res->total);
 	printf("}\n");
 	fflush(stdout);
@@ -148,13 +173,16 @@ static int cmd_tap(int argc, char **argv)
 		{ "port", required_argument, NULL, 'p' },
 		{ "duration", required_argument, NULL, 'd' },
 		{ "stream-digests", required_argument, NULL, 'D' },
+		{ "out", required_argument, NULL, 'o' },
+		{ "analyzer", required_argument, NULL, 'a' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "no-progress", no_argument, NULL, 'n' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config_path = NULL, *pcaps[MAX_PCAPS];
-	const char *port = NULL, *log_level = NULL;
+	const char *port = NULL, *log_level = NULL, *out_dir = NULL;
+	const char *analyzer = NULL;
 	struct capture_opts o = { .pcaps = pcaps };
 	uint64_t workers = 0;
 	bool no_progress = false;
@@ -192,6 +220,8 @@ static int cmd_tap(int argc, char **argv)
 			break;
 		}
 		case 'D': o.digest_path = optarg; break;
+		case 'o': out_dir = optarg; break;
+		case 'a': analyzer = optarg; break;
 		case 'l': log_level = optarg; break;
 		case 'n': no_progress = true; break;
 		case 'h': usage_tap(stdout); return EXIT_OK;
@@ -204,6 +234,22 @@ static int cmd_tap(int argc, char **argv)
 	o.neal_args = (unsigned)(argc - optind);
 	if (o.npcaps == 0 && o.preload_passes)
 		return fail(EXIT_USAGE, "--preload needs --pcap FILE");
+	o.analyzer = o.digest_path ? CAPTURE_ANALYZER_DIGEST
+				   : CAPTURE_ANALYZER_H2;
+	if (analyzer) {
+		if (!strcmp(analyzer, "h2"))
+			o.analyzer = CAPTURE_ANALYZER_H2;
+		else if (!strcmp(analyzer, "none"))
+			o.analyzer = CAPTURE_ANALYZER_NONE;
+		else if (!strcmp(analyzer, "digest"))
+			o.analyzer = CAPTURE_ANALYZER_DIGEST;
+		else
+			return fail(EXIT_USAGE, "--analyzer '%s': use h2, "
+				    "digest or none", analyzer);
+	}
+	if (o.analyzer == CAPTURE_ANALYZER_DIGEST && !o.digest_path)
+		return fail(EXIT_USAGE, "--analyzer digest needs "
+			    "--stream-digests FILE");
 
 	struct st_config cfg;
 	char err[512];
@@ -218,6 +264,10 @@ static int cmd_tap(int argc, char **argv)
 	if (port) {
 		free(cfg.capture.port);
 		cfg.capture.port = strdup(port);
+	}
+	if (out_dir) {
+		free(cfg.export_.dir);
+		cfg.export_.dir = strdup(out_dir);
 	}
 	if (log_level) {
 		int l = log_level_parse(log_level);

@@ -97,6 +97,8 @@ static void run_timers(struct worker *w)
 {
 	unsigned n = reasm_tcp_tick(w->rc, w->now, WORKER_TIMER_BUDGET);
 	n += flow_table_expire(w->ft, w->now, WORKER_TIMER_BUDGET);
+	if (w->tick)
+		n += w->tick(w->tick_user, w->now, WORKER_TIMER_BUDGET);
 	/* Out of budget: more is due, so come back on the next packet. */
 	w->next_tick = n >= WORKER_TIMER_BUDGET ? w->now
 						: w->now + w->cfg.tick_ns;
@@ -148,6 +150,11 @@ void worker_packet(struct worker *w, const struct decode_pkt *d, uint64_t ts)
 		w->now = ts;
 	bool created;
 	struct flow *f = flow_table_get(w->ft, &canon, h, w->now, &created);
+	/* Streams can also end off this path (the gap timer or the memory cap
+	 * giving up the hole before a FIN): such a flow is closed all the
+	 * same, so a new SYN reopens it instead of being data after a FIN. */
+	if (!created && f->state == FLOW_ACTIVE && reasm_flow_done(f))
+		flow_table_mark_closed(w->ft, f);
 	if (created) {
 		guess_roles(f, dir, d->tcp_flags);
 	} else if (f->state == FLOW_CLOSED) {

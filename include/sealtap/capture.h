@@ -124,8 +124,16 @@ void capture_port_close(struct capture_port *p);
 
 /* ---- the run (capture_run.c) ---- */
 
+/* What consumes the reassembled streams. */
+enum capture_analyzer {
+	CAPTURE_ANALYZER_H2 = 0, /* HTTP/2 records to export.dir */
+	CAPTURE_ANALYZER_DIGEST, /* stream digests only (tests) */
+	CAPTURE_ANALYZER_NONE,   /* nothing: the capture path alone */
+};
+
 struct capture_opts {
 	const char *const *pcaps; /* offline inputs (NULL/0: live port) */
+	int analyzer;             /* enum capture_analyzer */
 	unsigned npcaps;
 	uint64_t preload_passes;  /* >0: load into memory, replay N times */
 	const char *digest_path;  /* stream_digest output, or NULL */
@@ -137,6 +145,11 @@ struct capture_opts {
 
 struct capture_result {
 	struct st_counters total;
+	uint64_t records_written; /* by the exporter */
+	uint64_t record_bytes;
+	uint64_t record_files;
+	uint64_t record_write_errors;
+	char record_dir[512];
 	double wall_s;
 	unsigned workers;
 	bool hugepages;

@@ -18,6 +18,7 @@
 
 #include "sealtap/decode.h"
 #include "sealtap/flow.h"
+#include "sealtap/h2.h"
 #include "sealtap/reasm.h"
 
 enum config_hugepages {
@@ -58,6 +59,15 @@ struct st_config {
 	struct decode_cfg decode;
 	struct flow_table_cfg flow;
 	struct reasm_cfg reasm;
+	struct h2_cfg h2;
+	struct {
+		char *dir;            /* record directory, owned; NULL: "records" */
+		uint64_t ring_size;   /* per-worker ring bytes */
+		uint64_t file_max_bytes;
+		uint64_t file_max_age_ns;
+		uint64_t flush_ns;
+		uint32_t batch_bytes;
+	} export_;
 };
 
 /* Fills |cfg| with every option's default. */

@@ -65,7 +65,40 @@
 	X(reasm_midstream, "directions picked up without a SYN")               \
 	X(reasm_syn_changed, "SYNs with a new ISN on a live direction")        \
 	X(reasm_fin, "directions ended by FIN")                                \
-	X(reasm_rst, "flows ended by RST")
+	X(reasm_rst, "flows ended by RST")                                     \
+	X(h2_conns, "connections handed to the HTTP/2 analyzer")               \
+	X(h2_conns_preface, "connections seen from their preface")            \
+	X(h2_conns_midstream, "connections joined mid-stream")                 \
+	X(h2_conns_upgrade, "connections upgraded from HTTP/1.1 (h2c)")        \
+	X(h2_conns_tls, "connections recognised as TLS (not parsed)")          \
+	X(h2_conns_not_h2, "connections given up as not HTTP/2")              \
+	X(h2_conns_no_memory, "connections not parsed: connection pool full")  \
+	X(h2_frames, "HTTP/2 frames parsed")                                   \
+	X(h2_frames_unknown, "frames of unknown type (skipped)")              \
+	X(h2_frame_errors, "frames breaking RFC 9113 framing rules")           \
+	X(h2_header_blocks, "header blocks decoded")                           \
+	X(h2_hpack_errors, "header blocks HPACK could not decode")             \
+	X(h2_hpack_primed, "inflaters started with placeholder entries")       \
+	X(h2_hpack_exact, "inflaters whose placeholders all turned over")      \
+	X(h2_headers_uncertain, "header fields decoded from placeholders")     \
+	X(h2_block_too_big, "header blocks over max_header_block (cut)")       \
+	X(h2_resyncs, "frame boundaries found again after a gap/join")         \
+	X(h2_resync_bytes, "bytes skipped while looking for a boundary")       \
+	X(h2_gaps, "stream gaps seen by the HTTP/2 analyzer")                  \
+	X(h2_gap_body_bytes, "body bytes lost in gaps inside DATA frames")     \
+	X(h2_blocks_lost, "header blocks lost to gaps")                        \
+	X(h2_streams, "streams opened")                                        \
+	X(h2_streams_no_memory, "streams not tracked: stream pool full")       \
+	X(h2_stream_limit, "streams recorded early: per-connection cap")       \
+	X(h2_orphan_frames, "frames for streams never opened in view")         \
+	X(h2_memcap, "record fragments cut: per-worker memory cap")            \
+	X(h2_exchanges, "exchanges recorded")                                  \
+	X(h2_exchanges_complete, "exchanges recorded complete")                \
+	X(h2_exchanges_reset, "exchanges ended by RST_STREAM")                 \
+	X(h2_exchanges_anomalous, "exchanges recorded with anomalies")         \
+	X(h2_records_dropped, "records dropped: export ring full")             \
+	X(h2_records_too_big, "records over max_record (headers left out)")   \
+	X(h2_grpc_messages, "gRPC messages counted in DATA frames")
 
 enum st_counter {
 #define ST_CTR_ENUM(name, help) ST_CTR_##name,

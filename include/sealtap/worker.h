@@ -29,6 +29,9 @@ struct worker {
 	void *user;
 	uint64_t now;       /* the worker's clock, ns; never goes back */
 	uint64_t next_tick; /* when timers run next */
+	/* Consumer timers (e.g. stream timeouts), run with the worker's. */
+	unsigned (*tick)(void *user, uint64_t now, unsigned budget);
+	void *tick_user;
 };
 
 /* Creates worker |id| feeding stream events to |ops|/|user| (NULL ops: a

@@ -1,0 +1,250 @@
+/* The file exporter thread. See export.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sealtap/export.h"
+#include "sealtap/log.h"
+
+#define IDLE_SLEEP_NS 1000000 /* 1 ms between polls of empty rings */
+
+struct export_file {
+	struct export_file_cfg cfg;
+	char dir[4096];
+	struct export_ring *rings;
+	unsigned nrings;
+	pthread_t thread;
+	_Atomic int stop;
+	int fd;              /* current temporary file, -1 if none */
+	uint64_t seq;        /* file number */
+	uint64_t file_bytes; /* bytes in the current file */
+	uint64_t opened_ns;
+	uint64_t last_write_ns;
+	char *batch;
+	uint32_t batch_len;
+	struct export_stats st;
+};
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void tmp_name(const struct export_file *ef, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/.records-%06llu.ndjson.tmp", ef->dir,
+		 (unsigned long long)ef->seq);
+}
+
+static void final_name(const struct export_file *ef, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/records-%06llu.ndjson", ef->dir,
+		 (unsigned long long)ef->seq);
+}
+
+static int open_next(struct export_file *ef)
+{
+	char path[4200];
+	ef->seq++;
+	tmp_name(ef, path, sizeof(path));
+	ef->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (ef->fd < 0) {
+		ef->st.write_errors++;
+		log_kv(LOG_LEVEL_ERROR, "cannot create record file", "path",
+		       path, "error", strerror(errno), NULL);
+		return -errno;
+	}
+	ef->file_bytes = 0;
+	ef->opened_ns = mono_ns();
+	return 0;
+}
+
+/* Makes the current file durable and gives it its final name. */
+static void close_current(struct export_file *ef)
+{
+	if (ef->fd < 0)
+		return;
+	char tmp[4200], fin[4200];
+	fdatasync(ef->fd);
+	close(ef->fd);
+	ef->fd = -1;
+	tmp_name(ef, tmp, sizeof(tmp));
+	final_name(ef, fin, sizeof(fin));
+	if (ef->file_bytes == 0) {
+		unlink(tmp);
+		ef->seq--; /* reuse the number: no empty files */
+		return;
+	}
+	if (rename(tmp, fin) < 0) {
+		ef->st.write_errors++;
+		log_kv(LOG_LEVEL_ERROR, "cannot rename record file", "path",
+		       tmp, "error", strerror(errno), NULL);
+		return;
+	}
+	ef->st.files++;
+}
+
+static void write_batch(struct export_file *ef)
+{
+	if (ef->batch_len == 0)
+		return;
+	if (ef->fd < 0 && open_next(ef) < 0) {
+		ef->batch_len = 0; /* counted in write_errors */
+		return;
+	}
+	const char *p = ef->batch;
+	uint32_t left = ef->batch_len;
+	while (left) {
+		ssize_t w = write(ef->fd, p, left);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			ef->st.write_errors++;
+			log_kv(LOG_LEVEL_ERROR, "record write failed", "error",
+			       strerror(errno), NULL);
+			break;
+		}
+		p += w;
+		left -= (uint32_t)w;
+	}
+	ef->st.bytes += ef->batch_len - left;
+	ef->file_bytes += ef->batch_len - left;
+	ef->batch_len = 0;
+	ef->last_write_ns = mono_ns();
+	if (ef->file_bytes >= ef->cfg.max_bytes)
+		close_current(ef);
+}
+
+static void take(void *u, const void *rec, uint32_t len)
+{
+	struct export_file *ef = u;
+	if (ef->batch_len + len > ef->cfg.batch_bytes)
+		write_batch(ef);
+	if (len > ef->cfg.batch_bytes) { /* larger than a batch: direct */
+		char *saved = ef->batch;
+		ef->batch = (char *)rec; /* only read by write_batch() */
+		ef->batch_len = len;
+		write_batch(ef);
+		ef->batch = saved;
+	} else {
+		memcpy(ef->batch + ef->batch_len, rec, len);
+		ef->batch_len += len;
+	}
+	ef->st.records++;
+}
+
+static void *run(void *arg)
+{
+	struct export_file *ef = arg;
+	ef->last_write_ns = mono_ns();
+	for (;;) {
+		int stopping = atomic_load(&ef->stop);
+		unsigned got = 0;
+		for (unsigned i = 0; i < ef->nrings; i++)
+			got += export_ring_drain(&ef->rings[i], take, ef);
+		uint64_t now = mono_ns();
+		if (ef->batch_len &&
+		    now - ef->last_write_ns >= ef->cfg.flush_ns)
+			write_batch(ef);
+		if (ef->fd >= 0 && now - ef->opened_ns >= ef->cfg.max_age_ns) {
+			write_batch(ef);
+			close_current(ef);
+		}
+		if (stopping && got == 0)
+			break;
+		if (got == 0) {
+			struct timespec ts = { 0, IDLE_SLEEP_NS };
+			nanosleep(&ts, NULL);
+		}
+	}
+	write_batch(ef);
+	close_current(ef);
+	return NULL;
+}
+
+/* Finds the highest existing file number so a new run continues after it
+ * instead of overwriting earlier records. */
+static uint64_t last_seq(const char *dir)
+{
+	char path[4200];
+	uint64_t seq = 0;
+	for (;;) {
+		snprintf(path, sizeof(path), "%s/records-%06llu.ndjson", dir,
+			 (unsigned long long)(seq + 1));
+		if (access(path, F_OK) != 0)
+			return seq;
+		seq++;
+	}
+}
+
+int export_file_start(const struct export_file_cfg *cfg,
+		      struct export_ring *rings, unsigned n,
+		      struct export_file **out, char *err, size_t errlen)
+{
+	if (mkdir(cfg->dir, 0750) < 0 && errno != EEXIST) {
+		int e = errno;
+		snprintf(err, errlen, "cannot create record directory '%s': %s",
+			 cfg->dir, strerror(e));
+		return -e;
+	}
+	struct export_file *ef = calloc(1, sizeof(*ef));
+	if (!ef) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	ef->cfg = *cfg;
+	snprintf(ef->dir, sizeof(ef->dir), "%s", cfg->dir);
+	ef->rings = rings;
+	ef->nrings = n;
+	ef->fd = -1;
+	ef->seq = last_seq(ef->dir);
+	ef->batch = malloc(cfg->batch_bytes);
+	if (!ef->batch) {
+		free(ef);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	/* Check now that files can be made here, not at the first record. */
+	char probe[4200];
+	snprintf(probe, sizeof(probe), "%s/.sealtap-probe", ef->dir);
+	int fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+	if (fd < 0) {
+		int e = errno;
+		snprintf(err, errlen, "cannot write in record directory '%s': "
+			 "%s", cfg->dir, strerror(e));
+		free(ef->batch);
+		free(ef);
+		return -e;
+	}
+	close(fd);
+	unlink(probe);
+	int rc = pthread_create(&ef->thread, NULL, run, ef);
+	if (rc) {
+		snprintf(err, errlen, "cannot start exporter thread: %s",
+			 strerror(rc));
+		free(ef->batch);
+		free(ef);
+		return -rc;
+	}
+	pthread_setname_np(ef->thread, "st-export");
+	*out = ef;
+	return 0;
+}
+
+void export_file_stop(struct export_file *ef, struct export_stats *st)
+{
+	atomic_store(&ef->stop, 1);
+	pthread_join(ef->thread, NULL);
+	if (st)
+		*st = ef->st;
+	free(ef->batch);
+	free(ef);
+}
