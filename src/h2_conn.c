@@ -443,6 +443,22 @@ static void note_memcap(struct h2_ctx *ctx, struct h2_stream *s)
 	}
 }
 
+/* Credentials that must never reach a record in plaintext. Until the
+ * policy stage (sealing under tenant keys) is in place, these values are
+ * replaced by {"redacted":<length>}; the policy engine will take over this
+ * decision and write sealed tokens in the same place. */
+static bool always_redact(const uint8_t *n, size_t nl)
+{
+	static const char *const names[] = {
+		"authorization", "proxy-authorization", "cookie",
+		"set-cookie",	 "x-api-key",	       "x-auth-token",
+	};
+	for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++)
+		if (name_is(n, nl, names[i]))
+			return true;
+	return false;
+}
+
 /* Appends one [name, value] pair to |list|; unknown parts become null. */
 static void append_field(struct h2_ctx *ctx, struct h2_stream *s,
 			 struct bchain *list, uint32_t *count,
@@ -457,10 +473,15 @@ static void append_field(struct h2_ctx *ctx, struct h2_stream *s,
 	else
 		ok = ok && record_json_str(p, list, n, (uint32_t)nl);
 	ok = ok && bchain_append(p, list, ",", 1);
-	if (unknown & H2_HPACK_VALUE_UNKNOWN)
+	if (unknown & H2_HPACK_VALUE_UNKNOWN) {
 		ok = ok && bchain_puts(p, list, "null");
-	else
+	} else if (!(unknown & H2_HPACK_NAME_UNKNOWN) && always_redact(n, nl)) {
+		char red[40];
+		int k = snprintf(red, sizeof(red), "{\"redacted\":%zu}", vl);
+		ok = ok && bchain_append(p, list, red, (uint32_t)k);
+	} else {
 		ok = ok && record_json_str(p, list, v, (uint32_t)vl);
+	}
 	ok = ok && bchain_append(p, list, "]", 1);
 	if (!ok) {
 		note_memcap(ctx, s);
