@@ -848,17 +848,20 @@ static void rst_stream(struct h2_conn *cn, unsigned di, const uint8_t *p)
 	stream_finish(ctx, s, END_RESET);
 }
 
-static void goaway(struct h2_conn *cn, const uint8_t *p)
+static void goaway(struct h2_conn *cn, unsigned di, const uint8_t *p)
 {
 	struct h2_ctx *ctx = cn->ctx;
 	cn->goaway = 1;
 	cn->goaway_last = (((uint32_t)p[0] & 0x7f) << 24) |
 			  ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-	/* Streams above the last id will never be processed (§6.8). */
+	/* §6.8: the last id is about streams the *receiver* started, which
+	 * the sender will not process beyond it: a server's GOAWAY refuses
+	 * client (odd) streams, a client's refuses pushed (even) ones. */
+	unsigned parity = dir_is_client(cn, di) ? 0 : 1;
 	struct h2_stream *s = cn->shead;
 	while (s) {
 		struct h2_stream *next = s->cnext;
-		if (s->id > cn->goaway_last && !s->promised_by)
+		if (s->id > cn->goaway_last && (s->id & 1) == parity)
 			stream_finish(ctx, s, END_REFUSED);
 		s = next;
 	}
@@ -899,7 +902,7 @@ static void control_bytes(struct h2_conn *cn, unsigned di, const uint8_t *p,
 				rst_stream(cn, di, d->ctl);
 		} else if (d->fh.type == H2_GOAWAY) {
 			if (!d->damaged)
-				goaway(cn, d->ctl);
+				goaway(cn, di, d->ctl);
 		}
 	}
 }
