@@ -1685,18 +1685,40 @@ static struct h2_conn *conn_get(struct h2_ctx *ctx, struct flow *f)
 	return cn;
 }
 
+/* True if |p| is where a connection's bytes begin even though the SYN was
+ * not seen (a mirror may deliver the first data before the handshake, or
+ * lose the handshake): the client preface, or a server's first SETTINGS
+ * (non-ACK, stream 0, whole entries). A mid-stream join landing exactly on
+ * a SETTINGS frame is taken for a start too; then references to unseen
+ * table entries fail to decode, are counted, and the table is primed. */
+static bool looks_like_start(const uint8_t *p, uint32_t len)
+{
+	if (len >= 4 && !memcmp(p, H2_PREFACE, len < H2_PREFACE_LEN ? len
+								   : H2_PREFACE_LEN))
+		return true;
+	if (len < H2_FRAME_HEADER_LEN)
+		return false;
+	struct h2_frame_hdr h;
+	h2_frame_hdr_parse(p, &h);
+	return h.type == H2_SETTINGS && h.flags == 0 && h.stream_id == 0 &&
+	       h.length % 6 == 0 && h.length <= 6 * 16;
+}
+
 /* Sets a direction up at its first event. A direction whose first byte
- * follows its SYN is parsed from the start with an empty table; one picked
- * up mid-stream (or whose first event is a gap) starts by looking for a
- * frame boundary, with a primed table. */
-static bool dir_init(struct h2_conn *cn, unsigned di, bool gap_first)
+ * follows its SYN, or whose first bytes look like a connection start, is
+ * parsed from the start with an empty table; one picked up mid-stream (or
+ * whose first event is a gap) starts by looking for a frame boundary, with
+ * a primed table. */
+static bool dir_init(struct h2_conn *cn, unsigned di, const uint8_t *p,
+		     uint32_t len, bool gap_first)
 {
 	struct h2_ctx *ctx = cn->ctx;
 	struct h2_dir *d = &cn->d[di];
 	if (d->ready)
 		return true;
 	bool from_start = !gap_first &&
-			  (cn->flow->dir[di].flags & REASM_DIR_SYN);
+			  ((cn->flow->dir[di].flags & REASM_DIR_SYN) ||
+			   looks_like_start(p, len));
 	if (h2_hpack_init(&d->hpack, ctx->cfg.max_table_size, !from_start) <
 	    0) {
 		cn->dead = 1;
@@ -1744,7 +1766,7 @@ static void on_data(void *user, struct flow *f, unsigned dir, uint64_t off,
 	if (!cn || cn->dead)
 		return;
 	(void)off;
-	if (!dir_init(cn, dir, false))
+	if (!dir_init(cn, dir, data, len, false))
 		return;
 	dir_feed(cn, dir, data, len, ts);
 }
@@ -1758,7 +1780,7 @@ static void on_gap(void *user, struct flow *f, unsigned dir, uint64_t off,
 	if (!cn || cn->dead)
 		return;
 	if (!cn->d[dir].ready) {
-		dir_init(cn, dir, true);
+		dir_init(cn, dir, NULL, 0, true);
 		return;
 	}
 	dir_gap(cn, dir, len);
