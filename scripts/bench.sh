@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Benchmarks. Usage: scripts/bench.sh capture [options]
+# Benchmarks. Usage: scripts/bench.sh capture|tap [options]
 #
 #   capture   decode + flow + TCP reassembly from memory with 1 worker,
 #             next to dpdk-testpmd --forward-mode=rxonly on the same capture
 #             from memory (net_pcap infinite_rx), measured in the same run.
+#   tap       end to end: capture -> HTTP/2 -> records written by the file
+#             exporter to a tmpfs directory, with 1 and 2 workers, on the
+#             real-traffic reference capture and on a `sealtap gen` one,
+#             each next to testpmd rxonly on the same capture.
 #
 # Options: --pcap FILE (default: bench/data/ref-h2.pcap, made on demand by
 # scripts/make-capture.sh --bench from real nghttpd/h2load traffic),
@@ -64,12 +68,105 @@ print(n, b)
 PYEOF
 )
 
+# testpmd rxonly on |pcap| from memory for SECONDS_TP; prints Mpps.
+testpmd_mpps() {
+	local pcap=$1 tplog
+	tplog=$(mktemp)
+	timeout -s INT "$((SECONDS_TP + 4))" dpdk-testpmd --no-huge --no-shconf -m 2048 --no-pci --no-telemetry \
+		-l 0-1 --vdev "net_pcap0,rx_pcap=$pcap,infinite_rx=1" -- \
+		--forward-mode=rxonly --port-topology=loop --auto-start --stats-period=1 \
+		--total-num-mbufs=65536 >"$tplog" 2>&1 || true
+	$PY - "$tplog" <<'PYEOF'
+import re, sys
+rates = [int(x) for x in re.findall(r'Rx-pps:\s+(\d+)', open(sys.argv[1]).read())]
+steady = rates[1:-1] or rates
+print(round(sum(steady) / len(steady) / 1e6, 3) if steady else 0.0)
+PYEOF
+	rm -f "$tplog"
+}
+
+# Packets and wire bytes of a classic pcap.
+pcap_stats() {
+	$PY - "$1" <<'PYEOF'
+import struct, sys
+f = open(sys.argv[1], 'rb'); hdr = f.read(24)
+magic = struct.unpack('<I', hdr[:4])[0]
+end = '<' if magic in (0xa1b2c3d4, 0xa1b23c4d) else '>'
+n = b = 0
+while True:
+    h = f.read(16)
+    if len(h) < 16: break
+    _, _, incl, orig = struct.unpack(end + 'IIII', h)
+    f.seek(incl, 1); n += 1; b += orig
+print(n, b)
+PYEOF
+}
+
+bench_tap() {
+	local gen_pcap=bench/data/ref-gen.pcap
+	if [[ ! -f $gen_pcap ]]; then
+		echo "bench: making $gen_pcap with sealtap gen" >&2
+		build-release/src/sealtap gen --out "$gen_pcap" --seed 7 --connections 64 \
+			--streams 400 --concurrency 16 --req-headers 6 --header-size 40 \
+			--resp-body 800-12000 --req-body 0-1500 --methods GET,POST >&2
+	fi
+	local out=/dev/shm/sealtap-bench-$$
+	local results=()
+	for pcap in "$PCAP" "$gen_pcap"; do
+		read -r np nb < <(pcap_stats "$pcap")
+		local passes=${PASSES:-$(( (20000000 + np - 1) / np ))}
+		local ref
+		echo "bench: reference dpdk-testpmd rxonly on $pcap" >&2
+		ref=$(testpmd_mpps "$pcap")
+		for w in 1 2; do
+			rm -rf "$out"
+			echo "bench: sealtap tap --preload $passes -w $w --out $out on $pcap" >&2
+			local line
+			line=$("$BIN" tap --pcap "$pcap" --preload "$passes" --workers "$w" \
+				--out "$out" --no-progress | tail -1)
+			results+=("$pcap|$np|$nb|$passes|$ref|$line")
+		done
+	done
+	rm -rf "$out"
+	$PY - "${results[@]}" <<'PYEOF'
+import json, sys
+runs = []
+for arg in sys.argv[1:]:
+    pcap, np, nb, passes, ref, line = arg.split('|', 5)
+    t = json.loads(line)
+    c = t['counters']
+    runs.append({
+        "capture": pcap, "capture_packets": int(np),
+        "avg_packet_bytes": round(int(nb) / int(np), 1), "passes": int(passes),
+        "workers": t["workers"], "packets": t["packets"], "wall_s": t["wall_s"],
+        "mpps_per_worker": round(t["mpps_per_worker"], 3),
+        "gbps_per_worker": round(t["gbps_per_worker"], 3),
+        "exchanges": t["exchanges"], "exchanges_per_sec": round(t["exchanges_per_sec"]),
+        "records_written": t["records_written"],
+        "records_dropped": c.get("h2_records_dropped", 0),
+        "reference_mpps": float(ref),
+    })
+first = runs[0]
+print(json.dumps({
+    "bench": "tap",
+    "reference": "dpdk-testpmd --forward-mode=rxonly, net_pcap infinite_rx, 1 lcore",
+    "target_mpps_per_worker": 1.5,
+    "mpps_per_worker": first["mpps_per_worker"],
+    "gbps_per_worker": first["gbps_per_worker"],
+    "exchanges_per_sec": first["exchanges_per_sec"],
+    "reference_mpps": first["reference_mpps"],
+    "runs": runs,
+}))
+PYEOF
+}
+
 bench_capture() {
 	# Enough passes for a run of several seconds at ~5 Mpps.
 	local passes=${PASSES:-$(( (40000000 + CAP_PKTS - 1) / CAP_PKTS ))}
 	echo "bench: sealtap tap --preload $passes --workers $WORKERS on $PCAP ($CAP_PKTS packets, avg $((CAP_BYTES / CAP_PKTS)) B)" >&2
 	local out
-	out=$("$BIN" tap --pcap "$PCAP" --preload "$passes" --workers "$WORKERS" --no-progress | tail -1)
+	out=$("$BIN" tap --pcap "$PCAP" --preload "$passes" --workers "$WORKERS" \
+		--analyzer none --no-progress | tail -1)
 	echo "$out" >&2
 
 	echo "bench: reference dpdk-testpmd rxonly, net_pcap infinite_rx, ${SECONDS_TP}s" >&2
@@ -115,5 +212,6 @@ PYEOF
 
 case $what in
 capture) bench_capture ;;
-*) echo "bench.sh: unknown benchmark '$what' (available: capture)" >&2; exit 2 ;;
+tap) bench_tap ;;
+*) echo "bench.sh: unknown benchmark '$what' (available: capture, tap)" >&2; exit 2 ;;
 esac

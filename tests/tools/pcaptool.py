@@ -12,9 +12,14 @@ Subcommands (IN OUT first, except stats):
             uniform[0, W)); timestamps stay in slot order, so time never runs
             backwards. SYN and RST packets are barriers (nothing moves across
             them) unless --move-all: a tap cannot know an ISN it has not seen
-            yet, and data after an RST is legitimately discarded.
-  drop      IN OUT (--every N | --prob P [--seed S]) [--only-payload]
-            [--skip K] [--sidecar FILE]
+            yet, and data after an RST is legitimately discarded. With
+            --keep-direction-order only the interleaving of directions and
+            flows changes (as with ECMP), SYN/RST included.
+  synlate   IN OUT [--direction client|server|both]
+            Moves each direction's SYN (SYN-ACK) to just after its first
+            payload packet: the handshake overtaken by the data behind it.
+  drop      IN OUT (--every N | --prob P [--seed S] | --first N)
+            [--only-payload] [--no-fin] [--skip K] [--sidecar FILE]
             Removes packets and lists them (index, flow, seq, len) in a JSON
             sidecar (default OUT.removed.json) for streams.py.
   cut       IN OUT (--skip-payload-packets K | --from-time T)
@@ -272,7 +277,7 @@ def parse_tcp(data, origlen, linktype):
     return s
 
 
-FIN, SYN, RST = 0x01, 0x02, 0x04
+FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 
 
 def segs_of(cap):
@@ -333,17 +338,63 @@ def cmd_reorder(a):
         run.clear()
 
     for i, s in enumerate(segs):
-        if not a.move_all and s is not None and s.flags & (SYN | RST):
+        if not (a.move_all or a.keep_direction_order) and s is not None and s.flags & (SYN | RST):
             flush()
             out.append(i)
         else:
             run.append(i)
     flush()
-    moved = sum(1 for pos, i in enumerate(out) if pos != i)
+    moved = 0
+    if a.keep_direction_order:
+        # Each direction keeps its own order; only the interleaving of
+        # directions and flows changes (ECMP keeps a direction on one path,
+        # the two directions and different flows take different ones).
+        key = lambda i: (segs[i].src, segs[i].dst) if segs[i] else ("", "")
+        queues = {}
+        for i in sorted(out):
+            queues.setdefault(key(i), []).append(i)
+        pos = {k: 0 for k in queues}
+        new = []
+        for i in out:
+            k = key(i)
+            new.append(queues[k][pos[k]])
+            pos[k] += 1
+        out = new
+        moved = sum(1 for pos, i in enumerate(out) if pos != i)
+    moved = moved or sum(1 for pos, i in enumerate(out) if pos != i)
     cap.packets = [[ts[pos], cap.packets[i][1], cap.packets[i][2]] for pos, i in enumerate(out)]
     write_capture(a.output, cap)
     print("reorder: %d packets, %d moved (window %d, seed %d)" % (len(out), moved, a.window, a.seed),
           file=sys.stderr)
+
+
+def cmd_synlate(a):
+    """Moves the SYN (or SYN-ACK) of every direction to just after that
+    direction's first payload packet: the handshake packet overtaken by the
+    data that follows it on the same direction."""
+    cap = read_capture(a.input)
+    segs = segs_of(cap)
+    order = list(range(len(cap.packets)))
+    syn_at, first_data = {}, {}
+    for i, s in enumerate(segs):
+        if s is None:
+            continue
+        k = (s.src, s.dst)
+        if s.flags & SYN and k not in syn_at:
+            syn_at[k] = i
+        elif s.plen and k not in first_data:
+            first_data[k] = i
+    moves = sorted(((syn_at[k], first_data[k]) for k in syn_at
+                    if k in first_data and first_data[k] > syn_at[k]
+                    and (a.direction == "both" or (segs[syn_at[k]].flags & ACK) == (a.direction == "server") * ACK)),
+                   key=lambda x: x[1])
+    for syn, data in moves:
+        order.remove(syn)
+        order.insert(order.index(data) + 1, syn)
+    ts = [p[0] for p in cap.packets]
+    cap.packets = [[ts[pos], cap.packets[i][1], cap.packets[i][2]] for pos, i in enumerate(order)]
+    write_capture(a.output, cap)
+    print("synlate: %d SYNs moved after their direction's first data" % len(moves), file=sys.stderr)
 
 
 def cmd_drop(a):
@@ -363,7 +414,9 @@ def cmd_drop(a):
                 ok = False
         drop = False
         if ok:
-            if a.every:
+            if a.first:
+                drop = eligible - a.skip <= a.first
+            elif a.every:
                 drop = (eligible - a.skip) % a.every == 0
             else:
                 drop = rng.random() < a.prob
@@ -557,11 +610,17 @@ def main(argv=None):
     p.add_argument("--window", type=int, required=True)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--move-all", action="store_true", help="SYN/RST packets move too")
+    p.add_argument("--keep-direction-order", action="store_true",
+                   help="every direction keeps its own order; directions and flows interleave (SYN/RST move)")
+
+    p = io("synlate", cmd_synlate, "SYN after its direction's first data")
+    p.add_argument("--direction", choices=("client", "server", "both"), default="both")
 
     p = io("drop", cmd_drop, "remove packets, list them in a sidecar")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--every", type=int)
     g.add_argument("--prob", type=float)
+    g.add_argument("--first", type=int, help="the first N eligible packets")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--only-payload", action="store_true")
     p.add_argument("--no-fin", action="store_true", help="never drop SYN/FIN/RST packets")
