@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: installs what is needed, builds,
-# makes a capture of real HTTP/2 traffic (nghttpd + nghttp/h2load in a
+# makes a capture of real HTTP/2 traffic (nghttpd + nghttp/h2load/curl in a
 # private network namespace; needs root) unless one is given, and runs the
-# tap on it.
+# tap on it: one JSON record per HTTP/2 exchange in out/records/.
 #
 #   scripts/demo.sh [--pcap FILE] [extra 'sealtap tap' options]
 #
@@ -31,8 +31,20 @@ if [[ -z $PCAP ]]; then
 	fi
 fi
 
-echo "demo: sealtap tap --pcap $PCAP --stream-digests out/streams.ndjson" >&2
+echo "demo: sealtap tap --pcap $PCAP --out out/records" >&2
+rm -rf out/records
 build/src/sealtap tap --config config/sealtap.yaml --pcap "$PCAP" \
-	--stream-digests out/streams.ndjson "$@"
-echo "demo: per-stream digests (no payload bytes) in out/streams.ndjson:" >&2
-head -n 4 out/streams.ndjson >&2
+	--out out/records --no-progress "$@" | head -n 2
+echo >&2
+echo "demo: one record per HTTP/2 exchange in out/records/ (schema: docs/records.md):" >&2
+ls -l out/records >&2
+/usr/bin/python3 - out/records <<'PYEOF' >&2
+import glob, json, sys
+recs = [json.loads(l) for f in sorted(glob.glob(sys.argv[1] + '/records-*.ndjson')) for l in open(f)]
+for r in recs[:5]:
+    q, s = r['request'], r['response']
+    print(f"  {r['client']} -> {r['server']} stream {r['stream_id']}: {q['method']} {q['path']} -> {s['status']}"
+          f" ({s['body_bytes']} body bytes, end {r['end']})")
+if len(recs) > 5:
+    print(f"  ... {len(recs) - 5} more")
+PYEOF
