@@ -17,7 +17,8 @@ struct reasm_ctx {
 	uint32_t nchunks;
 	uint32_t nfree;
 	uint32_t chunk_payload;   /* data bytes per chunk */
-	/* Directions holding buffered data, roughly oldest wait first. */
+	/* Directions holding buffered data or a hole before a FIN, roughly
+	 * oldest wait first. */
 	struct reasm_dir *pend_head, *pend_tail;
 };
 
@@ -176,6 +177,15 @@ static void deliver_gap(struct reasm_ctx *ctx, struct reasm_dir *d,
 	ST_CTR_ADD(ctx->c, reasm_gap_bytes, len);
 }
 
+/* True if a FIN was seen beyond what has been delivered: the bytes before
+ * it are a hole that waits (and times out) like one before buffered data,
+ * even when nothing is buffered. */
+static bool fin_hole(const struct reasm_dir *d)
+{
+	return (d->flags & (REASM_DIR_FIN | REASM_DIR_ENDED)) == REASM_DIR_FIN &&
+	       d->next_off < d->fin_off;
+}
+
 /* Delivers buffered runs that are contiguous with next_off. Keeps the
  * pending list in step: a new head hole starts waiting at |ts|. */
 static void drain(struct reasm_ctx *ctx, struct reasm_dir *d, uint64_t ts)
@@ -193,7 +203,7 @@ static void drain(struct reasm_ctx *ctx, struct reasm_dir *d, uint64_t ts)
 		chunk_put(ctx, s);
 		moved = true;
 	}
-	if (!d->ooo)
+	if (!d->ooo && !fin_hole(d))
 		pend_unlink(ctx, d);
 	else if (moved)
 		pend_append(ctx, d, ts);
@@ -227,13 +237,12 @@ void reasm_dir_end(struct reasm_ctx *ctx, struct flow *f, unsigned dir,
 	struct reasm_dir *d = &f->dir[dir];
 	if (d->flags & REASM_DIR_ENDED)
 		return;
-	bool had = d->ooo != NULL;
+	if (d->ooo || fin_hole(d))
+		ST_CTR_INC(ctx->c, reasm_gap_end);
 	while (force_head_gap(ctx, d, ts))
 		;
-	if (had)
-		ST_CTR_INC(ctx->c, reasm_gap_end);
 	/* Bytes announced by a FIN but never seen are a gap too. */
-	if ((d->flags & REASM_DIR_FIN) && d->next_off < d->fin_off)
+	if (fin_hole(d))
 		deliver_gap(ctx, d, d->fin_off - d->next_off, ts);
 	pend_unlink(ctx, d);
 	d->flags |= REASM_DIR_ENDED;
@@ -242,13 +251,21 @@ void reasm_dir_end(struct reasm_ctx *ctx, struct flow *f, unsigned dir,
 
 /* ---- out-of-order insertion --------------------------------------- */
 
-/* Bytes of [s, e) not covered by buffered runs. Compares the covered part
- * with what is buffered (first seen wins) and reports differences. */
+static uint32_t chunks_for(const struct reasm_ctx *ctx, uint64_t bytes)
+{
+	return (uint32_t)((bytes + ctx->chunk_payload - 1) / ctx->chunk_payload);
+}
+
+/* Bytes of [s, e) not covered by buffered runs, and in *|chunks| the
+ * chunks insert() takes to copy them (each uncovered piece starts a chunk
+ * of its own). Compares the covered part with what is buffered (first
+ * seen wins) and reports the first overlap that differs. */
 static uint64_t uncovered(struct reasm_ctx *ctx, struct reasm_dir *d,
 			  uint64_t s, uint64_t e, const uint8_t *data,
-			  bool report)
+			  bool report, uint32_t *chunks)
 {
-	uint64_t need = 0, pos = s;
+	uint64_t need = 0, pos = s, diff_at = 0;
+	uint32_t nch = 0;
 	bool differs = false;
 	for (struct reasm_seg *g = d->ooo; g && pos < e; g = g->next) {
 		uint64_t gs = g->off, ge = g->off + g->len;
@@ -256,26 +273,31 @@ static uint64_t uncovered(struct reasm_ctx *ctx, struct reasm_dir *d,
 			continue;
 		if (gs >= e)
 			break;
-		if (gs > pos)
+		if (gs > pos) {
 			need += gs - pos;
+			nch += chunks_for(ctx, gs - pos);
+		}
 		uint64_t os = ST_MAX(gs, pos), oe = ST_MIN(ge, e);
-		if (memcmp(g->data + (os - gs), data + (os - s), oe - os) != 0)
+		if (!differs && memcmp(g->data + (os - gs), data + (os - s),
+				       oe - os) != 0) {
 			differs = true;
+			diff_at = os;
+		}
 		pos = oe;
 	}
-	if (pos < e)
+	if (pos < e) {
 		need += e - pos;
+		nch += chunks_for(ctx, e - pos);
+	}
 	if (differs && report) {
 		ST_CTR_INC(ctx->c, reasm_overlap_diff);
 		if (ctx->ops->on_overlap)
-			ctx->ops->on_overlap(ctx->user, dir_flow(d), d->idx, s);
+			ctx->ops->on_overlap(ctx->user, dir_flow(d), d->idx,
+					     diff_at);
 	}
+	if (chunks)
+		*chunks = nch;
 	return need;
-}
-
-static uint32_t chunks_for(const struct reasm_ctx *ctx, uint64_t bytes)
-{
-	return (uint32_t)((bytes + ctx->chunk_payload - 1) / ctx->chunk_payload);
 }
 
 /* Copies [a, b) of the segment (data starts at offset |s|) into new chunks
@@ -329,7 +351,8 @@ static void insert(struct reasm_ctx *ctx, struct reasm_dir *d, uint64_t s,
 /* Frees chunks for |want| more: first by giving up on other directions'
  * oldest holes (their data is then delivered, so nothing is lost silently),
  * then on this direction's own head hole. Returns true if enough chunks
- * are free. */
+ * are free. Each victim leaves the pending list (all its holes, up to a
+ * FIN, are given up), so this ends. */
 static bool make_room(struct reasm_ctx *ctx, struct reasm_dir *d,
 		      uint32_t want, uint64_t ts)
 {
@@ -342,6 +365,9 @@ static bool make_room(struct reasm_ctx *ctx, struct reasm_dir *d,
 		ST_CTR_INC(ctx->c, reasm_gap_worker_cap);
 		while (force_head_gap(ctx, victim, ts))
 			;
+		if (fin_hole(victim))
+			deliver_gap(ctx, victim, victim->fin_off - victim->next_off,
+				    ts);
 		maybe_fin(ctx, victim, ts);
 	}
 	return true;
@@ -352,14 +378,14 @@ static void push_ooo(struct reasm_ctx *ctx, struct reasm_dir *d, uint64_t s,
 		     uint64_t e, const uint8_t *data, uint64_t ts)
 {
 	for (bool first = true;; first = false) {
-		uint64_t need = uncovered(ctx, d, s, e, data, first);
+		uint32_t want;
+		uint64_t need = uncovered(ctx, d, s, e, data, first, &want);
 		if (need == 0) {
 			ST_CTR_INC(ctx->c, reasm_dup_segments);
 			ST_CTR_ADD(ctx->c, reasm_dup_bytes, e - s);
 			return;
 		}
 		bool flow_ok = d->ooo_bytes + need <= ctx->cfg.flow_ooo_max;
-		uint32_t want = chunks_for(ctx, need) + 1;
 		if (flow_ok && make_room(ctx, d, want, ts)) {
 			bool was_empty = d->ooo == NULL;
 			insert(ctx, d, s, e, data);
@@ -398,7 +424,7 @@ static void push_in_order(struct reasm_ctx *ctx, struct reasm_dir *d,
 	bool direct = false;
 	if (d->ooo)
 		(void)uncovered(ctx, d, d->next_off, e,
-				data + (d->next_off - s), true);
+				data + (d->next_off - s), true, NULL);
 	while (d->next_off < e) {
 		struct reasm_seg *g = d->ooo;
 		if (g && g->off <= d->next_off) {
@@ -538,6 +564,10 @@ void reasm_tcp_push(struct reasm_ctx *ctx, struct flow *f, unsigned dir,
 	}
 	ST_CTR_MAXG(ctx->c, reasm_ooo_bytes_max, reasm_ctx_mem_used(ctx));
 	maybe_fin(ctx, d, ts);
+	/* A FIN beyond a hole with nothing buffered: the hole waits for the
+	 * gap timeout like any other. */
+	if (fin_hole(d) && !(d->flags & REASM_DIR_PENDING))
+		pend_append(ctx, d, ts);
 }
 
 unsigned reasm_tcp_tick(struct reasm_ctx *ctx, uint64_t now, unsigned budget)
@@ -550,9 +580,13 @@ unsigned reasm_tcp_tick(struct reasm_ctx *ctx, uint64_t now, unsigned budget)
 			break;
 		ST_CTR_INC(ctx->c, reasm_gap_timeout);
 		/* Drains at least one run, which moves |d| to the tail of
-		 * the list or off it. */
-		force_head_gap(ctx, d, now);
+		 * the list or off it; or, with nothing buffered, gives up the
+		 * hole before the FIN, which ends |d|. */
+		if (!force_head_gap(ctx, d, now) && fin_hole(d))
+			deliver_gap(ctx, d, d->fin_off - d->next_off, now);
 		maybe_fin(ctx, d, now);
+		if (!d->ooo && !fin_hole(d))
+			pend_unlink(ctx, d); /* nothing holds it open */
 		forced++;
 	}
 	return forced;

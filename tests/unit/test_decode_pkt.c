@@ -301,6 +301,18 @@ static void b_qinq_geneve(struct pb *b)
 	inner6(b);
 }
 
+/* A tag only inside the tunnel: counted, but the outer frame is untagged
+ * so the reported VLAN id stays 0. */
+static void b_vxlan_inner_vlan(struct pb *b)
+{
+	pb_eth(b, PB_ETH_IPV4);
+	outer4_udp(b, 4789);
+	pb_vxlan(b, 13);
+	pb_eth(b, PB_ETH_VLAN);
+	pb_vlan(b, 202, PB_ETH_IPV4);
+	inner4(b);
+}
+
 /* Geneve inside VXLAN: two tunnel levels. */
 static void b_vxlan_geneve(struct pb *b)
 {
@@ -379,6 +391,8 @@ static const struct good goods[] = {
 	  200, { I(decode_vlan, 1), I(decode_vxlan, 1), IEND } },
 	{ "qinq_geneve", 1, b_qinq_geneve, 6, DECODE_TUNNEL_GENEVE, 10, 210,
 	  { I(decode_vlan, 1), I(decode_geneve, 1), I(decode_ipv6, 1), IEND } },
+	{ "vxlan_inner_vlan", 1, b_vxlan_inner_vlan, 4, DECODE_TUNNEL_VXLAN, 13,
+	  0, { I(decode_vlan, 1), I(decode_vxlan, 1), IEND } },
 	{ "vxlan_geneve", 1, b_vxlan_geneve, 4, DECODE_TUNNEL_VXLAN, 11, 0,
 	  { I(decode_vxlan, 1), I(decode_geneve, 1), IEND } },
 	{ "sll4", DECODE_LINK_SLL, b_sll4, 4, 0, 0, 0, { IEND } },
@@ -455,6 +469,8 @@ static void test_good_whole(void **state)
 		if (g->build == b_ip6_ext)
 			l3len += 8 + 24 + 16 + 8;
 		assert_int_equal(d.l3_off, len - l3len);
+		uint32_t l4len = 20 + T_PLEN + (g->build == b_eth4_opts ? 24 : 0);
+		assert_int_equal(d.l4_off, len - l4len);
 		assert_int_equal(b.b[d.l3_off] >> 4, g->family);
 	}
 }
