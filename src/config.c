@@ -221,8 +221,10 @@ static const struct config_opt opts[] = {
 	{ .name = "reasm.flow_buffer", .type = OPT_SIZE,
 	  FIELD(reasm.flow_ooo_max), .min = 4 * KiB, .max = GiB,
 	  .def = MiB,
-	  .help = "Out-of-order bytes buffered per direction before the "
-		  "oldest hole becomes a gap; at most reasm.worker_memcap.",
+	  .help = "Chunk memory holding out-of-order data per direction "
+		  "before the oldest hole becomes a gap (memory, not "
+		  "payload: small segments cannot exceed it); at most "
+		  "reasm.worker_memcap.",
 	  .why = "holds a full window of a fast connection, and caps "
 		 "what one hostile peer can pin." },
 	{ .name = "reasm.worker_memcap", .type = OPT_SIZE,
@@ -235,7 +237,7 @@ static const struct config_opt opts[] = {
 	{ .name = "reasm.chunk_size", .type = OPT_SIZE,
 	  FIELD(reasm.chunk_size), .min = 256, .max = 64 * KiB,
 	  .def = 2048,
-	  .help = "Bytes per pool chunk, including a 24-byte header.",
+	  .help = "Bytes per pool chunk, including a 32-byte header.",
 	  .why = "holds one full-size TCP segment with little waste." },
 	{ .name = "reasm.gap_timeout", .type = OPT_DURATION,
 	  FIELD(reasm.gap_timeout_ns), .min = NS_MS, .max = NS_H,

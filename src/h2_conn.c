@@ -1364,7 +1364,7 @@ static void dir_feed(struct h2_conn *cn, unsigned di, const uint8_t *p,
 			k = H2_PREFACE_LEN - d->preface_got;
 			if (k > len)
 				k = len;
-			if (memcmp(p, H2_PREFACE + d->preface_got, k)) {
+			if (memcmp(p, &H2_PREFACE[d->preface_got], k)) {
 				frame_error(cn, di, 0);
 				enter_resync(cn, di);
 				continue;

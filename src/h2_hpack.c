@@ -142,8 +142,10 @@ int h2_hpack_feed(struct h2_hpack *h, const uint8_t *in, size_t len,
 			h->in_block = 0;
 			return -EPROTO;
 		}
-		in += rv;
-		len -= (size_t)rv;
+		if (rv > 0) { /* |in| may be NULL with len 0 (final call) */
+			in += rv;
+			len -= (size_t)rv;
+		}
 		if (flags & NGHTTP2_HD_INFLATE_EMIT) {
 			unsigned unk = 0;
 			if (is_placeholder_name(nv.name, nv.namelen)) {

@@ -160,6 +160,11 @@ static void pend_append(struct reasm_ctx *ctx, struct reasm_dir *d,
 static void deliver(struct reasm_ctx *ctx, struct reasm_dir *d,
 		    const uint8_t *data, uint32_t len, uint64_t ts)
 {
+	/* Progress: whatever hole is ahead has not waited yet. A stray
+	 * segment far ahead of a live stream therefore never turns the
+	 * stream into a gap while data keeps arriving in order. */
+	if ((d->flags & REASM_DIR_PENDING) && ts > d->wait_since)
+		pend_append(ctx, d, ts);
 	ctx->ops->on_data(ctx->user, dir_flow(d), d->idx, d->next_off, data,
 			  len, ts);
 	d->next_off += len;
@@ -199,7 +204,9 @@ static void drain(struct reasm_ctx *ctx, struct reasm_dir *d, uint64_t ts)
 			deliver(ctx, d, s->data + skip, s->len - skip, ts);
 		}
 		d->ooo = s->next;
-		d->ooo_bytes -= s->len;
+		if (d->ooo)
+			d->ooo->tail = s->tail;
+		d->ooo_bytes -= ctx->cfg.chunk_size;
 		chunk_put(ctx, s);
 		moved = true;
 	}
@@ -267,6 +274,13 @@ static uint64_t uncovered(struct reasm_ctx *ctx, struct reasm_dir *d,
 	uint64_t need = 0, pos = s, diff_at = 0;
 	uint32_t nch = 0;
 	bool differs = false;
+	struct reasm_seg *tail = d->ooo ? d->ooo->tail : NULL;
+	if (!tail || s >= tail->off + tail->len) {
+		/* Beyond everything buffered: nothing to compare. */
+		if (chunks)
+			*chunks = chunks_for(ctx, e - s);
+		return e - s;
+	}
 	for (struct reasm_seg *g = d->ooo; g && pos < e; g = g->next) {
 		uint64_t gs = g->off, ge = g->off + g->len;
 		if (ge <= pos)
@@ -300,12 +314,24 @@ static uint64_t uncovered(struct reasm_ctx *ctx, struct reasm_dir *d,
 	return need;
 }
 
-/* Copies [a, b) of the segment (data starts at offset |s|) into new chunks
- * linked before |*link|. The caller reserved enough chunks. */
-static void fill(struct reasm_ctx *ctx, struct reasm_dir *d,
-		 struct reasm_seg **link, uint64_t a, uint64_t b, uint64_t s,
-		 const uint8_t *data)
+/* Copies [a, b) of the segment (data starts at offset |s|) in before
+ * |*link|: first into the spare room of the run just before it when they
+ * touch, then into new chunks. The caller reserved enough chunks. Returns
+ * the last run written. */
+static struct reasm_seg *fill(struct reasm_ctx *ctx, struct reasm_dir *d,
+			      struct reasm_seg **link, struct reasm_seg *prev,
+			      uint64_t a, uint64_t b, uint64_t s,
+			      const uint8_t *data)
 {
+	if (prev && prev->off + prev->len == a &&
+	    prev->len < ctx->chunk_payload) {
+		uint32_t n = (uint32_t)ST_MIN(b - a,
+					      ctx->chunk_payload - prev->len);
+		memcpy(prev->data + prev->len, data + (a - s), n);
+		prev->len += n;
+		a += n;
+	}
+	struct reasm_seg *last = prev;
 	while (a < b) {
 		uint32_t n = (uint32_t)ST_MIN(b - a, ctx->chunk_payload);
 		struct reasm_seg *g = chunk_get(ctx);
@@ -315,37 +341,56 @@ static void fill(struct reasm_ctx *ctx, struct reasm_dir *d,
 		g->next = *link;
 		*link = g;
 		link = &g->next;
-		d->ooo_bytes += n;
+		d->ooo_bytes += ctx->cfg.chunk_size;
 		a += n;
+		last = g;
 	}
+	return last;
 }
 
-/* Buffers the uncovered parts of [s, e). Chunks must be available. */
+/* Buffers the uncovered parts of [s, e). Chunks must be available. The
+ * common case, data beyond everything buffered (a hole followed by a run
+ * of segments), goes straight to the tail. */
 static void insert(struct reasm_ctx *ctx, struct reasm_dir *d, uint64_t s,
 		   uint64_t e, const uint8_t *data)
 {
-	struct reasm_seg **link = &d->ooo;
+	struct reasm_seg *tail = d->ooo ? d->ooo->tail : NULL;
+	if (tail && s >= tail->off + tail->len) {
+		struct reasm_seg *last =
+			fill(ctx, d, &tail->next, tail, s, e, s, data);
+		d->ooo->tail = last;
+		return;
+	}
+	struct reasm_seg **link = &d->ooo, *prev = NULL, *appended = NULL;
 	uint64_t pos = s;
 	while (pos < e) {
 		struct reasm_seg *g = *link;
 		if (!g || g->off >= e) {
-			fill(ctx, d, link, pos, e, s, data);
-			return;
+			struct reasm_seg *last =
+				fill(ctx, d, link, prev, pos, e, s, data);
+			if (!g)
+				appended = last;
+			break;
 		}
 		uint64_t ge = g->off + g->len;
 		if (ge <= pos) {
+			prev = g;
 			link = &g->next;
 			continue;
 		}
 		if (g->off > pos) {
-			fill(ctx, d, link, pos, g->off, s, data);
+			fill(ctx, d, link, prev, pos, g->off, s, data);
 			/* Step |link| past what was filled, to |g|. */
 			while (*link != g)
 				link = &(*link)->next;
 		}
 		pos = ST_MAX(pos, ge);
+		prev = g;
 		link = &g->next;
 	}
+	/* The head may be new (filled before the old head): it carries the
+	 * tail, which moved only if something was appended at the end. */
+	d->ooo->tail = appended ? appended : tail;
 }
 
 /* Frees chunks for |want| more: first by giving up on other directions'
@@ -385,7 +430,8 @@ static void push_ooo(struct reasm_ctx *ctx, struct reasm_dir *d, uint64_t s,
 			ST_CTR_ADD(ctx->c, reasm_dup_bytes, e - s);
 			return;
 		}
-		bool flow_ok = d->ooo_bytes + need <= ctx->cfg.flow_ooo_max;
+		bool flow_ok = d->ooo_bytes + (uint64_t)want * ctx->cfg.chunk_size <=
+			       ctx->cfg.flow_ooo_max;
 		if (flow_ok && make_room(ctx, d, want, ts)) {
 			bool was_empty = d->ooo == NULL;
 			insert(ctx, d, s, e, data);
@@ -486,9 +532,14 @@ void reasm_tcp_push(struct reasm_ctx *ctx, struct flow *f, unsigned dir,
 			return;
 	} else if ((flags & DECODE_TCP_SYN) && seq + 1 != d->base_seq) {
 		/* A different ISN on a live direction: not ours to follow
-		 * (port reuse is handled by the flow layer on closed flows). */
+		 * (port reuse is handled by the flow layer). */
 		ST_CTR_INC(ctx->c, reasm_syn_changed);
 		return;
+	} else if ((flags & DECODE_TCP_SYN) && !(d->flags & REASM_DIR_SYN)) {
+		/* The SYN came after the first data (mirror reordering): it
+		 * says offset 0 was the first byte, so the direction did start
+		 * at its SYN. */
+		d->flags |= REASM_DIR_SYN;
 	}
 	if (flags & DECODE_TCP_SYN)
 		seq += 1; /* the SYN occupies one sequence number */

@@ -12,11 +12,15 @@
  *    memory may only be spent on data that cannot be delivered yet.
  *  - Out-of-order data is copied into fixed-size chunks from a per-worker
  *    pool (the per-worker memory cap) and limited per direction
- *    (flow_ooo_max bytes).
- *  - A hole that is not filled becomes a gap event: after gap_timeout_ns of
- *    packet time, when the direction's buffer cap is reached, when the worker
- *    pool is empty, when the flow ends, or at once for a segment cut short by
- *    snaplen/mirror truncation (its tail will never be seen).
+ *    (flow_ooo_max bytes of chunk memory). Touching runs share chunks.
+ *  - A hole that is not filled becomes a gap event: after the direction has
+ *    made no progress for gap_timeout_ns of packet time, when the
+ *    direction's buffer cap is reached, when the worker pool is empty, when
+ *    the flow ends, or, for a segment cut short by snaplen/mirror
+ *    truncation, as soon as delivery reaches its missing tail.
+ *  - A direction first seen without its SYN starts at the first byte seen;
+ *    if the SYN then arrives and says that byte was the first one, the
+ *    direction is marked as started from its SYN after all.
  *  - Retransmissions are dropped and counted. Where a segment overlaps data
  *    still buffered, the first-seen bytes win; differing bytes are counted as
  *    an anomaly (reasm_overlap_diff) and reported to the consumer.
@@ -76,9 +80,12 @@ struct reasm_ops {
 	void (*on_flow_free)(void *user, struct flow *f);
 };
 
-/* An out-of-order run held in one pool chunk. */
+/* An out-of-order run held in one pool chunk. Runs that touch are merged
+ * into the same chunk while it has room, so small segments do not each
+ * take a chunk. */
 struct reasm_seg {
 	struct reasm_seg *next;
+	struct reasm_seg *tail; /* last run of the list (valid in the head) */
 	uint64_t off;
 	uint32_t len;
 	uint32_t pad;
@@ -101,14 +108,16 @@ struct reasm_dir {
 	 * oldest wait first (valid with DIR_PENDING). */
 	struct reasm_dir *pend_prev, *pend_next;
 	uint32_t base_seq;      /* sequence number of offset 0 */
-	uint32_t ooo_bytes;     /* bytes held in |ooo| */
+	uint32_t ooo_bytes;     /* chunk memory held by |ooo| (the cap's
+				 * unit: memory, not payload, so tiny
+				 * segments cannot exceed it) */
 	uint8_t flags;          /* REASM_DIR_* */
 	uint8_t idx;            /* 0 or 1: which dir[] of the flow this is */
 	uint8_t pad[6];
 };
 
 struct reasm_cfg {
-	uint32_t flow_ooo_max;    /* bytes buffered per direction */
+	uint32_t flow_ooo_max;    /* chunk memory buffered per direction */
 	uint64_t worker_memcap;   /* bytes of chunk memory per worker */
 	uint32_t chunk_size;      /* bytes per pool chunk (incl. header) */
 	uint64_t gap_timeout_ns;  /* packet time a hole may stay open */

@@ -606,9 +606,10 @@ static const struct rcase cases[] = {
 	  .ctr = { C(reasm_rst, 1), C(reasm_gaps, 1), C(reasm_gap_bytes, 4),
 		   C(reasm_gap_end, 1), C(reasm_ooo_queued, 1), CEND } },
 
-	/* flow_ooo_max = 10 bytes: the third run would make 12. */
+	/* flow_ooo_max = two chunks of memory (the cap counts memory, not
+	 * payload): the third run, not touching the others, needs a third. */
 	{ "flow_cap",
-	  .cfg = { .flow_ooo_max = 10, .worker_memcap = 65536,
+	  .cfg = { .flow_ooo_max = 256, .worker_memcap = 65536,
 		   .chunk_size = 128, .gap_timeout_ns = 100 },
 	  .steps = { SYN0(1), P(0, 1005, "efgh", A, 2), P(0, 1011, "klmn", A, 3),
 		     P(0, 1017, "qrst", A, 4), FEND(REASM_END_SHUTDOWN, 5) },
@@ -1030,7 +1031,8 @@ static size_t property_one(uint64_t seed)
 	struct reasm_cfg cfg = {
 		.flow_ooo_max = 1u << 20,
 		.worker_memcap = 1u << 20,
-		.chunk_size = 64 + 24 + (uint32_t)(rnd(&x) % 2000),
+		.chunk_size = 64 + (uint32_t)sizeof(struct reasm_seg) +
+			      (uint32_t)(rnd(&x) % 2000),
 		.gap_timeout_ns = 1000000,
 	};
 	struct st_counters c;
@@ -1157,6 +1159,103 @@ static void test_property_first_seen_wins(void **state)
 	}
 }
 
+
+/* A SYN that arrives after the first data byte it precedes (mirror
+ * reordering) marks the direction as started from its SYN. */
+static void test_syn_after_first_data(void **state)
+{
+	(void)state;
+	struct st_counters c;
+	memset(&c, 0, sizeof(c));
+	struct reasm_ctx *ctx = reasm_ctx_new(&test_cfg, &rec_ops, NULL, &c);
+	static struct flow f;
+	static struct rec r;
+	flow_setup(&f, &r);
+	reasm_tcp_push(ctx, &f, 0, 1001, (const uint8_t *)"abcd", 4, 4,
+		       DECODE_TCP_ACK, 1);
+	assert_false(f.dir[0].flags & REASM_DIR_SYN);
+	reasm_tcp_push(ctx, &f, 0, 1000, NULL, 0, 0, DECODE_TCP_SYN, 2);
+	assert_true(f.dir[0].flags & REASM_DIR_SYN);
+	assert_int_equal(c.v[ST_CTR_reasm_syn_changed], 0);
+	/* A SYN with another ISN is not taken for the start. */
+	reasm_tcp_push(ctx, &f, 1, 7001, (const uint8_t *)"wxyz", 4, 4,
+		       DECODE_TCP_ACK, 3);
+	reasm_tcp_push(ctx, &f, 1, 6000, NULL, 0, 0,
+		       DECODE_TCP_SYN | DECODE_TCP_ACK, 4);
+	assert_false(f.dir[1].flags & REASM_DIR_SYN);
+	assert_int_equal(c.v[ST_CTR_reasm_syn_changed], 1);
+	reasm_dir_end(ctx, &f, 0, REASM_END_SHUTDOWN, 5);
+	reasm_dir_end(ctx, &f, 1, REASM_END_SHUTDOWN, 5);
+	reasm_ctx_free(ctx);
+}
+
+/* A stray segment far ahead of a stream that keeps arriving in order does
+ * not time out into a gap while the stream makes progress; only once the
+ * stream stalls for the gap timeout does the hole become a gap. */
+static void test_stray_far_segment(void **state)
+{
+	(void)state;
+	struct st_counters c;
+	memset(&c, 0, sizeof(c));
+	struct reasm_ctx *ctx = reasm_ctx_new(&test_cfg, &rec_ops, NULL, &c);
+	static struct flow f;
+	static struct rec r;
+	flow_setup(&f, &r);
+	reasm_tcp_push(ctx, &f, 0, 999, NULL, 0, 0, DECODE_TCP_SYN, 0);
+	reasm_tcp_push(ctx, &f, 0, 1000 + 500000, (const uint8_t *)"XXXX", 4,
+		       4, DECODE_TCP_ACK, 1);
+	uint8_t b[50];
+	memset(b, 'a', sizeof(b));
+	/* 200 in-order segments, 60 ns apart: far beyond the 100 ns gap
+	 * timeout in total, but never 100 ns without progress. */
+	for (uint32_t i = 0; i < 200; i++) {
+		uint64_t ts = 2 + 60ull * i;
+		reasm_tcp_push(ctx, &f, 0, 1000 + 50 * i, b, 50, 50,
+			       DECODE_TCP_ACK, ts);
+		reasm_tcp_tick(ctx, ts, 16);
+	}
+	assert_int_equal(c.v[ST_CTR_reasm_gaps], 0);
+	assert_int_equal(r.data_bytes[0], 200 * 50);
+	/* Stalled now: the hole goes after the timeout. */
+	reasm_tcp_tick(ctx, 2 + 60ull * 200 + 1000, 16);
+	assert_int_equal(c.v[ST_CTR_reasm_gaps], 1);
+	assert_int_equal(c.v[ST_CTR_reasm_gap_timeout], 1);
+	reasm_dir_end(ctx, &f, 0, REASM_END_SHUTDOWN, 100000);
+	reasm_dir_end(ctx, &f, 1, REASM_END_SHUTDOWN, 100000);
+	reasm_ctx_free(ctx);
+}
+
+/* Many one-byte out-of-order segments that touch share chunks: the per-flow
+ * cap counts memory, and 1000 adjacent bytes take ~10 chunks, not 1000. */
+static void test_small_segments_share_chunks(void **state)
+{
+	(void)state;
+	struct st_counters c;
+	memset(&c, 0, sizeof(c));
+	struct reasm_ctx *ctx = reasm_ctx_new(&test_cfg, &rec_ops, NULL, &c);
+	static struct flow f;
+	static struct rec r;
+	flow_setup(&f, &r);
+	reasm_tcp_push(ctx, &f, 0, 999, NULL, 0, 0, DECODE_TCP_SYN, 0);
+	for (uint32_t i = 0; i < 1000; i++) {
+		uint8_t ch = (uint8_t)('a' + i % 26);
+		reasm_tcp_push(ctx, &f, 0, 1010 + i, &ch, 1, 1, DECODE_TCP_ACK,
+			       1);
+	}
+	uint32_t per = test_cfg.chunk_size - (uint32_t)sizeof(struct reasm_seg);
+	assert_true(reasm_ctx_mem_used(ctx) <=
+		    (uint64_t)(1000 / per + 1) * test_cfg.chunk_size);
+	assert_int_equal(c.v[ST_CTR_reasm_gaps], 0);
+	uint8_t hole[10];
+	memset(hole, 'z', sizeof(hole));
+	reasm_tcp_push(ctx, &f, 0, 1000, hole, 10, 10, DECODE_TCP_ACK, 2);
+	assert_int_equal(r.data_bytes[0], 1010);
+	assert_int_equal(reasm_ctx_mem_used(ctx), 0);
+	reasm_dir_end(ctx, &f, 0, REASM_END_SHUTDOWN, 3);
+	reasm_dir_end(ctx, &f, 1, REASM_END_SHUTDOWN, 3);
+	reasm_ctx_free(ctx);
+}
+
 int main(void)
 {
 	size_t nc = ST_ARRAY_SIZE(cases);
@@ -1175,6 +1274,9 @@ int main(void)
 		cmocka_unit_test(test_ctx_new_limits),
 		cmocka_unit_test(test_property_random_streams),
 		cmocka_unit_test(test_property_first_seen_wins),
+		cmocka_unit_test(test_syn_after_first_data),
+		cmocka_unit_test(test_stray_far_segment),
+		cmocka_unit_test(test_small_segments_share_chunks),
 	};
 	memcpy(t + nc, more, sizeof(more));
 	int rc = _cmocka_run_group_tests("reasm_tcp", t, nc + ST_ARRAY_SIZE(more),
