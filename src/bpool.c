@@ -148,6 +148,34 @@ uint32_t bchain_copy(const struct bchain *c, uint32_t off, void *out,
 	return done;
 }
 
+void bchain_truncate(struct bpool *p, struct bchain *c, uint32_t len)
+{
+	if (len >= c->len)
+		return;
+	if (len == 0) {
+		bchain_reset(p, c);
+		return;
+	}
+	uint32_t seen = 0;
+	struct bblock *b = c->head;
+	while (seen + b->used < len) {
+		seen += b->used;
+		b = b->next;
+	}
+	b->used = len - seen;
+	struct bblock *rest = b->next;
+	b->next = NULL;
+	c->tail = b;
+	c->len = len;
+	while (rest) {
+		struct bblock *n = rest->next;
+		rest->next = p->free;
+		p->free = rest;
+		p->nfree++;
+		rest = n;
+	}
+}
+
 void bchain_reset(struct bpool *p, struct bchain *c)
 {
 	struct bblock *b = c->head;

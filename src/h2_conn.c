@@ -123,6 +123,7 @@ struct h2_stream {
 	uint8_t info_count; /* informational (1xx) header blocks */
 	uint8_t pad;
 	uint32_t info_fields; /* fields in the current 1xx block */
+	uint32_t info_start;  /* s->info length before the current block */
 	uint64_t first_ts, last_ts;
 	struct bchain method, scheme, authority, path, status;
 	struct bchain info; /* "[[n,v],...],[[...]]" 1xx header lists */
@@ -467,6 +468,7 @@ static void append_field(struct h2_ctx *ctx, struct h2_stream *s,
 			 unsigned unknown)
 {
 	struct bpool *p = ctx->bytes;
+	uint32_t undo = list->len;
 	bool ok = bchain_append(p, list, *count ? ",[" : "[", *count ? 2 : 1);
 	if (unknown & H2_HPACK_NAME_UNKNOWN)
 		ok = ok && bchain_puts(p, list, "null");
@@ -484,6 +486,8 @@ static void append_field(struct h2_ctx *ctx, struct h2_stream *s,
 	}
 	ok = ok && bchain_append(p, list, "]", 1);
 	if (!ok) {
+		/* Never leave half a field: the list stays valid JSON. */
+		bchain_truncate(p, list, undo);
 		note_memcap(ctx, s);
 		return;
 	}
@@ -491,7 +495,9 @@ static void append_field(struct h2_ctx *ctx, struct h2_stream *s,
 		char idx[16];
 		int k = snprintf(idx, sizeof(idx), "%s%u",
 				 uncertain->len ? "," : "", *count);
-		bchain_append(p, uncertain, idx, (uint32_t)k);
+		uint32_t u0 = uncertain->len;
+		if (!bchain_append(p, uncertain, idx, (uint32_t)k))
+			bchain_truncate(p, uncertain, u0);
 		s->anomalies |= A_UNCERTAIN;
 		ST_CTR_INC(ctx->c, h2_headers_uncertain);
 	}
@@ -503,7 +509,8 @@ static void set_pseudo(struct h2_ctx *ctx, struct bchain *c, const uint8_t *v,
 {
 	if (c->len || (unknown & H2_HPACK_VALUE_UNKNOWN))
 		return; /* first one wins; duplicates stay in the list */
-	record_json_str(ctx->bytes, c, v, (uint32_t)vl);
+	if (!record_json_str(ctx->bytes, c, v, (uint32_t)vl))
+		bchain_reset(ctx->bytes, c); /* too long: null, still listed */
 }
 
 /* Decides where a block goes once its first field is known: pseudo-header
@@ -553,8 +560,15 @@ static void on_field(void *user, const uint8_t *n, size_t nl, const uint8_t *v,
 				classify_block(cn, e->di, s, n, nl, v, vl);
 		if (d->block_target == T_RESP_INFO) {
 			struct bchain *in = &s->info;
-			bchain_append(ctx->bytes, in, s->info_count ? ",[" : "[",
-				      s->info_count ? 2 : 1);
+			s->info_start = in->len;
+			if (!bchain_append(ctx->bytes, in,
+					   s->info_count ? ",[" : "[",
+					   s->info_count ? 2 : 1)) {
+				bchain_truncate(ctx->bytes, in, s->info_start);
+				d->block_target = T_DISCARD;
+				note_memcap(ctx, s);
+				return;
+			}
 			s->info_count++;
 			s->info_fields = 0;
 		}
@@ -673,7 +687,11 @@ static void block_end(struct h2_conn *cn, unsigned di)
 						     : T_RESP_HEADERS);
 	switch (d->block_target) {
 	case T_RESP_INFO:
-		bchain_append(ctx->bytes, &s->info, "]", 1);
+		if (!bchain_append(ctx->bytes, &s->info, "]", 1)) {
+			/* Drop the whole 1xx list rather than half of it. */
+			bchain_truncate(ctx->bytes, &s->info, s->info_start);
+			s->info_count--;
+		}
 		break;
 	case T_REQ_HEADERS:
 	case T_REQ_TRAILERS:
@@ -1597,10 +1615,13 @@ static void build_record(struct h2_ctx *ctx, struct h2_stream *s,
 	put_chain_or_null(b, &s->path);
 	put_msg(b, &s->req, with_headers);
 	record_buf_puts(b, "},\"response\":{\"status\":");
-	if (s->status.len > 2) /* a JSON string "200": print as number */
-		record_buf_put(b, s->status.head->data + 1, s->status.len - 2);
+	char st[8];
+	if (s->status.len == 5 && bchain_copy(&s->status, 0, st, 5) == 5 &&
+	    st[1] >= '1' && st[1] <= '9' && st[2] >= '0' && st[2] <= '9' &&
+	    st[3] >= '0' && st[3] <= '9')
+		record_buf_put(b, st + 1, 3); /* "200" as a number */
 	else
-		record_buf_puts(b, "null");
+		record_buf_puts(b, "null"); /* absent or not 3 digits */
 	record_buf_puts(b, ",\"informational\":[");
 	if (with_headers)
 		record_buf_chain(b, &s->info);

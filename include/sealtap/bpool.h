@@ -63,6 +63,10 @@ bool bchain_puts(struct bpool *p, struct bchain *c, const char *s);
  * copied (fewer if the chain is shorter). */
 uint32_t bchain_copy(const struct bchain *c, uint32_t off, void *out,
 		     uint32_t len);
+/* Cuts the chain back to its first |len| bytes, returning blocks no longer
+ * needed. Used to undo a partial append so the chain never holds half of a
+ * JSON value. */
+void bchain_truncate(struct bpool *p, struct bchain *c, uint32_t len);
 /* Returns every block to the pool and empties the chain (cap kept). */
 void bchain_reset(struct bpool *p, struct bchain *c);
 /* Moves the contents of |src| to the end of |dst| without copying when

@@ -9,6 +9,7 @@
  * the flow is freed. Every record must be one valid JSON object; limits are
  * small so caps are hit often. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,8 +20,11 @@
 static int sink(void *u, const void *rec, uint32_t len)
 {
 	(void)u;
-	if (!json_record_ok(rec, len))
+	if (!json_record_ok(rec, len)) {
+		fprintf(stderr, "invalid record: %.*s\n", (int)len,
+			(const char *)rec);
 		abort();
+	}
 	return 0;
 }
 

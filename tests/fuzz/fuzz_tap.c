@@ -14,8 +14,11 @@
 static int sink(void *u, const void *rec, uint32_t len)
 {
 	(void)u;
-	if (!json_record_ok(rec, len))
+	if (!json_record_ok(rec, len)) {
+		fprintf(stderr, "invalid record: %.*s\n", (int)len,
+			(const char *)rec);
 		abort();
+	}
 	return 0;
 }
 
