@@ -69,12 +69,14 @@ enum stream_end {
 	END_EVICTED,
 	END_SHUTDOWN,
 	END_STREAM_LIMIT,
+	END_CONN_REPLACED,
 };
 
 static const char *const end_names[] = {
 	"open",	       "complete",	   "reset",   "refused_by_goaway",
 	"goaway",      "connection_closed", "connection_reset", "timeout",
 	"evicted",     "shutdown",	   "stream_limit",
+	"connection_replaced",
 };
 
 /* Where the header block being decoded goes. */
@@ -1823,6 +1825,7 @@ static void on_end(void *user, struct flow *f, unsigned dir,
 	case REASM_END_RST: end = END_CONN_RESET; break;
 	case REASM_END_TIMEOUT: end = END_TIMEOUT; break;
 	case REASM_END_EVICTED: end = END_EVICTED; break;
+	case REASM_END_REPLACED: end = END_CONN_REPLACED; break;
 	default: end = END_SHUTDOWN; break;
 	}
 	conn_free(ctx, cn, end);

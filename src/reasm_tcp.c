@@ -107,6 +107,7 @@ const char *reasm_end_name(enum reasm_end e)
 	case REASM_END_TIMEOUT: return "timeout";
 	case REASM_END_EVICTED: return "evicted";
 	case REASM_END_SHUTDOWN: return "shutdown";
+	case REASM_END_REPLACED: return "replaced";
 	}
 	return "unknown";
 }

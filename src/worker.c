@@ -141,6 +141,19 @@ static void reopen(struct worker *w, struct flow *f)
 	flow_table_reopen(w->ft, f);
 }
 
+/* A SYN without ACK, from a side that has a live direction with another
+ * ISN: a client does not reuse a port while its connection lives, so the
+ * old connection is over. A retransmitted SYN has the same ISN. */
+static bool new_connection(const struct flow *f, unsigned dir,
+			   const struct decode_pkt *d)
+{
+	if ((d->tcp_flags & (DECODE_TCP_SYN | DECODE_TCP_ACK)) !=
+	    DECODE_TCP_SYN)
+		return false;
+	const struct reasm_dir *rd = &f->dir[dir];
+	return (rd->flags & REASM_DIR_STARTED) && rd->base_seq != d->seq + 1;
+}
+
 void worker_packet(struct worker *w, const struct decode_pkt *d, uint64_t ts)
 {
 	struct flow_key canon;
@@ -156,6 +169,14 @@ void worker_packet(struct worker *w, const struct decode_pkt *d, uint64_t ts)
 	if (!created && f->state == FLOW_ACTIVE && reasm_flow_done(f))
 		flow_table_mark_closed(w->ft, f);
 	if (created) {
+		guess_roles(f, dir, d->tcp_flags);
+	} else if (f->state == FLOW_ACTIVE && new_connection(f, dir, d)) {
+		/* The tuple was reused while we never saw the old connection
+		 * end (FIN/RST lost): end its streams, start afresh. */
+		reasm_dir_end(w->rc, f, 0, REASM_END_REPLACED, w->now);
+		reasm_dir_end(w->rc, f, 1, REASM_END_REPLACED, w->now);
+		reopen(w, f);
+		ST_CTR_INC(&w->ctr, flow_reused);
 		guess_roles(f, dir, d->tcp_flags);
 	} else if (f->state == FLOW_CLOSED) {
 		if ((d->tcp_flags & (DECODE_TCP_SYN | DECODE_TCP_ACK)) !=

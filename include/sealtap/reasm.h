@@ -46,6 +46,8 @@ enum reasm_end {
 	REASM_END_TIMEOUT = 3, /* flow idle timeout */
 	REASM_END_EVICTED = 4, /* flow evicted to make room */
 	REASM_END_SHUTDOWN = 5, /* end of input / program exit */
+	REASM_END_REPLACED = 6, /* a new connection (SYN, new ISN) took the
+				 * tuple: this one ended unseen */
 };
 const char *reasm_end_name(enum reasm_end e);
 

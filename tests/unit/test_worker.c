@@ -574,6 +574,41 @@ static void test_worker_null_consumer(void **state)
 	worker_free(NULL);
 }
 
+
+/* A new SYN (new ISN) on a tuple whose connection is still live for us
+ * (its FIN/RST were lost): the old streams end as "replaced" and the new
+ * connection is followed from its SYN. A retransmitted SYN changes
+ * nothing. */
+static void test_new_isn_replaces_live_flow(void **state)
+{
+	(void)state;
+	struct worker_cfg cfg = rig_cfg();
+	struct rig r;
+	rig_open(&r, &cfg);
+	tx(&r, &conv, 0, 10, 0, PB_TCP_SYN, NULL, T0);
+	tx(&r, &conv, 0, 10, 0, PB_TCP_SYN, NULL, T0 + MS); /* retransmit */
+	tx(&r, &conv, 1, 50, 11, PB_TCP_SYN | PB_TCP_ACK, NULL, T0 + MS);
+	tx(&r, &conv, 0, 11, 51, PB_TCP_ACK, "old", T0 + 2 * MS);
+	tx(&r, &conv, 1, 51, 14, PB_TCP_ACK, "OLD", T0 + 3 * MS);
+	assert_int_equal(r.w->ctr.v[ST_CTR_flow_reused], 0);
+	tx(&r, &conv, 0, 9000, 0, PB_TCP_SYN, NULL, T0 + 4 * MS);
+	tx(&r, &conv, 1, 7000, 9001, PB_TCP_SYN | PB_TCP_ACK, NULL, T0 + 5 * MS);
+	tx(&r, &conv, 0, 9001, 7001, PB_TCP_ACK, "new", T0 + 6 * MS);
+	assert_int_equal(r.w->ctr.v[ST_CTR_flow_reused], 1);
+	const char *out = rig_finish(&r);
+	char line[2048];
+	assert_true(line_with(out, "\"base_seq\":11,", line, sizeof(line)));
+	assert_string_equal(jget(line, "end"), "replaced");
+	assert_string_equal(jget(line, "sha256"), sha256_hex("old", 3));
+	assert_true(line_with(out, "\"base_seq\":51,", line, sizeof(line)));
+	assert_string_equal(jget(line, "end"), "replaced");
+	assert_true(line_with(out, "\"base_seq\":9001,", line, sizeof(line)));
+	assert_string_equal(jget(line, "syn"), "true");
+	assert_string_equal(jget(line, "role"), "client");
+	assert_string_equal(jget(line, "sha256"), sha256_hex("new", 3));
+	rig_close(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -585,6 +620,7 @@ int main(void)
 		cmocka_unit_test(test_digest_ipv6_vxlan),
 		cmocka_unit_test(test_worker_raw_rejects),
 		cmocka_unit_test(test_reopen_after_timer_end),
+		cmocka_unit_test(test_new_isn_replaces_live_flow),
 		cmocka_unit_test(test_worker_null_consumer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
