@@ -178,6 +178,9 @@ struct h2_dir {
 	uint32_t block_bytes;    /* encoded bytes so far (flood cap) */
 	struct h2_stream *block_stream;
 	uint32_t max_frame;      /* largest frame this sender may send */
+	uint32_t table_setting;  /* HEADER_TABLE_SIZE for this sender's
+				  * encoder, announced before we set the
+				  * inflater up (0: none) */
 	uint32_t preface_got;
 	uint64_t h1_body_left;
 	struct bchain h1;        /* HTTP/1.1 head being collected */
@@ -846,7 +849,9 @@ static void settings_entry(struct h2_conn *cn, unsigned di, const uint8_t *e)
 		     ((uint32_t)e[4] << 8) | e[5];
 	struct h2_dir *other = &cn->d[di ^ 1];
 	if (id == H2_SETTINGS_HEADER_TABLE_SIZE) {
-		if (!other->in_block)
+		if (!other->ready)
+			other->table_setting = v ? v : 1; /* applied at init */
+		else if (!other->in_block)
 			h2_hpack_set_settings_size(&other->hpack, v);
 	} else if (id == H2_SETTINGS_MAX_FRAME_SIZE) {
 		if (v >= H2_DEFAULT_MAX_FRAME && v <= H2_MAX_FRAME_LIMIT &&
@@ -1749,6 +1754,8 @@ static bool dir_init(struct h2_conn *cn, unsigned di, const uint8_t *p,
 		return false;
 	}
 	d->ready = 1;
+	if (d->table_setting)
+		h2_hpack_set_settings_size(&d->hpack, d->table_setting);
 	if (!from_start) {
 		ST_CTR_INC(ctx->c, h2_hpack_primed);
 		d->state = D_RESYNC;

@@ -115,6 +115,8 @@ int h2_hpack_reprime(struct h2_hpack *h, uint32_t size)
 
 int h2_hpack_set_settings_size(struct h2_hpack *h, uint32_t size)
 {
+	if (!h->inf)
+		return -EINVAL;
 	if (h->in_block)
 		return -EBUSY;
 	if (size > h->cap)
