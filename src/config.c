@@ -289,8 +289,9 @@ static const struct config_opt opts[] = {
 	  .why = "fits two full header blocks with JSON escaping." },
 	{ .name = "h2.body_inspect", .type = OPT_SIZE, FIELD(h2.body_inspect),
 	  .min = 0, .max = 16 * MiB, .def = 64 * KiB,
-	  .help = "Body bytes kept per direction of an exchange for the "
-		  "policy stage (bodies are always counted in full).",
+	  .help = "Body bytes kept per direction of an exchange when the "
+		  "policy inspects bodies (bodies are always counted in "
+		  "full).",
 	  .why = "covers typical JSON API bodies without holding uploads." },
 	{ .name = "h2.resync_window", .type = OPT_SIZE,
 	  FIELD(h2.resync_window), .min = 1 * KiB, .max = 16 * MiB,

@@ -219,6 +219,7 @@ struct h2_ctx {
 	char *scratch; /* record assembly, cfg.max_record bytes */
 	uint8_t *flat; /* contiguous copy of a resync window */
 	uint8_t no_conn; /* f->app marker: flow not parsed */
+	bool keep_bodies; /* a policy inspects bodies: keep body_inspect bytes */
 };
 
 static void dir_feed(struct h2_conn *cn, unsigned di, const uint8_t *p,
@@ -794,7 +795,7 @@ static void data_bytes(struct h2_conn *cn, unsigned di, const uint8_t *p,
 	stream_touch(ctx, s, ts);
 	struct h2_msg *m = dir_is_client(cn, di) ? &s->req : &s->resp;
 	m->body_bytes += n;
-	if (m->body.len < m->body.cap)
+	if (ctx->keep_bodies && m->body.len < m->body.cap)
 		bchain_append(ctx->bytes, &m->body, p, n);
 	if (!m->grpc)
 		return;
@@ -1856,6 +1857,11 @@ static const struct reasm_ops h2_ops = {
 const struct reasm_ops *h2_reasm_ops(void)
 {
 	return &h2_ops;
+}
+
+void h2_ctx_keep_bodies(struct h2_ctx *ctx, bool keep)
+{
+	ctx->keep_bodies = keep;
 }
 
 unsigned h2_ctx_tick(struct h2_ctx *ctx, uint64_t now, unsigned budget)

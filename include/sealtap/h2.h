@@ -77,6 +77,10 @@ void h2_ctx_free(struct h2_ctx *ctx);
 /* The reassembly consumer; pass the struct h2_ctx as the user pointer. */
 const struct reasm_ops *h2_reasm_ops(void);
 
+/* Keeps the first body_inspect bytes of each body for the policy stage.
+ * Off by default: copying bodies nobody inspects costs throughput. */
+void h2_ctx_keep_bodies(struct h2_ctx *ctx, bool keep);
+
 /* Records streams idle longer than stream_timeout_ns at time |now| (at most
  * |budget|). Returns how many were recorded. */
 unsigned h2_ctx_tick(struct h2_ctx *ctx, uint64_t now, unsigned budget);
