@@ -99,8 +99,13 @@ if [[ ${SKIP_FUZZ:-0} != 1 ]]; then
 			seeds="tests/fuzz/seeds/${name#fuzz_}"
 			work=$(mktemp -d)
 			[[ -d $seeds ]] && cp -r "$seeds"/. "$work"/
-			"$f" -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 "$work" >"build-fuzz/$name.log" 2>&1
+			# -error_exitcode: libFuzzer's default for a crash is 77,
+			# which would read as "skipped" here.
+			"$f" -max_total_time="$FUZZ_SECONDS" -max_len=300000 -rss_limit_mb=4096 \
+				-error_exitcode=1 -timeout=30 -print_final_stats=1 \
+				"$work" >"build-fuzz/$name.log" 2>&1
 			rc=$?
+			[[ $rc == 77 ]] && rc=1
 			[[ $rc != 0 ]] && tail -40 "build-fuzz/$name.log"
 			record "fuzz:$name" $rc
 			rm -rf "$work"

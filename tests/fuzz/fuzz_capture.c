@@ -120,7 +120,7 @@ static void fz_end(void *u, struct flow *f, unsigned dir, enum reasm_end how,
 		die("direction");
 	if (s->ended[dir])
 		die("second on_end");
-	if (how < REASM_END_FIN || how > REASM_END_SHUTDOWN)
+	if (how < REASM_END_FIN || how > REASM_END_REPLACED)
 		die("end reason");
 	s->ended[dir] = 1;
 }
