@@ -39,6 +39,31 @@ while (($#)); do
 done
 
 bash scripts/bootstrap.sh
+
+# Hugepages as in a deployment: reserve 2 MiB pages and mount hugetlbfs for
+# the run if we can (root), and give them back afterwards. Without them
+# both sealtap and testpmd run with --no-huge; the JSON says which.
+OLD_NR=$(cat /proc/sys/vm/nr_hugepages 2>/dev/null || echo 0)
+MOUNTED_BY_US=0
+restore_hugepages() {
+	echo "$OLD_NR" >/proc/sys/vm/nr_hugepages 2>/dev/null || true
+	[[ $MOUNTED_BY_US == 1 ]] && umount /dev/hugepages 2>/dev/null || true
+}
+trap restore_hugepages EXIT
+if [[ $(id -u) == 0 && ${BENCH_NO_HUGE:-0} != 1 ]]; then
+	mkdir -p /dev/hugepages
+	if ! grep -q ' /dev/hugepages hugetlbfs ' /proc/mounts; then
+		mount -t hugetlbfs nodev /dev/hugepages && MOUNTED_BY_US=1
+	fi
+	echo $((OLD_NR + 1536)) >/proc/sys/vm/nr_hugepages 2>/dev/null || true
+fi
+HUGE_FREE=$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)
+if ((HUGE_FREE >= 1024)); then
+	TP_MEM=(--in-memory)
+else
+	TP_MEM=(--no-huge --no-shconf -m 2048)
+fi
+
 # Optimised build of its own, so debug options elsewhere do not skew it.
 if [[ ! -f build-release/build.ninja ]]; then
 	meson setup build-release -Dbuildtype=release -Dtests=false >/dev/null
@@ -72,7 +97,7 @@ PYEOF
 testpmd_mpps() {
 	local pcap=$1 tplog
 	tplog=$(mktemp)
-	timeout -s INT "$((SECONDS_TP + 4))" dpdk-testpmd --no-huge --no-shconf -m 2048 --no-pci --no-telemetry \
+	timeout -s INT "$((SECONDS_TP + 4))" dpdk-testpmd "${TP_MEM[@]}" --no-pci --no-telemetry \
 		-l 0-1 --vdev "net_pcap0,rx_pcap=$pcap,infinite_rx=1" -- \
 		--forward-mode=rxonly --port-topology=loop --auto-start --stats-period=1 \
 		--total-num-mbufs=65536 >"$tplog" 2>&1 || true
@@ -172,7 +197,7 @@ bench_capture() {
 	echo "bench: reference dpdk-testpmd rxonly, net_pcap infinite_rx, ${SECONDS_TP}s" >&2
 	local tplog
 	tplog=$(mktemp)
-	timeout -s INT "$((SECONDS_TP + 4))" dpdk-testpmd --no-huge --no-shconf -m 2048 --no-pci --no-telemetry \
+	timeout -s INT "$((SECONDS_TP + 4))" dpdk-testpmd "${TP_MEM[@]}" --no-pci --no-telemetry \
 		-l 0-1 --vdev "net_pcap0,rx_pcap=$PCAP,infinite_rx=1" -- \
 		--forward-mode=rxonly --port-topology=loop --auto-start --stats-period=1 \
 		--total-num-mbufs=65536 >"$tplog" 2>&1 || true
