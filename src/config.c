@@ -247,6 +247,15 @@ static const struct config_opt opts[] = {
 	  .why = "longer than the retransmission timeout of most paths "
 		 "(RFC 6298 minimum 1s, Linux 200ms), so a lost segment "
 		 "has been resent by then." },
+	{ .name = "reasm.start_hold", .type = OPT_DURATION,
+	  FIELD(reasm.start_hold_ns), .min = 0, .max = NS_S,
+	  .def = 10 * NS_MS,
+	  .help = "Packet time a direction picked up without its SYN holds "
+		  "its first data, so a reordered earlier segment or the SYN "
+		  "can still move the start back; 0 delivers at once.",
+	  .why = "mirrors reorder within microseconds to a few "
+		 "milliseconds; 10ms covers that at no cost to long-lived "
+		 "connections." },
 
 	/* h2 */
 	{ .name = "h2.max_connections", .type = OPT_U32,

@@ -245,6 +245,7 @@ void reasm_dir_end(struct reasm_ctx *ctx, struct flow *f, unsigned dir,
 	struct reasm_dir *d = &f->dir[dir];
 	if (d->flags & REASM_DIR_ENDED)
 		return;
+	d->flags &= (uint8_t)~REASM_DIR_TENTATIVE; /* flushed below */
 	if (d->ooo || fin_hole(d))
 		ST_CTR_INC(ctx->c, reasm_gap_end);
 	while (force_head_gap(ctx, d, ts))
@@ -419,8 +420,11 @@ static bool make_room(struct reasm_ctx *ctx, struct reasm_dir *d,
 	return true;
 }
 
-/* Handles a segment that starts beyond next_off. */
-static void push_ooo(struct reasm_ctx *ctx, struct reasm_dir *d, uint64_t s,
+/* Buffers a segment that starts beyond next_off (or any segment of a
+ * direction on hold). Returns true if it is buffered (or was a duplicate);
+ * false if a cap made the hole before it a gap and the caller must
+ * deliver it in order now. */
+static bool push_ooo(struct reasm_ctx *ctx, struct reasm_dir *d, uint64_t s,
 		     uint64_t e, const uint8_t *data, uint64_t ts)
 {
 	for (bool first = true;; first = false) {
@@ -429,7 +433,7 @@ static void push_ooo(struct reasm_ctx *ctx, struct reasm_dir *d, uint64_t s,
 		if (need == 0) {
 			ST_CTR_INC(ctx->c, reasm_dup_segments);
 			ST_CTR_ADD(ctx->c, reasm_dup_bytes, e - s);
-			return;
+			return true;
 		}
 		bool flow_ok = d->ooo_bytes + (uint64_t)want * ctx->cfg.chunk_size <=
 			       ctx->cfg.flow_ooo_max;
@@ -439,7 +443,7 @@ static void push_ooo(struct reasm_ctx *ctx, struct reasm_dir *d, uint64_t s,
 			ST_CTR_INC(ctx->c, reasm_ooo_queued);
 			if (was_empty)
 				pend_append(ctx, d, ts);
-			return;
+			return true;
 		}
 		/* Over a cap: the head hole becomes a gap. If nothing is
 		 * buffered here, the segment itself is the head: give up on
@@ -450,11 +454,11 @@ static void push_ooo(struct reasm_ctx *ctx, struct reasm_dir *d, uint64_t s,
 			ST_CTR_INC(ctx->c, reasm_gap_flow_cap);
 		if (!d->ooo || d->ooo->off >= s) {
 			deliver_gap(ctx, d, s - d->next_off, ts);
-			return; /* caller delivers in order now */
+			return false; /* caller delivers in order now */
 		}
 		force_head_gap(ctx, d, ts);
 		if (s <= d->next_off)
-			return;
+			return false;
 	}
 }
 
@@ -507,11 +511,72 @@ static bool start_dir(struct reasm_ctx *ctx, struct reasm_dir *d, uint32_t seq,
 	}
 	if (wire_len == 0 && !(flags & DECODE_TCP_FIN))
 		return false;
-	/* Mid-stream pickup: the first byte we see is offset 0. */
+	/* Mid-stream pickup: the first byte we see is offset 0, for now. */
 	d->base_seq = seq;
 	d->flags |= REASM_DIR_STARTED;
+	if (ctx->cfg.start_hold_ns) {
+		d->flags |= REASM_DIR_TENTATIVE;
+		d->fin_off = 0;
+		d->wait_since = 0; /* set when the first data is held */
+	}
 	ST_CTR_INC(ctx->c, reasm_midstream);
 	return true;
+}
+
+/* Moves offset 0 back by |delta| bytes (to an earlier segment or the byte
+ * after the SYN) while nothing has been delivered: buffered runs and the
+ * FIN move up by as much. */
+static void rebase(struct reasm_dir *d, uint32_t delta)
+{
+	d->base_seq -= delta;
+	for (struct reasm_seg *g = d->ooo; g; g = g->next)
+		g->off += delta;
+	if (d->flags & REASM_DIR_FIN)
+		d->fin_off += delta;
+	/* |wait_since| is the hold start, unchanged. */
+}
+
+/* Ends the hold: offset 0 is final, buffered data goes out in order (a
+ * hole at the front waits like any other). */
+static void settle(struct reasm_ctx *ctx, struct reasm_dir *d, uint64_t ts)
+{
+	if (!(d->flags & REASM_DIR_TENTATIVE))
+		return;
+	d->flags &= (uint8_t)~REASM_DIR_TENTATIVE;
+	if (d->ooo && d->ooo->off > d->next_off)
+		pend_append(ctx, d, ts); /* the front hole starts waiting */
+	drain(ctx, d, ts);
+	maybe_fin(ctx, d, ts);
+}
+
+/* A SYN on a direction on hold: if it is at or before the held start
+ * (within the buffer cap), the start moves to the byte after it and the
+ * hold ends. Returns false if the SYN does not fit (another ISN). */
+static bool tentative_syn(struct reasm_ctx *ctx, struct reasm_dir *d,
+			  uint32_t seq, uint64_t ts)
+{
+	uint32_t delta = d->base_seq - (seq + 1);
+	if (delta > ctx->cfg.flow_ooo_max)
+		return false;
+	if (delta)
+		rebase(d, delta);
+	d->flags |= REASM_DIR_SYN;
+	settle(ctx, d, ts);
+	return true;
+}
+
+/* The hold of a direction is over after start_hold_ns of packet time
+ * from its first held byte, or when holding more would hit a cap. */
+static bool hold_over(const struct reasm_ctx *ctx, const struct reasm_dir *d,
+		      uint32_t len, uint64_t ts)
+{
+	if (d->ooo && ts >= d->wait_since &&
+	    ts - d->wait_since >= ctx->cfg.start_hold_ns)
+		return true;
+	uint64_t need = ((uint64_t)len / ctx->chunk_payload + 2) *
+			ctx->cfg.chunk_size;
+	return d->ooo_bytes + need > ctx->cfg.flow_ooo_max ||
+	       (uint64_t)ctx->nfree * ctx->cfg.chunk_size < need;
 }
 
 void reasm_tcp_push(struct reasm_ctx *ctx, struct flow *f, unsigned dir,
@@ -531,6 +596,12 @@ void reasm_tcp_push(struct reasm_ctx *ctx, struct flow *f, unsigned dir,
 	if (!(d->flags & REASM_DIR_STARTED)) {
 		if (!start_dir(ctx, d, seq, wire_len, flags))
 			return;
+	} else if ((flags & DECODE_TCP_SYN) &&
+		   (d->flags & REASM_DIR_TENTATIVE)) {
+		if (!tentative_syn(ctx, d, seq, ts)) {
+			ST_CTR_INC(ctx->c, reasm_syn_changed);
+			return;
+		}
 	} else if ((flags & DECODE_TCP_SYN) && seq + 1 != d->base_seq) {
 		/* A different ISN on a live direction: not ours to follow
 		 * (port reuse is handled by the flow layer). */
@@ -556,6 +627,18 @@ void reasm_tcp_push(struct reasm_ctx *ctx, struct flow *f, unsigned dir,
 		return;
 	}
 	int64_t soff = (int64_t)d->next_off + rel;
+	if ((d->flags & REASM_DIR_TENTATIVE) && hold_over(ctx, d, len, ts))
+		settle(ctx, d, ts);
+	if ((d->flags & REASM_DIR_TENTATIVE) && soff < 0) {
+		/* An earlier segment the mirror delivered late: nothing has
+		 * gone out yet, so the start moves back to it. */
+		if ((uint64_t)(-soff) <= ctx->cfg.flow_ooo_max) {
+			rebase(d, (uint32_t)(-soff));
+			soff = 0;
+		} else {
+			settle(ctx, d, ts);
+		}
+	}
 	uint64_t skip = 0;
 	if (soff < 0) { /* starts before the mid-stream start point */
 		skip = (uint64_t)(-soff);
@@ -585,7 +668,15 @@ void reasm_tcp_push(struct reasm_ctx *ctx, struct flow *f, unsigned dir,
 		}
 	}
 
-	if (cap_end > s) {
+	if (cap_end > s && (d->flags & REASM_DIR_TENTATIVE)) {
+		/* On hold: everything is buffered, nothing delivered. */
+		ST_CTR_INC(ctx->c, reasm_segments);
+		if (!push_ooo(ctx, d, s, cap_end, p, ts)) {
+			/* No room after all: the hold ends here. */
+			settle(ctx, d, ts);
+			push_in_order(ctx, d, s, cap_end, p, ts);
+		}
+	} else if (cap_end > s) {
 		ST_CTR_INC(ctx->c, reasm_segments);
 		if (cap_end <= d->next_off) {
 			ST_CTR_INC(ctx->c, reasm_dup_segments);
@@ -593,8 +684,8 @@ void reasm_tcp_push(struct reasm_ctx *ctx, struct flow *f, unsigned dir,
 		} else if (s <= d->next_off) {
 			push_in_order(ctx, d, s, cap_end, p, ts);
 		} else {
-			push_ooo(ctx, d, s, cap_end, p, ts);
-			if (s <= d->next_off) /* a cap turned it in-order */
+			if (!push_ooo(ctx, d, s, cap_end, p, ts))
+				/* a cap turned it in-order */
 				push_in_order(ctx, d, s, cap_end, p, ts);
 		}
 	}
@@ -630,6 +721,12 @@ unsigned reasm_tcp_tick(struct reasm_ctx *ctx, uint64_t now, unsigned budget)
 		if (!d || now < d->wait_since ||
 		    now - d->wait_since < ctx->cfg.gap_timeout_ns)
 			break;
+		if (d->flags & REASM_DIR_TENTATIVE) {
+			/* A hold nobody ended (the flow went quiet). */
+			settle(ctx, d, now);
+			forced++;
+			continue;
+		}
 		ST_CTR_INC(ctx->c, reasm_gap_timeout);
 		/* Drains at least one run, which moves |d| to the tail of
 		 * the list or off it; or, with nothing buffered, gives up the

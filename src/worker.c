@@ -144,14 +144,20 @@ static void reopen(struct worker *w, struct flow *f)
 /* A SYN without ACK, from a side that has a live direction with another
  * ISN: a client does not reuse a port while its connection lives, so the
  * old connection is over. A retransmitted SYN has the same ISN. */
-static bool new_connection(const struct flow *f, unsigned dir,
-			   const struct decode_pkt *d)
+static bool new_connection(const struct worker *w, const struct flow *f,
+			   unsigned dir, const struct decode_pkt *d)
 {
 	if ((d->tcp_flags & (DECODE_TCP_SYN | DECODE_TCP_ACK)) !=
 	    DECODE_TCP_SYN)
 		return false;
 	const struct reasm_dir *rd = &f->dir[dir];
-	return (rd->flags & REASM_DIR_STARTED) && rd->base_seq != d->seq + 1;
+	if (!(rd->flags & REASM_DIR_STARTED) || rd->base_seq == d->seq + 1)
+		return false;
+	/* A start still on hold may move back to this SYN (reordering). */
+	if ((rd->flags & REASM_DIR_TENTATIVE) &&
+	    (uint32_t)(rd->base_seq - (d->seq + 1)) <= w->cfg.reasm.flow_ooo_max)
+		return false;
+	return true;
 }
 
 void worker_packet(struct worker *w, const struct decode_pkt *d, uint64_t ts)
@@ -170,7 +176,7 @@ void worker_packet(struct worker *w, const struct decode_pkt *d, uint64_t ts)
 		flow_table_mark_closed(w->ft, f);
 	if (created) {
 		guess_roles(f, dir, d->tcp_flags);
-	} else if (f->state == FLOW_ACTIVE && new_connection(f, dir, d)) {
+	} else if (f->state == FLOW_ACTIVE && new_connection(w, f, dir, d)) {
 		/* The tuple was reused while we never saw the old connection
 		 * end (FIN/RST lost): end its streams, start afresh. */
 		reasm_dir_end(w->rc, f, 0, REASM_END_REPLACED, w->now);

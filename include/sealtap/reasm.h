@@ -18,9 +18,12 @@
  *    direction's buffer cap is reached, when the worker pool is empty, when
  *    the flow ends, or, for a segment cut short by snaplen/mirror
  *    truncation, as soon as delivery reaches its missing tail.
- *  - A direction first seen without its SYN starts at the first byte seen;
- *    if the SYN then arrives and says that byte was the first one, the
- *    direction is marked as started from its SYN after all.
+ *  - A direction first seen without its SYN starts at the first byte seen,
+ *    but holds its data for start_hold_ns of packet time first: mirrors
+ *    reorder, so the real first segment or the SYN may still come, and
+ *    then the start moves back to it (nothing was delivered yet). If the
+ *    SYN arrives after delivery began and says the first byte delivered was
+ *    the first one, the direction is marked as started from its SYN.
  *  - Retransmissions are dropped and counted. Where a segment overlaps data
  *    still buffered, the first-seen bytes win; differing bytes are counted as
  *    an anomaly (reasm_overlap_diff) and reported to the consumer.
@@ -99,6 +102,7 @@ struct reasm_seg {
 #define REASM_DIR_FIN 0x04      /* FIN seen; fin_off is valid */
 #define REASM_DIR_ENDED 0x08    /* on_end delivered */
 #define REASM_DIR_PENDING 0x10  /* on the worker's pending-gap list */
+#define REASM_DIR_TENTATIVE 0x20 /* mid-stream start on hold (start_hold) */
 
 /* Per-direction state, embedded in struct flow. 64 bytes. */
 struct reasm_dir {
@@ -123,11 +127,14 @@ struct reasm_cfg {
 	uint64_t worker_memcap;   /* bytes of chunk memory per worker */
 	uint32_t chunk_size;      /* bytes per pool chunk (incl. header) */
 	uint64_t gap_timeout_ns;  /* packet time a hole may stay open */
+	uint64_t start_hold_ns;   /* a mid-stream start waits this long for
+				   * earlier segments or its SYN (0: off) */
 };
 
 #define REASM_CFG_DEFAULT                                                      \
 	{ .flow_ooo_max = 1u << 20, .worker_memcap = 64ull << 20,              \
-	  .chunk_size = 2048, .gap_timeout_ns = 2 * 1000000000ull }
+	  .chunk_size = 2048, .gap_timeout_ns = 2 * 1000000000ull,            \
+	  .start_hold_ns = 10 * 1000000ull }
 
 /* Per-worker reassembly context: chunk pool, consumer, counters. */
 struct reasm_ctx;

@@ -1256,6 +1256,72 @@ static void test_small_segments_share_chunks(void **state)
 	reasm_ctx_free(ctx);
 }
 
+
+/* Mid-stream start held for start_hold: a reordered earlier segment and
+ * the late SYN move the start back to the real first byte, and nothing is
+ * lost or delivered twice. */
+static void test_start_hold_reorder(void **state)
+{
+	(void)state;
+	struct reasm_cfg cfg = test_cfg;
+	cfg.start_hold_ns = 1000;
+	struct st_counters c;
+	memset(&c, 0, sizeof(c));
+	struct reasm_ctx *ctx = reasm_ctx_new(&cfg, &rec_ops, NULL, &c);
+	static struct flow f;
+	static struct rec r;
+	flow_setup(&f, &r);
+	reasm_tcp_push(ctx, &f, 0, 1003, (const uint8_t *)"cdef", 4, 4,
+		       DECODE_TCP_ACK, 1);
+	reasm_tcp_push(ctx, &f, 0, 1001, (const uint8_t *)"ab", 2, 2,
+		       DECODE_TCP_ACK, 2);
+	assert_int_equal(r.data_bytes[0], 0); /* held */
+	reasm_tcp_push(ctx, &f, 0, 1000, NULL, 0, 0, DECODE_TCP_SYN, 3);
+	assert_true(f.dir[0].flags & REASM_DIR_SYN);
+	assert_int_equal(r.data_bytes[0], 6);
+	assert_memory_equal(r.img[0], "abcdef", 6);
+	assert_int_equal(c.v[ST_CTR_reasm_before_start], 0);
+	assert_int_equal(c.v[ST_CTR_reasm_gaps], 0);
+
+	/* The other direction: no SYN ever; the hold ends by time. */
+	reasm_tcp_push(ctx, &f, 1, 5003, (const uint8_t *)"CDEF", 4, 4,
+		       DECODE_TCP_ACK, 10);
+	reasm_tcp_push(ctx, &f, 1, 5001, (const uint8_t *)"AB", 2, 2,
+		       DECODE_TCP_ACK, 11);
+	assert_int_equal(r.data_bytes[1], 0);
+	reasm_tcp_push(ctx, &f, 1, 5007, (const uint8_t *)"GH", 2, 2,
+		       DECODE_TCP_ACK, 2000);
+	assert_int_equal(r.data_bytes[1], 8);
+	assert_memory_equal(r.img[1], "ABCDEFGH", 8);
+	assert_false(f.dir[1].flags & REASM_DIR_SYN);
+	reasm_dir_end(ctx, &f, 0, REASM_END_SHUTDOWN, 3000);
+	reasm_dir_end(ctx, &f, 1, REASM_END_SHUTDOWN, 3000);
+	assert_int_equal(reasm_ctx_mem_used(ctx), 0);
+	reasm_ctx_free(ctx);
+}
+
+/* A held start that the flow's end flushes: delivered, not lost. */
+static void test_start_hold_flushed_at_end(void **state)
+{
+	(void)state;
+	struct reasm_cfg cfg = test_cfg;
+	cfg.start_hold_ns = 1000000;
+	struct st_counters c;
+	memset(&c, 0, sizeof(c));
+	struct reasm_ctx *ctx = reasm_ctx_new(&cfg, &rec_ops, NULL, &c);
+	static struct flow f;
+	static struct rec r;
+	flow_setup(&f, &r);
+	reasm_tcp_push(ctx, &f, 0, 7000, (const uint8_t *)"xyz", 3, 3,
+		       DECODE_TCP_ACK, 1);
+	assert_int_equal(r.data_bytes[0], 0);
+	reasm_dir_end(ctx, &f, 0, REASM_END_SHUTDOWN, 2);
+	reasm_dir_end(ctx, &f, 1, REASM_END_SHUTDOWN, 2);
+	assert_int_equal(r.data_bytes[0], 3);
+	assert_memory_equal(r.img[0], "xyz", 3);
+	reasm_ctx_free(ctx);
+}
+
 int main(void)
 {
 	size_t nc = ST_ARRAY_SIZE(cases);
@@ -1277,6 +1343,8 @@ int main(void)
 		cmocka_unit_test(test_syn_after_first_data),
 		cmocka_unit_test(test_stray_far_segment),
 		cmocka_unit_test(test_small_segments_share_chunks),
+		cmocka_unit_test(test_start_hold_reorder),
+		cmocka_unit_test(test_start_hold_flushed_at_end),
 	};
 	memcpy(t + nc, more, sizeof(more));
 	int rc = _cmocka_run_group_tests("reasm_tcp", t, nc + ST_ARRAY_SIZE(more),
