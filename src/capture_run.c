@@ -50,6 +50,8 @@ struct wctx {
 	struct run *run;
 	struct worker *w;
 	struct h2_ctx *h2;        /* HTTP/2 analyzer (analyzer h2) */
+	struct export_ring *out;  /* this worker's ring to the exporter */
+	bool out_wait;            /* offline: wait for room, never drop */
 	struct st_counters h2_ctr; /* the analyzer's counters */
 	struct rte_ring *ring; /* software dispatch: our input */
 	uint16_t queue;        /* rss: our RX queue */
@@ -601,9 +603,23 @@ static void wait_live(struct run *r, uint64_t deadline)
 
 /* ---- set-up and tear-down ---- */
 
+/* The analyzer's sink. Live, a full ring drops the record (counted by
+ * the analyzer): a worker never waits on the exporter. Offline, nothing is
+ * dropped: the worker waits for the exporter, as the reader waits for the
+ * workers, so a run over a capture always gives the same records. */
 static int export_push(void *user, const void *rec, uint32_t len)
 {
-	return export_ring_push(user, rec, len);
+	struct wctx *wc = user;
+	unsigned spins = 0;
+	while (export_ring_push(wc->out, rec, len) < 0) {
+		if (!wc->out_wait || len > wc->out->size / 2)
+			return -1;
+		if (++spins % RUN_SPINS_BEFORE_YIELD == 0)
+			sched_yield();
+		else
+			rte_pause();
+	}
+	return 0;
 }
 
 static unsigned analyzer_tick(void *user, uint64_t now, unsigned budget)
@@ -624,7 +640,9 @@ static int make_analyzer(struct run *r, struct wctx *wc, char *err,
 		return -ENOMEM;
 	}
 	struct h2_run_info run = { .worker = wc->id, .source = "tap" };
-	struct h2_sink sink = { .write = export_push, .user = ring };
+	wc->out = ring;
+	wc->out_wait = !r->live;
+	struct h2_sink sink = { .write = export_push, .user = wc };
 	wc->h2 = h2_ctx_new(&cfg->h2, &run, &sink, &wc->h2_ctr);
 	if (!wc->h2) {
 		snprintf(err, errlen, "cannot allocate the HTTP/2 analyzer of "

@@ -30,6 +30,7 @@
 
 #include "sealtap/common.h"
 #include "sealtap/config.h"
+#include "sealtap/keys.h"
 #include "sealtap/log.h"
 
 /* A sealtap config is a few KiB; anything this large is the wrong file. */
@@ -93,6 +94,18 @@ static const struct opt_choice hugepages_choices[] = {
 	{ "auto", CONFIG_HUGEPAGES_AUTO },
 	{ "on", CONFIG_HUGEPAGES_ON },
 	{ "off", CONFIG_HUGEPAGES_OFF },
+	{ NULL, 0 },
+};
+
+static const struct opt_choice kms_backend_choices[] = {
+	{ "pkcs11", CONFIG_KMS_PKCS11 },
+	{ NULL, 0 },
+};
+
+static const struct opt_choice keys_memory_choices[] = {
+	{ "auto", KEYS_MEM_AUTO },
+	{ "hugepages", KEYS_MEM_HUGETLB },
+	{ "locked", KEYS_MEM_LOCKED },
 	{ NULL, 0 },
 };
 
@@ -237,7 +250,7 @@ static const struct config_opt opts[] = {
 	{ .name = "reasm.chunk_size", .type = OPT_SIZE,
 	  FIELD(reasm.chunk_size), .min = 256, .max = 64 * KiB,
 	  .def = 2048,
-	  .help = "Bytes per pool chunk, including a 32-byte header.",
+	  .help = "Bytes per pool chunk, including a 40-byte header.",
 	  .why = "holds one full-size TCP segment with little waste." },
 	{ .name = "reasm.gap_timeout", .type = OPT_DURATION,
 	  FIELD(reasm.gap_timeout_ns), .min = NS_MS, .max = NS_H,
@@ -352,6 +365,115 @@ static const struct config_opt opts[] = {
 	  .def = 1 * MiB,
 	  .help = "Records are written in batches of this size.",
 	  .why = "one write(2) per megabyte keeps the exporter cheap." },
+
+	/* kms */
+	{ .name = "kms.backend", .type = OPT_ENUM, FIELD(kms.backend),
+	  .def = CONFIG_KMS_PKCS11, .choices = kms_backend_choices,
+	  .help = "KMS holding the tenants' key-encryption keys: pkcs11 "
+		  "loads a PKCS#11 module (SoftHSM2 locally, an HSM in "
+		  "production).",
+	  .why = "the embedded default runs with no cloud." },
+	{ .name = "kms.pkcs11_module", .type = OPT_STRING,
+	  FIELD(kms.pkcs11_module),
+	  .help = "Path of the PKCS#11 library; empty means "
+		  KMS_PKCS11_MODULE_DEFAULT ".",
+	  .why = "where Debian's softhsm2 package installs SoftHSM2." },
+	{ .name = "kms.token_label", .type = OPT_STRING,
+	  FIELD(kms.token_label),
+	  .help = "Label of the token holding the KEKs (at most 32 "
+		  "characters); empty means " KMS_TOKEN_DEFAULT ".",
+	  .why = "the token `sealtap keys init` creates." },
+	{ .name = "kms.pin_file", .type = OPT_STRING, FIELD(kms.pin_file),
+	  .help = "File holding the token's user PIN on its first line; it "
+		  "must belong to sealtap's user with mode 0600 or 0400. "
+		  "Takes precedence over kms.pin_env.",
+	  .why = "the PIN comes from kms.pin_env; it never appears in this "
+		 "file or on a command line." },
+	{ .name = "kms.pin_env", .type = OPT_STRING, FIELD(kms.pin_env),
+	  .help = "Name of the environment variable holding the user PIN "
+		  "when kms.pin_file is empty; empty means "
+		  KMS_PIN_ENV_DEFAULT ".",
+	  .why = "a service manager can pass a secret this way." },
+	{ .name = "kms.softhsm_dir", .type = OPT_STRING,
+	  FIELD(kms.softhsm_dir),
+	  .help = "Development: directory for a private SoftHSM2 "
+		  "configuration and token store (sealtap sets SOFTHSM2_CONF "
+		  "to its softhsm2.conf; `sealtap keys init` creates it). "
+		  "Empty: SOFTHSM2_CONF as set in the environment.",
+	  .why = "production tokens are set up outside sealtap." },
+	{ .name = "kms.retry_attempts", .type = OPT_U32,
+	  FIELD(kms.retry_attempts), .min = 1, .max = 100, .def = 5,
+	  .help = "Attempts per KMS request when the KMS is unreachable or "
+		  "busy (errors of other kinds are not retried).",
+	  .why = "rides out a restart of the KMS without hiding an "
+		 "outage for long." },
+	{ .name = "kms.retry_base", .type = OPT_DURATION,
+	  FIELD(kms.retry_base_ns), .min = NS_MS, .max = NS_M,
+	  .def = 200 * NS_MS,
+	  .help = "Delay before the second attempt; each further delay "
+		  "doubles, with jitter over its upper half.",
+	  .why = "fast enough for a blip, slow enough not to hammer a "
+		 "recovering KMS." },
+	{ .name = "kms.retry_max", .type = OPT_DURATION,
+	  FIELD(kms.retry_max_ns), .min = NS_MS, .max = NS_H,
+	  .def = 30 * NS_S,
+	  .help = "Longest delay between two attempts; at least "
+		  "kms.retry_base.",
+	  .why = "many VMs retrying after a shared outage stay spread "
+		 "out." },
+	{ .name = "kms.health_interval", .type = OPT_DURATION,
+	  FIELD(kms.health_interval_ns), .min = 0, .max = NS_H,
+	  .def = 30 * NS_S,
+	  .help = "An idle KMS is probed this often so an outage shows in "
+		  "logs and health before a rotation needs it; 0 = never.",
+	  .why = "cheap for any KMS, and soon enough to act on." },
+
+	/* keys */
+	{ .name = "keys.store", .type = OPT_STRING, FIELD(keys.store),
+	  .help = "Key store file: tenants, KEK references and wrapped DEKs "
+		  "(docs/keys.md); empty means ./" KEYS_STORE_DEFAULT ".",
+	  .why = "a relative file keeps demo runs self-contained." },
+	{ .name = "keys.default_kek", .type = OPT_STRING,
+	  FIELD(keys.default_kek),
+	  .help = "KEK reference given to a tenant created without --kek; "
+		  "empty means " KEYS_KEK_DEFAULT ".",
+	  .why = "the KEK `sealtap keys init` creates; give each tenant "
+		 "its own KEK in production (revoking it shreds only that "
+		 "tenant)." },
+	{ .name = "keys.max_tenants", .type = OPT_U32,
+	  FIELD(keys.max_tenants), .min = 1, .max = 65536, .def = 1024,
+	  .help = "Tenants the DEK cache holds (two 64-byte key slots "
+		  "each, in locked memory).",
+	  .why = "far more than one deployment serves, in 130 KiB." },
+	{ .name = "keys.dek_max_seals", .type = OPT_U64,
+	  FIELD(keys.dek_max_seals), .min = 1, .max = 1ull << 32,
+	  .def = 1ull << 32,
+	  .help = "Values one DEK may seal (all workers and runs together) "
+		  "before it is retired.",
+	  .why = "2^32, the NIST SP 800-38D invocation limit for AES-GCM, "
+		 "kept although the nonces are deterministic: it keeps the "
+		 "data under one key small and rotation routine." },
+	{ .name = "keys.dek_max_age", .type = OPT_DURATION,
+	  FIELD(keys.dek_max_age_ns), .min = NS_S, .max = 730 * NS_D,
+	  .def = 30 * NS_D,
+	  .help = "Age at which a DEK is retired, counted from its "
+		  "creation.",
+	  .why = "a month bounds what one key protects; NIST SP 800-57 "
+		 "allows up to two years for data-encryption keys." },
+	{ .name = "keys.rotate_at", .type = OPT_U32, FIELD(keys.rotate_at),
+	  .min = 50, .max = 99, .def = 90,
+	  .help = "Percent of either limit (seals, age) at which a new DEK "
+		  "is made, so it is ready before the old one stops.",
+	  .why = "leaves a tenth of the budget for the KMS to answer, even "
+		 "through retries." },
+	{ .name = "keys.memory", .type = OPT_ENUM, FIELD(keys.memory),
+	  .def = KEYS_MEM_AUTO, .choices = keys_memory_choices,
+	  .help = "Memory for plaintext DEKs: hugepages requires a "
+		  "MAP_HUGETLB page, locked uses mlock()ed pages between "
+		  "guard pages, auto tries hugepages first. Always excluded "
+		  "from core dumps.",
+	  .why = "runs on boxes without reserved hugepages (with a "
+		 "warning)." },
 };
 
 #define N_OPTS ST_ARRAY_SIZE(opts)
@@ -1426,6 +1548,27 @@ static int validate_at(const struct st_config *cfg, const char *path,
 			      "value \"%s\" is larger than "
 			      "reasm.worker_memcap (%s); lower it or raise "
 			      "reasm.worker_memcap", fbs, mcs);
+	}
+
+	/* PKCS#11 token labels are 32 bytes (CK_TOKEN_INFO.label). */
+	const struct config_opt *tl = opt_find("kms.token_label");
+	if (cfg->kms.token_label && strlen(cfg->kms.token_label) > 32)
+		return report(err, errlen, path, LINE(tl), tl->name,
+			      "value \"%s\" is longer than 32 characters; "
+			      "PKCS#11 token labels hold at most 32",
+			      cfg->kms.token_label);
+
+	const struct config_opt *rb = opt_find("kms.retry_base");
+	const struct config_opt *rm = opt_find("kms.retry_max");
+	if (cfg->kms.retry_max_ns < cfg->kms.retry_base_ns) {
+		char bs[32], ms[32];
+		fmt_num(rb, cfg->kms.retry_base_ns, bs, sizeof(bs));
+		fmt_num(rm, cfg->kms.retry_max_ns, ms, sizeof(ms));
+		const struct config_opt *at = LINE(rm) ? rm : rb;
+		return report(err, errlen, path, LINE(at), rm->name,
+			      "value \"%s\" is less than kms.retry_base "
+			      "(%s); raise it or lower kms.retry_base", ms,
+			      bs);
 	}
 
 	/* Every worker ring full at once must not drain the pool, or RX

@@ -154,7 +154,7 @@ static void *run(void *arg)
 		if (ef->batch_len &&
 		    now - ef->last_write_ns >= ef->cfg.flush_ns)
 			write_batch(ef);
-		if (ef->fd >= 0 && now - ef->opened_ns >= ef->cfg.max_age_ns) {
+		if (ef->fd >= 0 && mono_ns() - ef->opened_ns >= ef->cfg.max_age_ns) {
 			write_batch(ef);
 			close_current(ef);
 		}

@@ -102,9 +102,10 @@ struct h2_msg {
 	uint8_t grpc_hdr[GRPC_PREFIX];
 	uint8_t grpc_hlen;
 	uint8_t grpc;        /* content-type is application/grpc* */
-	uint8_t headers_seen;
+	uint8_t headers_seen;  /* its header block (not trailers) was seen */
+	uint8_t trailers_seen;
 	uint8_t end_stream;
-	uint8_t pad[3];
+	uint8_t pad[2];
 	struct bchain body; /* first body_inspect bytes (policy stage) */
 };
 
@@ -122,8 +123,8 @@ struct h2_stream {
 	uint32_t anomalies;
 	uint8_t end;        /* enum stream_end once decided */
 	uint8_t rst_by_client;
-	uint8_t info_count; /* informational (1xx) header blocks */
-	uint8_t pad;
+	uint8_t pad[2];
+	uint32_t info_count; /* informational (1xx) header blocks */
 	uint32_t info_fields; /* fields in the current 1xx block */
 	uint32_t info_start;  /* s->info length before the current block */
 	uint64_t first_ts, last_ts;
@@ -201,7 +202,8 @@ struct h2_conn {
 	uint8_t upgrade;      /* h2c upgrade */
 	uint8_t roles_known;  /* client direction confirmed */
 	uint8_t dead;         /* not HTTP/2: ignore */
-	uint8_t pad[3];
+	uint8_t resynced;     /* framing was lost at least once */
+	uint8_t pad[2];
 	struct h2_dir d[2];
 };
 
@@ -483,7 +485,9 @@ static void append_field(struct h2_ctx *ctx, struct h2_stream *s,
 	ok = ok && bchain_append(p, list, ",", 1);
 	if (unknown & H2_HPACK_VALUE_UNKNOWN) {
 		ok = ok && bchain_puts(p, list, "null");
-	} else if (!(unknown & H2_HPACK_NAME_UNKNOWN) && always_redact(n, nl)) {
+	} else if ((unknown & H2_HPACK_NAME_UNKNOWN) || always_redact(n, nl)) {
+		/* A value whose name we do not know might be a credential:
+		 * only its length is kept. */
 		char red[40];
 		int k = snprintf(red, sizeof(red), "{\"redacted\":%zu}", vl);
 		ok = ok && bchain_append(p, list, red, (uint32_t)k);
@@ -538,10 +542,24 @@ static uint8_t classify_block(struct h2_conn *cn, unsigned di,
 			confirm_client(cn, di);
 		return T_REQ_HEADERS;
 	}
-	/* No pseudo-header: trailers of whichever side sent it. */
-	if (dir_is_client(cn, di))
-		return s->req.headers_seen ? T_REQ_TRAILERS : T_REQ_HEADERS;
-	return s->resp.headers_seen ? T_RESP_TRAILERS : T_RESP_HEADERS;
+	/* RFC 9113 §8.3: a request or response header block starts with
+	 * its pseudo-header fields, so a block whose first field is a known
+	 * regular field is trailers. Only when the first name is unknown
+	 * (a placeholder: it may be a pseudo-header) do we have to guess:
+	 * trailers end the stream, and a stream joined mid-way whose header
+	 * block we missed is the usual reason to see one. */
+	bool client = dir_is_client(cn, di);
+	struct h2_msg *m = client ? &s->req : &s->resp;
+	bool trailers;
+	if (nl && !(nl == 1 && n[0] == '?'))
+		trailers = true;
+	else
+		trailers = m->headers_seen ||
+			   (cn->d[di].block_end_stream &&
+			    (cn->midstream || cn->resynced));
+	if (client)
+		return trailers ? T_REQ_TRAILERS : T_REQ_HEADERS;
+	return trailers ? T_RESP_TRAILERS : T_RESP_HEADERS;
 }
 
 struct emit_ctx {
@@ -684,7 +702,7 @@ static void block_end(struct h2_conn *cn, unsigned di)
 	}
 	if (!s)
 		return;
-	if (failed && d->block_target == T_NONE)
+	if (d->block_target == T_NONE)
 		d->block_target = dir_is_client(cn, di)
 					  ? (s->req.headers_seen ? T_REQ_TRAILERS
 								 : T_REQ_HEADERS)
@@ -701,13 +719,19 @@ static void block_end(struct h2_conn *cn, unsigned di)
 		break;
 	case T_REQ_HEADERS:
 	case T_REQ_TRAILERS:
-		s->req.headers_seen = 1;
+		if (d->block_target == T_REQ_HEADERS)
+			s->req.headers_seen = 1;
+		else
+			s->req.trailers_seen = 1;
 		if (d->block_end_stream)
 			s->req.end_stream = 1;
 		break;
 	case T_RESP_HEADERS:
 	case T_RESP_TRAILERS:
-		s->resp.headers_seen = 1;
+		if (d->block_target == T_RESP_HEADERS)
+			s->resp.headers_seen = 1;
+		else
+			s->resp.trailers_seen = 1;
 		if (d->block_end_stream)
 			s->resp.end_stream = 1;
 		break;
@@ -827,10 +851,8 @@ static void data_end(struct h2_conn *cn, unsigned di)
 	struct h2_ctx *ctx = cn->ctx;
 	struct h2_dir *d = &cn->d[di];
 	struct h2_stream *s = stream_find(ctx, cn, d->fh.stream_id);
-	if (!s) {
-		ST_CTR_INC(ctx->c, h2_orphan_frames);
-		return;
-	}
+	if (!s)
+		return; /* counted when the frame began */
 	if (d->fh.flags & H2_FLAG_END_STREAM) {
 		struct h2_msg *m = dir_is_client(cn, di) ? &s->req : &s->resp;
 		m->end_stream = 1;
@@ -1010,8 +1032,17 @@ static bool frame_begin(struct h2_conn *cn, unsigned di, uint64_t ts)
 	if (h->type == H2_HEADERS && d->prefix_need == 0)
 		block_begin(cn, di, h->stream_id, h->type, h->flags, ts);
 	if (h->type == H2_DATA && h->stream_id &&
-	    !stream_find(ctx, cn, h->stream_id) && h->length)
-		ST_CTR_INC(ctx->c, h2_orphan_frames);
+	    !stream_find(ctx, cn, h->stream_id) &&
+	    (h->length || (h->flags & H2_FLAG_END_STREAM))) {
+		/* After a join or a resync, DATA of a stream whose headers we
+		 * missed is expected: track the stream so its body counts and
+		 * its trailers land in one record. Otherwise the stream was
+		 * never opened (or is already recorded): counted only. */
+		if (cn->midstream || cn->resynced)
+			stream_new(ctx, cn, h->stream_id, ts);
+		else
+			ST_CTR_INC(ctx->c, h2_orphan_frames);
+	}
 	return true;
 }
 
@@ -1124,6 +1155,7 @@ static void enter_resync(struct h2_conn *cn, unsigned di)
 	block_abort(cn, di, true);
 	d->state = D_RESYNC;
 	d->hlen = 0;
+	cn->resynced = 1;
 	bchain_reset(ctx->bytes, &d->resync);
 	d->resync_skipped = 0;
 	for (struct h2_stream *s = cn->shead; s; s = s->cnext)
@@ -1246,7 +1278,7 @@ static void start_dir(struct h2_conn *cn, unsigned di, const uint8_t *p,
 		cn->dead = 1;
 		return;
 	}
-	if (len && p[0] == 'P') {
+	if (len && p[0] == 'P' && !looks_h1_request(p, len)) {
 		d->state = D_PREFACE;
 		return;
 	}
@@ -1502,8 +1534,10 @@ static void dir_gap(struct h2_conn *cn, unsigned di, uint64_t len)
 				struct h2_msg *m = dir_is_client(cn, di)
 							   ? &s->req
 							   : &s->resp;
+				m->body_bytes += body;
 				m->body_gap_bytes += body;
-				s->anomalies |= A_BODY_GAP;
+				if (body)
+					s->anomalies |= A_BODY_GAP;
 			}
 			ST_CTR_ADD(ctx->c, h2_gap_body_bytes, body);
 		} else if (is_block_type(d->fh.type) && d->in_block) {
@@ -1659,7 +1693,8 @@ static void emit_record(struct h2_ctx *ctx, struct h2_stream *s)
 	/* Only exchanges with something to say: a stream we saw headers of
 	 * (either side). Streams that carried only DATA were counted as
 	 * orphan frames. */
-	if (!s->req.headers_seen && !s->resp.headers_seen)
+	if (!s->req.headers_seen && !s->resp.headers_seen &&
+	    !s->req.trailers_seen && !s->resp.trailers_seen)
 		return;
 	if (!s->req.headers_seen)
 		s->anomalies |= A_REQ_MISSED;
@@ -1773,6 +1808,11 @@ static bool dir_init(struct h2_conn *cn, unsigned di, const uint8_t *p,
 static void conn_free(struct h2_ctx *ctx, struct h2_conn *cn,
 		      enum stream_end end)
 {
+	/* A header block still open (CONTINUATION never ended) counts as
+	 * lost, so its stream is recorded with what was decoded. */
+	for (unsigned i = 0; i < 2; i++)
+		if (cn->d[i].ready && cn->d[i].in_block)
+			block_abort(cn, i, true);
 	while (cn->shead) {
 		struct h2_stream *s = cn->shead;
 		stream_finish(ctx, s,

@@ -10,6 +10,7 @@
 #include "sealtap/config.h"
 #include "sealtap/counters.h"
 #include "sealtap/gen.h"
+#include "sealtap/keys.h"
 #include "sealtap/log.h"
 
 #define SEALTAP_VERSION "0.1.0"
@@ -36,11 +37,13 @@ static void usage_main(FILE *out)
 "                    flows -> TCP reassembly (HTTP/2 records: later)\n"
 "  gen               write a pcap of synthetic HTTP/2 traffic (nghttp2\n"
 "                    client and server sessions, TCP segmentation)\n"
+"  keys              tenants' data-encryption keys: init (dev token and\n"
+"                    KEK), create, rotate, list\n"
 "  config-reference  print every configuration option as commented YAML\n"
 "  version           print the version\n"
 "  help [command]    this text, or a command's options\n"
 "\n"
-"reserved for later releases: extproc, run, keys, open\n"
+"reserved for later releases: extproc, run, open\n"
 "\n"
 "Run 'sealtap <command> --help' for a command's options.\n");
 }
@@ -319,6 +322,8 @@ int main(int argc, char **argv)
 		return cmd_tap(argc - 1, argv + 1);
 	if (!strcmp(cmd, "gen"))
 		return gen_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "keys"))
+		return keys_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "config-reference"))
 		return cmd_config_reference();
 	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
@@ -329,14 +334,15 @@ int main(int argc, char **argv)
 	    !strcmp(cmd, "-h")) {
 		if (argc > 2 && !strcmp(argv[2], "tap"))
 			usage_tap(stdout);
+		else if (argc > 2 && !strcmp(argv[2], "keys"))
+			return keys_main(2, (char *[]){ "keys", "--help", NULL });
 		else if (argc > 2 && !strcmp(argv[2], "gen"))
 			return gen_main(2, (char *[]){ "gen", "--help", NULL });
 		else
 			usage_main(stdout);
 		return EXIT_OK;
 	}
-	static const char *const reserved[] = { "extproc", "run", "keys",
-						"open" };
+	static const char *const reserved[] = { "extproc", "run", "open" };
 	for (size_t i = 0; i < ST_ARRAY_SIZE(reserved); i++)
 		if (!strcmp(cmd, reserved[i]))
 			return fail(EXIT_USAGE, "'%s' is not part of this "

@@ -158,6 +158,9 @@ static void pend_append(struct reasm_ctx *ctx, struct reasm_dir *d,
 	d->flags |= REASM_DIR_PENDING;
 }
 
+/* Hands |len| bytes at next_off to the consumer, stamped with |ts| (the
+ * time the bytes arrived, not when they became contiguous: records then
+ * carry packet times, whatever the worker's clock says at a flush). */
 static void deliver(struct reasm_ctx *ctx, struct reasm_dir *d,
 		    const uint8_t *data, uint32_t len, uint64_t ts)
 {
@@ -202,7 +205,8 @@ static void drain(struct reasm_ctx *ctx, struct reasm_dir *d, uint64_t ts)
 		uint64_t end = s->off + s->len;
 		if (end > d->next_off) {
 			uint32_t skip = (uint32_t)(d->next_off - s->off);
-			deliver(ctx, d, s->data + skip, s->len - skip, ts);
+			deliver(ctx, d, s->data + skip, s->len - skip,
+				s->ts ? s->ts : ts);
 		}
 		d->ooo = s->next;
 		if (d->ooo)
@@ -323,7 +327,7 @@ static uint64_t uncovered(struct reasm_ctx *ctx, struct reasm_dir *d,
 static struct reasm_seg *fill(struct reasm_ctx *ctx, struct reasm_dir *d,
 			      struct reasm_seg **link, struct reasm_seg *prev,
 			      uint64_t a, uint64_t b, uint64_t s,
-			      const uint8_t *data)
+			      const uint8_t *data, uint64_t ts)
 {
 	if (prev && prev->off + prev->len == a &&
 	    prev->len < ctx->chunk_payload) {
@@ -331,6 +335,8 @@ static struct reasm_seg *fill(struct reasm_ctx *ctx, struct reasm_dir *d,
 					      ctx->chunk_payload - prev->len);
 		memcpy(prev->data + prev->len, data + (a - s), n);
 		prev->len += n;
+		if (ts > prev->ts)
+			prev->ts = ts;
 		a += n;
 	}
 	struct reasm_seg *last = prev;
@@ -339,6 +345,7 @@ static struct reasm_seg *fill(struct reasm_ctx *ctx, struct reasm_dir *d,
 		struct reasm_seg *g = chunk_get(ctx);
 		g->off = a;
 		g->len = n;
+		g->ts = ts;
 		memcpy(g->data, data + (a - s), n);
 		g->next = *link;
 		*link = g;
@@ -354,12 +361,12 @@ static struct reasm_seg *fill(struct reasm_ctx *ctx, struct reasm_dir *d,
  * common case, data beyond everything buffered (a hole followed by a run
  * of segments), goes straight to the tail. */
 static void insert(struct reasm_ctx *ctx, struct reasm_dir *d, uint64_t s,
-		   uint64_t e, const uint8_t *data)
+		   uint64_t e, const uint8_t *data, uint64_t ts)
 {
 	struct reasm_seg *tail = d->ooo ? d->ooo->tail : NULL;
 	if (tail && s >= tail->off + tail->len) {
 		struct reasm_seg *last =
-			fill(ctx, d, &tail->next, tail, s, e, s, data);
+			fill(ctx, d, &tail->next, tail, s, e, s, data, ts);
 		d->ooo->tail = last;
 		return;
 	}
@@ -369,7 +376,7 @@ static void insert(struct reasm_ctx *ctx, struct reasm_dir *d, uint64_t s,
 		struct reasm_seg *g = *link;
 		if (!g || g->off >= e) {
 			struct reasm_seg *last =
-				fill(ctx, d, link, prev, pos, e, s, data);
+				fill(ctx, d, link, prev, pos, e, s, data, ts);
 			if (!g)
 				appended = last;
 			break;
@@ -381,7 +388,7 @@ static void insert(struct reasm_ctx *ctx, struct reasm_dir *d, uint64_t s,
 			continue;
 		}
 		if (g->off > pos) {
-			fill(ctx, d, link, prev, pos, g->off, s, data);
+			fill(ctx, d, link, prev, pos, g->off, s, data, ts);
 			/* Step |link| past what was filled, to |g|. */
 			while (*link != g)
 				link = &(*link)->next;
@@ -439,7 +446,7 @@ static bool push_ooo(struct reasm_ctx *ctx, struct reasm_dir *d, uint64_t s,
 			       ctx->cfg.flow_ooo_max;
 		if (flow_ok && make_room(ctx, d, want, ts)) {
 			bool was_empty = d->ooo == NULL;
-			insert(ctx, d, s, e, data);
+			insert(ctx, d, s, e, data, ts);
 			ST_CTR_INC(ctx->c, reasm_ooo_queued);
 			if (was_empty)
 				pend_append(ctx, d, ts);

@@ -125,6 +125,88 @@ const char *seal_backend_name(enum seal_backend b)
 	return "unknown";
 }
 
+/* ---- fixed-field guard ------------------------------------------------------------ */
+
+/* Leases are the key cache's job (docs/tokens.md), but the failure they
+ * prevent is silent and total: a context created twice with one fixed field
+ * for one DEK restarts its counter at 0 and reuses every nonce. The classic
+ * way in is a DEK evicted from the cache and loaded again in the same
+ * process with the same lease. So every (tenant, key id, fixed field) that
+ * ever got a sealing context in this process is remembered, and a second
+ * one is refused (-EEXIST) even after the first was freed.
+ *
+ * Entries are the first 64 bits of SHA-256(tenant, key id, fixed): 8 bytes
+ * per sealing context created, in an open-addressing set that doubles at
+ * half load. A false "already used" needs a 64-bit collision (~n^2/2^65)
+ * and only costs a new lease. Context creation is a control-path operation,
+ * so a mutex is fine here. */
+static pthread_mutex_t fixed_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t *fixed_set; /* 0 = empty slot */
+static size_t fixed_n, fixed_cap;
+
+static uint64_t fixed_key(const char *tenant, const char *key_id,
+			  uint32_t fixed)
+{
+	uint8_t md[32], f[4] = {(uint8_t)(fixed >> 24), (uint8_t)(fixed >> 16),
+				(uint8_t)(fixed >> 8), (uint8_t)fixed};
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	unsigned int mdl = 0;
+	uint64_t k = 0;
+	/* Length-prefix-free but unambiguous: tenant and key id are C
+	 * strings, so their NULs separate them. */
+	if (c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) &&
+	    EVP_DigestUpdate(c, tenant, strlen(tenant) + 1) &&
+	    EVP_DigestUpdate(c, key_id, strlen(key_id) + 1) &&
+	    EVP_DigestUpdate(c, f, sizeof(f)) &&
+	    EVP_DigestFinal_ex(c, md, &mdl))
+		memcpy(&k, md, sizeof(k));
+	EVP_MD_CTX_free(c);
+	return k; /* 0: digest failed (a real digest starts with 64 zero
+		   * bits with probability 2^-64; it is refused as well) */
+}
+
+/* Inserts |k|; 0, -EEXIST if present, -ENOMEM. Caller holds fixed_mu. */
+static int fixed_insert(uint64_t k)
+{
+	if (2 * (fixed_n + 1) > fixed_cap) {
+		size_t ncap = fixed_cap ? 2 * fixed_cap : 256;
+		uint64_t *ns = calloc(ncap, sizeof(*ns));
+		if (!ns)
+			return -ENOMEM;
+		for (size_t i = 0; i < fixed_cap; i++) {
+			if (!fixed_set[i])
+				continue;
+			size_t j = fixed_set[i] & (ncap - 1);
+			while (ns[j])
+				j = (j + 1) & (ncap - 1);
+			ns[j] = fixed_set[i];
+		}
+		free(fixed_set);
+		fixed_set = ns;
+		fixed_cap = ncap;
+	}
+	size_t j = k & (fixed_cap - 1);
+	while (fixed_set[j]) {
+		if (fixed_set[j] == k)
+			return -EEXIST;
+		j = (j + 1) & (fixed_cap - 1);
+	}
+	fixed_set[j] = k;
+	fixed_n++;
+	return 0;
+}
+
+static int fixed_claim(const char *tenant, const char *key_id, uint32_t fixed)
+{
+	uint64_t k = fixed_key(tenant, key_id, fixed);
+	if (k == 0)
+		return -EIO;
+	pthread_mutex_lock(&fixed_mu);
+	int rc = fixed_insert(k);
+	pthread_mutex_unlock(&fixed_mu);
+	return rc;
+}
+
 /* ---- the context -------------------------------------------------------------- */
 
 struct seal_gcm {
@@ -147,12 +229,24 @@ struct seal_gcm {
 	uint8_t aad[SEAL_AAD_MAX];
 };
 
-/* Keys the chosen backend with the raw AES-256 |key|. Both OpenSSL contexts
- * are made even with ipsec-mb, so a context can always fall back to them in
- * tests and the open path does not depend on the seal path. */
+/* Keys the chosen backend with the raw AES-256 |key|, once: ipsec-mb
+ * expands the key schedule and the GHASH powers into |g|; OpenSSL gets one
+ * EVP context per direction, keyed here and afterwards only given IVs. */
 static int gcm_key_setup(struct seal_gcm *g, const uint8_t *key,
-			 enum seal_backend want)
+			 enum seal_backend b)
 {
+	g->backend = b;
+	if (b == SEAL_BACKEND_IPSEC_MB) {
+#ifdef SEALTAP_HAVE_IPSEC_MB
+		g->mgr = imb_get();
+		if (!g->mgr)
+			return -ENOTSUP;
+		IMB_AES256_GCM_PRE(g->mgr, key, &g->kd);
+		return 0;
+#else
+		return -ENOTSUP;
+#endif
+	}
 	g->enc = EVP_CIPHER_CTX_new();
 	g->dec = EVP_CIPHER_CTX_new();
 	if (!g->enc || !g->dec)
@@ -163,27 +257,7 @@ static int gcm_key_setup(struct seal_gcm *g, const uint8_t *key,
 	int ok = EVP_EncryptInit_ex2(g->enc, c, key, NULL, NULL) &&
 		 EVP_DecryptInit_ex2(g->dec, c, key, NULL, NULL);
 	EVP_CIPHER_free(c);
-	if (!ok)
-		return -EIO;
-
-	if (want == SEAL_BACKEND_AUTO)
-		want = seal_backend_available(SEAL_BACKEND_IPSEC_MB)
-			       ? SEAL_BACKEND_IPSEC_MB
-			       : SEAL_BACKEND_OPENSSL;
-	if (want == SEAL_BACKEND_IPSEC_MB) {
-#ifdef SEALTAP_HAVE_IPSEC_MB
-		g->mgr = imb_get();
-		if (!g->mgr)
-			return -ENOTSUP;
-		IMB_AES256_GCM_PRE(g->mgr, key, &g->kd);
-#else
-		return -ENOTSUP;
-#endif
-	} else if (want != SEAL_BACKEND_OPENSSL) {
-		return -EINVAL;
-	}
-	g->backend = want;
-	return 0;
+	return ok ? 0 : -EIO;
 }
 
 /* Creates a context keyed with the raw AES key |key| (no derivation): the
@@ -198,6 +272,17 @@ static int gcm_new_with_key(const uint8_t *key, const char *tenant,
 	size_t kid_len = strlen(key_id);
 	if (!seal_key_id_valid(key_id, kid_len))
 		return -EINVAL;
+	/* Every check that can refuse comes before the fixed field is
+	 * claimed, so a refused creation does not use up a lease. */
+	enum seal_backend b = cfg ? cfg->backend : SEAL_BACKEND_AUTO;
+	if (b == SEAL_BACKEND_AUTO)
+		b = seal_backend_available(SEAL_BACKEND_IPSEC_MB)
+			    ? SEAL_BACKEND_IPSEC_MB
+			    : SEAL_BACKEND_OPENSSL;
+	else if (b != SEAL_BACKEND_OPENSSL && b != SEAL_BACKEND_IPSEC_MB)
+		return -EINVAL;
+	if (!seal_backend_available(b))
+		return -ENOTSUP;
 	struct seal_gcm *g = aligned_alloc(ST_CACHE_LINE,
 					   (sizeof(*g) + ST_CACHE_LINE - 1) &
 						   ~(size_t)(ST_CACHE_LINE - 1));
@@ -218,6 +303,11 @@ static int gcm_new_with_key(const uint8_t *key, const char *tenant,
 	g->aad_prefix_len = (size_t)n - 2;
 
 	if (cfg) {
+		int c = fixed_claim(tenant, key_id, cfg->fixed);
+		if (c < 0) {
+			seal_gcm_free(g);
+			return c;
+		}
 		g->max = cfg->max_seals ? cfg->max_seals
 					: SEAL_GCM_CTX_MAX_DEFAULT;
 		g->fixed[0] = (uint8_t)(cfg->fixed >> 24);
@@ -225,8 +315,7 @@ static int gcm_new_with_key(const uint8_t *key, const char *tenant,
 		g->fixed[2] = (uint8_t)(cfg->fixed >> 8);
 		g->fixed[3] = (uint8_t)cfg->fixed;
 	}
-	int rc = gcm_key_setup(g, key,
-			       cfg ? cfg->backend : SEAL_BACKEND_AUTO);
+	int rc = gcm_key_setup(g, key, b);
 	if (rc < 0) {
 		seal_gcm_free(g);
 		return rc;
@@ -255,8 +344,9 @@ void seal_gcm_free(struct seal_gcm *g)
 {
 	if (!g)
 		return;
-	/* EVP_CIPHER_CTX_free cleanses OpenSSL's copy of the key schedule;
-	 * the ipsec-mb schedule and GHASH powers live in |g| itself. */
+	/* EVP_CIPHER_CTX_free cleanses OpenSSL's copy of the key schedule
+	 * (NULL with ipsec-mb); the ipsec-mb schedule and GHASH powers live
+	 * in |g| itself. */
 	EVP_CIPHER_CTX_free(g->enc);
 	EVP_CIPHER_CTX_free(g->dec);
 	OPENSSL_cleanse(g, sizeof(*g));
@@ -307,7 +397,7 @@ static int gcm_encrypt_raw(struct seal_gcm *g, const uint8_t *iv,
 	if (!in)
 		in = empty; /* len is 0; both libraries want a pointer */
 #ifdef SEALTAP_HAVE_IPSEC_MB
-	if (ST_LIKELY(g->backend == SEAL_BACKEND_IPSEC_MB)) {
+	if (g->backend == SEAL_BACKEND_IPSEC_MB) {
 		IMB_AES256_GCM_ENC(g->mgr, &g->kd, &g->cd, ct, in, len, iv,
 				   aad_len ? aad : empty, aad_len, tag,
 				   SEAL_GCM_TAG_LEN);
@@ -403,8 +493,8 @@ static inline size_t gcm_aad_tail(struct seal_gcm *g, const void *field,
 static inline int gcm_check_parts(const void *field, size_t field_len,
 				  const void *record, size_t record_len)
 {
-	if (ST_UNLIKELY((field_len | record_len) > SEAL_AAD_PART_MAX ||
-			(!field && field_len) || (!record && record_len)))
+	if ((field_len | record_len) > SEAL_AAD_PART_MAX ||
+	    (!field && field_len) || (!record && record_len))
 		return -EINVAL;
 	return 0;
 }
@@ -414,17 +504,17 @@ static inline int gcm_seal_one(struct seal_gcm *g, const void *field,
 			       size_t record_len, const uint8_t *in,
 			       size_t len, uint8_t *out, size_t cap)
 {
-	if (ST_UNLIKELY(len > SEAL_VALUE_MAX))
+	if (len > SEAL_VALUE_MAX)
 		return -EMSGSIZE;
-	if (ST_UNLIKELY(!in && len))
+	if (!in && len)
 		return -EINVAL;
 	int rc = gcm_check_parts(field, field_len, record, record_len);
-	if (ST_UNLIKELY(rc < 0))
+	if (rc < 0)
 		return rc;
-	if (ST_UNLIKELY(!out || cap < len + SEAL_GCM_OVERHEAD))
+	if (!out || cap < len + SEAL_GCM_OVERHEAD)
 		return -ENOBUFS;
 	uint64_t ctr = g->next;
-	if (ST_UNLIKELY(ctr >= g->max))
+	if (ctr >= g->max)
 		return -EKEYEXPIRED;
 	/* Burn the nonce before using it: whatever happens below, this
 	 * counter value is never handed out again. ctr < max <= UINT64_MAX,
@@ -441,7 +531,7 @@ static inline int gcm_seal_one(struct seal_gcm *g, const void *field,
 	rc = gcm_encrypt_raw(g, out, g->aad, aad_len, in, len,
 			     out + SEAL_GCM_NONCE_LEN,
 			     out + SEAL_GCM_NONCE_LEN + len);
-	if (ST_UNLIKELY(rc < 0))
+	if (rc < 0)
 		return rc;
 	return (int)(len + SEAL_GCM_OVERHEAD);
 }
@@ -460,10 +550,6 @@ unsigned seal_gcm_seal_burst(struct seal_gcm *g, struct seal_item *items,
 	unsigned done = 0;
 	for (unsigned i = 0; i < n; i++) {
 		struct seal_item *it = &items[i];
-		/* Prefetch the next item's input: small values are the
-		 * common case, so one line covers most of them. */
-		if (i + 1 < n)
-			__builtin_prefetch(items[i + 1].in);
 		it->res = gcm_seal_one(g, it->field, it->field_len, it->record,
 				       it->record_len, it->in, it->len,
 				       it->out, it->cap);

@@ -193,8 +193,10 @@ void worker_packet(struct worker *w, const struct decode_pkt *d, uint64_t ts)
 	}
 	f->pkts[dir]++;
 	f->bytes[dir] += d->payload_wire_len;
+	/* The packet's own time, not the worker's clock: what the consumer
+	 * stamps on records must not depend on which worker saw what. */
 	reasm_tcp_push(w->rc, f, dir, d->seq, d->payload, d->payload_len,
-		       d->payload_wire_len, d->tcp_flags, w->now);
+		       d->payload_wire_len, d->tcp_flags, ts);
 	if (f->state == FLOW_ACTIVE && reasm_flow_done(f))
 		flow_table_mark_closed(w->ft, f);
 	if (w->now >= w->next_tick)

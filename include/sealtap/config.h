@@ -33,6 +33,10 @@ enum config_dispatch {
 	CONFIG_DISPATCH_SOFTWARE = 2, /* RX stage hashes the inner 5-tuple */
 };
 
+enum config_kms_backend {
+	CONFIG_KMS_PKCS11 = 0, /* PKCS#11 module: SoftHSM2 locally, an HSM */
+};
+
 #define CONFIG_MAX_LIST 64 /* entries in a string list (eal.args, ...) */
 
 struct st_config {
@@ -68,6 +72,27 @@ struct st_config {
 		uint64_t flush_ns;
 		uint32_t batch_bytes;
 	} export_;
+	struct {
+		int backend;             /* enum config_kms_backend */
+		char *pkcs11_module;     /* owned; NULL: KMS_PKCS11_MODULE_DEFAULT */
+		char *token_label;       /* owned; NULL: KMS_TOKEN_DEFAULT */
+		char *pin_file;          /* owned; NULL: the PIN is in pin_env */
+		char *pin_env;           /* owned; NULL: KMS_PIN_ENV_DEFAULT */
+		char *softhsm_dir;       /* owned; NULL: SOFTHSM2_CONF as set */
+		uint32_t retry_attempts;
+		uint64_t retry_base_ns;
+		uint64_t retry_max_ns;
+		uint64_t health_interval_ns;
+	} kms;
+	struct {
+		char *store;             /* owned; NULL: KEYS_STORE_DEFAULT */
+		char *default_kek;       /* owned; NULL: KEYS_KEK_DEFAULT */
+		uint32_t max_tenants;
+		uint64_t dek_max_seals;
+		uint64_t dek_max_age_ns;
+		uint32_t rotate_at;      /* percent of either limit */
+		int memory;              /* enum keys_mem_mode */
+	} keys;
 };
 
 /* Fills |cfg| with every option's default. */

@@ -91,6 +91,7 @@ struct reasm_ops {
 struct reasm_seg {
 	struct reasm_seg *next;
 	struct reasm_seg *tail; /* last run of the list (valid in the head) */
+	uint64_t ts;  /* packet time of its newest bytes: delivered with it */
 	uint64_t off;
 	uint32_t len;
 	uint32_t pad;

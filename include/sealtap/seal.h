@@ -35,6 +35,10 @@
  *
  * Errors: 0 or a positive byte count on success, -errno on failure. Sealing
  * and opening never log, and never put key or value bytes in any message.
+ *
+ * Ownership: no function here takes ownership of a buffer it is given;
+ * contexts are owned by whoever created them (free with the matching
+ * _free). Each function comment says so in the usual form.
  */
 #ifndef SEALTAP_SEAL_H
 #define SEALTAP_SEAL_H
@@ -75,8 +79,8 @@
 #define SEAL_KDF_LABEL_HASH "sealtap/v1 hash hmac-sha-256"
 
 /* Derives |out_len| bytes from |dek| (SEAL_DEK_LEN bytes) with HKDF-SHA256,
- * salt SEAL_KDF_SALT and info |label|. Does not take ownership of anything;
- * the caller wipes |out| when done. 0 or -EINVAL / -EIO. */
+ * salt SEAL_KDF_SALT and info |label|. Does not take ownership of |dek| or
+ * |out|; the caller wipes |out| when done. 0 or -EINVAL / -EIO. */
 int seal_key_derive(const uint8_t *dek, const char *label, uint8_t *out,
 		    size_t out_len);
 
@@ -95,6 +99,7 @@ int seal_key_derive(const uint8_t *dek, const char *label, uint8_t *out,
  *        [ | len(record) record ]   -- record only for SEAL_KIND_GCM
  *
  * each len one byte. |record| is ignored (may be NULL) for 's' and 'h'.
+ * Does not take ownership of any argument.
  * Returns the AAD length, -EINVAL for an unknown kind or a part longer than
  * SEAL_AAD_PART_MAX, -ENOBUFS if |cap| is too small (SEAL_AAD_MAX always
  * suffices). */
@@ -158,12 +163,17 @@ struct seal_gcm;
  * terminated; key id must pass seal_key_id_valid, tenant at most
  * SEAL_AAD_PART_MAX bytes). |cfg| NULL makes an open-only context (no
  * nonces; sealing returns -EKEYEXPIRED), which needs no fixed-field lease.
+ * A fixed field is good for one sealing context per (tenant, key id) for
+ * the life of the process: a second one, even after the first was freed,
+ * is refused with -EEXIST (its counter would restart at 0 and reuse every
+ * nonce), so a DEK loaded again after eviction needs a new lease.
  * Does not take ownership of |dek| (the caller keeps and wipes it). On
- * success the caller frees *|out| with seal_gcm_free(). 0, -EINVAL, -ENOMEM,
- * -ENOTSUP (backend requested but not available) or -EIO. */
+ * success the caller frees *|out| with seal_gcm_free(). 0, -EINVAL, -EEXIST,
+ * -ENOMEM, -ENOTSUP (backend requested but not available) or -EIO. */
 int seal_gcm_new(const uint8_t *dek, const char *tenant, const char *key_id,
 		 const struct seal_gcm_cfg *cfg, struct seal_gcm **out);
-/* Wipes the derived key material and frees |g|. NULL is fine. */
+/* Wipes the derived key material and frees |g|. Takes ownership of |g|.
+ * NULL is fine. */
 void seal_gcm_free(struct seal_gcm *g);
 
 enum seal_backend seal_gcm_backend(const struct seal_gcm *g);
@@ -219,14 +229,15 @@ unsigned seal_gcm_seal_burst(struct seal_gcm *g, struct seal_item *items,
  * otherwise. Returns the plaintext length, or -EBADMSG (wrong tag: tampered,
  * other key, other tenant/field/record), -ENODATA (shorter than the
  * overhead), -EMSGSIZE, -EINVAL, -ENOBUFS, -EIO. On -EBADMSG |out| is
- * wiped. Works on any context (open-only too); consumes no nonce. */
+ * wiped. Works on any context (open-only too); consumes no nonce. Does not
+ * take ownership of |sealed| or |out|. */
 int seal_gcm_open(struct seal_gcm *g, const void *field, size_t field_len,
 		  const void *record, size_t record_len, const uint8_t *sealed,
 		  size_t sealed_len, uint8_t *out, size_t cap);
 
 /* seal_gcm_open() with the three parts apart (the token layer decodes them
  * to different places): |nonce| 12 bytes, |ct| |len| bytes, |tag| 16 bytes.
- * |out| may equal |ct|. Same returns as seal_gcm_open(). */
+ * |out| may equal |ct|. Same returns and ownership as seal_gcm_open(). */
 int seal_gcm_open_detached(struct seal_gcm *g, const void *field,
 			   size_t field_len, const void *record,
 			   size_t record_len, const uint8_t *nonce,
@@ -242,23 +253,26 @@ struct seal_siv;
  * ownership and errors as seal_gcm_new(). Free with seal_siv_free(). */
 int seal_siv_new(const uint8_t *dek, const char *tenant, const char *key_id,
 		 struct seal_siv **out);
+/* Wipes and frees |s|. Takes ownership of |s|. NULL is fine. */
 void seal_siv_free(struct seal_siv *s);
 const char *seal_siv_key_id(const struct seal_siv *s);
 
 /* Deterministically seals |in| for |field|: writes siv (16) || ciphertext
  * (len) to |out|. Equal (tenant, key, field, value) give equal bytes.
- * Returns len + SEAL_SIV_TAG_LEN, or -EMSGSIZE, -EINVAL, -ENOBUFS, -EIO. */
+ * Returns len + SEAL_SIV_TAG_LEN, or -EMSGSIZE, -EINVAL, -ENOBUFS, -EIO.
+ * Does not take ownership of |in| or |out|; |out| must not overlap |in|. */
 int seal_siv_seal(struct seal_siv *s, const void *field, size_t field_len,
 		  const uint8_t *in, size_t len, uint8_t *out, size_t cap);
 /* Opens siv || ciphertext for |field|. |out| may be exactly |sealed| +
  * SEAL_SIV_TAG_LEN (in place). Returns the plaintext length or -EBADMSG,
- * -ENODATA, -EMSGSIZE, -EINVAL, -ENOBUFS, -EIO; |out| wiped on -EBADMSG. */
+ * -ENODATA, -EMSGSIZE, -EINVAL, -ENOBUFS, -EIO; |out| wiped on -EBADMSG.
+ * Does not take ownership of |sealed| or |out|. */
 int seal_siv_open(struct seal_siv *s, const void *field, size_t field_len,
 		  const uint8_t *sealed, size_t sealed_len, uint8_t *out,
 		  size_t cap);
 
 /* seal_siv_open() with |tag| (16 bytes) and |ct| apart; |out| may equal
- * |ct|. */
+ * |ct|. Same returns and ownership as seal_siv_open(). */
 int seal_siv_open_detached(struct seal_siv *s, const void *field,
 			   size_t field_len, const uint8_t *tag,
 			   const uint8_t *ct, size_t len, uint8_t *out,
@@ -270,12 +284,14 @@ struct seal_hash;
  * ownership and errors as seal_gcm_new(). Free with seal_hash_free(). */
 int seal_hash_new(const uint8_t *dek, const char *tenant, const char *key_id,
 		  struct seal_hash **out);
+/* Wipes and frees |h|. Takes ownership of |h|. NULL is fine. */
 void seal_hash_free(struct seal_hash *h);
 const char *seal_hash_key_id(const struct seal_hash *h);
 
 /* out (SEAL_HASH_LEN bytes) = HMAC-SHA-256(key, aad('h') || value): the
  * canonical 'h' AAD (tenant, key id, field) is length-prefixed, so it cannot
- * run into the value. Returns SEAL_HASH_LEN or -EMSGSIZE, -EINVAL, -EIO. */
+ * run into the value. Returns SEAL_HASH_LEN or -EMSGSIZE, -EINVAL, -EIO.
+ * Does not take ownership of |in| or |out|. */
 int seal_hash_compute(struct seal_hash *h, const void *field, size_t field_len,
 		      const uint8_t *in, size_t len, uint8_t *out);
 
@@ -314,14 +330,16 @@ size_t seal_token_len(size_t key_id_len, size_t raw_len);
 /* Writes the token for |raw| (|raw_len| payload bytes) into |out|, with a
  * NUL after it if there is room. |raw| may lie inside |out| exactly at
  * |out| + seal_token_len(key_id_len, 0) (encoding runs backwards, in place).
- * Returns the text length, or -EINVAL (bad kind or key id), -EMSGSIZE
- * (payload over the kind's maximum), -ENOBUFS. */
+ * Returns the text length, or -EINVAL (bad kind or key id), -ENODATA /
+ * -EMSGSIZE (payload under / over the kind's size), -ENOBUFS. Does not take
+ * ownership of |raw| or |out|. */
 int seal_token_encode(char kind, const char *key_id, size_t key_id_len,
 		      const uint8_t *raw, size_t raw_len, char *out,
 		      size_t cap);
 
 /* Strict parse of |len| bytes at |text| (no NUL needed; a NUL inside is an
- * error). Accepts exactly the form above and nothing else: no padding, no
+ * error). |t| points into |text| afterwards: the caller keeps |text| alive
+ * while it uses |t|; nothing is allocated. Accepts exactly the form above and nothing else: no padding, no
  * whitespace, no non-canonical base64 tail bits. Fills |t| and returns 0, or:
  *   -EINVAL           malformed (prefix, separators, kind, key id)
  *   -EPROTONOSUPPORT  "stk<digits>" with a version other than 1
@@ -332,13 +350,14 @@ int seal_token_encode(char kind, const char *key_id, size_t key_id_len,
 int seal_token_parse(const char *text, size_t len, struct seal_token *t);
 
 /* Decodes a parsed token's payload into |raw|. Returns t->raw_len or
- * -ENOBUFS. */
+ * -ENOBUFS. Does not take ownership of |raw|. */
 int seal_token_decode(const struct seal_token *t, uint8_t *raw, size_t cap);
 
 /* Seal + encode in one step, no intermediate buffer: the payload is sealed
  * straight into |out| and base64url-encoded in place. Returns the text
  * length or the errors of seal_gcm_seal() / seal_siv_seal() /
- * seal_hash_compute() and seal_token_encode(). */
+ * seal_hash_compute() and seal_token_encode(). A NUL follows the text when
+ * |cap| leaves room for it. Does not take ownership of |in| or |out|. */
 int seal_token_seal_gcm(struct seal_gcm *g, const void *field,
 			size_t field_len, const void *record, size_t record_len,
 			const uint8_t *in, size_t len, char *out, size_t cap);
@@ -352,7 +371,9 @@ int seal_token_hash(struct seal_hash *h, const void *field, size_t field_len,
  * (-ENOKEY otherwise); then the parse errors above, or the open errors of
  * seal_gcm_open() / seal_siv_open() (-EBADMSG when the tag does not verify:
  * tampered, or moved to another field, record or tenant). Writes the
- * plaintext to |out| and returns its length. */
+ * plaintext to |out| and returns its length; |cap| need only hold the
+ * plaintext (the payload is decoded straight into |out| and opened in
+ * place). Does not take ownership of |text| or |out|. */
 int seal_token_open_gcm(struct seal_gcm *g, const void *field,
 			size_t field_len, const void *record, size_t record_len,
 			const char *text, size_t text_len, uint8_t *out,
@@ -361,7 +382,8 @@ int seal_token_open_siv(struct seal_siv *s, const void *field,
 			size_t field_len, const char *text, size_t text_len,
 			uint8_t *out, size_t cap);
 /* Recomputes the hash of |in| and compares it (constant time) with the
- * token. 0 if equal, -EBADMSG if not, -ENOKEY / parse errors. */
+ * token. 0 if equal, -EBADMSG if not, -ENOKEY / parse errors. Does not take
+ * ownership of |in| or |text|. */
 int seal_token_check_hash(struct seal_hash *h, const void *field,
 			  size_t field_len, const uint8_t *in, size_t len,
 			  const char *text, size_t text_len);
