@@ -103,6 +103,7 @@ if [[ ${SKIP_FUZZ:-0} != 1 ]]; then
 			# which would read as "skipped" here.
 			"$f" -max_total_time="$FUZZ_SECONDS" -max_len=300000 -rss_limit_mb=4096 \
 				-error_exitcode=1 -timeout=30 -print_final_stats=1 \
+				-artifact_prefix=build-fuzz/ \
 				"$work" >"build-fuzz/$name.log" 2>&1
 			rc=$?
 			[[ $rc == 77 ]] && rc=1
