@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks. Usage: scripts/bench.sh capture|tap [options]
+# Benchmarks. Usage: scripts/bench.sh capture|tap|seal [options]
 #
 #   capture   decode + flow + TCP reassembly from memory with 1 worker,
 #             next to dpdk-testpmd --forward-mode=rxonly on the same capture
@@ -8,6 +8,9 @@
 #             exporter to a tmpfs directory, with 1 and 2 workers, on the
 #             real-traffic reference capture and on a `sealtap gen` one,
 #             each next to testpmd rxonly on the same capture.
+#   seal      seals/s on one core for 16..16384-byte values through the
+#             engine (single and batched) next to raw OpenSSL EVP and raw
+#             intel-ipsec-mb GCM (bench/seal.sh).
 #
 # Options: --pcap FILE (default: bench/data/ref-h2.pcap, made on demand by
 # scripts/make-capture.sh --bench from real nghttpd/h2load traffic),
@@ -23,6 +26,11 @@ PY=/usr/bin/python3
 what=${1:-}
 [[ -n $what ]] || { echo "usage: scripts/bench.sh capture [--pcap FILE] [--passes N] [--seconds S] [--workers N]" >&2; exit 2; }
 shift
+
+# The sealing benchmark has its own driver (no captures, no EAL).
+if [[ $what == seal ]]; then
+	exec bash bench/seal.sh "$@"
+fi
 
 PCAP=bench/data/ref-h2.pcap
 PASSES=
@@ -238,5 +246,5 @@ PYEOF
 case $what in
 capture) bench_capture ;;
 tap) bench_tap ;;
-*) echo "bench.sh: unknown benchmark '$what' (available: capture, tap)" >&2; exit 2 ;;
+*) echo "bench.sh: unknown benchmark '$what' (available: capture, tap, seal)" >&2; exit 2 ;;
 esac
