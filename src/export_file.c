@@ -1,4 +1,5 @@
 /* The file exporter thread. See export.h. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -170,19 +171,25 @@ static void *run(void *arg)
 	return NULL;
 }
 
-/* Finds the highest existing file number so a new run continues after it
- * instead of overwriting earlier records. */
+/* Finds the highest file number present (a reader may have deleted older
+ * files, so the numbers need not start at 1 or be contiguous), so a new run
+ * continues after it instead of overwriting records not yet read. */
 static uint64_t last_seq(const char *dir)
 {
-	char path[4200];
 	uint64_t seq = 0;
-	for (;;) {
-		snprintf(path, sizeof(path), "%s/records-%06llu.ndjson", dir,
-			 (unsigned long long)(seq + 1));
-		if (access(path, F_OK) != 0)
-			return seq;
-		seq++;
+	DIR *dp = opendir(dir);
+	if (!dp)
+		return 0;
+	struct dirent *e;
+	while ((e = readdir(dp)) != NULL) {
+		unsigned long long n;
+		char tail[16];
+		if (sscanf(e->d_name, "records-%llu.%15s", &n, tail) == 2 &&
+		    !strcmp(tail, "ndjson") && n > seq)
+			seq = n;
 	}
+	closedir(dp);
+	return seq;
 }
 
 int export_file_start(const struct export_file_cfg *cfg,

@@ -179,9 +179,6 @@ struct h2_dir {
 	uint32_t block_bytes;    /* encoded bytes so far (flood cap) */
 	struct h2_stream *block_stream;
 	uint32_t max_frame;      /* largest frame this sender may send */
-	uint32_t table_setting;  /* HEADER_TABLE_SIZE for this sender's
-				  * encoder, announced before we set the
-				  * inflater up (0: none) */
 	uint32_t preface_got;
 	uint64_t h1_body_left;
 	struct bchain h1;        /* HTTP/1.1 head being collected */
@@ -204,6 +201,7 @@ struct h2_conn {
 	uint8_t dead;         /* not HTTP/2: ignore */
 	uint8_t resynced;     /* framing was lost at least once */
 	uint8_t pad[2];
+	uint32_t highest_sid[2]; /* highest stream id opened, by parity */
 	struct h2_dir d[2];
 };
 
@@ -667,8 +665,21 @@ static void block_begin(struct h2_conn *cn, unsigned di, uint32_t sid,
 	d->block_end_stream = (type == H2_HEADERS) &&
 			      (flags & H2_FLAG_END_STREAM);
 	struct h2_stream *s = stream_find(ctx, cn, sid);
-	if (!s)
+	if (!s && !cn->midstream && !cn->resynced &&
+	    sid <= cn->highest_sid[sid & 1]) {
+		/* Seen from its start, so this stream was opened and already
+		 * recorded (reset, or recorded early at a cap): a late block.
+		 * Decode it to keep the table right, keep nothing. */
+		ST_CTR_INC(ctx->c, h2_orphan_frames);
+		d->block_target = T_DISCARD;
+		d->block_stream = NULL;
+		return;
+	}
+	if (!s) {
 		s = stream_new(ctx, cn, sid, ts);
+		if (sid > cn->highest_sid[sid & 1])
+			cn->highest_sid[sid & 1] = sid;
+	}
 	d->block_stream = s;
 	if (!s) {
 		d->block_target = T_DISCARD; /* still decoded: table */
@@ -872,10 +883,12 @@ static void settings_entry(struct h2_conn *cn, unsigned di, const uint8_t *e)
 		     ((uint32_t)e[4] << 8) | e[5];
 	struct h2_dir *other = &cn->d[di ^ 1];
 	if (id == H2_SETTINGS_HEADER_TABLE_SIZE) {
-		if (!other->ready)
-			other->table_setting = v ? v : 1; /* applied at init */
-		else if (!other->in_block)
-			h2_hpack_set_settings_size(&other->hpack, v);
+		/* Nothing to do: our inflaters accept any size up to
+		 * h2.max_table_size from the start, and the encoder announces
+		 * the size it really uses in the block (RFC 7541 §6.3).
+		 * Lowering our maximum here would wrongly fail blocks the
+		 * peer encoded before it saw these SETTINGS. */
+		(void)v;
 	} else if (id == H2_SETTINGS_MAX_FRAME_SIZE) {
 		if (v >= H2_DEFAULT_MAX_FRAME && v <= H2_MAX_FRAME_LIMIT &&
 		    v > other->max_frame)
@@ -990,13 +1003,13 @@ static bool frame_begin(struct h2_conn *cn, unsigned di, uint64_t ts)
 	struct h2_frame_hdr *h = &d->fh;
 	h2_frame_hdr_parse(d->hbuf, h);
 	const char *bad = h2_frame_check(h, d->max_frame);
-	if (bad && (h->length > d->max_frame ||
-		    !h2_frame_plausible(h, H2_MAX_FRAME_LIMIT,
-					H2_SENDER_UNKNOWN))) {
+	if (h->length > d->max_frame) {
 		/* Not a frame we can walk over: framing is lost. */
 		frame_error(cn, di, 0);
 		return false;
 	}
+	/* Anything else that breaks a rule is walked over (its length is
+	 * sound) and counted on its stream. */
 	ST_CTR_INC(ctx->c, h2_frames);
 	if (bad)
 		frame_error(cn, di, h->stream_id);
@@ -1052,17 +1065,22 @@ static void prefix_done(struct h2_conn *cn, unsigned di, uint64_t ts)
 	struct h2_dir *d = &cn->d[di];
 	struct h2_frame_hdr *h = &d->fh;
 	uint32_t body = h->length - d->prefix_need;
+	bool pad_error = false;
 	if (h->flags & H2_FLAG_PADDED) {
 		d->pad_len = d->pbuf[0];
 		if (d->pad_len > body) { /* §6.1: PROTOCOL_ERROR */
-			frame_error(cn, di, h->stream_id);
+			pad_error = true;
 			d->pad_len = body;
 		}
 	}
 	d->content_left = body - d->pad_len;
 	d->stage = P_CONTENT;
+	if (pad_error && h->type != H2_HEADERS)
+		frame_error(cn, di, h->stream_id);
 	if (h->type == H2_HEADERS) {
 		block_begin(cn, di, h->stream_id, h->type, h->flags, ts);
+		if (pad_error) /* after the stream exists, so it is marked */
+			frame_error(cn, di, h->stream_id);
 	} else if (h->type == H2_PUSH_PROMISE) {
 		const uint8_t *q = d->pbuf + (d->prefix_need - 4);
 		uint32_t promised = (((uint32_t)q[0] & 0x7f) << 24) |
@@ -1327,6 +1345,11 @@ static void h1_head_done(struct h2_conn *cn, unsigned di, char *head,
 			d->state = D_FRAME_HDR;
 			return;
 		}
+		/* The upgrade was refused: plain HTTP/1.1, not ours; the
+		 * request kept as stream 1 is dropped unrecorded. */
+		struct h2_stream *s1 = stream_find(ctx, cn, 1);
+		if (s1)
+			stream_free(ctx, s1);
 		cn->dead = 1;
 		ST_CTR_INC(ctx->c, h2_conns_not_h2);
 		return;
@@ -1508,7 +1531,7 @@ static void dir_gap(struct h2_conn *cn, unsigned di, uint64_t len)
 		bchain_reset(ctx->bytes, &d->resync);
 		return;
 	}
-	if (d->state == D_PAYLOAD && len < d->fleft) {
+	if (d->state == D_PAYLOAD && len <= d->fleft) {
 		d->damaged = 1;
 		if (d->fh.type == H2_DATA) {
 			struct h2_stream *s =
@@ -1551,6 +1574,10 @@ static void dir_gap(struct h2_conn *cn, unsigned di, uint64_t len)
 		if (d->fh.type != H2_DATA) {
 			d->stage = P_PADDING;
 			d->content_left = 0;
+		}
+		if (d->fleft == 0) { /* the gap ended exactly with the frame */
+			frame_end(cn, di);
+			d->state = D_FRAME_HDR;
 		}
 		return;
 	}
@@ -1790,8 +1817,6 @@ static bool dir_init(struct h2_conn *cn, unsigned di, const uint8_t *p,
 		return false;
 	}
 	d->ready = 1;
-	if (d->table_setting)
-		h2_hpack_set_settings_size(&d->hpack, d->table_setting);
 	if (!from_start) {
 		ST_CTR_INC(ctx->c, h2_hpack_primed);
 		d->state = D_RESYNC;

@@ -125,13 +125,20 @@ long h2_frame_find_boundary(const uint8_t *buf, size_t len, uint32_t max_frame,
 			    enum h2_sender sender, unsigned need,
 			    size_t *more_from)
 {
+	/* The first offset whose chain is decided wins. A candidate that needs
+	 * more bytes does not stop the search: a header read a few bytes off
+	 * often looks like a long DATA frame, and waiting for its end could
+	 * stall a quiet direction for good while the real boundary sits a few
+	 * bytes further on. Two plausible headers in a row by chance are
+	 * about 1e-10 per offset (measured: none in 6.5e9 random offsets). */
+	long undecided = -1;
 	for (size_t start = 0; start + H2_FRAME_HEADER_LEN <= len; start++) {
 		size_t pos = start;
 		unsigned ok = 0;
-		bool undecided = false;
+		bool open = false;
 		while (ok < need) {
 			if (pos + H2_FRAME_HEADER_LEN > len) {
-				undecided = true;
+				open = true;
 				break;
 			}
 			struct h2_frame_hdr h;
@@ -143,10 +150,12 @@ long h2_frame_find_boundary(const uint8_t *buf, size_t len, uint32_t max_frame,
 		}
 		if (ok == need)
 			return (long)start;
-		if (undecided && ok > 0) {
-			*more_from = start;
-			return -2;
-		}
+		if (open && ok > 0 && undecided < 0)
+			undecided = (long)start;
+	}
+	if (undecided >= 0) {
+		*more_from = (size_t)undecided;
+		return -2;
 	}
 	/* The last 8 bytes could still start a header. */
 	*more_from = len > H2_FRAME_HEADER_LEN - 1 ? len - (H2_FRAME_HEADER_LEN - 1)

@@ -81,9 +81,10 @@ int h2_frame_plausible(const struct h2_frame_hdr *h, uint32_t max_frame,
 
 /* Looks in |buf| (|len| bytes) for the first offset at which |need| frame
  * headers in a row are plausible, each starting where the previous frame
- * ends. Returns the offset, or -1 if none exists in what is there, or -2 if
- * the earliest candidate needs more bytes to be decided (then *|more_from|
- * is that candidate's offset: everything before it can be discarded). */
+ * ends. Returns the offset, or -2 if no chain is complete but some
+ * candidate needs more bytes (then *|more_from| is the earliest such
+ * candidate: everything before it can be discarded), or -1 if no offset can
+ * start a chain (*|more_from| = where the unexamined tail begins). */
 long h2_frame_find_boundary(const uint8_t *buf, size_t len, uint32_t max_frame,
 			    enum h2_sender sender, unsigned need,
 			    size_t *more_from);
