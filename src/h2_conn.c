@@ -202,6 +202,8 @@ struct h2_conn {
 	uint8_t resynced;     /* framing was lost at least once */
 	uint8_t pad[2];
 	uint32_t highest_sid[2]; /* highest stream id opened, by parity */
+	uint8_t ep_dir;       /* ep[] formatted for client_dir + 1 (0: not) */
+	char ep[2][56];       /* "client", "server" endpoint strings */
 	struct h2_dir d[2];
 };
 
@@ -219,6 +221,8 @@ struct h2_ctx {
 	char *scratch; /* record assembly, cfg.max_record bytes */
 	uint8_t *flat; /* contiguous copy of a resync window */
 	uint8_t no_conn; /* f->app marker: flow not parsed */
+	uint64_t ts_sec;   /* put_ts() cache: the second ts_text shows */
+	char ts_text[24];
 	bool keep_bodies; /* a policy inspects bodies: keep body_inspect bytes */
 };
 
@@ -1605,29 +1609,45 @@ static void put_msg(struct record_buf *b, const struct h2_msg *m,
 	record_buf_puts(b, "],\"trailers\":[");
 	if (with_headers)
 		record_buf_chain(b, &m->trailers);
-	record_buf_printf(b,
-			  "],\"body_bytes\":%llu,\"body_gap_bytes\":%llu,"
-			  "\"end_stream\":%s",
-			  (unsigned long long)m->body_bytes,
-			  (unsigned long long)m->body_gap_bytes,
-			  m->end_stream ? "true" : "false");
-	if (m->grpc)
-		record_buf_printf(b, ",\"grpc_messages\":%u", m->grpc_msgs);
+	record_buf_puts(b, "],\"body_bytes\":");
+	record_buf_u64(b, m->body_bytes);
+	record_buf_puts(b, ",\"body_gap_bytes\":");
+	record_buf_u64(b, m->body_gap_bytes);
+	record_buf_puts(b, m->end_stream ? ",\"end_stream\":true"
+					 : ",\"end_stream\":false");
+	if (m->grpc) {
+		record_buf_puts(b, ",\"grpc_messages\":");
+		record_buf_u64(b, m->grpc_msgs);
+	}
 	record_buf_puts(b, ",\"uncertain\":[");
 	if (with_headers)
 		record_buf_chain(b, &m->uncertain);
 	record_buf_puts(b, "]");
 }
 
-static void put_ts(struct record_buf *b, const char *key, uint64_t ns)
+/* ",\"ts\":\"2026-11-23T01:57:34.837095Z\"". The date part is formatted
+ * once per second of packet time (cached in |ctx|). */
+static void put_ts(struct h2_ctx *ctx, struct record_buf *b, uint64_t ns)
 {
-	time_t sec = (time_t)(ns / 1000000000ull);
-	struct tm tm;
-	char t[32];
-	gmtime_r(&sec, &tm);
-	strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%S", &tm);
-	record_buf_printf(b, ",\"%s\":\"%s.%06lluZ\"", key, t,
-			  (unsigned long long)(ns % 1000000000ull / 1000));
+	uint64_t sec = ns / 1000000000ull;
+	if (sec != ctx->ts_sec || !ctx->ts_text[0]) {
+		time_t t = (time_t)sec;
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		strftime(ctx->ts_text, sizeof(ctx->ts_text), "%Y-%m-%dT%H:%M:%S",
+			 &tm);
+		ctx->ts_sec = sec;
+	}
+	char us[8];
+	uint64_t frac = ns % 1000000000ull / 1000;
+	for (int i = 5; i >= 0; i--, frac /= 10)
+		us[i] = (char)('0' + frac % 10);
+	us[6] = 'Z';
+	record_buf_puts(b, ",\"ts\":\"");
+	record_buf_puts(b, ctx->ts_text);
+	record_buf_put(b, ".", 1);
+	record_buf_put(b, us, 7);
+	record_buf_put(b, "\"", 1);
 }
 
 static uint64_t record_id(const struct h2_stream *s)
@@ -1652,28 +1672,39 @@ static void build_record(struct h2_ctx *ctx, struct h2_stream *s,
 			 struct record_buf *b, bool with_headers)
 {
 	struct flow *f = s->conn->flow;
+	struct h2_conn *cn = s->conn;
 	unsigned cd = f->client_dir == 1 ? 1 : 0;
-	char cli[64], srv[64];
-	flow_key_endpoint_str(&f->key, cd, cli, sizeof(cli));
-	flow_key_endpoint_str(&f->key, cd ^ 1, srv, sizeof(srv));
+	if (cn->ep_dir != cd + 1) { /* formatted once per connection/role */
+		flow_key_endpoint_str(&f->key, cd, cn->ep[0], sizeof(cn->ep[0]));
+		flow_key_endpoint_str(&f->key, cd ^ 1, cn->ep[1],
+				      sizeof(cn->ep[1]));
+		cn->ep_dir = (uint8_t)(cd + 1);
+	}
+	const char *cli = cn->ep[0], *srv = cn->ep[1];
 	b->len = 0;
 	b->overflow = false;
-	record_buf_printf(b, "{\"v\":%d,\"id\":\"%016llx\",\"source\":\"%s\"",
-			  RECORD_SCHEMA_VERSION,
-			  (unsigned long long)record_id(s),
-			  ctx->run.source ? ctx->run.source : "tap");
-	put_ts(b, "ts", s->first_ts);
-	record_buf_printf(b,
-			  ",\"first_ts_ns\":%llu,\"last_ts_ns\":%llu,"
-			  "\"client\":\"%s\",\"server\":\"%s\","
-			  "\"roles\":\"%s\",\"stream_id\":%u",
-			  (unsigned long long)s->first_ts,
-			  (unsigned long long)s->last_ts, cli, srv,
-			  (s->conn->roles_known || f->role_sure) ? "sure"
-								 : "guessed",
-			  s->id);
-	if (s->promised_by)
-		record_buf_printf(b, ",\"promised_by\":%u", s->promised_by);
+	record_buf_puts(b, "{\"v\":1,\"id\":\"");
+	record_buf_hex64(b, record_id(s));
+	record_buf_puts(b, "\",\"source\":\"");
+	record_buf_puts(b, ctx->run.source ? ctx->run.source : "tap");
+	record_buf_put(b, "\"", 1);
+	put_ts(ctx, b, s->first_ts);
+	record_buf_puts(b, ",\"first_ts_ns\":");
+	record_buf_u64(b, s->first_ts);
+	record_buf_puts(b, ",\"last_ts_ns\":");
+	record_buf_u64(b, s->last_ts);
+	record_buf_puts(b, ",\"client\":\"");
+	record_buf_puts(b, cli);
+	record_buf_puts(b, "\",\"server\":\"");
+	record_buf_puts(b, srv);
+	record_buf_puts(b, (s->conn->roles_known || f->role_sure)
+				   ? "\",\"roles\":\"sure\",\"stream_id\":"
+				   : "\",\"roles\":\"guessed\",\"stream_id\":");
+	record_buf_u64(b, s->id);
+	if (s->promised_by) {
+		record_buf_puts(b, ",\"promised_by\":");
+		record_buf_u64(b, s->promised_by);
+	}
 	record_buf_puts(b, ",\"request\":{\"method\":");
 	put_chain_or_null(b, &s->method);
 	record_buf_puts(b, ",\"scheme\":");
@@ -1696,11 +1727,15 @@ static void build_record(struct h2_ctx *ctx, struct h2_stream *s,
 		record_buf_chain(b, &s->info);
 	record_buf_puts(b, "]");
 	put_msg(b, &s->resp, with_headers);
-	record_buf_printf(b, "},\"end\":\"%s\"", end_names[s->end]);
-	if (s->end == END_RESET)
-		record_buf_printf(b, ",\"rst_code\":%u,\"rst_by\":\"%s\"",
-				  s->rst_code,
-				  s->rst_by_client ? "client" : "server");
+	record_buf_puts(b, "},\"end\":\"");
+	record_buf_puts(b, end_names[s->end]);
+	record_buf_put(b, "\"", 1);
+	if (s->end == END_RESET) {
+		record_buf_puts(b, ",\"rst_code\":");
+		record_buf_u64(b, s->rst_code);
+		record_buf_puts(b, s->rst_by_client ? ",\"rst_by\":\"client\""
+						    : ",\"rst_by\":\"server\"");
+	}
 	record_buf_puts(b, ",\"anomalies\":[");
 	const char *sep = "";
 	for (unsigned i = 0; i < sizeof(anomaly_names) / sizeof(*anomaly_names);

@@ -75,6 +75,26 @@ void record_buf_printf(struct record_buf *b, const char *fmt, ...)
 	b->len += (uint32_t)n;
 }
 
+void record_buf_u64(struct record_buf *b, uint64_t v)
+{
+	char tmp[20];
+	unsigned n = 0;
+	do {
+		tmp[sizeof(tmp) - 1 - n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	record_buf_put(b, tmp + sizeof(tmp) - n, n);
+}
+
+void record_buf_hex64(struct record_buf *b, uint64_t v)
+{
+	static const char hex[] = "0123456789abcdef";
+	char tmp[16];
+	for (int i = 15; i >= 0; i--, v >>= 4)
+		tmp[i] = hex[v & 15];
+	record_buf_put(b, tmp, 16);
+}
+
 void record_buf_str(struct record_buf *b, const uint8_t *s, uint32_t len)
 {
 	char tmp[6 * 256];

@@ -34,6 +34,10 @@ void record_buf_puts(struct record_buf *b, const char *s);
 void record_buf_put(struct record_buf *b, const void *s, uint32_t len);
 void record_buf_printf(struct record_buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* Decimal and fixed-width hex numbers, without printf (records are built
+ * on the packet path). */
+void record_buf_u64(struct record_buf *b, uint64_t v);
+void record_buf_hex64(struct record_buf *b, uint64_t v);
 /* JSON string from bytes (same escaping as record_json_str). */
 void record_buf_str(struct record_buf *b, const uint8_t *s, uint32_t len);
 /* Copies a chain's bytes in. */
