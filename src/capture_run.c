@@ -23,6 +23,9 @@
 #include "sealtap/capture.h"
 #include "sealtap/export.h"
 #include "sealtap/h2.h"
+#include "sealtap/keys_runtime.h"
+#include "sealtap/policy.h"
+#include "sealtap/record_seal.h"
 #include "sealtap/log.h"
 #include "sealtap/stream_digest.h"
 #include "sealtap/worker.h"
@@ -50,6 +53,7 @@ struct wctx {
 	struct run *run;
 	struct worker *w;
 	struct h2_ctx *h2;        /* HTTP/2 analyzer (analyzer h2) */
+	struct record_sealer *sealer; /* policy + keys for its records */
 	struct export_ring *out;  /* this worker's ring to the exporter */
 	bool out_wait;            /* offline: wait for room, never drop */
 	struct st_counters h2_ctr; /* the analyzer's counters */
@@ -72,6 +76,8 @@ struct run {
 	struct stream_digest *sd;
 	FILE *digest_out;
 	struct export_ring *out_rings; /* one per worker, for the exporter */
+	struct policy *policy;
+	struct keys_runtime *keys;
 	struct export_file *exporter;
 	/* dispatch() sorts a burst per worker here (too big for a stack). */
 	struct rte_mbuf *per[RUN_MAX_WORKERS][RUN_MAX_BURST];
@@ -624,7 +630,51 @@ static int export_push(void *user, const void *rec, uint32_t len)
 
 static unsigned analyzer_tick(void *user, uint64_t now, unsigned budget)
 {
-	return h2_ctx_tick(user, now, budget);
+	struct wctx *wc = user;
+	if (wc->sealer)
+		record_seal_quiescent(wc->sealer);
+	return h2_ctx_tick(wc->h2, now, budget);
+}
+
+/* Loads the policy (or the built-in one) and unwraps the DEKs of its
+ * tenants into the DEK cache, before any worker starts. */
+static int start_policy(struct run *r, char *err, size_t errlen)
+{
+	r->policy = r->o->policy_path
+			    ? policy_load(r->o->policy_path, err, errlen)
+			    : policy_builtin(err, errlen);
+	if (!r->policy)
+		return -EINVAL;
+	unsigned n = policy_tenant_count(r->policy);
+	const char **names = calloc(n ? n : 1, sizeof(*names));
+	if (!names) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < n; i++)
+		names[i] = policy_tenant_at(r->policy, i)->name;
+	int rc = keys_runtime_start(r->cfg, names, n, r->nworkers, &r->keys,
+				    err, errlen);
+	free(names);
+	if (rc == 0) {
+		char ok[16], failed[16];
+		snprintf(ok, sizeof(ok), "%u", keys_runtime_ok(r->keys));
+		snprintf(failed, sizeof(failed), "%u",
+			 keys_runtime_failed(r->keys));
+		log_kv(LOG_LEVEL_INFO, "policy loaded", "policy",
+		       r->o->policy_path ? r->o->policy_path : "built-in",
+		       "tenants_with_keys", ok, "tenants_failed_closed",
+		       failed, NULL);
+	}
+	return rc;
+}
+
+static bool policy_scans_bodies(const struct policy *p)
+{
+	for (unsigned i = 0; i < policy_route_count(p); i++)
+		if (policy_route_scans_bodies(policy_route_at(p, i)))
+			return true;
+	return policy_route_scans_bodies(policy_default_route(p));
 }
 
 /* The HTTP/2 analyzer of one worker and its ring to the exporter. */
@@ -644,7 +694,17 @@ static int make_analyzer(struct run *r, struct wctx *wc, char *err,
 	wc->out_wait = !r->live;
 	struct h2_sink sink = { .write = export_push, .user = wc };
 	wc->h2 = h2_ctx_new(&cfg->h2, &run, &sink, &wc->h2_ctr);
-	if (!wc->h2) {
+	if (wc->h2 && r->policy) {
+		wc->sealer = record_seal_new(r->policy,
+					     keys_runtime_cache(r->keys),
+					     wc->id, &wc->h2_ctr);
+		if (wc->sealer) {
+			h2_ctx_set_sealer(wc->h2, wc->sealer);
+			h2_ctx_keep_bodies(wc->h2,
+					   policy_scans_bodies(r->policy));
+		}
+	}
+	if (!wc->h2 || (r->policy && !wc->sealer)) {
 		snprintf(err, errlen, "cannot allocate the HTTP/2 analyzer of "
 			 "worker %u (h2.memcap %llu MiB, %u streams, %u "
 			 "connections); lower them",
@@ -701,7 +761,7 @@ static int make_workers(struct run *r, char *err, size_t errlen)
 		wc->w = worker_new(i, &wcfg, ops, user);
 		if (wc->w && wc->h2) {
 			wc->w->tick = analyzer_tick;
-			wc->w->tick_user = wc->h2;
+			wc->w->tick_user = wc;
 		}
 		if (!wc->w) {
 			snprintf(err, errlen,
@@ -745,6 +805,7 @@ static void teardown(struct run *r, struct capture_result *res)
 			counters_sum(&res->total, &wc->h2_ctr);
 			h2_ctx_free(wc->h2);
 		}
+		record_seal_free(wc->sealer);
 		rte_ring_free(wc->ring);
 	}
 	/* Workers are done: the exporter drains what they left, then the
@@ -762,6 +823,9 @@ static void teardown(struct run *r, struct capture_result *res)
 			export_ring_fini(&r->out_rings[i]);
 		free(r->out_rings);
 	}
+	/* Keys last: the workers that used them are gone. */
+	keys_runtime_stop(r->keys);
+	policy_free(r->policy);
 	if (r->live && r->port.nb_queues)
 		capture_port_close(&r->port);
 	rte_mempool_free(r->mp);
@@ -867,6 +931,8 @@ int capture_run(const struct st_config *cfg, const struct capture_opts *o,
 			rc = -ENOMEM;
 		}
 	}
+	if (rc == 0 && o->analyzer == CAPTURE_ANALYZER_H2)
+		rc = start_policy(&r, err, errlen);
 	if (rc == 0)
 		rc = make_workers(&r, err, errlen);
 	if (rc == 0 && o->analyzer == CAPTURE_ANALYZER_H2)

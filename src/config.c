@@ -474,6 +474,105 @@ static const struct config_opt opts[] = {
 		  "from core dumps.",
 	  .why = "runs on boxes without reserved hugepages (with a "
 		 "warning)." },
+
+	/* extproc */
+	{ .name = "extproc.listen", .type = OPT_STRLIST, FIELD(extproc.listen),
+	  .count_off = offsetof(struct st_config, extproc.nlisten),
+	  .max = 16,
+	  .help = "Addresses of the ext_proc gRPC server, host:port or "
+		  "[v6]:port (port 0 picks a free one); every event-loop "
+		  "thread listens on each with SO_REUSEPORT. Empty means "
+		  "0.0.0.0:9000.",
+	  .why = "a load balancer reaches the backend on any interface." },
+	{ .name = "extproc.tls_cert", .type = OPT_STRING,
+	  FIELD(extproc.tls_cert),
+	  .help = "PEM certificate chain; with extproc.tls_key the server "
+		  "speaks TLS (ALPN h2) instead of h2c.",
+	  .why = "h2c, as load balancers in a private network or a "
+		 "sidecar use it." },
+	{ .name = "extproc.tls_key", .type = OPT_STRING, FIELD(extproc.tls_key),
+	  .help = "PEM private key of extproc.tls_cert.",
+	  .why = "no TLS." },
+	{ .name = "extproc.tls_client_ca", .type = OPT_STRING,
+	  FIELD(extproc.tls_client_ca),
+	  .help = "PEM CA bundle; when set, clients must present a "
+		  "certificate it signed (mutual TLS). Needs extproc.tls_cert.",
+	  .why = "any client that reaches the port may connect." },
+	{ .name = "extproc.threads", .type = OPT_U32, FIELD(extproc.threads),
+	  .min = 1, .max = 128, .def = 1,
+	  .help = "Event-loop threads; each accepts on the shared port and "
+		  "owns its connections.",
+	  .why = "one thread serves 100k+ streams/s; add threads with "
+		 "cores." },
+	{ .name = "extproc.max_message", .type = OPT_SIZE,
+	  FIELD(extproc.max_message), .min = 64 * KiB, .max = GiB,
+	  .def = 4 * MiB,
+	  .help = "Largest gRPC message accepted; a larger one ends its "
+		  "stream with RESOURCE_EXHAUSTED. Raise it with Envoy's "
+		  "buffered body limits.",
+	  .why = "gRPC's customary default, above Envoy's 1 MiB buffered "
+		 "bodies." },
+	{ .name = "extproc.max_streams", .type = OPT_U32,
+	  FIELD(extproc.max_streams), .min = 1, .max = 1u << 20,
+	  .def = 4096,
+	  .help = "Concurrent streams per connection "
+		  "(SETTINGS_MAX_CONCURRENT_STREAMS); one stream is one "
+		  "HTTP request in flight at the load balancer.",
+	  .why = "room for a busy Envoy on few connections." },
+	{ .name = "extproc.max_header_list", .type = OPT_SIZE,
+	  FIELD(extproc.max_header_list), .min = KiB, .max = 16 * MiB,
+	  .def = 16 * KiB,
+	  .help = "Largest request header list of a gRPC call "
+		  "(SETTINGS_MAX_HEADER_LIST_SIZE); larger calls end with "
+		  "RESOURCE_EXHAUSTED.",
+	  .why = "gRPC calls carry a few hundred bytes of headers; "
+		 "twice gRPC's 8 KiB default." },
+	{ .name = "extproc.idle_timeout", .type = OPT_DURATION,
+	  FIELD(extproc.idle_timeout_ns), .min = NS_S, .max = 7 * NS_D,
+	  .def = NS_H,
+	  .help = "A connection without streams for this long is closed "
+		  "with GOAWAY.",
+	  .why = "load balancers keep their connections; an hour frees "
+		 "forgotten ones." },
+	{ .name = "extproc.stream_timeout", .type = OPT_DURATION,
+	  FIELD(extproc.stream_timeout_ns), .min = NS_S, .max = NS_D,
+	  .def = 5 * NS_M,
+	  .help = "A stream without a frame for this long is ended "
+		  "(CANCELLED); grpc-timeout, when sent, ends it earlier "
+		  "(DEADLINE_EXCEEDED).",
+	  .why = "long request bodies pause; five minutes still frees "
+		 "abandoned streams." },
+	{ .name = "extproc.shutdown_timeout", .type = OPT_DURATION,
+	  FIELD(extproc.shutdown_timeout_ns), .min = 0, .max = NS_H,
+	  .def = 10 * NS_S,
+	  .help = "After SIGTERM (GOAWAY sent), how long streams in flight "
+		  "may finish before connections are closed.",
+	  .why = "longer than any single HTTP exchange should take." },
+	{ .name = "extproc.request_id_header", .type = OPT_STRING,
+	  FIELD(extproc.request_id_header),
+	  .help = "Request header sealtap adds (overwriting any copy) with "
+		  "the record id of the exchange; lowercase. Empty means "
+		  "x-sealtap-request-id; none adds nothing.",
+	  .why = "backends and logs can join a request to its record." },
+	{ .name = "extproc.health_listen", .type = OPT_STRING,
+	  FIELD(extproc.health_listen),
+	  .help = "host:port of a plain HTTP/1.1 health port (GET / answers "
+		  "200, 503 while draining) for load balancers that do not "
+		  "speak gRPC health checks. Empty: off.",
+	  .why = "grpc.health.v1.Health/Check on the main port covers "
+		 "most load balancers." },
+	{ .name = "extproc.deny_path_prefix", .type = OPT_STRLIST,
+	  FIELD(extproc.deny_path_prefix),
+	  .count_off = offsetof(struct st_config, extproc.ndeny_path_prefix),
+	  .max = CONFIG_MAX_LIST,
+	  .help = "Request paths starting with one of these (each starts "
+		  "with /) are answered with immediate_response 403.",
+	  .why = "no rule; the policy file holds real deny rules." },
+	{ .name = "extproc.records", .type = OPT_BOOL, FIELD(extproc.records),
+	  .min = 0, .max = 1, .def = 1,
+	  .help = "Write one record per exchange to export.dir.",
+	  .why = "the audit trail is the point; turn off only to measure "
+		 "the protocol alone." },
 };
 
 #define N_OPTS ST_ARRAY_SIZE(opts)
@@ -1569,6 +1668,74 @@ static int validate_at(const struct st_config *cfg, const char *path,
 			      "value \"%s\" is less than kms.retry_base "
 			      "(%s); raise it or lower kms.retry_base", ms,
 			      bs);
+	}
+
+	/* extproc: TLS files come in pairs; addresses and names parse. */
+	const struct config_opt *tc = opt_find("extproc.tls_cert");
+	const struct config_opt *tk = opt_find("extproc.tls_key");
+	const struct config_opt *ca = opt_find("extproc.tls_client_ca");
+	bool has_cert = cfg->extproc.tls_cert && cfg->extproc.tls_cert[0];
+	bool has_key = cfg->extproc.tls_key && cfg->extproc.tls_key[0];
+	if (has_cert != has_key) {
+		const struct config_opt *at = has_cert ? tc : tk;
+		return report(err, errlen, path, LINE(at), at->name,
+			      "is set without %s; give both the certificate "
+			      "and its key, or neither (h2c)",
+			      has_cert ? tk->name : tc->name);
+	}
+	if (cfg->extproc.tls_client_ca && cfg->extproc.tls_client_ca[0] &&
+	    !has_cert)
+		return report(err, errlen, path, LINE(ca), ca->name,
+			      "needs extproc.tls_cert and extproc.tls_key "
+			      "(mutual TLS is TLS first)");
+	const struct config_opt *xl = opt_find("extproc.listen");
+	for (unsigned i = 0; i < cfg->extproc.nlisten; i++) {
+		const char *a = cfg->extproc.listen[i];
+		const char *colon = a ? strrchr(a, ':') : NULL;
+		bool ok = colon && colon[1];
+		for (const char *q2 = colon ? colon + 1 : ""; ok && *q2; q2++)
+			ok = *q2 >= '0' && *q2 <= '9';
+		if (ok)
+			ok = atol(colon + 1) <= 65535 &&
+			     (a[0] != '[' || (colon > a && colon[-1] == ']'));
+		if (!ok)
+			return report(err, errlen, path, LINE(xl), xl->name,
+				      "value \"%s\" is not host:port; write "
+				      "e.g. 0.0.0.0:9000, [::]:9000 or "
+				      "127.0.0.1:0", a ? a : "");
+	}
+	const struct config_opt *hl = opt_find("extproc.health_listen");
+	const char *ha = cfg->extproc.health_listen;
+	if (ha && ha[0]) {
+		const char *colon = strrchr(ha, ':');
+		bool ok = colon && colon[1];
+		for (const char *q2 = colon ? colon + 1 : ""; ok && *q2; q2++)
+			ok = *q2 >= '0' && *q2 <= '9';
+		if (!ok || atol(colon + 1) > 65535)
+			return report(err, errlen, path, LINE(hl), hl->name,
+				      "value \"%s\" is not host:port; write "
+				      "e.g. 0.0.0.0:8080", ha);
+	}
+	const struct config_opt *rh = opt_find("extproc.request_id_header");
+	const char *rid = cfg->extproc.request_id_header;
+	for (const char *q2 = rid; q2 && *q2; q2++) {
+		/* RFC 9110 §5.6.2 token, lowercase for HTTP/2 (RFC 9113
+		 * §8.2.1) */
+		if (!((*q2 >= 'a' && *q2 <= 'z') || (*q2 >= '0' && *q2 <= '9') ||
+		      strchr("-_.!#$%&'*+^`|~", *q2)))
+			return report(err, errlen, path, LINE(rh), rh->name,
+				      "value \"%s\" is not a lowercase header "
+				      "name; use letters a-z, digits and '-'",
+				      rid);
+	}
+	const struct config_opt *dp = opt_find("extproc.deny_path_prefix");
+	for (unsigned i = 0; i < cfg->extproc.ndeny_path_prefix; i++) {
+		const char *d = cfg->extproc.deny_path_prefix[i];
+		if (!d || d[0] != '/')
+			return report(err, errlen, path, LINE(dp), dp->name,
+				      "value \"%s\" does not start with \"/\"; "
+				      "give a path prefix like /admin",
+				      d ? d : "");
 	}
 
 	/* Every worker ring full at once must not drain the pool, or RX

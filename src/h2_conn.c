@@ -25,6 +25,7 @@
 #include "sealtap/h2_frame.h"
 #include "sealtap/h2_hpack.h"
 #include "sealtap/record.h"
+#include "sealtap/record_seal.h"
 
 /* ---- limits that are not worth a config option ---- */
 #define H1_HEAD_MAX 16384    /* HTTP/1.1 upgrade request/response head */
@@ -105,7 +106,10 @@ struct h2_msg {
 	uint8_t headers_seen;  /* its header block (not trailers) was seen */
 	uint8_t trailers_seen;
 	uint8_t end_stream;
-	uint8_t pad[2];
+	uint8_t ctype_len;
+	uint8_t pad;
+	char ctype[64];      /* content-type (truncated), for body scans */
+	struct bchain found; /* sealed body findings, JSON objects */
 	struct bchain body; /* first body_inspect bytes (policy stage) */
 };
 
@@ -130,6 +134,11 @@ struct h2_stream {
 	uint64_t first_ts, last_ts;
 	struct bchain method, scheme, authority, path, status;
 	struct bchain info; /* "[[n,v],...],[[...]]" 1xx header lists */
+	struct bchain applied; /* rules applied to header values (JSON) */
+	const struct policy_route *route; /* from the request, or default */
+	uint8_t routed;       /* |route| decided */
+	uint8_t npseudo;      /* request pseudo-headers waiting for the route */
+	uint8_t pseudo[8];    /* which chain (P_*) | unknown << 4 */
 	struct h2_msg req, resp;
 };
 
@@ -219,8 +228,11 @@ struct h2_ctx {
 	uint32_t smask;
 	struct h2_stream *lru_head, *lru_tail;
 	char *scratch; /* record assembly, cfg.max_record bytes */
+	uint8_t *pseudo_buf; /* 4 x PSEUDO_MAX: request pseudo values */
+	uint8_t *body_buf;   /* body_inspect bytes: a body being scanned */
 	uint8_t *flat; /* contiguous copy of a resync window */
 	uint8_t no_conn; /* f->app marker: flow not parsed */
+	struct record_sealer *sealer; /* policy + keys; NULL: built-in list */
 	uint64_t ts_sec;   /* put_ts() cache: the second ts_text shows */
 	char ts_text[24];
 	bool keep_bodies; /* a policy inspects bodies: keep body_inspect bytes */
@@ -290,6 +302,7 @@ static void msg_init(struct h2_msg *m, const struct h2_cfg *cfg)
 	bchain_init(&m->trailers, cfg->max_header_block);
 	bchain_init(&m->uncertain, 4096);
 	bchain_init(&m->body, cfg->body_inspect);
+	bchain_init(&m->found, 64u << 10);
 }
 
 static void msg_release(struct bpool *p, struct h2_msg *m)
@@ -298,6 +311,7 @@ static void msg_release(struct bpool *p, struct h2_msg *m)
 	bchain_reset(p, &m->trailers);
 	bchain_reset(p, &m->uncertain);
 	bchain_reset(p, &m->body);
+	bchain_reset(p, &m->found);
 }
 
 static void emit_record(struct h2_ctx *ctx, struct h2_stream *s);
@@ -330,6 +344,7 @@ static void stream_free(struct h2_ctx *ctx, struct h2_stream *s)
 	bchain_reset(p, &s->path);
 	bchain_reset(p, &s->status);
 	bchain_reset(p, &s->info);
+	bchain_reset(p, &s->applied);
 	msg_release(p, &s->req);
 	msg_release(p, &s->resp);
 	bpool_put(ctx->streams, s);
@@ -379,6 +394,7 @@ static struct h2_stream *stream_new(struct h2_ctx *ctx, struct h2_conn *cn,
 	bchain_init(&s->path, PSEUDO_MAX);
 	bchain_init(&s->status, 64);
 	bchain_init(&s->info, cfg->max_header_block);
+	bchain_init(&s->applied, 64u << 10);
 	msg_init(&s->req, cfg);
 	msg_init(&s->resp, cfg);
 	if (cn->midstream)
@@ -471,11 +487,55 @@ static bool always_redact(const uint8_t *n, size_t nl)
 }
 
 /* Appends one [name, value] pair to |list|; unknown parts become null. */
+static uint64_t record_id(const struct h2_stream *s);
+
+/* The route of |s| once known: from its request, else the default. */
+static const struct policy_route *stream_route(struct h2_ctx *ctx,
+					       struct h2_stream *s)
+{
+	if (!s->routed && ctx->sealer) {
+		s->route = record_seal_route(ctx->sealer, NULL, 0, NULL, 0, NULL,
+					     0, NULL, 0);
+		s->routed = 1;
+	}
+	return s->route;
+}
+
+/* Writes the JSON value of a field: through the policy (sealed tokens)
+ * when a sealer is set, else the built-in credential list. */
+static bool put_value(struct h2_ctx *ctx, struct h2_stream *s,
+		      const char *section, struct bchain *list,
+		      const uint8_t *n, size_t nl, const uint8_t *v, size_t vl)
+{
+	struct bpool *p = ctx->bytes;
+	if (!ctx->sealer) {
+		if (always_redact(n, nl)) {
+			char red[40];
+			int k = snprintf(red, sizeof(red), "{\"redacted\":%zu}",
+					 vl);
+			return bchain_append(p, list, red, (uint32_t)k);
+		}
+		return record_json_str(p, list, v, (uint32_t)vl);
+	}
+	char rid[17], field[160];
+	snprintf(rid, sizeof(rid), "%016llx",
+		 (unsigned long long)record_id(s));
+	snprintf(field, sizeof(field), "%s:%.*s", section,
+		 (int)(nl > 120 ? 120 : nl), (const char *)n);
+	struct record_seal_where w = { rid, field };
+	uint32_t a0 = s->applied.len;
+	bool ok = record_seal_value(ctx->sealer, stream_route(ctx, s), &w, n,
+				    nl, v, vl, p, list, &s->applied);
+	if (!ok)
+		bchain_truncate(p, &s->applied, a0);
+	return ok;
+}
+
 static void append_field(struct h2_ctx *ctx, struct h2_stream *s,
-			 struct bchain *list, uint32_t *count,
-			 struct bchain *uncertain, const uint8_t *n,
-			 size_t nl, const uint8_t *v, size_t vl,
-			 unsigned unknown)
+			 const char *section, struct bchain *list,
+			 uint32_t *count, struct bchain *uncertain,
+			 const uint8_t *n, size_t nl, const uint8_t *v,
+			 size_t vl, unsigned unknown)
 {
 	struct bpool *p = ctx->bytes;
 	uint32_t undo = list->len;
@@ -487,14 +547,14 @@ static void append_field(struct h2_ctx *ctx, struct h2_stream *s,
 	ok = ok && bchain_append(p, list, ",", 1);
 	if (unknown & H2_HPACK_VALUE_UNKNOWN) {
 		ok = ok && bchain_puts(p, list, "null");
-	} else if ((unknown & H2_HPACK_NAME_UNKNOWN) || always_redact(n, nl)) {
+	} else if (unknown & H2_HPACK_NAME_UNKNOWN) {
 		/* A value whose name we do not know might be a credential:
 		 * only its length is kept. */
 		char red[40];
 		int k = snprintf(red, sizeof(red), "{\"redacted\":%zu}", vl);
 		ok = ok && bchain_append(p, list, red, (uint32_t)k);
 	} else {
-		ok = ok && record_json_str(p, list, v, (uint32_t)vl);
+		ok = ok && put_value(ctx, s, section, list, n, nl, v, vl);
 	}
 	ok = ok && bchain_append(p, list, "]", 1);
 	if (!ok) {
@@ -569,6 +629,91 @@ struct emit_ctx {
 	unsigned di;
 };
 
+enum { P_METHOD = 0, P_SCHEME, P_AUTHORITY, P_PATH };
+static const char *const pseudo_names[] = { ":method", ":scheme",
+					    ":authority", ":path" };
+
+static int pseudo_which(const uint8_t *n, size_t nl)
+{
+	for (int i = 0; i < 4; i++)
+		if (name_is(n, nl, pseudo_names[i]))
+			return i;
+	return -1;
+}
+
+static struct bchain *pseudo_chain(struct h2_stream *s, int which)
+{
+	switch (which) {
+	case P_METHOD: return &s->method;
+	case P_SCHEME: return &s->scheme;
+	case P_AUTHORITY: return &s->authority;
+	default: return &s->path;
+	}
+}
+
+static void keep_ctype(struct h2_msg *m, const uint8_t *v, size_t vl)
+{
+	if (vl >= 16 && !memcmp(v, "application/grpc", 16))
+		m->grpc = 1;
+	if (m->ctype_len)
+		return;
+	size_t n = vl < sizeof(m->ctype) - 1 ? vl : sizeof(m->ctype) - 1;
+	memcpy(m->ctype, v, n);
+	m->ctype_len = (uint8_t)n;
+}
+
+/* Decides the request's route from the pseudo-headers held back, then
+ * records them (sealed as the route says), in their order. Each pseudo
+ * chain then holds the JSON of its (sealed) value. */
+static void route_request(struct h2_ctx *ctx, struct h2_stream *s)
+{
+	uint8_t *raw[4];
+	uint32_t len[4];
+	for (int i = 0; i < 4; i++) {
+		raw[i] = ctx->pseudo_buf + i * PSEUDO_MAX;
+		len[i] = bchain_copy(pseudo_chain(s, i), 0, raw[i], PSEUDO_MAX);
+	}
+	s->route = record_seal_route(ctx->sealer, raw[P_AUTHORITY],
+				     len[P_AUTHORITY], raw[P_PATH],
+				     len[P_PATH], raw[P_METHOD], len[P_METHOD],
+				     NULL, 0);
+	s->routed = 1;
+	struct bpool *p = ctx->bytes;
+	for (unsigned i = 0; i < s->npseudo; i++) {
+		int w = s->pseudo[i] & 0x0f;
+		const char *nm = pseudo_names[w];
+		struct bchain val;
+		bchain_init(&val, 0);
+		bool ok = put_value(ctx, s, "request.headers", &val,
+				    (const uint8_t *)nm, strlen(nm), raw[w],
+				    len[w]);
+		/* the header list entry */
+		struct bchain *list = &s->req.hdrs;
+		uint32_t undo = list->len;
+		ok = ok && bchain_append(p, list, s->req.nhdrs ? ",[" : "[",
+					 s->req.nhdrs ? 2 : 1);
+		ok = ok && record_json_str(p, list, (const uint8_t *)nm,
+					   (uint32_t)strlen(nm));
+		ok = ok && bchain_append(p, list, ",", 1);
+		for (struct bblock *b = val.head; ok && b; b = b->next)
+			ok = bchain_append(p, list, b->data, b->used);
+		ok = ok && bchain_append(p, list, "]", 1);
+		if (!ok) {
+			bchain_truncate(p, list, undo);
+			note_memcap(ctx, s);
+		} else {
+			s->req.nhdrs++;
+		}
+		/* the pseudo chain now holds the JSON value */
+		bchain_reset(p, pseudo_chain(s, w));
+		if (ok)
+			bchain_move(p, pseudo_chain(s, w), &val);
+		bchain_reset(p, &val);
+	}
+	s->npseudo = 0;
+}
+
+
 static void on_field(void *user, const uint8_t *n, size_t nl, const uint8_t *v,
 		     size_t vl, unsigned unknown)
 {
@@ -599,6 +744,22 @@ static void on_field(void *user, const uint8_t *n, size_t nl, const uint8_t *v,
 			s->info_fields = 0;
 		}
 	}
+	if (d->block_target == T_REQ_HEADERS && ctx->sealer && !s->routed) {
+		/* Request pseudo-headers wait until the route is known (the
+		 * first regular field, or the block end): their values are
+		 * sealed under the route's tenant too. */
+		int w = nl && n[0] == ':' ? pseudo_which(n, nl) : -1;
+		if (w >= 0 && s->npseudo < sizeof(s->pseudo) &&
+		    !(unknown & H2_HPACK_VALUE_UNKNOWN) &&
+		    !pseudo_chain(s, w)->len) {
+			if (!bchain_append(ctx->bytes, pseudo_chain(s, w), v,
+					   (uint32_t)vl))
+				bchain_reset(ctx->bytes, pseudo_chain(s, w));
+			s->pseudo[s->npseudo++] = (uint8_t)(w | (unknown << 4));
+			return;
+		}
+		route_request(ctx, s);
+	}
 	switch (d->block_target) {
 	case T_REQ_HEADERS:
 		if (nl && n[0] == ':') {
@@ -610,37 +771,37 @@ static void on_field(void *user, const uint8_t *n, size_t nl, const uint8_t *v,
 				set_pseudo(ctx, &s->authority, v, vl, unknown);
 			else if (name_is(n, nl, ":path"))
 				set_pseudo(ctx, &s->path, v, vl, unknown);
-		} else if (name_is(n, nl, "content-type") && vl >= 16 &&
-			   !memcmp(v, "application/grpc", 16)) {
-			s->req.grpc = 1;
+		} else if (name_is(n, nl, "content-type")) {
+			keep_ctype(&s->req, v, vl);
 		}
-		append_field(ctx, s, &s->req.hdrs, &s->req.nhdrs,
-			     &s->req.uncertain, n, nl, v, vl, unknown);
+		append_field(ctx, s, "request.headers", &s->req.hdrs,
+			     &s->req.nhdrs, &s->req.uncertain, n, nl, v, vl,
+			     unknown);
 		break;
 	case T_REQ_TRAILERS:
-		append_field(ctx, s, &s->req.trailers, &s->req.ntrailers, NULL,
-			     n, nl, v, vl, unknown);
+		append_field(ctx, s, "request.trailers", &s->req.trailers,
+			     &s->req.ntrailers, NULL, n, nl, v, vl, unknown);
 		if (unknown)
 			s->anomalies |= A_UNCERTAIN;
 		break;
 	case T_RESP_HEADERS:
 		if (name_is(n, nl, ":status"))
 			set_pseudo(ctx, &s->status, v, vl, unknown);
-		else if (name_is(n, nl, "content-type") && vl >= 16 &&
-			 !memcmp(v, "application/grpc", 16))
-			s->resp.grpc = 1;
-		append_field(ctx, s, &s->resp.hdrs, &s->resp.nhdrs,
-			     &s->resp.uncertain, n, nl, v, vl, unknown);
+		else if (name_is(n, nl, "content-type"))
+			keep_ctype(&s->resp, v, vl);
+		append_field(ctx, s, "response.headers", &s->resp.hdrs,
+			     &s->resp.nhdrs, &s->resp.uncertain, n, nl, v, vl,
+			     unknown);
 		break;
 	case T_RESP_INFO:
-		append_field(ctx, s, &s->info, &s->info_fields, NULL, n, nl, v,
-			     vl, unknown);
+		append_field(ctx, s, "response.informational", &s->info,
+			     &s->info_fields, NULL, n, nl, v, vl, unknown);
 		if (unknown)
 			s->anomalies |= A_UNCERTAIN;
 		break;
 	case T_RESP_TRAILERS:
-		append_field(ctx, s, &s->resp.trailers, &s->resp.ntrailers,
-			     NULL, n, nl, v, vl, unknown);
+		append_field(ctx, s, "response.trailers", &s->resp.trailers,
+			     &s->resp.ntrailers, NULL, n, nl, v, vl, unknown);
 		if (unknown)
 			s->anomalies |= A_UNCERTAIN;
 		break;
@@ -717,6 +878,8 @@ static void block_end(struct h2_conn *cn, unsigned di)
 	}
 	if (!s)
 		return;
+	if (d->block_target == T_REQ_HEADERS && ctx->sealer && !s->routed)
+		route_request(ctx, s);
 	if (d->block_target == T_NONE)
 		d->block_target = dir_is_client(cn, di)
 					  ? (s->req.headers_seen ? T_REQ_TRAILERS
@@ -1623,6 +1786,11 @@ static void put_msg(struct record_buf *b, const struct h2_msg *m,
 	if (with_headers)
 		record_buf_chain(b, &m->uncertain);
 	record_buf_puts(b, "]");
+	if (m->found.len) {
+		record_buf_puts(b, ",\"body_findings\":[");
+		record_buf_chain(b, &m->found);
+		record_buf_puts(b, "]");
+	}
 }
 
 /* ",\"ts\":\"2026-11-23T01:57:34.837095Z\"". The date part is formatted
@@ -1736,6 +1904,26 @@ static void build_record(struct h2_ctx *ctx, struct h2_stream *s,
 		record_buf_puts(b, s->rst_by_client ? ",\"rst_by\":\"client\""
 						    : ",\"rst_by\":\"server\"");
 	}
+	if (ctx->sealer) {
+		const char *tn = record_seal_tenant(s->route);
+		const char *rn = record_seal_route_name(s->route);
+		record_buf_puts(b, ",\"tenant\":");
+		if (tn)
+			record_buf_str(b, (const uint8_t *)tn,
+				       (uint32_t)strlen(tn));
+		else
+			record_buf_puts(b, "null");
+		record_buf_puts(b, ",\"route\":");
+		if (rn)
+			record_buf_str(b, (const uint8_t *)rn,
+				       (uint32_t)strlen(rn));
+		else
+			record_buf_puts(b, "null");
+		record_buf_puts(b, ",\"sealed\":[");
+		if (with_headers)
+			record_buf_chain(b, &s->applied);
+		record_buf_puts(b, "]");
+	}
 	record_buf_puts(b, ",\"anomalies\":[");
 	const char *sep = "";
 	for (unsigned i = 0; i < sizeof(anomaly_names) / sizeof(*anomaly_names);
@@ -1748,6 +1936,31 @@ static void build_record(struct h2_ctx *ctx, struct h2_stream *s,
 	if (!with_headers)
 		record_buf_printf(b, "%s\"record_too_big\"", sep);
 	record_buf_puts(b, "]}\n");
+}
+
+/* Runs the route's body rules over the kept body bytes of each side. */
+static void scan_bodies(struct h2_ctx *ctx, struct h2_stream *s)
+{
+	const struct policy_route *r = stream_route(ctx, s);
+	if (!record_seal_scans_bodies(r))
+		return;
+	char rid[17];
+	snprintf(rid, sizeof(rid), "%016llx", (unsigned long long)record_id(s));
+	struct h2_msg *ms[2] = { &s->req, &s->resp };
+	static const char *const names[2] = { "request.body",
+					      "response.body" };
+	for (int i = 0; i < 2; i++) {
+		struct h2_msg *m = ms[i];
+		if (!m->body.len)
+			continue;
+		uint32_t n = bchain_copy(&m->body, 0, ctx->body_buf,
+					 ctx->cfg.body_inspect);
+		record_seal_body(ctx->sealer, r, rid, names[i], m->ctype,
+				 m->ctype_len, ctx->body_buf, n, ctx->bytes,
+				 &m->found);
+		/* the plaintext body goes as soon as it is scanned */
+		bchain_reset(ctx->bytes, &m->body);
+	}
 }
 
 static void emit_record(struct h2_ctx *ctx, struct h2_stream *s)
@@ -1763,6 +1976,8 @@ static void emit_record(struct h2_ctx *ctx, struct h2_stream *s)
 	if (!s->resp.headers_seen && s->end != END_RESET &&
 	    s->end != END_REFUSED)
 		s->anomalies |= A_RESP_MISSED;
+	if (ctx->sealer)
+		scan_bodies(ctx, s);
 	struct record_buf b = { .p = ctx->scratch, .cap = ctx->cfg.max_record };
 	build_record(ctx, s, &b, true);
 	if (b.overflow) {
@@ -1964,6 +2179,11 @@ void h2_ctx_keep_bodies(struct h2_ctx *ctx, bool keep)
 	ctx->keep_bodies = keep;
 }
 
+void h2_ctx_set_sealer(struct h2_ctx *ctx, struct record_sealer *rs)
+{
+	ctx->sealer = rs;
+}
+
 unsigned h2_ctx_tick(struct h2_ctx *ctx, uint64_t now, unsigned budget)
 {
 	unsigned n = 0;
@@ -2003,12 +2223,15 @@ struct h2_ctx *h2_ctx_new(const struct h2_cfg *cfg,
 	ctx->smask = nb - 1;
 	ctx->shash = calloc(nb, sizeof(*ctx->shash));
 	ctx->scratch = malloc(cfg->max_record);
+	ctx->pseudo_buf = malloc(4 * PSEUDO_MAX);
+	ctx->body_buf = malloc(cfg->body_inspect ? cfg->body_inspect : 1);
 	/* The flat window holds a resync window plus one run after it, and
 	 * an HTTP/1.1 head. */
 	size_t flat = (size_t)cfg->resync_window * 2 + H1_HEAD_MAX + 16;
 	ctx->flat = malloc(flat);
 	if (!ctx->conns || !ctx->streams || !ctx->bytes || !ctx->shash ||
-	    !ctx->scratch || !ctx->flat) {
+	    !ctx->scratch || !ctx->flat || !ctx->pseudo_buf ||
+	    !ctx->body_buf) {
 		h2_ctx_free(ctx);
 		return NULL;
 	}
@@ -2025,5 +2248,7 @@ void h2_ctx_free(struct h2_ctx *ctx)
 	free(ctx->shash);
 	free(ctx->scratch);
 	free(ctx->flat);
+	free(ctx->pseudo_buf);
+	free(ctx->body_buf);
 	free(ctx);
 }

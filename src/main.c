@@ -9,9 +9,11 @@
 #include "sealtap/capture.h"
 #include "sealtap/config.h"
 #include "sealtap/counters.h"
+#include "sealtap/extproc.h"
 #include "sealtap/gen.h"
 #include "sealtap/keys.h"
 #include "sealtap/log.h"
+#include "sealtap/open.h"
 
 #define SEALTAP_VERSION "0.1.0"
 
@@ -37,13 +39,17 @@ static void usage_main(FILE *out)
 "                    flows -> TCP reassembly (HTTP/2 records: later)\n"
 "  gen               write a pcap of synthetic HTTP/2 traffic (nghttp2\n"
 "                    client and server sessions, TCP segmentation)\n"
+"  extproc           Envoy ext_proc callout backend (gRPC over HTTP/2):\n"
+"                    header/body mutations, deny rules, records\n"
 "  keys              tenants' data-encryption keys: init (dev token and\n"
 "                    KEK), create, rotate, list\n"
 "  config-reference  print every configuration option as commented YAML\n"
 "  version           print the version\n"
 "  help [command]    this text, or a command's options\n"
 "\n"
-"reserved for later releases: extproc, run, open\n"
+"  open              print records with sealed values opened (key holders)\n"
+"\n"
+"reserved for later releases: run\n"
 "\n"
 "Run 'sealtap <command> --help' for a command's options.\n");
 }
@@ -68,6 +74,9 @@ static void usage_tap(FILE *out)
 "      --duration SECONDS     live: stop after this long (default: ^C)\n"
 "      --out DIR              write HTTP/2 exchange records (NDJSON) to DIR\n"
 "                             (export.dir; default ./records)\n"
+"      --policy FILE          which values are sealed, tokenized, hashed or\n"
+"                             redacted, per route and tenant (default: the\n"
+"                             built-in policy; see docs/policy.md)\n"
 "      --analyzer KIND        h2 (records, the default), digest, or none\n"
 "                             (the capture path alone, for benchmarks)\n"
 "      --stream-digests FILE  instead of records, write SHA-256 digests of\n"
@@ -181,6 +190,7 @@ static int cmd_tap(int argc, char **argv)
 		{ "stream-digests", required_argument, NULL, 'D' },
 		{ "out", required_argument, NULL, 'o' },
 		{ "analyzer", required_argument, NULL, 'a' },
+		{ "policy", required_argument, NULL, 'y' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "no-progress", no_argument, NULL, 'n' },
 		{ "help", no_argument, NULL, 'h' },
@@ -228,6 +238,7 @@ static int cmd_tap(int argc, char **argv)
 		case 'D': o.digest_path = optarg; break;
 		case 'o': out_dir = optarg; break;
 		case 'a': analyzer = optarg; break;
+		case 'y': o.policy_path = optarg; break;
 		case 'l': log_level = optarg; break;
 		case 'n': no_progress = true; break;
 		case 'h': usage_tap(stdout); return EXIT_OK;
@@ -322,8 +333,12 @@ int main(int argc, char **argv)
 		return cmd_tap(argc - 1, argv + 1);
 	if (!strcmp(cmd, "gen"))
 		return gen_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "extproc"))
+		return extproc_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "keys"))
 		return keys_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "open"))
+		return open_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "config-reference"))
 		return cmd_config_reference();
 	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
@@ -338,11 +353,14 @@ int main(int argc, char **argv)
 			return keys_main(2, (char *[]){ "keys", "--help", NULL });
 		else if (argc > 2 && !strcmp(argv[2], "gen"))
 			return gen_main(2, (char *[]){ "gen", "--help", NULL });
+		else if (argc > 2 && !strcmp(argv[2], "extproc"))
+			return extproc_main(2, (char *[]){ "extproc", "--help",
+							   NULL });
 		else
 			usage_main(stdout);
 		return EXIT_OK;
 	}
-	static const char *const reserved[] = { "extproc", "run", "open" };
+	static const char *const reserved[] = { "run" };
 	for (size_t i = 0; i < ST_ARRAY_SIZE(reserved); i++)
 		if (!strcmp(cmd, reserved[i]))
 			return fail(EXIT_USAGE, "'%s' is not part of this "

@@ -137,6 +137,7 @@ struct capture_opts {
 	unsigned npcaps;
 	uint64_t preload_passes;  /* >0: load into memory, replay N times */
 	const char *digest_path;  /* stream_digest output, or NULL */
+	const char *policy_path;  /* policy YAML, or NULL: built-in policy */
 	double duration_s;        /* live: stop after this long (0 = ^C) */
 	const char *const *eal_args; /* extra EAL args from the command line */
 	unsigned neal_args;

@@ -93,6 +93,25 @@ struct st_config {
 		uint32_t rotate_at;      /* percent of either limit */
 		int memory;              /* enum keys_mem_mode */
 	} keys;
+	struct {
+		char *listen[CONFIG_MAX_LIST]; /* "host:port", owned */
+		unsigned nlisten;
+		char *tls_cert;          /* owned; NULL: h2c (no TLS) */
+		char *tls_key;           /* owned */
+		char *tls_client_ca;     /* owned; NULL: no client certs */
+		uint32_t threads;        /* event-loop threads */
+		uint64_t max_message;    /* bytes of one gRPC message */
+		uint32_t max_streams;    /* concurrent streams per connection */
+		uint32_t max_header_list; /* bytes of a request header list */
+		uint64_t idle_timeout_ns;
+		uint64_t stream_timeout_ns;
+		uint64_t shutdown_timeout_ns;
+		char *request_id_header; /* owned; NULL: x-sealtap-request-id */
+		char *health_listen;     /* owned; NULL: no HTTP health port */
+		char *deny_path_prefix[CONFIG_MAX_LIST]; /* owned */
+		unsigned ndeny_path_prefix;
+		bool records;            /* write exchange records */
+	} extproc;
 };
 
 /* Fills |cfg| with every option's default. */

@@ -98,7 +98,14 @@
 	X(h2_exchanges_anomalous, "exchanges recorded with anomalies")         \
 	X(h2_records_dropped, "records dropped: export ring full")             \
 	X(h2_records_too_big, "records over max_record (headers left out)")   \
-	X(h2_grpc_messages, "gRPC messages counted in DATA frames")
+	X(h2_grpc_messages, "gRPC messages counted in DATA frames")            \
+	X(seal_sealed, "values or parts sealed (AES-256-GCM tokens)")          \
+	X(seal_tokenized, "values or parts tokenized (AES-SIV tokens)")        \
+	X(seal_hashed, "values or parts hashed (HMAC-SHA-256 tokens)")         \
+	X(seal_redacted, "values or parts redacted by a rule")                 \
+	X(seal_failed_closed, "spans redacted: tenant has no usable key")     \
+	X(seal_errors, "spans redacted: sealing failed (value too long...)")  \
+	X(seal_body_findings, "sensitive spans found in inspected bodies")
 
 enum st_counter {
 #define ST_CTR_ENUM(name, help) ST_CTR_##name,

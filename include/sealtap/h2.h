@@ -81,6 +81,12 @@ const struct reasm_ops *h2_reasm_ops(void);
  * Off by default: copying bodies nobody inspects costs throughput. */
 void h2_ctx_keep_bodies(struct h2_ctx *ctx, bool keep);
 
+/* Sends every header, trailer, path and inspected body through |rs|
+ * (policy, keys, sealing) before it reaches a record. Without one, the
+ * built-in credential list is redacted. Does not take ownership. */
+struct record_sealer;
+void h2_ctx_set_sealer(struct h2_ctx *ctx, struct record_sealer *rs);
+
 /* Records streams idle longer than stream_timeout_ns at time |now| (at most
  * |budget|). Returns how many were recorded. */
 unsigned h2_ctx_tick(struct h2_ctx *ctx, uint64_t now, unsigned budget);

@@ -805,7 +805,7 @@ static const struct ecase errors[] = {
 	  "captur: unknown section; did you mean \"capture\"?" },
 	{ "output:\n  dir: /tmp\n", 1,
 	  "output: unknown section; sections are log, eal, capture, decode, "
-	  "flow, reasm, h2, export, kms, keys" },
+	  "flow, reasm, h2, export, kms, keys, extproc" },
 	{ "workers: 2\n", 1,
 	  "workers: unknown section; \"workers\" is a key of section "
 	  "\"capture\", write it under \"capture:\"" },

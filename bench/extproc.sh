@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# ext_proc benchmark: `sealtap extproc` (one event-loop thread, pinned to
+# one core) driven by bench/extproc_load (C, nghttp2, pinned to another
+# core) with Envoy's pattern: one gRPC stream per HTTP request, a
+# request_headers message with 15 realistic headers (an authorization
+# value that gets replaced), optionally response_headers too, over many
+# connections. Measured in the same run:
+#   1. the maximum streams/s (closed loop, --depth streams in flight per
+#      connection), with request_headers only and with response_headers;
+#   2. latency p50/p99/p99.9 at 50% and 90% of that maximum (open loop:
+#      streams start on a fixed schedule; latency runs from the scheduled
+#      start to the reply);
+#   3. the plain HTTP/2 ceiling: h2load -> nghttpd (one nghttpd thread,
+#      same cores) requests/s.
+# Records are on (written to /dev/shm), as in production.
+#
+# Usage: bench/extproc.sh [--seconds S] [--connections N] [--depth D]
+#                         [--server-cpu N] [--client-cpu N]
+# A table goes to stderr; the last line of stdout is one JSON object.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+BUILD=${SEALTAP_BENCH_BUILD:-build-release}
+PY=/usr/bin/python3
+SECS=5
+CONNS=64
+DEPTH=16
+NCPU=$(nproc)
+SCPU=$((NCPU > 1 ? 1 : 0))
+CCPU=0
+while (($#)); do
+	case $1 in
+	--seconds) SECS=$2; shift 2 ;;
+	--connections) CONNS=$2; shift 2 ;;
+	--depth) DEPTH=$2; shift 2 ;;
+	--server-cpu) SCPU=$2; shift 2 ;;
+	--client-cpu) CCPU=$2; shift 2 ;;
+	*) echo "extproc.sh: unknown option $1" >&2; exit 2 ;;
+	esac
+done
+
+if [[ ! -f $BUILD/build.ninja ]]; then
+	meson setup "$BUILD" -Dbuildtype=release -Dtests=false >/dev/null
+fi
+ninja -C "$BUILD" src/sealtap bench/extproc_load >/dev/null
+BIN=$BUILD/src/sealtap
+LOAD=$BUILD/bench/extproc_load
+
+W=$(mktemp -d /dev/shm/sealtap-xpbench.XXXXXX)
+SPID=
+NPID=
+cleanup() {
+	[[ -n $SPID ]] && kill -TERM "$SPID" 2>/dev/null && wait "$SPID" 2>/dev/null
+	[[ -n $NPID ]] && kill -TERM "$NPID" 2>/dev/null && wait "$NPID" 2>/dev/null
+	rm -rf "$W"
+}
+trap cleanup EXIT
+
+taskset -c "$SCPU" "$BIN" extproc --threads 1 --listen 127.0.0.1:0 \
+	--out "$W/records" --ready-file "$W/ready.json" >"$W/server.out" 2>"$W/server.err" &
+SPID=$!
+for _ in $(seq 100); do [[ -f $W/ready.json ]] && break; sleep 0.05; done
+[[ -f $W/ready.json ]] || { cat "$W/server.err" >&2; exit 1; }
+PORT=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["listen"][0].rsplit(":",1)[1])' "$W/ready.json")
+
+load() { # extra args...
+	"$LOAD" --port "$PORT" --cpu "$CCPU" --connections "$CONNS" \
+		--duration "$SECS" --warmup 1 "$@"
+}
+field() { $PY -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+
+echo "extproc bench: server on cpu $SCPU, load on cpu $CCPU, $CONNS connections, ${SECS}s per run" >&2
+MAX=$(load --depth "$DEPTH")
+MAXR=$(load --depth "$DEPTH" --response-headers)
+MAXS=$(field "$MAX" streams_per_s)
+echo "  max (request_headers):          $(field "$MAX" streams_per_s) streams/s" >&2
+echo "  max (+ response_headers):       $(field "$MAXR" streams_per_s) streams/s, $(field "$MAXR" messages_per_s) messages/s" >&2
+R50=$($PY -c "print(int(float('$MAXS') * 0.5))")
+R90=$($PY -c "print(int(float('$MAXS') * 0.9))")
+L50=$(load --depth 1024 --rate "$R50")
+L90=$(load --depth 1024 --rate "$R90")
+echo "  at 50% ($R50/s):  $(field "$L50" streams_per_s) streams/s, p50 $(field "$L50" p50_us) us, p99 $(field "$L50" p99_us) us, p99.9 $(field "$L50" p999_us) us" >&2
+echo "  at 90% ($R90/s):  $(field "$L90" streams_per_s) streams/s, p50 $(field "$L90" p50_us) us, p99 $(field "$L90" p99_us) us, p99.9 $(field "$L90" p999_us) us" >&2
+kill -TERM "$SPID"
+wait "$SPID" || true
+SPID=
+SUMMARY=$(tail -1 "$W/server.out")
+
+# reference: the plain HTTP/2 ceiling on the same cores
+mkdir -p "$W/www"
+head -c 64 /dev/zero | tr '\0' 'x' >"$W/www/small"
+NPORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+taskset -c "$SCPU" nghttpd --no-tls -n 1 -d "$W/www" "$NPORT" >/dev/null 2>&1 &
+NPID=$!
+sleep 0.5
+H2OUT=$(taskset -c "$CCPU" h2load -t 1 -c "$CONNS" -m "$DEPTH" -D "$SECS" --warm-up-time 1 \
+	"http://127.0.0.1:$NPORT/small" 2>&1)
+H2RPS=$(echo "$H2OUT" | sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p')
+kill -TERM "$NPID"; wait "$NPID" 2>/dev/null || true
+NPID=
+echo "  reference h2load -> nghttpd (1 thread): ${H2RPS:-?} req/s" >&2
+
+$PY - "$MAX" "$MAXR" "$L50" "$L90" "${H2RPS:-0}" "$SUMMARY" "$SCPU" "$CCPU" <<'PYEOF'
+import json, sys
+mx, mxr, l50, l90 = (json.loads(a) for a in sys.argv[1:5])
+h2 = float(sys.argv[5] or 0)
+srv = json.loads(sys.argv[6]) if sys.argv[6].startswith('{') else {}
+c = srv.get('counters', {})
+out = {
+    "bench": "extproc",
+    "server_threads": 1, "server_cpu": int(sys.argv[7]), "client_cpu": int(sys.argv[8]),
+    "connections": mx["connections"], "depth": mx["depth"], "records": True,
+    "max_streams_per_s": mx["streams_per_s"],
+    "max_streams_per_s_with_response_headers": mxr["streams_per_s"],
+    "max_messages_per_s_with_response_headers": mxr["messages_per_s"],
+    "at_50pct": {k: l50[k] for k in ("target_rate", "streams_per_s", "p50_us", "p99_us", "p999_us")},
+    "at_90pct": {k: l90[k] for k in ("target_rate", "streams_per_s", "p50_us", "p99_us", "p999_us")},
+    "failed_streams": mx["failed"] + mxr["failed"] + l50["failed"] + l90["failed"],
+    "bad_replies": mx["bad_replies"] + mxr["bad_replies"] + l50["bad_replies"] + l90["bad_replies"],
+    "server_errors": c.get("streams_error", 0), "records_written": c.get("records", 0),
+    "records_dropped": c.get("records_dropped", 0),
+    "h2load_nghttpd_req_per_s": h2,
+    "target_streams_per_s": 100000, "target_p99_us_at_50pct": 1000,
+    "meets_target": mx["streams_per_s"] >= 100000 and l50["p99_us"] < 1000,
+}
+print(json.dumps(out))
+PYEOF

@@ -1,0 +1,603 @@
+/* extproc_load: an ext_proc load generator on nghttp2, playing Envoy's
+ * pattern against `sealtap extproc`.
+ *
+ * Envoy opens one gRPC stream per HTTP request on a few long-lived
+ * connections, sends request_headers (and, later, response_headers), waits
+ * for each reply, then half-closes and the server ends the stream with
+ * grpc-status 0. This program does the same over --connections
+ * connections from one thread (epoll), with the same ~15 realistic request
+ * headers each time (authorization included, so the server has a value to
+ * replace), encoded once with protobuf-c.
+ *
+ * Modes:
+ *   closed loop (--rate 0): every connection keeps --depth streams in
+ *     flight; reports the streams/s the server sustains;
+ *   open loop (--rate R): streams start on a fixed schedule of R per
+ *     second whatever the server does; latency is measured from the
+ *     scheduled start to the reply of each message (so queueing caused by
+ *     a slow server is counted, not hidden).
+ * Latency percentiles come from a log-linear histogram (1/64 octave).
+ * Output: one JSON object on stdout.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nghttp2/nghttp2.h>
+
+#pragma GCC diagnostic ignored "-Wmissing-braces"
+#include "ext_proc.pb-c.h"
+
+#define PATH "/envoy.service.ext_proc.v3.ExternalProcessor/Process"
+
+/* ---- histogram: 64 sub-buckets per power of two, ns ---- */
+#define SUB 64
+#define OCTAVES 40
+static uint64_t hist[OCTAVES * SUB];
+static uint64_t hist_n;
+
+static void hist_add(uint64_t ns)
+{
+	if (ns < SUB) {
+		hist[ns]++;
+	} else {
+		unsigned o = 63 - (unsigned)__builtin_clzll(ns); /* >= 6 */
+		unsigned sub = (unsigned)(ns >> (o - 6)) & (SUB - 1);
+		unsigned b = (o - 5) * SUB + sub;
+		if (b >= OCTAVES * SUB)
+			b = OCTAVES * SUB - 1;
+		hist[b]++;
+	}
+	hist_n++;
+}
+
+static uint64_t hist_q(double q)
+{
+	uint64_t want = (uint64_t)(q * (double)hist_n), seen = 0;
+	for (unsigned b = 0; b < OCTAVES * SUB; b++) {
+		seen += hist[b];
+		if (seen > want && hist[b]) {
+			if (b < SUB)
+				return b;
+			unsigned o = b / SUB + 5, sub = b % SUB;
+			return ((uint64_t)(SUB + sub) << (o - 6)) +
+			       ((1ull << (o - 6)) >> 1);
+		}
+	}
+	return 0;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- messages ---- */
+
+static uint8_t *msg_req, *msg_resp; /* framed (5-byte prefix) */
+static size_t msg_req_len, msg_resp_len;
+
+static const char *const req_hdrs[][2] = {
+	{ ":authority", "shop.example.com" },
+	{ ":path", "/api/v1/orders?id=42&expand=items" },
+	{ ":method", "POST" },
+	{ ":scheme", "https" },
+	{ "user-agent", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0" },
+	{ "accept", "application/json, text/plain, */*" },
+	{ "accept-encoding", "gzip, deflate, br" },
+	{ "accept-language", "en-US,en;q=0.9" },
+	{ "content-type", "application/json" },
+	{ "content-length", "312" },
+	{ "authorization", "Bearer eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dGVzdHNpZ25hdHVyZQ" },
+	{ "x-forwarded-for", "203.0.113.7" },
+	{ "x-forwarded-proto", "https" },
+	{ "x-request-id", "3b1f7e0a-5c1d-4e7e-9a0f-1d2c3b4a5f60" },
+	{ "x-envoy-expected-rq-timeout-ms", "15000" },
+};
+static const char *const resp_hdrs[][2] = {
+	{ ":status", "200" },
+	{ "content-type", "application/json" },
+	{ "content-length", "1024" },
+	{ "cache-control", "no-store" },
+	{ "set-cookie", "sid=8f14e45fceea167a5a36dedd4bea2543; Path=/; HttpOnly; Secure" },
+	{ "x-envoy-upstream-service-time", "3" },
+};
+
+static uint8_t *encode(bool response, size_t *len)
+{
+	const char *const(*h)[2] = response ? resp_hdrs : req_hdrs;
+	size_t n = response ? sizeof(resp_hdrs) / sizeof(resp_hdrs[0])
+			    : sizeof(req_hdrs) / sizeof(req_hdrs[0]);
+	Envoy__Config__Core__V3__HeaderValue hv[16];
+	Envoy__Config__Core__V3__HeaderValue *hp[16];
+	for (size_t i = 0; i < n; i++) {
+		envoy__config__core__v3__header_value__init(&hv[i]);
+		hv[i].key = (char *)h[i][0];
+		hv[i].raw_value.data = (uint8_t *)h[i][1];
+		hv[i].raw_value.len = strlen(h[i][1]);
+		hp[i] = &hv[i];
+	}
+	Envoy__Config__Core__V3__HeaderMap map = ENVOY__CONFIG__CORE__V3__HEADER_MAP__INIT;
+	map.headers = hp;
+	map.n_headers = n;
+	Envoy__Service__ExtProc__V3__HttpHeaders hh = ENVOY__SERVICE__EXT_PROC__V3__HTTP_HEADERS__INIT;
+	hh.headers = &map;
+	hh.end_of_stream = response;
+	Envoy__Service__ExtProc__V3__ProcessingRequest r = ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_REQUEST__INIT;
+	Envoy__Service__ExtProc__V3__ProtocolConfiguration pc = ENVOY__SERVICE__EXT_PROC__V3__PROTOCOL_CONFIGURATION__INIT;
+	if (response) {
+		r.request_case = ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_REQUEST__REQUEST_RESPONSE_HEADERS;
+		r.response_headers = &hh;
+	} else {
+		r.request_case = ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_REQUEST__REQUEST_REQUEST_HEADERS;
+		r.request_headers = &hh;
+		r.protocol_config = &pc;
+	}
+	size_t sz = envoy__service__ext_proc__v3__processing_request__get_packed_size(&r);
+	uint8_t *p = malloc(5 + sz);
+	p[0] = 0;
+	p[1] = (uint8_t)(sz >> 24);
+	p[2] = (uint8_t)(sz >> 16);
+	p[3] = (uint8_t)(sz >> 8);
+	p[4] = (uint8_t)sz;
+	envoy__service__ext_proc__v3__processing_request__pack(&r, p + 5);
+	*len = 5 + sz;
+	return p;
+}
+
+/* ---- connections and streams ---- */
+
+struct conn;
+
+struct stream {
+	struct conn *c;
+	int32_t id;
+	uint8_t phase;     /* messages sent so far */
+	uint8_t replies;   /* replies received */
+	bool close_pending; /* half-close when the send buffer drains */
+	bool eof_sent;
+	const uint8_t *out;
+	size_t out_len, out_off;
+	uint64_t t_sched;  /* scheduled start (open loop) or start */
+	uint64_t t_sent;   /* current message handed to nghttp2 */
+	uint32_t in_have;  /* bytes of the current reply seen */
+	uint32_t in_need;  /* reply length incl. prefix, 0 = unknown */
+	uint8_t pfx[5];
+	struct stream *next_free;
+};
+
+struct conn {
+	int fd;
+	nghttp2_session *h2;
+	unsigned inflight;
+	uint8_t wbuf_pending; /* EPOLLOUT armed */
+	bool dead;
+};
+
+static struct {
+	const char *host, *port;
+	unsigned conns, depth;
+	double duration, warmup, rate;
+	bool resp_headers;
+	int cpu;
+} opt = { "127.0.0.1", "9000", 64, 16, 5, 1, 0, false, -1 };
+
+static struct conn *conns;
+static int ep;
+static uint64_t done_streams, failed_streams, started_streams;
+static uint64_t msgs_replied, bad_replies;
+static bool measuring;
+static uint64_t backlog_max;
+static uint64_t pending_starts; /* open loop: starts owed (connection full) */
+
+static ssize_t data_cb(nghttp2_session *h2, int32_t id, uint8_t *buf,
+		       size_t length, uint32_t *flags, nghttp2_data_source *src,
+		       void *user)
+{
+	(void)h2;
+	(void)id;
+	(void)user;
+	struct stream *s = src->ptr;
+	size_t avail = s->out_len - s->out_off;
+	size_t n = avail < length ? avail : length;
+	if (n) {
+		memcpy(buf, s->out + s->out_off, n);
+		s->out_off += n;
+	}
+	if (s->out_off == s->out_len && s->close_pending) {
+		*flags |= NGHTTP2_DATA_FLAG_EOF; /* END_STREAM: half-close */
+		s->eof_sent = true;
+		return (ssize_t)n;
+	}
+	if (!n)
+		return NGHTTP2_ERR_DEFERRED;
+	return (ssize_t)n;
+}
+
+static void send_msg(struct stream *s, const uint8_t *m, size_t len)
+{
+	s->out = m;
+	s->out_len = len;
+	s->out_off = 0;
+	s->t_sent = now_ns();
+	s->phase++;
+	s->in_have = 0;
+	s->in_need = 0;
+	nghttp2_session_resume_data(s->c->h2, s->id);
+}
+
+static bool start_stream(struct conn *c, uint64_t t_sched)
+{
+	static const nghttp2_nv hdrs[] = {
+#define NV(n, v) { (uint8_t *)n, (uint8_t *)v, sizeof(n) - 1, sizeof(v) - 1, \
+		   NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE }
+		NV(":method", "POST"),
+		NV(":scheme", "http"),
+		NV(":path", PATH),
+		NV(":authority", "ext-proc.local"),
+		NV("content-type", "application/grpc"),
+		NV("te", "trailers"),
+		NV("user-agent", "envoy/1.31"),
+		NV("x-envoy-internal", "true"),
+#undef NV
+	};
+	struct stream *s = calloc(1, sizeof(*s));
+	s->c = c;
+	s->t_sched = t_sched;
+	s->out = msg_req;
+	s->out_len = msg_req_len;
+	s->t_sent = now_ns();
+	s->phase = 1;
+	nghttp2_data_provider prd = { .source.ptr = s, .read_callback = data_cb };
+	int32_t id = nghttp2_submit_request(c->h2, NULL, hdrs,
+					    sizeof(hdrs) / sizeof(hdrs[0]), &prd, s);
+	if (id < 0) {
+		free(s);
+		return false;
+	}
+	s->id = id;
+	c->inflight++;
+	started_streams++;
+	return true;
+}
+
+static void on_reply(struct stream *s)
+{
+	uint64_t t = now_ns();
+	/* open loop: from the scheduled start for the first message */
+	uint64_t from = s->phase == 1 && opt.rate > 0 ? s->t_sched : s->t_sent;
+	if (measuring)
+		hist_add(t - from);
+	msgs_replied++;
+	s->replies++;
+	if (opt.resp_headers && s->phase == 1) {
+		send_msg(s, msg_resp, msg_resp_len);
+		return;
+	}
+	s->close_pending = true;
+	s->out_len = s->out_off = 0;
+	nghttp2_session_resume_data(s->c->h2, s->id);
+}
+
+static int on_data(nghttp2_session *h2, uint8_t flags, int32_t id,
+		   const uint8_t *data, size_t len, void *user)
+{
+	(void)flags;
+	(void)user;
+	struct stream *s = nghttp2_session_get_stream_user_data(h2, id);
+	if (!s)
+		return 0;
+	while (len) {
+		if (s->in_have < 5) {
+			size_t k = 5 - s->in_have;
+			if (k > len)
+				k = len;
+			memcpy(s->pfx + s->in_have, data, k);
+			s->in_have += (uint32_t)k;
+			data += k;
+			len -= k;
+			if (s->in_have == 5) {
+				s->in_need = 5 + ((uint32_t)s->pfx[1] << 24 |
+						  (uint32_t)s->pfx[2] << 16 |
+						  (uint32_t)s->pfx[3] << 8 | s->pfx[4]);
+				if (s->pfx[0] != 0)
+					bad_replies++;
+			}
+		}
+		if (s->in_have >= 5) {
+			/* first byte of the message: tag of the oneof */
+			size_t k = s->in_need - s->in_have;
+			if (k > len)
+				k = len;
+			if (k && s->in_have == 5) {
+				uint8_t want = s->phase == 1 ? 0x0a : 0x12;
+				if (data[0] != want)
+					bad_replies++;
+			}
+			s->in_have += (uint32_t)k;
+			data += k;
+			len -= k;
+			if (s->in_have == s->in_need) {
+				s->in_have = 0;
+				on_reply(s);
+			}
+		}
+	}
+	return 0;
+}
+
+static int on_close(nghttp2_session *h2, int32_t id, uint32_t code, void *user)
+{
+	(void)user;
+	struct stream *s = nghttp2_session_get_stream_user_data(h2, id);
+	if (!s)
+		return 0;
+	if (code == 0 && s->eof_sent)
+		done_streams += measuring;
+	else
+		failed_streams++;
+	s->c->inflight--;
+	free(s);
+	return 0;
+}
+
+static int on_header(nghttp2_session *h2, const nghttp2_frame *f,
+		     const uint8_t *name, size_t nl, const uint8_t *value,
+		     size_t vl, uint8_t flags, void *user)
+{
+	(void)h2;
+	(void)flags;
+	(void)user;
+	(void)f;
+	if (nl == 11 && !memcmp(name, "grpc-status", 11) &&
+	    !(vl == 1 && value[0] == '0'))
+		bad_replies++;
+	return 0;
+}
+
+static nghttp2_session_callbacks *cbs;
+
+static int conn_open(struct conn *c)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res;
+	if (getaddrinfo(opt.host, opt.port, &hints, &res))
+		return -1;
+	c->fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	int one = 1;
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(c->fd, res->ai_addr, res->ai_addrlen) < 0 &&
+	    errno != EINPROGRESS) {
+		freeaddrinfo(res);
+		return -1;
+	}
+	freeaddrinfo(res);
+	nghttp2_session_client_new(&c->h2, cbs, c);
+	nghttp2_settings_entry iv[] = {
+		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20 },
+		{ NGHTTP2_SETTINGS_ENABLE_PUSH, 0 },
+	};
+	nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 2);
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.ptr = c };
+	c->wbuf_pending = 1;
+	epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
+	return 0;
+}
+
+static uint8_t wbuf[1 << 20];
+
+static void conn_flush(struct conn *c)
+{
+	for (;;) {
+		size_t n = 0;
+		while (n < sizeof(wbuf) - 16384) {
+			const uint8_t *d;
+			ssize_t k = nghttp2_session_mem_send(c->h2, &d);
+			if (k <= 0)
+				break;
+			if ((size_t)k > sizeof(wbuf) - n) {
+				/* cannot happen with 16 KiB frames */
+				break;
+			}
+			memcpy(wbuf + n, d, (size_t)k);
+			n += (size_t)k;
+		}
+		if (!n)
+			break;
+		size_t off = 0;
+		while (off < n) {
+			ssize_t w = send(c->fd, wbuf + off, n - off, MSG_NOSIGNAL);
+			if (w < 0) {
+				if (errno == EAGAIN) {
+					/* keep it simple: spin on EPOLLOUT */
+					usleep(10);
+					continue;
+				}
+				c->dead = true;
+				return;
+			}
+			off += (size_t)w;
+		}
+	}
+}
+
+static void conn_read(struct conn *c)
+{
+	static uint8_t rbuf[1 << 16];
+	for (int i = 0; i < 8; i++) {
+		ssize_t n = recv(c->fd, rbuf, sizeof(rbuf), 0);
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n <= 0) {
+			c->dead = true;
+			return;
+		}
+		if (nghttp2_session_mem_recv(c->h2, rbuf, (size_t)n) < 0) {
+			c->dead = true;
+			return;
+		}
+	}
+}
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: extproc_load [--host H] [--port P] [--connections N] "
+		"[--depth D] [--duration S] [--warmup S] [--rate R] "
+		"[--response-headers] [--cpu N]\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "host", 1, NULL, 'H' },	  { "port", 1, NULL, 'p' },
+		{ "connections", 1, NULL, 'c' }, { "depth", 1, NULL, 'm' },
+		{ "duration", 1, NULL, 'd' },	  { "warmup", 1, NULL, 'w' },
+		{ "rate", 1, NULL, 'r' },	  { "response-headers", 0, NULL, 'R' },
+		{ "cpu", 1, NULL, 'C' },	  { NULL, 0, NULL, 0 },
+	};
+	int ch;
+	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'H': opt.host = optarg; break;
+		case 'p': opt.port = optarg; break;
+		case 'c': opt.conns = (unsigned)atoi(optarg); break;
+		case 'm': opt.depth = (unsigned)atoi(optarg); break;
+		case 'd': opt.duration = atof(optarg); break;
+		case 'w': opt.warmup = atof(optarg); break;
+		case 'r': opt.rate = atof(optarg); break;
+		case 'R': opt.resp_headers = true; break;
+		case 'C': opt.cpu = atoi(optarg); break;
+		default: usage();
+		}
+	}
+	if (!opt.conns || !opt.depth || opt.duration <= 0)
+		usage();
+	signal(SIGPIPE, SIG_IGN);
+	if (opt.cpu >= 0) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(opt.cpu, &set);
+		sched_setaffinity(0, sizeof(set), &set);
+	}
+	msg_req = encode(false, &msg_req_len);
+	msg_resp = encode(true, &msg_resp_len);
+
+	nghttp2_session_callbacks_new(&cbs);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_close);
+	nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+
+	ep = epoll_create1(0);
+	conns = calloc(opt.conns, sizeof(*conns));
+	for (unsigned i = 0; i < opt.conns; i++)
+		if (conn_open(&conns[i]) < 0) {
+			fprintf(stderr, "extproc_load: cannot connect to %s:%s\n",
+				opt.host, opt.port);
+			return 1;
+		}
+
+	uint64_t t0 = now_ns();
+	uint64_t t_measure = t0 + (uint64_t)(opt.warmup * 1e9);
+	uint64_t t_end = t_measure + (uint64_t)(opt.duration * 1e9);
+	uint64_t interval = opt.rate > 0 ? (uint64_t)(1e9 / opt.rate) : 0;
+	uint64_t next_start = t0;
+	unsigned rr = 0;
+	uint64_t measured_start_count = 0;
+	struct epoll_event evs[256];
+	for (;;) {
+		uint64_t now = now_ns();
+		if (!measuring && now >= t_measure) {
+			measuring = true;
+			measured_start_count = started_streams;
+		}
+		if (now >= t_end)
+			break;
+		if (opt.rate > 0) {
+			/* open loop: every start owed by now, round robin;
+			 * a full connection passes it to the next one */
+			while (next_start <= now) {
+				pending_starts++;
+				next_start += interval;
+			}
+			unsigned tries = 0;
+			while (pending_starts && tries < opt.conns) {
+				struct conn *c = &conns[rr++ % opt.conns];
+				if (c->dead || c->inflight >= opt.depth) {
+					tries++;
+					continue;
+				}
+				tries = 0;
+				uint64_t sched = next_start - interval * pending_starts;
+				if (!start_stream(c, sched))
+					break;
+				pending_starts--;
+			}
+			if (pending_starts > backlog_max)
+				backlog_max = pending_starts;
+		} else {
+			for (unsigned i = 0; i < opt.conns; i++) {
+				struct conn *c = &conns[i];
+				while (!c->dead && c->inflight < opt.depth)
+					if (!start_stream(c, now))
+						break;
+			}
+		}
+		for (unsigned i = 0; i < opt.conns; i++)
+			if (!conns[i].dead)
+				conn_flush(&conns[i]);
+		int timeout = opt.rate > 0 ? 0 : 1;
+		int n = epoll_wait(ep, evs, 256, timeout);
+		for (int i = 0; i < n; i++) {
+			struct conn *c = evs[i].data.ptr;
+			if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+				conn_read(c);
+			if ((evs[i].events & EPOLLOUT) && c->wbuf_pending) {
+				struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+				epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+				c->wbuf_pending = 0;
+			}
+		}
+		unsigned dead = 0;
+		for (unsigned i = 0; i < opt.conns; i++)
+			dead += conns[i].dead;
+		if (dead == opt.conns) {
+			fprintf(stderr, "extproc_load: every connection died\n");
+			return 1;
+		}
+	}
+	double secs = opt.duration;
+	printf("{\"mode\":\"%s\",\"connections\":%u,\"depth\":%u,"
+	       "\"response_headers\":%s,\"target_rate\":%.0f,"
+	       "\"duration_s\":%.2f,\"streams\":%llu,\"streams_per_s\":%.0f,"
+	       "\"messages_per_s\":%.0f,\"failed\":%llu,\"bad_replies\":%llu,"
+	       "\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
+	       "\"max_backlog\":%llu,\"started_in_window\":%llu}\n",
+	       opt.rate > 0 ? "open" : "closed", opt.conns, opt.depth,
+	       opt.resp_headers ? "true" : "false", opt.rate, secs,
+	       (unsigned long long)done_streams, (double)done_streams / secs,
+	       (double)hist_n / secs, (unsigned long long)failed_streams,
+	       (unsigned long long)bad_replies, (double)hist_q(0.5) / 1e3,
+	       (double)hist_q(0.99) / 1e3, (double)hist_q(0.999) / 1e3,
+	       (unsigned long long)backlog_max,
+	       (unsigned long long)(started_streams - measured_start_count));
+	return 0;
+}

@@ -1,0 +1,330 @@
+/* Policy: which parts of an HTTP exchange are sensitive, for which tenant,
+ * and what happens to them (docs/policy.md).
+ *
+ * A policy file (YAML) is compiled once, before any worker starts, into
+ * immutable lookup structures:
+ *
+ *   routes     (authority, path, method, gRPC service/method) -> route
+ *   route      -> tenant (whose keys seal) + rule set (what is sensitive)
+ *   rule set   -> field rules: header names (exact, prefix), cookie names,
+ *                 query parameters, form fields, JSON body paths; and
+ *                 content detectors (card numbers, e-mail, SSN, IBAN, JWT,
+ *                 bearer tokens, API keys), each with its own action.
+ *
+ * The hot path (HTTP/2 analyzer, ext_proc) only looks things up: no
+ * allocation, no locks, bounded work per byte, every output bounded by a
+ * caller-given array. The one exception is a route with a path regex: it is
+ * matched with POSIX regexec(), which in glibc serialises callers of one
+ * pattern and allocates matching state; sealtap evaluates a regex only for a
+ * route whose other conditions (and the regex's literal prefix) already
+ * matched, once per request (docs/policy.md "Cost").
+ *
+ * What the scanners return are spans [off, off+len) of the input bytes,
+ * each with the action to apply and the name of the rule that asked for
+ * it. The caller (record writer, ext_proc mutation) seals/tokenizes/hashes/
+ * redacts exactly those bytes through the sealing engine (seal.h); the
+ * policy never sees keys. Spans of one call are sorted by offset and never
+ * overlap.
+ *
+ * Fail-closed limits: when the span array runs out, the last span grows to
+ * the end of the input (action at least seal, rule "limit/spans"); body
+ * bytes past limits.body_bytes, JSON nested deeper than limits.json_depth
+ * and the rest of a malformed JSON body become one span with the
+ * limits.unscanned action (default redact).
+ *
+ * Threads: a loaded policy is read-only and may be shared by any number of
+ * threads. Replacing it (reload) is the owner's business: load a new one,
+ * publish it, free the old one when no reader can hold it any more.
+ */
+#ifndef SEALTAP_POLICY_H
+#define SEALTAP_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- actions, kinds, detectors ---------------------------------------- */
+
+/* Ordered by how little of the value they let through: where two rules
+ * apply to the same bytes, the higher one wins. */
+enum policy_action {
+	POLICY_ACTION_NONE = 0,     /* no rule: detectors decide */
+	POLICY_ACTION_KEEP = 1,     /* recorded as seen; detectors skip it */
+	POLICY_ACTION_TOKENIZE = 2, /* AES-SIV: equal values, equal tokens */
+	POLICY_ACTION_HASH = 3,     /* HMAC-SHA-256, one-way */
+	POLICY_ACTION_SEAL = 4,     /* AES-GCM, opened by a key holder */
+	POLICY_ACTION_REDACT = 5,   /* dropped, length kept */
+	POLICY_ACTION_DENY = 6,     /* ext_proc: refuse the request; tap: seal */
+};
+
+/* "none", "keep", "tokenize", "hash", "seal", "redact", "deny". */
+const char *policy_action_name(enum policy_action a);
+
+/* What the compliance tap does for |a|: deny is sealed there (there is no
+ * request to refuse). */
+static inline enum policy_action policy_action_tap(enum policy_action a)
+{
+	return a == POLICY_ACTION_DENY ? POLICY_ACTION_SEAL : a;
+}
+
+/* What kind of rule produced a span. */
+enum policy_kind {
+	POLICY_KIND_NONE = 0,
+	POLICY_KIND_HEADER = 1,   /* header name rule: the whole value */
+	POLICY_KIND_COOKIE = 2,   /* cookie name rule: that cookie's value */
+	POLICY_KIND_QUERY = 3,    /* query parameter rule: that value */
+	POLICY_KIND_FORM = 4,     /* form field rule: that value */
+	POLICY_KIND_JSON = 5,     /* JSON path rule: that value */
+	POLICY_KIND_DETECTOR = 6, /* content detector hit */
+	POLICY_KIND_LIMIT = 7,    /* fail-closed limit (see above) */
+};
+
+const char *policy_kind_name(enum policy_kind k);
+
+enum policy_detector {
+	POLICY_DET_CARD = 0,   /* payment card: 13-19 digits, Luhn, IIN 2-6 */
+	POLICY_DET_EMAIL = 1,  /* local@domain.tld */
+	POLICY_DET_SSN = 2,    /* US SSN AAA-GG-SSSS, invalid ranges refused */
+	POLICY_DET_IBAN = 3,   /* country length table + mod-97 */
+	POLICY_DET_JWT = 4,    /* three base64url parts, header JSON has "alg" */
+	POLICY_DET_BEARER = 5, /* "Bearer <token68>": the token */
+	POLICY_DET_API_KEY = 6, /* AWS, Stripe, GitHub, GitLab, Slack, Google */
+	POLICY_DET_COUNT = 7,
+};
+
+#define POLICY_DET_ALL ((1u << POLICY_DET_COUNT) - 1)
+
+/* "card", "email", "ssn", "iban", "jwt", "bearer", "api_key". */
+const char *policy_detector_name(enum policy_detector d);
+
+/* ---- spans ---------------------------------------------------------------- */
+
+/* Span flags (JSON bodies): how to put a replacement back so the body
+ * stays valid JSON. */
+#define POLICY_SPAN_JSON_STRING 0x01 /* bytes inside the quotes of a JSON
+					string (still escaped): a token can
+					replace them in place */
+#define POLICY_SPAN_JSON_VALUE 0x02  /* a whole non-string value (number,
+					object, array, literal): replace it
+					with a quoted token */
+
+struct policy_span {
+	uint32_t off;     /* first byte, from the start of the input */
+	uint32_t len;     /* >= 1 */
+	const char *rule; /* rule name, for the record; lives as long as the
+			     policy */
+	uint16_t rule_id; /* index for policy_rule_name() */
+	uint8_t action;   /* enum policy_action, never NONE or KEEP */
+	uint8_t kind;     /* enum policy_kind */
+	uint8_t detector; /* enum policy_detector when kind is DETECTOR */
+	uint8_t flags;    /* POLICY_SPAN_* */
+};
+
+/* Scan flags, OR-ed into *|flags| by the scanners. */
+#define POLICY_SCAN_SPANS_FULL 0x01 /* out of span slots (see above) */
+#define POLICY_SCAN_BODY_CUT 0x02   /* body longer than limits.body_bytes */
+#define POLICY_SCAN_MALFORMED 0x04  /* JSON body did not parse */
+#define POLICY_SCAN_DEPTH 0x08      /* JSON deeper than limits.json_depth */
+#define POLICY_SCAN_RAW 0x10        /* an encoded value too long to decode
+				       was scanned in its encoded form */
+
+/* Rule ids of the built-in limit "rules" (same in every policy). */
+#define POLICY_RULE_LIMIT_SPANS 0     /* "limit/spans" */
+#define POLICY_RULE_LIMIT_BODY 1      /* "limit/body_bytes" */
+#define POLICY_RULE_LIMIT_DEPTH 2     /* "limit/json_depth" */
+#define POLICY_RULE_LIMIT_MALFORMED 3 /* "limit/malformed_json" */
+
+/* ---- objects ---------------------------------------------------------------- */
+
+struct policy;       /* a loaded policy, opaque */
+struct policy_route; /* one route of it, opaque */
+
+/* A tenant: whose keys seal the values of a route. Strings are validated
+ * for shape only here; the key layer interprets kms and kek. */
+struct policy_tenant {
+	const char *name;  /* [A-Za-z0-9][A-Za-z0-9_.-]{0,63} */
+	const char *kms;   /* backend name, [a-z][a-z0-9_-]{0,31} */
+	const char *kek;   /* key reference, 1..1024 printable, no blanks */
+	uint32_t index;    /* 0..policy_tenant_count()-1 */
+};
+
+/* The request attributes a route is chosen by. Pointers need no NUL; a
+ * NULL pointer or zero length is "not present". |authority| is :authority
+ * (or the Host header when there is none); |path| is :path with its query;
+ * |content_type| is the request's content-type. */
+struct policy_request {
+	const void *authority;
+	size_t authority_len;
+	const void *path;
+	size_t path_len;
+	const void *method;
+	size_t method_len;
+	const void *content_type;
+	size_t content_type_len;
+};
+
+/* ---- loading (control thread) ------------------------------------------------ */
+
+/* Longest policy file. */
+#define POLICY_MAX_FILE (4u << 20)
+
+/* Loads and compiles the policy file |path|. On success returns the policy;
+ * the caller frees it with policy_free(). On failure returns NULL, sets
+ * errno (EINVAL for a bad file, ENOMEM, or the I/O error) and writes one
+ * line to |err|: "file:line: key: what is wrong with which value; the fix".
+ * Nothing is half-applied: either the whole file compiled or nothing did. */
+struct policy *policy_load(const char *path, char *err, size_t errlen);
+
+/* policy_load() on |len| bytes of YAML at |text|; |name| stands for the
+ * file name in errors. Does not take ownership of |text|. */
+struct policy *policy_load_text(const char *name, const char *text,
+				size_t len, char *err, size_t errlen);
+
+/* The built-in policy (used when no policy file is given): tenant
+ * "default" and rule set "builtin" (docs/policy.md "Defaults"). Same
+ * returns as policy_load(). */
+struct policy *policy_builtin(char *err, size_t errlen);
+
+/* The YAML text of the built-in policy (static). */
+const char *policy_builtin_text(void);
+
+/* Frees |p| and everything it owns. Takes ownership of |p|; NULL is fine.
+ * No route, tenant or rule name of |p| may be used afterwards. */
+void policy_free(struct policy *p);
+
+/* File the policy came from ("<builtin>" for the built-in one). */
+const char *policy_path(const struct policy *p);
+
+unsigned policy_tenant_count(const struct policy *p);
+const struct policy_tenant *policy_tenant_at(const struct policy *p,
+					     unsigned i);
+/* NULL if there is no tenant |name|. */
+const struct policy_tenant *policy_tenant_find(const struct policy *p,
+					       const char *name);
+
+/* Routes in match order (most specific first), i < policy_route_count();
+ * the default route is apart. */
+unsigned policy_route_count(const struct policy *p);
+const struct policy_route *policy_route_at(const struct policy *p,
+					   unsigned i);
+const struct policy_route *policy_default_route(const struct policy *p);
+
+/* Rule names by id (spans carry both). NULL for an id out of range. */
+unsigned policy_rule_count(const struct policy *p);
+const char *policy_rule_name(const struct policy *p, unsigned id);
+
+/* ---- hot path (workers) ------------------------------------------------------- */
+
+/* The route for a request: the first route in match order whose conditions
+ * all hold, else the default route; never NULL. Order: most specific
+ * authority (exact, then the longest *.suffix, then any), then the longest
+ * path prefix (a gRPC service/method counts as the prefix /svc/ or
+ * /svc/method, a regex as its literal prefix), then the order in the file. */
+const struct policy_route *
+policy_route_for(const struct policy *p, const struct policy_request *rq);
+
+const char *policy_route_name(const struct policy_route *r);
+const struct policy_tenant *policy_route_tenant(const struct policy_route *r);
+const char *policy_route_rules_name(const struct policy_route *r);
+
+/* Whether bodies of this route need scanning at all: the rule set has JSON
+ * or form rules, or a detector enabled for bodies. Lets the caller skip
+ * buffering bodies nobody looks at. */
+bool policy_route_scans_bodies(const struct policy_route *r);
+
+/* What the rule set says about header |name| (|len| bytes, matched
+ * case-insensitively): the exact-name rule, else the longest prefix rule,
+ * else action NONE (rule NULL). Allocation-free, O(len). */
+struct policy_verdict {
+	uint8_t action;   /* enum policy_action */
+	uint8_t kind;     /* POLICY_KIND_HEADER, or NONE */
+	uint16_t rule_id;
+	const char *rule; /* NULL when action is NONE */
+};
+struct policy_verdict policy_header_action(const struct policy_route *r,
+					   const void *name, size_t len);
+
+/* Spans of header (or trailer) value |value| of header |name| to replace:
+ *
+ *   - a header rule other than keep covers the whole value (one span);
+ *     explicit keep: no span, no detectors;
+ *   - cookie / set-cookie, when the rule set has cookie rules: each
+ *     cookie's value by its cookie rule; cookies without one by the
+ *     cookie header's rule if it has one, else by detectors;
+ *   - :path (and referer, location, content-location): query parameters by
+ *     their query rules, the rest by detectors (on percent-decoded text);
+ *   - anything else: detectors enabled for headers (:path: for paths).
+ *
+ * Writes at most |max| (>= 1) spans to |spans|; returns their count, or
+ * -EINVAL (NULL route/spans, max 0, value over 4 GiB). ORs POLICY_SCAN_*
+ * into *|flags| if |flags| is not NULL. Does not take ownership of
+ * anything; never allocates. */
+int policy_scan_value(const struct policy_route *r, const void *name,
+		      size_t name_len, const void *value, size_t value_len,
+		      struct policy_span *spans, unsigned max,
+		      unsigned *flags);
+
+/* Spans of a message body with content type |ctype| (NULL: unknown):
+ *
+ *   application/json, text/json, *+json, application/x-ndjson:
+ *       JSON path rules on values, detectors on string and number values;
+ *   application/x-www-form-urlencoded: form rules, detectors;
+ *   image/, audio/, video/, font/, application/octet-stream, zip, gzip,
+ *   pdf: not scanned (no spans);
+ *   anything else (text, XML, gRPC/protobuf, unknown): detectors.
+ *
+ * At most limits.body_bytes are scanned (see the fail-closed limits
+ * above). Same returns, flags and ownership as policy_scan_value(). */
+int policy_scan_body(const struct policy_route *r, const void *ctype,
+		     size_t ctype_len, const void *body, size_t len,
+		     struct policy_span *spans, unsigned max, unsigned *flags);
+
+/* Runs the detectors in |mask| (bits 1 << POLICY_DET_*) over |len| bytes
+ * of |text| with no policy: spans with action NONE, kind DETECTOR, rule
+ * NULL. Returns the count (at most |max|; further hits are dropped), or
+ * -EINVAL. For tools and tests. */
+int policy_detect(unsigned mask, const void *text, size_t len,
+		  struct policy_span *spans, unsigned max);
+
+/* ---- splitting helpers ---------------------------------------------------------- */
+
+/* One name[=value] pair inside a larger value; offsets from its start.
+ * Without '=', value_off is where the value would begin and value_len 0. */
+struct policy_pair {
+	uint32_t name_off, name_len;
+	uint32_t value_off, value_len;
+	bool has_eq;
+};
+
+/* Next cookie of a cookie header value (RFC 6265 §5.4: "; "-separated
+ * name=value; blanks around names and values trimmed, empty pieces
+ * skipped, '=' inside a value kept; "=v" comes back with name_len 0 and
+ * "v" without '=' with has_eq false). Start with *|pos| 0. Returns 1 and
+ * fills |pr|, or 0 at the end. */
+int policy_cookie_next(const void *value, size_t len, size_t *pos,
+		       struct policy_pair *pr);
+
+/* The cookie-pair of a set-cookie value (RFC 6265 §5.2: up to the first
+ * ';'; the attributes after it are not returned). 1, or 0 if there is
+ * none (no '=' or empty name). */
+int policy_set_cookie_pair(const void *value, size_t len,
+			   struct policy_pair *pr);
+
+/* Offset of the query of |path| (the byte after the first '?'), or |len|
+ * if it has none. A '#' ends the query. */
+size_t policy_query_offset(const void *path, size_t len);
+
+/* Next '&'-separated parameter of a query string or form body (empty
+ * pieces skipped, '=' inside a value kept). Start with *|pos| 0 (offsets
+ * are relative to |s|). Returns 1 and fills |pr|, or 0 at the end. */
+int policy_param_next(const void *s, size_t len, size_t *pos,
+		      struct policy_pair *pr);
+
+/* Percent-decodes |len| bytes of |in| into |out| (|cap| bytes); with
+ * |plus_is_space| '+' becomes ' ' (form encoding). An invalid escape is
+ * kept as is. Returns the decoded length, or -ENOBUFS. Does not take
+ * ownership of |in| or |out|. */
+int policy_pct_decode(const void *in, size_t len, bool plus_is_space,
+		      char *out, size_t cap);
+
+#endif

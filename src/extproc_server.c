@@ -1,0 +1,2028 @@
+/* ext_proc: the gRPC server. See extproc.h.
+ *
+ * Threads: N event-loop threads, each with its own libevent base and its
+ * own listening socket per address, all bound to the same port with
+ * SO_REUSEPORT so the kernel spreads connections over them. A connection
+ * lives on the thread that accepted it; nothing is shared between threads
+ * but the read-only configuration (counters and export rings are per
+ * thread).
+ *
+ * A connection: optional TLS (OpenSSL directly on the non-blocking socket,
+ * ALPN "h2", optional client certificates), then a sniff of the first
+ * bytes (RFC 9113 §3.4 preface; an HTTP/1.x request gets a 505 and
+ * anything else a GOAWAY), then an nghttp2 server session fed with
+ * nghttp2_session_mem_recv() and drained with nghttp2_session_mem_send()
+ * into the connection's output buffer.
+ *
+ * A stream: request headers are checked when they end (POST,
+ * content-type application/grpc*, known path, grpc-encoding identity,
+ * header list size); DATA is cut into gRPC messages (5-byte prefix,
+ * https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md), each
+ * handled as soon as it is complete -- in place when it arrived whole in
+ * one DATA chunk -- and the replies go out through a deferred nghttp2 data
+ * provider, ended by trailers carrying grpc-status (and grpc-message).
+ *
+ * Caps: max_message per message, max_streams per connection (SETTINGS),
+ * max_header_list per stream, CONN_BUFFER_MSGS messages' worth of partial
+ * input per connection, OUT_HIGH bytes of output pulled from nghttp2
+ * before the socket takes them, and a premature-reset budget per
+ * connection against stream floods (the rapid reset pattern).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+/* protoc-c's *__INIT macros leave the braces of oneof unions out */
+#pragma GCC diagnostic ignored "-Wmissing-braces"
+#include "ext_proc.pb-c.h"
+#include "health.pb-c.h"
+#include "sealtap/export.h"
+#include "sealtap/extproc.h"
+#include "sealtap/log.h"
+#include "sealtap/record.h"
+
+#define RBUF_SIZE (64u * 1024)      /* one read from a socket */
+#define OUT_HIGH (1u << 20)         /* output pulled from nghttp2 before a write */
+#define READS_PER_EVENT 16          /* fairness between connections */
+#define ACCEPTS_PER_EVENT 64
+#define CONN_BUFFER_MSGS 4          /* partial input per conn, in max_message */
+#define STREAM_WINDOW (1u << 20)    /* SETTINGS_INITIAL_WINDOW_SIZE */
+#define CONN_WINDOW (16u << 20)     /* connection receive window */
+#define HANDSHAKE_TIMEOUT_NS (10 * ST_NS_PER_SEC)
+#define GOAWAY_DELAY_MS 100         /* shutdown notice -> final GOAWAY */
+#define RESET_BUDGET 1000.0         /* premature resets a connection may burst */
+#define RESET_REFILL 100.0          /* ... and refill per second */
+#define HEALTH_REQ_MAX 2048
+#define HEALTH_TIMEOUT_S 5
+
+static const char PREFACE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+#define PREFACE_LEN 24
+
+enum conn_state { C_TLS, C_SNIFF, C_H2, C_CLOSING };
+enum stream_kind { K_NONE = 0, K_PROCESS, K_HEALTH, K_WATCH, K_UNKNOWN };
+
+struct xp_worker;
+struct xp_conn;
+
+struct xp_stream {
+	struct xp_stream *prev, *next; /* conn's list, least recently active first */
+	struct xp_conn *c;
+	int32_t id;
+	uint8_t kind;
+	bool is_post, ct_ok, enc_bad, hdr_too_big, headers_done;
+	bool resp_started, finishing, finished, remote_closed;
+	bool rejected; /* refused at its headers: input is discarded */
+	uint32_t hdr_bytes;
+	uint64_t timeout_ns; /* grpc-timeout, 0 = none */
+	struct event *deadline;
+	uint8_t prefix[5];
+	uint8_t nprefix;
+	uint32_t msg_len;
+	struct extproc_buf in;
+	uint32_t nmsgs;
+	struct extproc_buf out;
+	size_t out_off;
+	int grpc_status; /* -1 until finished */
+	const char *grpc_msg;
+	struct extproc_xchg *x;
+	uint64_t last_ns;
+};
+
+struct xp_conn {
+	struct xp_conn *prev, *next;
+	struct xp_worker *w;
+	int fd;
+	SSL *ssl;
+	nghttp2_session *h2;
+	struct event *rd, *wr;
+	enum conn_state state;
+	struct extproc_buf out;
+	size_t out_off;
+	uint8_t sniff[PREFACE_LEN];
+	size_t nsniff;
+	char peer[64];
+	uint64_t seq;
+	uint64_t created_ns, last_ns;
+	unsigned nstreams;
+	uint64_t buffered; /* partial message bytes held by its streams */
+	double reset_tokens;
+	uint64_t reset_ns;
+	bool close_after_write;
+	bool notice_sent, goaway_sent;
+	bool detached; /* fuzz/test session: no socket */
+	struct xp_stream *shead, *stail;
+};
+
+struct xp_listener {
+	int fd;
+	struct event *ev;
+	struct xp_worker *w;
+};
+
+struct xp_worker {
+	struct extproc_server *srv; /* NULL for a detached session */
+	const struct extproc_cfg *cfg;
+	unsigned id;
+	pthread_t thread;
+	bool started;
+	struct event_base *base;
+	struct event *shutdown_ev, *tick_ev, *goaway_ev;
+	struct xp_listener lst[EXTPROC_MAX_LISTEN];
+	unsigned nlst;
+	struct xp_listener health;
+	struct xp_conn *conns;
+	unsigned nconns;
+	struct extproc_counters ctr;
+	struct extproc_ctx ctx;
+	struct extproc_default_decider dd;
+	struct export_ring *ring;
+	struct extproc_buf rec;
+	uint8_t *rbuf;
+	uint64_t conn_seq;
+	uint64_t nonce;
+	bool draining;
+	uint64_t drain_deadline;
+	SSL_CTX *ssl_ctx;
+	nghttp2_session_callbacks *cbs;
+	nghttp2_option *opt;
+};
+
+struct extproc_server {
+	const struct extproc_cfg *cfg;
+	unsigned nworkers;
+	struct xp_worker *workers;
+	SSL_CTX *ssl_ctx;
+	struct export_ring *rings;
+	struct export_file *exporter;
+	char addrs[EXTPROC_MAX_LISTEN][80];
+	unsigned naddrs;
+	char health_addr[80];
+	int health_fd;
+	uint64_t nonce;
+	atomic_int shutdown;
+};
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * ST_NS_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t wall_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * ST_NS_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+static void conn_close(struct xp_conn *c);
+static bool conn_flush(struct xp_conn *c);
+static void stream_finish(struct xp_stream *s, int status, const char *msg);
+
+/* ---- streams ---------------------------------------------------------- */
+
+static void stream_touch(struct xp_stream *s)
+{
+	struct xp_conn *c = s->c;
+	s->last_ns = c->last_ns;
+	if (c->stail == s)
+		return;
+	/* unlink */
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		c->shead = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	/* append */
+	s->prev = c->stail;
+	s->next = NULL;
+	if (c->stail)
+		c->stail->next = s;
+	else
+		c->shead = s;
+	c->stail = s;
+}
+
+static struct xp_stream *stream_new(struct xp_conn *c, int32_t id)
+{
+	struct xp_stream *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->c = c;
+	s->id = id;
+	s->grpc_status = -1;
+	s->last_ns = c->last_ns;
+	s->prev = c->stail;
+	if (c->stail)
+		c->stail->next = s;
+	else
+		c->shead = s;
+	c->stail = s;
+	c->nstreams++;
+	return s;
+}
+
+static void stream_free(struct xp_stream *s)
+{
+	struct xp_conn *c = s->c;
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		c->shead = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	else
+		c->stail = s->prev;
+	c->nstreams--;
+	c->buffered -= s->in.len;
+	if (s->deadline)
+		event_free(s->deadline);
+	extproc_buf_free(&s->in);
+	extproc_buf_free(&s->out);
+	extproc_xchg_free(s->x);
+	free(s);
+}
+
+static ssize_t data_read_cb(nghttp2_session *h2, int32_t id, uint8_t *buf,
+			    size_t length, uint32_t *flags,
+			    nghttp2_data_source *src, void *user);
+
+/* Submits the response HEADERS (with the data provider) once. */
+static int stream_start_response(struct xp_stream *s)
+{
+	if (s->resp_started)
+		return nghttp2_session_resume_data(s->c->h2, s->id);
+	static const nghttp2_nv hdrs[] = {
+		{ (uint8_t *)":status", (uint8_t *)"200", 7, 3,
+		  NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE },
+		{ (uint8_t *)"content-type", (uint8_t *)"application/grpc", 12,
+		  16, NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE },
+	};
+	nghttp2_data_provider prd = { .source.ptr = s,
+				      .read_callback = data_read_cb };
+	s->resp_started = true;
+	return nghttp2_submit_response(s->c->h2, s->id, hdrs,
+				       ST_ARRAY_SIZE(hdrs), &prd);
+}
+
+static void submit_trailers(struct xp_stream *s)
+{
+	char st[12];
+	int n = snprintf(st, sizeof(st), "%d", s->grpc_status);
+	nghttp2_nv t[2] = {
+		{ (uint8_t *)"grpc-status", (uint8_t *)st, 11, (size_t)n,
+		  NGHTTP2_NV_FLAG_NO_COPY_NAME },
+		{ (uint8_t *)"grpc-message", (uint8_t *)(s->grpc_msg ? s->grpc_msg : ""),
+		  12, s->grpc_msg ? strlen(s->grpc_msg) : 0,
+		  NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE },
+	};
+	nghttp2_submit_trailer(s->c->h2, s->id, t, s->grpc_msg ? 2 : 1);
+}
+
+static ssize_t data_read_cb(nghttp2_session *h2, int32_t id, uint8_t *buf,
+			    size_t length, uint32_t *flags,
+			    nghttp2_data_source *src, void *user)
+{
+	(void)h2;
+	(void)id;
+	(void)user;
+	struct xp_stream *s = src->ptr;
+	size_t avail = s->out.len - s->out_off;
+	size_t n = avail < length ? avail : length;
+	if (n) {
+		memcpy(buf, s->out.p + s->out_off, n);
+		s->out_off += n;
+		if (s->out_off == s->out.len)
+			s->out.len = s->out_off = 0;
+	}
+	if (s->out.len == s->out_off && s->finishing) {
+		*flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+		submit_trailers(s);
+		s->finished = true;
+		return (ssize_t)n;
+	}
+	if (!n)
+		return NGHTTP2_ERR_DEFERRED;
+	return (ssize_t)n;
+}
+
+/* Ends the stream with |status| (0 = OK) and a static |msg|: what is
+ * queued goes out first, then the trailers. Before any reply this is a
+ * trailers-only response (one HEADERS frame with END_STREAM). */
+static void stream_finish(struct xp_stream *s, int status, const char *msg)
+{
+	if (s->finishing || s->finished)
+		return;
+	struct xp_worker *w = s->c->w;
+	s->finishing = true;
+	s->grpc_status = status;
+	s->grpc_msg = status ? msg : NULL;
+	if (status == 0)
+		EXTPROC_INC(&w->ctr, streams_ok);
+	else
+		EXTPROC_INC(&w->ctr, streams_error);
+	s->c->buffered -= s->in.len;
+	s->in.len = 0;
+	if (s->deadline)
+		event_del(s->deadline);
+	if (s->resp_started) {
+		nghttp2_session_resume_data(s->c->h2, s->id);
+		return;
+	}
+	if (s->out.len > s->out_off) {
+		stream_start_response(s);
+		return;
+	}
+	char st[12];
+	int n = snprintf(st, sizeof(st), "%d", status);
+	nghttp2_nv h[5] = {
+		{ (uint8_t *)":status", (uint8_t *)"200", 7, 3, 0 },
+		{ (uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, 0 },
+		{ (uint8_t *)"grpc-status", (uint8_t *)st, 11, (size_t)n, 0 },
+	};
+	size_t nh = 3;
+	if (s->grpc_msg) {
+		h[nh++] = (nghttp2_nv){ (uint8_t *)"grpc-message",
+					(uint8_t *)s->grpc_msg, 12,
+					strlen(s->grpc_msg), 0 };
+	}
+	if (status == EXTPROC_GRPC_UNIMPLEMENTED && s->enc_bad)
+		h[nh++] = (nghttp2_nv){ (uint8_t *)"grpc-accept-encoding",
+					(uint8_t *)"identity", 20, 8, 0 };
+	s->resp_started = true;
+	s->finished = true;
+	nghttp2_submit_response(s->c->h2, s->id, h, nh, NULL);
+}
+
+/* A plain HTTP error (not gRPC): wrong method or content-type. */
+static void stream_http_error(struct xp_stream *s, const char *status)
+{
+	nghttp2_nv h[2] = {
+		{ (uint8_t *)":status", (uint8_t *)status, 7, 3, 0 },
+		{ (uint8_t *)"content-length", (uint8_t *)"0", 14, 1, 0 },
+	};
+	s->resp_started = s->finishing = s->finished = true;
+	s->rejected = true;
+	nghttp2_submit_response(s->c->h2, s->id, h, 2, NULL);
+}
+
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct xp_stream *s = arg;
+	struct xp_conn *c = s->c;
+	EXTPROC_INC(&c->w->ctr, streams_deadline);
+	stream_finish(s, EXTPROC_GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
+	conn_flush(c);
+}
+
+/* grpc-timeout: 1-8 digits and a unit (H M S m u n). 0 if invalid. */
+static uint64_t parse_timeout(const uint8_t *v, size_t len)
+{
+	if (len < 2 || len > 9)
+		return 0;
+	uint64_t n = 0;
+	for (size_t i = 0; i + 1 < len; i++) {
+		if (v[i] < '0' || v[i] > '9')
+			return 0;
+		n = n * 10 + (uint64_t)(v[i] - '0');
+	}
+	switch (v[len - 1]) {
+	case 'H': return n * 3600 * ST_NS_PER_SEC;
+	case 'M': return n * 60 * ST_NS_PER_SEC;
+	case 'S': return n * ST_NS_PER_SEC;
+	case 'm': return n * ST_NS_PER_MS;
+	case 'u': return n * 1000;
+	case 'n': return n;
+	default: return 0;
+	}
+}
+
+/* End of the request headers: accept the call or refuse it. */
+static void stream_headers_done(struct xp_stream *s)
+{
+	struct xp_conn *c = s->c;
+	struct xp_worker *w = c->w;
+	s->headers_done = true;
+	EXTPROC_INC(&w->ctr, streams_opened);
+	if (s->hdr_too_big) {
+		EXTPROC_INC(&w->ctr, streams_header_too_big);
+		s->rejected = true;
+		stream_finish(s, EXTPROC_GRPC_RESOURCE_EXHAUSTED,
+			      "header list too large");
+		return;
+	}
+	if (!s->is_post) {
+		/* gRPC over HTTP/2: calls are POST; RFC 9110 §15.5.6 */
+		EXTPROC_INC(&w->ctr, streams_bad_request);
+		stream_http_error(s, "405");
+		return;
+	}
+	if (!s->ct_ok) {
+		/* PROTOCOL-HTTP2.md: 415 for a non-gRPC content-type */
+		EXTPROC_INC(&w->ctr, streams_bad_request);
+		stream_http_error(s, "415");
+		return;
+	}
+	if (s->kind == K_UNKNOWN || s->kind == K_NONE || s->kind == K_WATCH) {
+		EXTPROC_INC(&w->ctr, streams_unimplemented);
+		s->rejected = true;
+		stream_finish(s, EXTPROC_GRPC_UNIMPLEMENTED,
+			      s->kind == K_WATCH ? "Health/Watch is not implemented"
+						 : "unknown method");
+		return;
+	}
+	if (s->enc_bad) {
+		EXTPROC_INC(&w->ctr, msgs_compressed);
+		s->rejected = true;
+		stream_finish(s, EXTPROC_GRPC_UNIMPLEMENTED,
+			      "grpc-encoding not supported; use identity");
+		return;
+	}
+	if (s->kind == K_PROCESS) {
+		EXTPROC_INC(&w->ctr, streams_process);
+		uint64_t seq[3] = { w->nonce, c->seq, (uint64_t)s->id };
+		struct extproc_xchg_info info = {
+			.peer = c->peer,
+			.stream_id = (uint32_t)s->id,
+			.id = record_hash64(seq, sizeof(seq), w->id),
+			.start_ns = wall_ns(),
+		};
+		s->x = extproc_xchg_new(&info);
+		if (!s->x) {
+			s->rejected = true;
+			stream_finish(s, EXTPROC_GRPC_RESOURCE_EXHAUSTED,
+				      "out of memory");
+			return;
+		}
+	} else {
+		EXTPROC_INC(&w->ctr, streams_health);
+	}
+	if (s->timeout_ns && !c->detached) {
+		s->deadline = evtimer_new(w->base, deadline_cb, s);
+		if (s->deadline) {
+			struct timeval tv = {
+				.tv_sec = (time_t)(s->timeout_ns / ST_NS_PER_SEC),
+				.tv_usec = (suseconds_t)(s->timeout_ns %
+							 ST_NS_PER_SEC / 1000),
+			};
+			evtimer_add(s->deadline, &tv);
+		}
+	}
+}
+
+static void health_reply(struct xp_stream *s, const uint8_t *msg, size_t len)
+{
+	struct xp_worker *w = s->c->w;
+	if (s->nmsgs > 1) {
+		stream_finish(s, EXTPROC_GRPC_INTERNAL,
+			      "Health/Check takes one request message");
+		return;
+	}
+	extproc_arena_reset(w->ctx.arena);
+	Grpc__Health__V1__HealthCheckRequest *req =
+		grpc__health__v1__health_check_request__unpack(
+			extproc_arena_allocator(w->ctx.arena), len, msg);
+	if (!req) {
+		EXTPROC_INC(&w->ctr, msgs_malformed);
+		stream_finish(s, EXTPROC_GRPC_INTERNAL,
+			      "HealthCheckRequest is not valid protobuf");
+		return;
+	}
+	if (req->service && req->service[0] &&
+	    strcmp(req->service, EXTPROC_SERVICE_NAME) != 0) {
+		stream_finish(s, EXTPROC_GRPC_NOT_FOUND, "unknown service");
+		return;
+	}
+	Grpc__Health__V1__HealthCheckResponse r =
+		GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+	r.status = w->draining
+			   ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
+			   : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+	size_t n = grpc__health__v1__health_check_response__get_packed_size(&r);
+	if (!extproc_buf_reserve(&s->out, 5 + n)) {
+		stream_finish(s, EXTPROC_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	uint8_t *p = s->out.p + s->out.len;
+	p[0] = 0;
+	p[1] = (uint8_t)(n >> 24);
+	p[2] = (uint8_t)(n >> 16);
+	p[3] = (uint8_t)(n >> 8);
+	p[4] = (uint8_t)n;
+	grpc__health__v1__health_check_response__pack(&r, p + 5);
+	s->out.len += 5 + n;
+	stream_start_response(s);
+}
+
+/* One complete gRPC message of |s|. */
+static void stream_message(struct xp_stream *s, const uint8_t *msg, size_t len)
+{
+	struct xp_worker *w = s->c->w;
+	uint64_t t0 = mono_ns();
+	s->nmsgs++;
+	EXTPROC_INC(&w->ctr, msgs);
+	if (s->kind == K_HEALTH) {
+		health_reply(s, msg, len);
+		return;
+	}
+	size_t before = s->out.len;
+	const char *why = NULL;
+	int rc = extproc_xchg_message(s->x, &w->ctx, msg, len, &s->out, &why);
+	if (rc < 0) {
+		stream_finish(s, -rc, why);
+		return;
+	}
+	if (s->out.len > before) {
+		extproc_counters_lat(&w->ctr, mono_ns() - t0);
+		stream_start_response(s);
+	}
+}
+
+/* DATA payload of |s|: cut into gRPC messages. Bounded by the caps on
+ * message size and on partial input per connection. */
+static void stream_data(struct xp_stream *s, const uint8_t *data, size_t len)
+{
+	struct xp_conn *c = s->c;
+	struct xp_worker *w = c->w;
+	const uint64_t max_msg = w->cfg->max_message;
+	while (len && !s->finishing && !s->rejected) {
+		if (s->nprefix < 5) {
+			size_t k = 5 - s->nprefix;
+			if (k > len)
+				k = len;
+			memcpy(s->prefix + s->nprefix, data, k);
+			s->nprefix += (uint8_t)k;
+			data += k;
+			len -= k;
+			if (s->nprefix < 5)
+				return;
+			if (s->prefix[0] & 1) {
+				/* PROTOCOL-HTTP2.md: a compressed message
+				 * without a grpc-encoding we accepted */
+				EXTPROC_INC(&w->ctr, msgs_compressed);
+				stream_finish(s, EXTPROC_GRPC_UNIMPLEMENTED,
+					      "compressed messages are not "
+					      "supported; send with identity "
+					      "encoding");
+				return;
+			}
+			if (s->prefix[0] & 0xfe) {
+				stream_finish(s, EXTPROC_GRPC_INTERNAL,
+					      "reserved flag bits set in a "
+					      "gRPC message prefix");
+				return;
+			}
+			s->msg_len = (uint32_t)s->prefix[1] << 24 |
+				     (uint32_t)s->prefix[2] << 16 |
+				     (uint32_t)s->prefix[3] << 8 | s->prefix[4];
+			if (s->msg_len > max_msg) {
+				EXTPROC_INC(&w->ctr, msgs_too_large);
+				stream_finish(s, EXTPROC_GRPC_RESOURCE_EXHAUSTED,
+					      "message larger than "
+					      "extproc.max_message");
+				return;
+			}
+			if (s->msg_len == 0) {
+				s->nprefix = 0;
+				stream_message(s, (const uint8_t *)"", 0);
+				continue;
+			}
+		}
+		size_t need = s->msg_len - s->in.len;
+		if (s->in.len == 0 && len >= need) {
+			/* whole message in this chunk: no copy */
+			s->nprefix = 0;
+			stream_message(s, data, need);
+			data += need;
+			len -= need;
+			continue;
+		}
+		size_t k = need < len ? need : len;
+		if (c->buffered + k > CONN_BUFFER_MSGS * max_msg) {
+			EXTPROC_INC(&w->ctr, msgs_too_large);
+			stream_finish(s, EXTPROC_GRPC_RESOURCE_EXHAUSTED,
+				      "too much partial input on this "
+				      "connection");
+			return;
+		}
+		if (!extproc_buf_put(&s->in, data, k)) {
+			stream_finish(s, EXTPROC_GRPC_RESOURCE_EXHAUSTED,
+				      "out of memory");
+			return;
+		}
+		c->buffered += k;
+		data += k;
+		len -= k;
+		if (s->in.len == s->msg_len) {
+			s->nprefix = 0;
+			c->buffered -= s->in.len;
+			size_t n = s->in.len;
+			s->in.len = 0;
+			stream_message(s, s->in.p, n);
+		}
+	}
+}
+
+/* The client half-closed its side (END_STREAM). */
+static void stream_remote_closed(struct xp_stream *s)
+{
+	struct xp_worker *w = s->c->w;
+	s->remote_closed = true;
+	if (s->finishing || s->rejected || !s->headers_done)
+		return;
+	if (s->nprefix || s->in.len) {
+		EXTPROC_INC(&w->ctr, msgs_truncated);
+		stream_finish(s, EXTPROC_GRPC_INTERNAL,
+			      "stream ended inside a gRPC message");
+		return;
+	}
+	if (s->kind == K_HEALTH && s->nmsgs == 0) {
+		stream_finish(s, EXTPROC_GRPC_INTERNAL,
+			      "Health/Check without a request message");
+		return;
+	}
+	if (s->x) {
+		const char *why = NULL;
+		size_t before = s->out.len;
+		int rc = extproc_xchg_end_of_input(s->x, &w->ctx, &s->out, &why);
+		if (rc < 0) {
+			stream_finish(s, -rc, why);
+			return;
+		}
+		if (s->out.len > before)
+			stream_start_response(s);
+	}
+	stream_finish(s, EXTPROC_GRPC_OK, NULL);
+}
+
+/* ---- nghttp2 callbacks ------------------------------------------------ */
+
+static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *f,
+			    void *user)
+{
+	struct xp_conn *c = user;
+	if (f->hd.type != NGHTTP2_HEADERS ||
+	    f->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	struct xp_stream *s = stream_new(c, f->hd.stream_id);
+	if (!s)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	nghttp2_session_set_stream_user_data(h2, f->hd.stream_id, s);
+	return 0;
+}
+
+static bool lit_eq(const uint8_t *v, size_t len, const char *lit)
+{
+	size_t l = strlen(lit);
+	return len == l && !memcmp(v, lit, l);
+}
+
+static int on_header(nghttp2_session *h2, const nghttp2_frame *f,
+		     const uint8_t *name, size_t nlen, const uint8_t *value,
+		     size_t vlen, uint8_t flags, void *user)
+{
+	(void)flags;
+	(void)user;
+	if (f->hd.type != NGHTTP2_HEADERS ||
+	    f->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0; /* trailers from the client: gRPC has none */
+	struct xp_stream *s =
+		nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
+	if (!s)
+		return 0;
+	/* RFC 9113 §6.5.2: entry size = name + value + 32 */
+	s->hdr_bytes += (uint32_t)(nlen + vlen + 32);
+	if (s->hdr_bytes > s->c->w->cfg->max_header_list) {
+		s->hdr_too_big = true;
+		return 0;
+	}
+	if (lit_eq(name, nlen, ":method")) {
+		s->is_post = lit_eq(value, vlen, "POST");
+	} else if (lit_eq(name, nlen, ":path")) {
+		if (lit_eq(value, vlen, EXTPROC_PATH_PROCESS))
+			s->kind = K_PROCESS;
+		else if (lit_eq(value, vlen, EXTPROC_PATH_HEALTH_CHECK))
+			s->kind = K_HEALTH;
+		else if (lit_eq(value, vlen, EXTPROC_PATH_HEALTH_WATCH))
+			s->kind = K_WATCH;
+		else
+			s->kind = K_UNKNOWN;
+	} else if (lit_eq(name, nlen, "content-type")) {
+		/* application/grpc, application/grpc+proto, ...;charset */
+		s->ct_ok = vlen >= 16 &&
+			   !strncasecmp((const char *)value, "application/grpc", 16) &&
+			   (vlen == 16 || value[16] == '+' || value[16] == ';');
+	} else if (lit_eq(name, nlen, "grpc-timeout")) {
+		s->timeout_ns = parse_timeout(value, vlen);
+	} else if (lit_eq(name, nlen, "grpc-encoding")) {
+		s->enc_bad = !lit_eq(value, vlen, "identity");
+	}
+	return 0;
+}
+
+static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id,
+			 const uint8_t *data, size_t len, void *user)
+{
+	(void)flags;
+	(void)user;
+	struct xp_stream *s = nghttp2_session_get_stream_user_data(h2, id);
+	if (!s || !s->headers_done)
+		return 0;
+	stream_touch(s);
+	stream_data(s, data, len);
+	return 0;
+}
+
+static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *f,
+			 void *user)
+{
+	(void)user;
+	if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
+		return 0;
+	struct xp_stream *s =
+		nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
+	if (!s)
+		return 0;
+	stream_touch(s);
+	if (f->hd.type == NGHTTP2_HEADERS &&
+	    f->headers.cat == NGHTTP2_HCAT_REQUEST)
+		stream_headers_done(s);
+	if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
+		stream_remote_closed(s);
+	return 0;
+}
+
+static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *f,
+			 void *user)
+{
+	(void)user;
+	/* Our side ended while the client's is still open (an error or a
+	 * deadline): RFC 9113 §8.1 lets us tell it to stop sending. */
+	if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
+	    (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+		struct xp_stream *s =
+			nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
+		if (s && !s->remote_closed)
+			nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE,
+						  f->hd.stream_id,
+						  NGHTTP2_NO_ERROR);
+	}
+	return 0;
+}
+
+static void premature_reset(struct xp_conn *c)
+{
+	struct xp_worker *w = c->w;
+	uint64_t now = c->last_ns;
+	double dt = (double)(now - c->reset_ns) / 1e9;
+	c->reset_ns = now;
+	c->reset_tokens += dt * RESET_REFILL;
+	if (c->reset_tokens > RESET_BUDGET)
+		c->reset_tokens = RESET_BUDGET;
+	c->reset_tokens -= 1.0;
+	if (c->reset_tokens < 0 && !c->goaway_sent) {
+		EXTPROC_INC(&w->ctr, conns_flood);
+		nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
+				      nghttp2_session_get_last_proc_stream_id(c->h2),
+				      NGHTTP2_ENHANCE_YOUR_CALM,
+				      (const uint8_t *)"stream reset flood", 18);
+		c->goaway_sent = true;
+		c->close_after_write = true;
+	}
+}
+
+static int on_stream_close(nghttp2_session *h2, int32_t id, uint32_t code,
+			   void *user)
+{
+	struct xp_conn *c = user;
+	struct xp_worker *w = c->w;
+	struct xp_stream *s = nghttp2_session_get_stream_user_data(h2, id);
+	if (!s)
+		return 0;
+	enum extproc_end end;
+	if (s->finished && s->remote_closed && code == NGHTTP2_NO_ERROR) {
+		end = s->grpc_status ? EXTPROC_END_ERROR : EXTPROC_END_COMPLETE;
+	} else if (code == NGHTTP2_CANCEL &&
+		   (s->remote_closed || (s->x && extproc_xchg_done(s->x)) ||
+		    s->finished)) {
+		/* Envoy's normal end: half-close, then RST_STREAM(CANCEL) */
+		end = s->grpc_status > 0 ? EXTPROC_END_ERROR
+					 : EXTPROC_END_COMPLETE;
+		EXTPROC_INC(&w->ctr, streams_cancelled);
+	} else if (code == NGHTTP2_CANCEL && s->nmsgs) {
+		/* observability mode and Envoy's own timeouts end streams
+		 * this way: counted, not an error */
+		end = EXTPROC_END_CANCELLED;
+		EXTPROC_INC(&w->ctr, streams_cancelled);
+	} else if (code != NGHTTP2_NO_ERROR) {
+		end = w->draining ? EXTPROC_END_SHUTDOWN : EXTPROC_END_RESET;
+		EXTPROC_INC(&w->ctr, streams_reset);
+		if (!s->nmsgs && !s->remote_closed && !s->finished) {
+			EXTPROC_INC(&w->ctr, streams_premature_reset);
+			premature_reset(c);
+		}
+	} else {
+		end = s->grpc_status > 0 ? EXTPROC_END_ERROR
+					 : EXTPROC_END_COMPLETE;
+	}
+	if (s->grpc_status == EXTPROC_GRPC_DEADLINE_EXCEEDED)
+		end = EXTPROC_END_TIMEOUT;
+	if (s->x && w->cfg->records) {
+		size_t n = extproc_xchg_record(s->x, &w->ctx, end, code,
+					       s->grpc_status, wall_ns(),
+					       &w->rec);
+		if (n && w->ring) {
+			if (export_ring_push(w->ring, w->rec.p, (uint32_t)n) == 0)
+				EXTPROC_INC(&w->ctr, records);
+			else
+				EXTPROC_INC(&w->ctr, records_dropped);
+		}
+	}
+	nghttp2_session_set_stream_user_data(h2, id, NULL);
+	stream_free(s);
+	return 0;
+}
+
+static nghttp2_session_callbacks *make_callbacks(void)
+{
+	nghttp2_session_callbacks *cbs;
+	if (nghttp2_session_callbacks_new(&cbs))
+		return NULL;
+	nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
+	nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+	nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+	return cbs;
+}
+
+static int conn_start_h2(struct xp_conn *c)
+{
+	struct xp_worker *w = c->w;
+	if (nghttp2_session_server_new2(&c->h2, w->cbs, c, w->opt))
+		return -ENOMEM;
+	nghttp2_settings_entry iv[] = {
+		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, w->cfg->max_streams },
+		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW },
+		{ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, w->cfg->max_header_list },
+	};
+	if (nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv,
+				    ST_ARRAY_SIZE(iv)))
+		return -ENOMEM;
+	nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0,
+					      CONN_WINDOW);
+	if (w->draining)
+		nghttp2_submit_shutdown_notice(c->h2);
+	return 0;
+}
+
+/* ---- connection I/O --------------------------------------------------- */
+
+enum { IO_AGAIN = -1, IO_ERR = -2 };
+
+static ssize_t conn_recv(struct xp_conn *c, uint8_t *buf, size_t len)
+{
+	if (!c->ssl) {
+		ssize_t n = read(c->fd, buf, len);
+		if (n >= 0)
+			return n;
+		return errno == EAGAIN || errno == EINTR ? IO_AGAIN : IO_ERR;
+	}
+	ERR_clear_error();
+	int n = SSL_read(c->ssl, buf, (int)(len > INT32_MAX ? INT32_MAX : len));
+	if (n > 0)
+		return n;
+	switch (SSL_get_error(c->ssl, n)) {
+	case SSL_ERROR_WANT_READ: return IO_AGAIN;
+	case SSL_ERROR_WANT_WRITE:
+		if (c->wr)
+			event_add(c->wr, NULL);
+		return IO_AGAIN;
+	case SSL_ERROR_ZERO_RETURN: return 0;
+	default: return IO_ERR;
+	}
+}
+
+static ssize_t conn_send(struct xp_conn *c, const uint8_t *buf, size_t len)
+{
+	if (!c->ssl) {
+		ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
+		if (n >= 0)
+			return n;
+		return errno == EAGAIN || errno == EINTR ? IO_AGAIN : IO_ERR;
+	}
+	ERR_clear_error();
+	int n = SSL_write(c->ssl, buf, (int)(len > INT32_MAX ? INT32_MAX : len));
+	if (n > 0)
+		return n;
+	switch (SSL_get_error(c->ssl, n)) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE: return IO_AGAIN;
+	default: return IO_ERR;
+	}
+}
+
+/* Pulls frames out of nghttp2 and writes what the socket takes. Returns
+ * false if the connection was closed (|c| is freed then). */
+static bool conn_flush(struct xp_conn *c)
+{
+	/* Our SETTINGS wait for the first bytes of the client preface, so a
+	 * client that is not HTTP/2 gets a plain answer (RFC 9113 §3.4 lets
+	 * the server preface follow the client's). */
+	if (c->state == C_H2 || (c->state == C_SNIFF && c->h2 && c->nsniff)) {
+		while (c->out.len - c->out_off < OUT_HIGH) {
+			const uint8_t *d;
+			ssize_t n = nghttp2_session_mem_send(c->h2, &d);
+			if (n < 0) {
+				EXTPROC_INC(&c->w->ctr, conns_protocol_error);
+				c->close_after_write = true;
+				break;
+			}
+			if (n == 0)
+				break;
+			if (!extproc_buf_put(&c->out, d, (size_t)n)) {
+				conn_close(c);
+				return false;
+			}
+		}
+	}
+	if (c->detached) {
+		if (c->out.len > (4u << 20))
+			c->out.len = c->out_off = 0;
+		return true;
+	}
+	while (c->out_off < c->out.len) {
+		ssize_t n = conn_send(c, c->out.p + c->out_off,
+				      c->out.len - c->out_off);
+		if (n == IO_AGAIN) {
+			event_add(c->wr, NULL);
+			return true;
+		}
+		if (n <= 0) {
+			conn_close(c);
+			return false;
+		}
+		c->out_off += (size_t)n;
+	}
+	c->out.len = c->out_off = 0;
+	if (c->state == C_H2 && nghttp2_session_want_write(c->h2)) {
+		/* more than OUT_HIGH was pending: continue when writable */
+		event_add(c->wr, NULL);
+		return true;
+	}
+	if (c->close_after_write ||
+	    (c->state == C_H2 && !nghttp2_session_want_read(c->h2) &&
+	     !nghttp2_session_want_write(c->h2))) {
+		conn_close(c);
+		return false;
+	}
+	event_del(c->wr);
+	return true;
+}
+
+static bool looks_http1(const uint8_t *b, size_t n)
+{
+	static const char *const methods[] = { "GET ", "POST ", "PUT ",
+					       "HEAD ", "DELETE ", "OPTIONS ",
+					       "PATCH ", "CONNECT ", "TRACE " };
+	for (size_t i = 0; i < ST_ARRAY_SIZE(methods); i++) {
+		size_t l = strlen(methods[i]);
+		if (!memcmp(b, methods[i], n < l ? n : l))
+			return true;
+	}
+	return false;
+}
+
+/* Handles bytes read from the socket. Returns false once the connection
+ * is closing (the rest is ignored). */
+static bool conn_input(struct xp_conn *c, const uint8_t *data, size_t len)
+{
+	struct xp_worker *w = c->w;
+	if (c->state == C_SNIFF) {
+		/* RFC 9113 §3.4: the client preface comes first */
+		size_t k = PREFACE_LEN - c->nsniff;
+		if (k > len)
+			k = len;
+		memcpy(c->sniff + c->nsniff, data, k);
+		c->nsniff += k;
+		if (memcmp(c->sniff, PREFACE, c->nsniff) != 0) {
+			if (looks_http1(c->sniff, c->nsniff)) {
+				static const char r505[] =
+					"HTTP/1.1 505 HTTP Version Not Supported\r\n"
+					"Content-Type: text/plain\r\n"
+					"Content-Length: 47\r\n"
+					"Connection: close\r\n\r\n"
+					"sealtap extproc speaks gRPC over HTTP/2 only.\r\n";
+				EXTPROC_INC(&w->ctr, conns_http1);
+				c->out.len = c->out_off = 0;
+				extproc_buf_put(&c->out, r505, sizeof(r505) - 1);
+			} else {
+				/* GOAWAY(PROTOCOL_ERROR), last stream 0 */
+				static const uint8_t ga[] = {
+					0, 0, 8, 7, 0, 0, 0, 0, 0,
+					0, 0, 0, 0, 0, 0, 0, 1,
+				};
+				EXTPROC_INC(&w->ctr, conns_bad_preface);
+				c->out.len = c->out_off = 0;
+				extproc_buf_put(&c->out, ga, sizeof(ga));
+			}
+			c->state = C_CLOSING;
+			c->close_after_write = true;
+			return false;
+		}
+		if (c->nsniff == PREFACE_LEN)
+			c->state = C_H2;
+	}
+	if (!c->h2)
+		return false;
+	ssize_t rv = nghttp2_session_mem_recv(c->h2, data, len);
+	if (rv < 0) {
+		EXTPROC_INC(&w->ctr, conns_protocol_error);
+		nghttp2_session_terminate_session(c->h2, NGHTTP2_PROTOCOL_ERROR);
+		c->close_after_write = true;
+		return false;
+	}
+	return true;
+}
+
+static bool tls_handshake(struct xp_conn *c)
+{
+	struct xp_worker *w = c->w;
+	ERR_clear_error();
+	int rc = SSL_do_handshake(c->ssl);
+	if (rc == 1) {
+		EXTPROC_INC(&w->ctr, conns_tls);
+		c->state = C_SNIFF;
+		if (conn_start_h2(c)) {
+			conn_close(c);
+			return false;
+		}
+		return true;
+	}
+	switch (SSL_get_error(c->ssl, rc)) {
+	case SSL_ERROR_WANT_READ: return false;
+	case SSL_ERROR_WANT_WRITE:
+		event_add(c->wr, NULL);
+		return false;
+	default:
+		EXTPROC_INC(&w->ctr, conns_tls_failed);
+		log_kv(LOG_LEVEL_DEBUG, "extproc: TLS handshake failed", "peer",
+		       c->peer, NULL);
+		conn_close(c);
+		return false;
+	}
+}
+
+static void conn_readable(struct xp_conn *c)
+{
+	struct xp_worker *w = c->w;
+	c->last_ns = mono_ns();
+	if (c->state == C_TLS && !tls_handshake(c))
+		return;
+	for (int i = 0; i < READS_PER_EVENT; i++) {
+		ssize_t n = conn_recv(c, w->rbuf, RBUF_SIZE);
+		if (n == IO_AGAIN)
+			break;
+		if (n <= 0) {
+			conn_close(c);
+			return;
+		}
+		if (c->state == C_CLOSING)
+			continue; /* discard while the last bytes go out */
+		if (!conn_input(c, w->rbuf, (size_t)n))
+			break;
+		if (i == READS_PER_EVENT - 1 && c->ssl && SSL_pending(c->ssl))
+			event_active(c->rd, EV_READ, 0);
+	}
+	conn_flush(c);
+}
+
+static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	conn_readable(arg);
+}
+
+static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct xp_conn *c = arg;
+	if (c->state == C_TLS) {
+		conn_readable(c);
+		return;
+	}
+	c->last_ns = mono_ns();
+	if (!conn_flush(c))
+		return;
+	/* TLS reads that wanted to write may have data waiting */
+	if (c->ssl && SSL_pending(c->ssl))
+		event_active(c->rd, EV_READ, 0);
+}
+
+static void conn_end_streams(struct xp_conn *c, enum extproc_end end);
+
+/* Closes and frees |c|. Streams still open are recorded as ended by the
+ * connection (nghttp2_session_del() frees them without calling
+ * on_stream_close). */
+static void conn_close(struct xp_conn *c)
+{
+	struct xp_worker *w = c->w;
+	conn_end_streams(c, w->draining ? EXTPROC_END_SHUTDOWN
+					: EXTPROC_END_CONN_CLOSED);
+	if (c->h2) {
+		nghttp2_session_del(c->h2);
+		c->h2 = NULL;
+	}
+	while (c->shead) /* streams nghttp2 never closed (refused) */
+		stream_free(c->shead);
+	if (c->rd)
+		event_free(c->rd);
+	if (c->wr)
+		event_free(c->wr);
+	if (c->ssl)
+		SSL_free(c->ssl);
+	if (c->fd >= 0)
+		close(c->fd);
+	if (!c->detached) {
+		if (c->prev)
+			c->prev->next = c->next;
+		else
+			w->conns = c->next;
+		if (c->next)
+			c->next->prev = c->prev;
+		w->nconns--;
+		/* the last connection of a draining thread: done */
+		if (w->draining && !w->conns)
+			event_base_loopexit(w->base, NULL);
+	}
+	EXTPROC_INC(&w->ctr, conns_closed);
+	extproc_buf_free(&c->out);
+	free(c);
+}
+
+static void conn_end_streams(struct xp_conn *c, enum extproc_end end)
+{
+	struct xp_worker *w = c->w;
+	for (struct xp_stream *s = c->shead; s; s = s->next) {
+		if (!s->x || !w->cfg->records)
+			continue;
+		size_t n = extproc_xchg_record(s->x, &w->ctx, end, 0,
+					       s->grpc_status, wall_ns(),
+					       &w->rec);
+		if (n && w->ring) {
+			if (export_ring_push(w->ring, w->rec.p, (uint32_t)n) == 0)
+				EXTPROC_INC(&w->ctr, records);
+			else
+				EXTPROC_INC(&w->ctr, records_dropped);
+		}
+		extproc_xchg_free(s->x);
+		s->x = NULL;
+	}
+}
+
+static struct xp_conn *conn_new(struct xp_worker *w, int fd,
+				const struct sockaddr *sa)
+{
+	struct xp_conn *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->w = w;
+	c->fd = fd;
+	c->seq = ++w->conn_seq;
+	c->created_ns = c->last_ns = c->reset_ns = mono_ns();
+	c->reset_tokens = RESET_BUDGET;
+	if (sa) {
+		char host[INET6_ADDRSTRLEN] = "?";
+		unsigned port = 0;
+		if (sa->sa_family == AF_INET) {
+			const struct sockaddr_in *a = (const void *)sa;
+			inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+			port = ntohs(a->sin_port);
+			snprintf(c->peer, sizeof(c->peer), "%s:%u", host, port);
+		} else if (sa->sa_family == AF_INET6) {
+			const struct sockaddr_in6 *a = (const void *)sa;
+			inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+			port = ntohs(a->sin6_port);
+			snprintf(c->peer, sizeof(c->peer), "[%s]:%u", host, port);
+		}
+	}
+	return c;
+}
+
+/* ---- accepting -------------------------------------------------------- */
+
+static void accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	(void)what;
+	struct xp_listener *l = arg;
+	struct xp_worker *w = l->w;
+	for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd = accept4(lfd, (struct sockaddr *)&ss, &sl,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			return;
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		struct xp_conn *c = conn_new(w, fd, (struct sockaddr *)&ss);
+		if (!c) {
+			close(fd);
+			continue;
+		}
+		EXTPROC_INC(&w->ctr, conns_accepted);
+		c->next = w->conns;
+		if (w->conns)
+			w->conns->prev = c;
+		w->conns = c;
+		w->nconns++;
+		c->rd = event_new(w->base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
+		c->wr = event_new(w->base, fd, EV_WRITE, conn_write_cb, c);
+		if (!c->rd || !c->wr) {
+			conn_close(c);
+			continue;
+		}
+		if (w->ssl_ctx) {
+			c->ssl = SSL_new(w->ssl_ctx);
+			if (!c->ssl || !SSL_set_fd(c->ssl, fd)) {
+				conn_close(c);
+				continue;
+			}
+			SSL_set_accept_state(c->ssl);
+			c->state = C_TLS;
+		} else {
+			c->state = C_SNIFF;
+			if (conn_start_h2(c)) {
+				conn_close(c);
+				continue;
+			}
+		}
+		event_add(c->rd, NULL);
+	}
+}
+
+/* ---- HTTP/1.1 health port --------------------------------------------- */
+
+struct hconn {
+	struct xp_worker *w;
+	int fd;
+	struct event *ev;
+	char buf[HEALTH_REQ_MAX];
+	size_t len;
+};
+
+static void hconn_free(struct hconn *h)
+{
+	event_free(h->ev);
+	close(h->fd);
+	free(h);
+}
+
+static void hconn_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct hconn *h = arg;
+	if (what & EV_TIMEOUT) {
+		hconn_free(h);
+		return;
+	}
+	ssize_t n = read(fd, h->buf + h->len, sizeof(h->buf) - 1 - h->len);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		hconn_free(h);
+		return;
+	}
+	h->len += (size_t)n;
+	h->buf[h->len] = '\0';
+	if (!strstr(h->buf, "\r\n\r\n") && !strstr(h->buf, "\n\n") &&
+	    h->len < sizeof(h->buf) - 1)
+		return;
+	EXTPROC_INC(&h->w->ctr, health_http);
+	const char *resp;
+	bool head = !strncmp(h->buf, "HEAD / ", 7);
+	if (!strncmp(h->buf, "GET / ", 6) || head)
+		resp = h->w->draining
+			       ? "HTTP/1.1 503 Service Unavailable\r\n"
+				 "Content-Type: text/plain\r\nContent-Length: 9\r\n"
+				 "Connection: close\r\n\r\ndraining\n"
+			       : "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+				 "Content-Length: 3\r\nConnection: close\r\n\r\nok\n";
+	else
+		resp = "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n"
+		       "Content-Length: 10\r\nConnection: close\r\n\r\nnot found\n";
+	size_t rl = strlen(resp);
+	if (head) /* no body */
+		rl = (size_t)(strstr(resp, "\r\n\r\n") + 4 - resp);
+	ssize_t wn = send(fd, resp, rl, MSG_NOSIGNAL);
+	(void)wn; /* a short reply fits the socket buffer */
+	hconn_free(h);
+}
+
+static void health_accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	(void)what;
+	struct xp_worker *w = arg;
+	for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			return;
+		struct hconn *h = calloc(1, sizeof(*h));
+		if (!h) {
+			close(fd);
+			continue;
+		}
+		h->w = w;
+		h->fd = fd;
+		h->ev = event_new(w->base, fd, EV_READ | EV_PERSIST, hconn_cb, h);
+		if (!h->ev) {
+			close(fd);
+			free(h);
+			continue;
+		}
+		struct timeval tv = { .tv_sec = HEALTH_TIMEOUT_S };
+		event_add(h->ev, &tv);
+	}
+}
+
+/* ---- worker threads --------------------------------------------------- */
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct xp_worker *w = arg;
+	const struct extproc_cfg *cfg = w->cfg;
+	uint64_t now = mono_ns();
+	struct xp_conn *next;
+	for (struct xp_conn *c = w->conns; c; c = next) {
+		next = c->next;
+		if (c->state != C_H2 && c->state != C_CLOSING &&
+		    now - c->created_ns > HANDSHAKE_TIMEOUT_NS) {
+			EXTPROC_INC(&w->ctr, conns_idle_timeout);
+			conn_close(c);
+			continue;
+		}
+		if (c->state != C_H2)
+			continue;
+		if (!c->nstreams && now - c->last_ns > cfg->idle_timeout_ns &&
+		    !c->goaway_sent) {
+			EXTPROC_INC(&w->ctr, conns_idle_timeout);
+			nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
+					      nghttp2_session_get_last_proc_stream_id(c->h2),
+					      NGHTTP2_NO_ERROR, NULL, 0);
+			c->goaway_sent = true;
+			c->close_after_write = true;
+			conn_flush(c);
+			continue;
+		}
+		bool any = false;
+		for (struct xp_stream *s = c->shead; s; s = s->next) {
+			if (now - s->last_ns <= cfg->stream_timeout_ns)
+				break;
+			if (s->finishing || s->finished)
+				continue;
+			EXTPROC_INC(&w->ctr, streams_idle_timeout);
+			stream_finish(s, EXTPROC_GRPC_CANCELLED,
+				      "stream idle timeout");
+			any = true;
+		}
+		if (any)
+			conn_flush(c);
+	}
+	if (w->draining) {
+		if (now > w->drain_deadline) {
+			while (w->conns) {
+				EXTPROC_INC(&w->ctr, conns_drained);
+				conn_close(w->conns);
+			}
+		}
+		if (!w->conns)
+			event_base_loopexit(w->base, NULL);
+	}
+}
+
+static void goaway_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct xp_worker *w = arg;
+	struct xp_conn *next;
+	for (struct xp_conn *c = w->conns; c; c = next) {
+		next = c->next;
+		if (c->state != C_H2 || c->goaway_sent)
+			continue;
+		/* RFC 9113 §6.8: the final GOAWAY names the last stream
+		 * that will be processed; later ones are refused. */
+		nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
+				      nghttp2_session_get_last_proc_stream_id(c->h2),
+				      NGHTTP2_NO_ERROR, NULL, 0);
+		c->goaway_sent = true;
+		conn_flush(c);
+	}
+	if (!w->conns)
+		event_base_loopexit(w->base, NULL);
+}
+
+static void shutdown_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct xp_worker *w = arg;
+	if (w->draining)
+		return;
+	w->draining = true;
+	w->drain_deadline = mono_ns() + w->cfg->shutdown_timeout_ns;
+	for (unsigned i = 0; i < w->nlst; i++) {
+		event_del(w->lst[i].ev);
+		close(w->lst[i].fd);
+		w->lst[i].fd = -1;
+	}
+	if (w->health.ev) {
+		event_del(w->health.ev);
+		close(w->health.fd);
+		w->health.fd = -1;
+	}
+	struct xp_conn *next;
+	for (struct xp_conn *c = w->conns; c; c = next) {
+		next = c->next;
+		if (c->state != C_H2) {
+			conn_close(c);
+			continue;
+		}
+		/* two-step GOAWAY: a notice now, the last stream id after
+		 * GOAWAY_DELAY_MS, so streams in flight are not refused */
+		nghttp2_submit_shutdown_notice(c->h2);
+		c->notice_sent = true;
+		conn_flush(c);
+	}
+	struct timeval tv = { .tv_usec = GOAWAY_DELAY_MS * 1000 };
+	evtimer_add(w->goaway_ev, &tv);
+}
+
+static void *worker_main(void *arg)
+{
+	struct xp_worker *w = arg;
+	event_base_loop(w->base, 0);
+	/* leftovers after loopexit (drain deadline) */
+	while (w->conns)
+		conn_close(w->conns);
+	return NULL;
+}
+
+/* Everything a worker owns except sockets; shared by the server and the
+ * detached test session. */
+static int worker_init(struct xp_worker *w, const struct extproc_cfg *cfg,
+		       unsigned id, uint64_t nonce)
+{
+	w->cfg = cfg;
+	w->id = id;
+	w->nonce = nonce;
+	w->base = event_base_new();
+	w->rbuf = malloc(RBUF_SIZE);
+	w->cbs = make_callbacks();
+	w->ctx.arena = extproc_arena_new(256u << 10);
+	if (!w->base || !w->rbuf || !w->cbs || !w->ctx.arena)
+		return -ENOMEM;
+	if (nghttp2_option_new(&w->opt))
+		return -ENOMEM;
+	/* RFC 9113 §6.5.2 is advisory for the receiver; nghttp2 keeps its
+	 * own protections (SETTINGS/PING flood limits) at their defaults. */
+	nghttp2_option_set_max_send_header_block_length(w->opt, 64u << 10);
+	extproc_default_decider_init(&w->dd, cfg->deny_path_prefix, cfg->ndeny);
+	w->ctx.decider = extproc_default_decider(&w->dd);
+	w->ctx.ctr = &w->ctr;
+	w->ctx.request_id_header = cfg->request_id_header &&
+					   cfg->request_id_header[0]
+				   ? cfg->request_id_header
+				   : NULL;
+	w->ctx.max_record = 1u << 20;
+	w->tick_ev = event_new(w->base, -1, EV_PERSIST, tick_cb, w);
+	w->goaway_ev = evtimer_new(w->base, goaway_cb, w);
+	w->shutdown_ev = event_new(w->base, -1, 0, shutdown_cb, w);
+	if (!w->tick_ev || !w->goaway_ev || !w->shutdown_ev)
+		return -ENOMEM;
+	return 0;
+}
+
+static void worker_fini(struct xp_worker *w)
+{
+	while (w->conns)
+		conn_close(w->conns);
+	for (unsigned i = 0; i < w->nlst; i++) {
+		if (w->lst[i].ev)
+			event_free(w->lst[i].ev);
+		if (w->lst[i].fd >= 0)
+			close(w->lst[i].fd);
+	}
+	if (w->health.ev)
+		event_free(w->health.ev);
+	if (w->health.fd >= 0)
+		close(w->health.fd);
+	if (w->tick_ev)
+		event_free(w->tick_ev);
+	if (w->goaway_ev)
+		event_free(w->goaway_ev);
+	if (w->shutdown_ev)
+		event_free(w->shutdown_ev);
+	if (w->base)
+		event_base_free(w->base);
+	if (w->cbs)
+		nghttp2_session_callbacks_del(w->cbs);
+	if (w->opt)
+		nghttp2_option_del(w->opt);
+	extproc_arena_free(w->ctx.arena);
+	extproc_buf_free(&w->ctx.scratch);
+	extproc_buf_free(&w->rec);
+	free(w->rbuf);
+}
+
+/* ---- listeners -------------------------------------------------------- */
+
+/* Splits "host:port" / "[v6]:port" / ":port". */
+static int split_addr(const char *s, char *host, size_t hl, char *port,
+		      size_t pl)
+{
+	const char *colon;
+	if (s[0] == '[') {
+		const char *end = strchr(s, ']');
+		if (!end || end[1] != ':')
+			return -EINVAL;
+		snprintf(host, hl, "%.*s", (int)(end - s - 1), s + 1);
+		colon = end + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon)
+			return -EINVAL;
+		snprintf(host, hl, "%.*s", (int)(colon - s), s);
+	}
+	snprintf(port, pl, "%s", colon + 1);
+	if (!port[0])
+		return -EINVAL;
+	for (const char *p = port; *p; p++)
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+	if (atoi(port) > 65535)
+		return -EINVAL;
+	return 0;
+}
+
+/* Binds |addr| (port |port_override| if non-zero) with SO_REUSEPORT.
+ * Returns the fd and the bound port in |bound|, or -errno. */
+static int bind_one(const char *addr, unsigned port_override, bool reuseport,
+		    unsigned *bound, char *err, size_t errlen)
+{
+	char host[256], port[16];
+	if (split_addr(addr, host, sizeof(host), port, sizeof(port)) < 0) {
+		snprintf(err, errlen, "listen address \"%s\" is not host:port "
+			 "(use 0.0.0.0:9000, [::]:9000 or 127.0.0.1:0)", addr);
+		return -EINVAL;
+	}
+	if (port_override)
+		snprintf(port, sizeof(port), "%u", port_override);
+	struct addrinfo hints = { .ai_family = AF_UNSPEC,
+				  .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE };
+	struct addrinfo *res;
+	int rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+	if (rc) {
+		snprintf(err, errlen, "listen address \"%s\": %s", addr,
+			 gai_strerror(rc));
+		return -EINVAL;
+	}
+	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		rc = -errno;
+		freeaddrinfo(res);
+		snprintf(err, errlen, "socket: %s", strerror(-rc));
+		return rc;
+	}
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (reuseport)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 4096) < 0) {
+		rc = -errno;
+		freeaddrinfo(res);
+		close(fd);
+		snprintf(err, errlen, "cannot listen on %s: %s; is another "
+			 "process using the port?", addr, strerror(-rc));
+		return rc;
+	}
+	freeaddrinfo(res);
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	getsockname(fd, (struct sockaddr *)&ss, &sl);
+	*bound = ss.ss_family == AF_INET6
+			 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+			 : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	return fd;
+}
+
+static void fmt_bound(const char *addr, unsigned port, char *out, size_t len)
+{
+	char host[256], p[16];
+	if (split_addr(addr, host, sizeof(host), p, sizeof(p)) < 0)
+		host[0] = '\0';
+	if (strchr(host, ':'))
+		snprintf(out, len, "[%s]:%u", host, port);
+	else
+		snprintf(out, len, "%s:%u", host[0] ? host : "0.0.0.0", port);
+}
+
+/* ---- TLS -------------------------------------------------------------- */
+
+static int alpn_select(SSL *ssl, const unsigned char **out,
+		       unsigned char *outlen, const unsigned char *in,
+		       unsigned int inlen, void *arg)
+{
+	(void)ssl;
+	(void)arg;
+	static const unsigned char h2[] = "\x02h2";
+	unsigned char *o;
+	/* RFC 7301 §3.2: no protocol in common is a fatal alert */
+	if (SSL_select_next_proto(&o, outlen, h2, sizeof(h2) - 1, in, inlen) !=
+	    OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_ALERT_FATAL;
+	*out = o;
+	return SSL_TLSEXT_ERR_OK;
+}
+
+static void ssl_err(char *err, size_t errlen, const char *what,
+		    const char *path)
+{
+	char e[256] = "";
+	unsigned long code = ERR_get_error();
+	if (code)
+		ERR_error_string_n(code, e, sizeof(e));
+	snprintf(err, errlen, "%s %s: %s", what, path, e[0] ? e : "failed");
+	ERR_clear_error();
+}
+
+static SSL_CTX *make_ssl_ctx(const struct extproc_cfg *cfg, char *err,
+			     size_t errlen)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	if (!ctx) {
+		snprintf(err, errlen, "cannot create a TLS context");
+		return NULL;
+	}
+	/* RFC 9113 §9.2: TLS 1.2 or later, no renegotiation, no
+	 * compression */
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+					 SSL_OP_CIPHER_SERVER_PREFERENCE);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+				      SSL_MODE_RELEASE_BUFFERS);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
+		ssl_err(err, errlen, "extproc.tls_cert: cannot load", cfg->tls_cert);
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1) {
+		ssl_err(err, errlen, "extproc.tls_key: cannot load", cfg->tls_key);
+		goto fail;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		ssl_err(err, errlen, "extproc.tls_key: does not match the "
+			"certificate", cfg->tls_key);
+		goto fail;
+	}
+	if (cfg->tls_client_ca && cfg->tls_client_ca[0]) {
+		if (SSL_CTX_load_verify_locations(ctx, cfg->tls_client_ca, NULL) != 1) {
+			ssl_err(err, errlen, "extproc.tls_client_ca: cannot load",
+				cfg->tls_client_ca);
+			goto fail;
+		}
+		STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(cfg->tls_client_ca);
+		if (names)
+			SSL_CTX_set_client_CA_list(ctx, names);
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER |
+					       SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+				   NULL);
+	}
+	SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+/* ---- the server ------------------------------------------------------- */
+
+int extproc_server_new(const struct extproc_cfg *cfg,
+		       struct extproc_server **out, char *err, size_t errlen)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, (void (*)(void))evthread_use_pthreads);
+	*out = NULL;
+	struct extproc_server *s = calloc(1, sizeof(*s));
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	s->cfg = cfg;
+	s->health_fd = -1;
+	s->nworkers = cfg->threads ? cfg->threads : 1;
+	if (getrandom(&s->nonce, sizeof(s->nonce), 0) != sizeof(s->nonce))
+		s->nonce = wall_ns();
+	s->workers = calloc(s->nworkers, sizeof(*s->workers));
+	s->rings = calloc(s->nworkers, sizeof(*s->rings));
+	int rc = -ENOMEM;
+	if (!s->workers || !s->rings) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	if (cfg->tls_cert && cfg->tls_cert[0]) {
+		s->ssl_ctx = make_ssl_ctx(cfg, err, errlen);
+		if (!s->ssl_ctx) {
+			rc = -EINVAL;
+			goto fail;
+		}
+	}
+	for (unsigned i = 0; i < s->nworkers; i++) {
+		struct xp_worker *w = &s->workers[i];
+		w->srv = s;
+		for (unsigned j = 0; j < EXTPROC_MAX_LISTEN; j++)
+			w->lst[j].fd = -1;
+		w->health.fd = -1;
+		if ((rc = worker_init(w, cfg, i, s->nonce)) < 0) {
+			snprintf(err, errlen, "out of memory for event-loop "
+				 "thread %u", i);
+			goto fail;
+		}
+		w->ssl_ctx = s->ssl_ctx;
+		if (cfg->records) {
+			if (export_ring_init(&s->rings[i], cfg->ring_size) < 0) {
+				snprintf(err, errlen, "cannot allocate the "
+					 "export ring of thread %u; lower "
+					 "export.ring_size", i);
+				rc = -ENOMEM;
+				goto fail;
+			}
+			w->ring = &s->rings[i];
+		}
+	}
+	/* Listeners: thread 0 binds first (port 0 picks one), the others
+	 * bind the same port. */
+	unsigned nl = cfg->nlisten ? cfg->nlisten : 1;
+	for (unsigned a = 0; a < nl; a++) {
+		const char *addr = cfg->nlisten ? cfg->listen[a]
+						: EXTPROC_LISTEN_DEFAULT;
+		unsigned port = 0;
+		for (unsigned i = 0; i < s->nworkers; i++) {
+			struct xp_worker *w = &s->workers[i];
+			unsigned bound;
+			int fd = bind_one(addr, port, true, &bound, err, errlen);
+			if (fd < 0) {
+				rc = fd;
+				goto fail;
+			}
+			port = bound;
+			struct xp_listener *l = &w->lst[w->nlst++];
+			l->fd = fd;
+			l->w = w;
+			l->ev = event_new(w->base, fd, EV_READ | EV_PERSIST,
+					  accept_cb, l);
+			if (!l->ev) {
+				rc = -ENOMEM;
+				snprintf(err, errlen, "out of memory");
+				goto fail;
+			}
+		}
+		fmt_bound(addr, port, s->addrs[s->naddrs], sizeof(s->addrs[0]));
+		s->naddrs++;
+	}
+	if (cfg->health_listen && cfg->health_listen[0]) {
+		struct xp_worker *w = &s->workers[0];
+		unsigned bound;
+		int fd = bind_one(cfg->health_listen, 0, false, &bound, err,
+				  errlen);
+		if (fd < 0) {
+			rc = fd;
+			goto fail;
+		}
+		w->health.fd = fd;
+		w->health.w = w;
+		w->health.ev = event_new(w->base, fd, EV_READ | EV_PERSIST,
+					 health_accept_cb, w);
+		if (!w->health.ev) {
+			rc = -ENOMEM;
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		fmt_bound(cfg->health_listen, bound, s->health_addr,
+			  sizeof(s->health_addr));
+	}
+	if (cfg->records) {
+		struct export_file_cfg ec = {
+			.dir = cfg->record_dir && cfg->record_dir[0]
+				       ? cfg->record_dir
+				       : "records",
+			.max_bytes = cfg->file_max_bytes,
+			.max_age_ns = cfg->file_max_age_ns,
+			.flush_ns = cfg->flush_ns,
+			.batch_bytes = cfg->batch_bytes,
+		};
+		rc = export_file_start(&ec, s->rings, s->nworkers, &s->exporter,
+				       err, errlen);
+		if (rc < 0)
+			goto fail;
+	}
+	*out = s;
+	return 0;
+fail:
+	extproc_server_free(s);
+	return rc;
+}
+
+int extproc_server_start(struct extproc_server *s, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < s->nworkers; i++) {
+		struct xp_worker *w = &s->workers[i];
+		for (unsigned j = 0; j < w->nlst; j++)
+			event_add(w->lst[j].ev, NULL);
+		if (w->health.ev)
+			event_add(w->health.ev, NULL);
+		struct timeval tv = { .tv_sec = 1 };
+		event_add(w->tick_ev, &tv);
+		int rc = pthread_create(&w->thread, NULL, worker_main, w);
+		if (rc) {
+			snprintf(err, errlen, "cannot start event-loop thread "
+				 "%u: %s", i, strerror(rc));
+			return -rc;
+		}
+		char name[16];
+		snprintf(name, sizeof(name), "extproc-%u", i & 0xffu);
+		pthread_setname_np(w->thread, name);
+		w->started = true;
+	}
+	return 0;
+}
+
+void extproc_server_write_addrs(struct extproc_server *s, FILE *out)
+{
+	fputs("{\"listen\":[", out);
+	for (unsigned i = 0; i < s->naddrs; i++)
+		fprintf(out, "%s\"%s\"", i ? "," : "", s->addrs[i]);
+	fputs("],\"health\":", out);
+	if (s->health_addr[0])
+		fprintf(out, "\"%s\"", s->health_addr);
+	else
+		fputs("null", out);
+	fprintf(out, ",\"threads\":%u,\"tls\":%s,\"mtls\":%s}", s->nworkers,
+		s->ssl_ctx ? "true" : "false",
+		s->cfg->tls_client_ca && s->cfg->tls_client_ca[0] ? "true"
+								  : "false");
+}
+
+void extproc_server_shutdown(struct extproc_server *s)
+{
+	if (atomic_exchange(&s->shutdown, 1))
+		return;
+	for (unsigned i = 0; i < s->nworkers; i++)
+		if (s->workers[i].started)
+			event_active(s->workers[i].shutdown_ev, EV_TIMEOUT, 0);
+}
+
+void extproc_server_join(struct extproc_server *s)
+{
+	for (unsigned i = 0; i < s->nworkers; i++) {
+		if (s->workers[i].started) {
+			pthread_join(s->workers[i].thread, NULL);
+			s->workers[i].started = false;
+		}
+	}
+	if (s->exporter) {
+		struct export_stats st;
+		export_file_stop(s->exporter, &st);
+		s->exporter = NULL;
+	}
+}
+
+void extproc_server_counters(struct extproc_server *s,
+			     struct extproc_counters *sum)
+{
+	memset(sum, 0, sizeof(*sum));
+	for (unsigned i = 0; i < s->nworkers; i++)
+		extproc_counters_sum(sum, &s->workers[i].ctr);
+}
+
+void extproc_server_free(struct extproc_server *s)
+{
+	if (!s)
+		return;
+	extproc_server_join(s);
+	for (unsigned i = 0; s->workers && i < s->nworkers; i++)
+		worker_fini(&s->workers[i]);
+	for (unsigned i = 0; s->rings && i < s->nworkers; i++)
+		export_ring_fini(&s->rings[i]);
+	if (s->ssl_ctx)
+		SSL_CTX_free(s->ssl_ctx);
+	free(s->workers);
+	free(s->rings);
+	free(s);
+}
+
+/* ---- detached session (fuzzing, unit tests) --------------------------- */
+
+struct extproc_session {
+	struct xp_worker w;
+	struct xp_conn *c;
+	bool dead;
+};
+
+struct extproc_session *extproc_session_new(const struct extproc_cfg *cfg)
+{
+	struct extproc_session *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	for (unsigned j = 0; j < EXTPROC_MAX_LISTEN; j++)
+		s->w.lst[j].fd = -1;
+	s->w.health.fd = -1;
+	if (worker_init(&s->w, cfg, 0, 1) < 0) {
+		worker_fini(&s->w);
+		free(s);
+		return NULL;
+	}
+	s->c = conn_new(&s->w, -1, NULL);
+	if (!s->c) {
+		worker_fini(&s->w);
+		free(s);
+		return NULL;
+	}
+	snprintf(s->c->peer, sizeof(s->c->peer), "test:0");
+	s->c->detached = true;
+	s->c->state = C_SNIFF;
+	if (conn_start_h2(s->c) < 0) {
+		conn_close(s->c);
+		worker_fini(&s->w);
+		free(s);
+		return NULL;
+	}
+	conn_flush(s->c);
+	return s;
+}
+
+int extproc_session_feed(struct extproc_session *s, const uint8_t *data,
+			 size_t len)
+{
+	if (s->dead)
+		return -1;
+	struct xp_conn *c = s->c;
+	c->last_ns = mono_ns();
+	if (c->state != C_CLOSING)
+		conn_input(c, data, len);
+	conn_flush(c);
+	if (c->state == C_CLOSING || c->close_after_write ||
+	    (c->h2 && !nghttp2_session_want_read(c->h2) &&
+	     !nghttp2_session_want_write(c->h2))) {
+		s->dead = true;
+		return -1;
+	}
+	return 0;
+}
+
+struct extproc_buf *extproc_session_output(struct extproc_session *s)
+{
+	return &s->c->out;
+}
+
+struct extproc_counters *extproc_session_counters(struct extproc_session *s)
+{
+	return &s->w.ctr;
+}
+
+void extproc_session_free(struct extproc_session *s)
+{
+	if (!s)
+		return;
+	conn_close(s->c);
+	worker_fini(&s->w);
+	free(s);
+}

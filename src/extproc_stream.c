@@ -1,0 +1,1157 @@
+/* ext_proc: one exchange (one gRPC stream = one HTTP request/response).
+ * See extproc.h for the contract and docs/extproc.md for the behaviour.
+ *
+ * Each ProcessingRequest is decoded with protobuf-c into the thread's
+ * arena (reset after every message, so decoding never touches the general
+ * heap for small messages), checked against the phases seen so far, shown
+ * to the decider, and answered with exactly one ProcessingResponse of the
+ * matching type -- except in observability mode (never answered), after an
+ * immediate_response (nothing more is answered), and for
+ * FULL_DUPLEX_STREAMED bodies, which are answered with streamed_response
+ * chunks when enough has been gathered or the body ends (the API lets the
+ * server buffer; sealtap buffers up to FD_CHUNK so a credential split
+ * across two data chunks is still seen whole).
+ *
+ * Phase order (per direction, as the data plane sends them): headers,
+ * body chunks, trailers; each step may be skipped by the processing mode,
+ * none may go backwards. Request and response directions interleave
+ * freely (a response may start while a streamed request body is still
+ * flowing).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+/* protoc-c's *__INIT macros leave the braces of oneof unions out */
+#pragma GCC diagnostic ignored "-Wmissing-braces"
+#include "ext_proc.pb-c.h"
+#include "sealtap/extproc.h"
+#include "sealtap/record.h"
+
+/* Short names for the generated types. */
+#define PREQ Envoy__Service__ExtProc__V3__ProcessingRequest
+#define PRESP Envoy__Service__ExtProc__V3__ProcessingResponse
+#define HTTP_HEADERS Envoy__Service__ExtProc__V3__HttpHeaders
+#define HTTP_BODY Envoy__Service__ExtProc__V3__HttpBody
+#define HTTP_TRAILERS Envoy__Service__ExtProc__V3__HttpTrailers
+#define HDR_MAP Envoy__Config__Core__V3__HeaderMap
+#define HDR_VALUE Envoy__Config__Core__V3__HeaderValue
+#define HDR_OPTION Envoy__Config__Core__V3__HeaderValueOption
+#define HDR_MUTATION Envoy__Service__ExtProc__V3__HeaderMutation
+#define COMMON_RESP Envoy__Service__ExtProc__V3__CommonResponse
+#define HEADERS_RESP Envoy__Service__ExtProc__V3__HeadersResponse
+#define BODY_RESP Envoy__Service__ExtProc__V3__BodyResponse
+#define TRAILERS_RESP Envoy__Service__ExtProc__V3__TrailersResponse
+#define BODY_MUTATION Envoy__Service__ExtProc__V3__BodyMutation
+#define STREAMED_BODY Envoy__Service__ExtProc__V3__StreamedBodyResponse
+#define IMMEDIATE Envoy__Service__ExtProc__V3__ImmediateResponse
+#define HTTP_STATUS Envoy__Type__V3__HttpStatus
+
+#define REQ_CASE(x) ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_REQUEST__REQUEST_##x
+#define RESP_CASE(x) ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__RESPONSE_##x
+
+/* FULL_DUPLEX_STREAMED: body bytes gathered before a streamed_response is
+ * sent, and the largest chunk sent (the API recommends at most 64 KiB). */
+#define FD_CHUNK (64u * 1024)
+/* Bytes kept of each pseudo-header value for the record. */
+#define PSEUDO_MAX 8192
+
+/* Body send modes (ProcessingMode.BodySendMode). */
+enum {
+	MODE_NONE = 0,
+	MODE_STREAMED = 1,
+	MODE_BUFFERED = 2,
+	MODE_BUFFERED_PARTIAL = 3,
+	MODE_FULL_DUPLEX = 4,
+	MODE_GRPC = 5,
+	MODE_UNKNOWN = 255, /* no protocol_config seen */
+};
+
+static const char *mode_name(unsigned m)
+{
+	static const char *const names[] = { "NONE", "STREAMED", "BUFFERED",
+					     "BUFFERED_PARTIAL",
+					     "FULL_DUPLEX_STREAMED", "GRPC" };
+	return m < ST_ARRAY_SIZE(names) ? names[m] : NULL;
+}
+
+/* Phases of one direction. */
+enum { PH_NONE = 0, PH_HEADERS, PH_BODY, PH_TRAILERS };
+
+/* Anomalies (bit -> name in the record). */
+enum {
+	A_PROTOCOL = 1u << 0,     /* the stream ended with a gRPC error */
+	A_TOO_BIG = 1u << 1,      /* header fields left out at the cap */
+	A_RECORD_BIG = 1u << 2,   /* record over max_record: lists left out */
+	A_UNKNOWN_FIELDS = 1u << 3,
+};
+static const char *const anomaly_names[] = {
+	"protocol_error", "header_block_too_big", "record_too_big",
+	"unknown_fields",
+};
+
+struct side {
+	struct extproc_buf hdrs;     /* JSON "[n,v],[n,v]" */
+	struct extproc_buf trailers; /* same */
+	uint64_t body_bytes;
+	uint8_t phase;
+	uint8_t body_mode;
+	bool body_eos;   /* end_of_stream seen (headers or body) */
+	bool any_hdrs;   /* a header list was received */
+	struct extproc_buf fd_pending; /* full duplex body not yet answered */
+};
+
+struct extproc_xchg {
+	struct extproc_xchg_info info;
+	char peer[64];
+	struct side side[2]; /* 0 request, 1 response */
+	/* JSON strings (quoted) of the request pseudo-headers, or empty */
+	struct extproc_buf method, scheme, authority, path;
+	struct extproc_buf client, server; /* from attributes, quoted */
+	int status; /* response :status, -1 unknown */
+	uint32_t messages, replies, mutations;
+	uint32_t anomalies;
+	uint32_t deny_status;
+	bool observability;
+	bool done; /* immediate_response sent */
+	uint64_t last_ns;
+};
+
+/* ---- buffers ---------------------------------------------------------- */
+
+bool extproc_buf_reserve(struct extproc_buf *b, size_t n)
+{
+	if (b->cap - b->len >= n)
+		return true;
+	size_t want = b->cap ? b->cap : 256;
+	while (want - b->len < n) {
+		if (want > SIZE_MAX / 2)
+			return false;
+		want *= 2;
+	}
+	uint8_t *p = realloc(b->p, want);
+	if (!p)
+		return false;
+	b->p = p;
+	b->cap = want;
+	return true;
+}
+
+bool extproc_buf_put(struct extproc_buf *b, const void *s, size_t n)
+{
+	if (!n)
+		return true;
+	if (!extproc_buf_reserve(b, n))
+		return false;
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	return true;
+}
+
+void extproc_buf_free(struct extproc_buf *b)
+{
+	free(b->p);
+	b->p = NULL;
+	b->len = b->cap = 0;
+}
+
+static bool buf_puts(struct extproc_buf *b, const char *s)
+{
+	return extproc_buf_put(b, s, strlen(s));
+}
+
+static bool buf_printf(struct extproc_buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static bool buf_printf(struct extproc_buf *b, const char *fmt, ...)
+{
+	char tmp[256];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return false;
+	if ((size_t)n >= sizeof(tmp))
+		n = sizeof(tmp) - 1;
+	return extproc_buf_put(b, tmp, (size_t)n);
+}
+
+/* Appends |s| as a JSON string with the records' escaping
+ * (record_buf_str: every non-printable byte as \u00XX). */
+static bool buf_json_str(struct extproc_buf *b, const uint8_t *s, size_t len)
+{
+	if (len > UINT32_MAX / 8 || !extproc_buf_reserve(b, 6 * len + 2))
+		return false;
+	struct record_buf rb = { .p = (char *)b->p + b->len, .len = 0,
+				 .cap = (uint32_t)(b->cap - b->len) };
+	record_buf_str(&rb, s, (uint32_t)len);
+	b->len += rb.len;
+	return !rb.overflow;
+}
+
+/* ---- arena for protobuf-c --------------------------------------------- */
+
+struct big {
+	struct big *next;
+	max_align_t data[];
+};
+
+struct extproc_arena {
+	ProtobufCAllocator alloc;
+	uint8_t *base;
+	size_t size, used;
+	struct big *bigs;
+};
+
+static void *arena_alloc(void *u, size_t n)
+{
+	struct extproc_arena *a = u;
+	n = (n + 15) & ~(size_t)15;
+	if (a->size - a->used >= n) {
+		void *p = a->base + a->used;
+		a->used += n;
+		return p;
+	}
+	/* Large or overflowing: from the heap, freed at reset. */
+	if (n > SIZE_MAX - sizeof(struct big))
+		return NULL;
+	struct big *b = malloc(sizeof(*b) + n);
+	if (!b)
+		return NULL;
+	b->next = a->bigs;
+	a->bigs = b;
+	return b->data;
+}
+
+static void arena_free(void *u, void *p)
+{
+	/* Everything goes at once in extproc_arena_reset(). */
+	(void)u;
+	(void)p;
+}
+
+struct extproc_arena *extproc_arena_new(size_t block)
+{
+	struct extproc_arena *a = calloc(1, sizeof(*a));
+	if (!a)
+		return NULL;
+	a->base = malloc(block);
+	if (!a->base) {
+		free(a);
+		return NULL;
+	}
+	a->size = block;
+	a->alloc.alloc = arena_alloc;
+	a->alloc.free = arena_free;
+	a->alloc.allocator_data = a;
+	return a;
+}
+
+void extproc_arena_reset(struct extproc_arena *a)
+{
+	while (a->bigs) {
+		struct big *b = a->bigs;
+		a->bigs = b->next;
+		free(b);
+	}
+	a->used = 0;
+}
+
+void extproc_arena_free(struct extproc_arena *a)
+{
+	if (!a)
+		return;
+	extproc_arena_reset(a);
+	free(a->base);
+	free(a);
+}
+
+void *extproc_arena_allocator(struct extproc_arena *a)
+{
+	return &a->alloc;
+}
+
+static void *anew(struct extproc_ctx *ctx, size_t n)
+{
+	void *p = arena_alloc(ctx->arena, n);
+	if (p)
+		memset(p, 0, n);
+	return p;
+}
+
+/* ---- counters --------------------------------------------------------- */
+
+static const char *const ctr_names[] = {
+#define EXTPROC_CTR_NAME(name, help) #name,
+	EXTPROC_COUNTER_LIST(EXTPROC_CTR_NAME)
+#undef EXTPROC_CTR_NAME
+};
+static const char *const ctr_helps[] = {
+#define EXTPROC_CTR_HELP(name, help) help,
+	EXTPROC_COUNTER_LIST(EXTPROC_CTR_HELP)
+#undef EXTPROC_CTR_HELP
+};
+
+const char *extproc_counter_name(enum extproc_counter id)
+{
+	return (unsigned)id < EXTPROC_CTR__COUNT ? ctr_names[id] : "?";
+}
+
+void extproc_counters_sum(struct extproc_counters *dst,
+			  const struct extproc_counters *src)
+{
+	for (unsigned i = 0; i < EXTPROC_CTR__COUNT; i++)
+		dst->v[i] += src->v[i];
+	for (unsigned i = 0; i < EXTPROC_HIST_BUCKETS; i++)
+		dst->lat[i] += src->lat[i];
+}
+
+void extproc_counters_lat(struct extproc_counters *c, uint64_t ns)
+{
+	unsigned b = ns ? 63 - (unsigned)__builtin_clzll(ns) : 0;
+	c->lat[b < EXTPROC_HIST_BUCKETS ? b : EXTPROC_HIST_BUCKETS - 1]++;
+}
+
+uint64_t extproc_counters_quantile(const struct extproc_counters *c, double q)
+{
+	uint64_t total = 0, seen = 0;
+	for (unsigned i = 0; i < EXTPROC_HIST_BUCKETS; i++)
+		total += c->lat[i];
+	if (!total)
+		return 0;
+	uint64_t want = (uint64_t)(q * (double)total);
+	if (want >= total)
+		want = total - 1;
+	for (unsigned i = 0; i < EXTPROC_HIST_BUCKETS; i++) {
+		seen += c->lat[i];
+		if (seen > want)
+			return 2ull << i; /* upper edge of [2^i, 2^(i+1)) */
+	}
+	return 0;
+}
+
+void extproc_counters_write_json(FILE *out, const struct extproc_counters *c)
+{
+	const char *sep = "";
+	fputc('{', out);
+	for (unsigned i = 0; i < EXTPROC_CTR__COUNT; i++) {
+		if (!c->v[i])
+			continue;
+		fprintf(out, "%s\"%s\":%llu", sep, ctr_names[i],
+			(unsigned long long)c->v[i]);
+		sep = ",";
+	}
+	fprintf(out, "%s\"latency_ns\":{\"p50\":%llu,\"p99\":%llu,"
+		"\"p999\":%llu,\"buckets\":[", sep,
+		(unsigned long long)extproc_counters_quantile(c, 0.5),
+		(unsigned long long)extproc_counters_quantile(c, 0.99),
+		(unsigned long long)extproc_counters_quantile(c, 0.999));
+	for (unsigned i = 0; i < EXTPROC_HIST_BUCKETS; i++)
+		fprintf(out, "%s%llu", i ? "," : "",
+			(unsigned long long)c->lat[i]);
+	fputs("]}}", out);
+}
+
+void extproc_counters_write_text(FILE *out, const struct extproc_counters *c)
+{
+	for (unsigned i = 0; i < EXTPROC_CTR__COUNT; i++)
+		if (c->v[i])
+			fprintf(out, "%-28s %14llu  # %s\n", ctr_names[i],
+				(unsigned long long)c->v[i], ctr_helps[i]);
+	fprintf(out, "%-28s %14llu  # message latency p50 (ns, bucket edge)\n",
+		"latency_p50_ns",
+		(unsigned long long)extproc_counters_quantile(c, 0.5));
+	fprintf(out, "%-28s %14llu  # message latency p99 (ns, bucket edge)\n",
+		"latency_p99_ns",
+		(unsigned long long)extproc_counters_quantile(c, 0.99));
+}
+
+/* ---- exchange life ---------------------------------------------------- */
+
+struct extproc_xchg *extproc_xchg_new(const struct extproc_xchg_info *info)
+{
+	struct extproc_xchg *x = calloc(1, sizeof(*x));
+	if (!x)
+		return NULL;
+	x->info = *info;
+	snprintf(x->peer, sizeof(x->peer), "%s", info->peer ? info->peer : "");
+	x->info.peer = x->peer;
+	x->status = -1;
+	x->side[0].body_mode = x->side[1].body_mode = MODE_UNKNOWN;
+	x->last_ns = info->start_ns;
+	return x;
+}
+
+void extproc_xchg_free(struct extproc_xchg *x)
+{
+	if (!x)
+		return;
+	for (int d = 0; d < 2; d++) {
+		extproc_buf_free(&x->side[d].hdrs);
+		extproc_buf_free(&x->side[d].trailers);
+		extproc_buf_free(&x->side[d].fd_pending);
+	}
+	extproc_buf_free(&x->method);
+	extproc_buf_free(&x->scheme);
+	extproc_buf_free(&x->authority);
+	extproc_buf_free(&x->path);
+	extproc_buf_free(&x->client);
+	extproc_buf_free(&x->server);
+	free(x);
+}
+
+bool extproc_xchg_done(const struct extproc_xchg *x)
+{
+	return x->done;
+}
+
+/* ---- replies ---------------------------------------------------------- */
+
+/* Packs |r| as one gRPC message (5-byte prefix, uncompressed) onto |out|. */
+static int emit(struct extproc_xchg *x, struct extproc_ctx *ctx, PRESP *r,
+		struct extproc_buf *out, const char **why)
+{
+	size_t n = envoy__service__ext_proc__v3__processing_response__get_packed_size(r);
+	if (n > UINT32_MAX || !extproc_buf_reserve(out, 5 + n)) {
+		*why = "out of memory for a reply";
+		return -EXTPROC_GRPC_RESOURCE_EXHAUSTED;
+	}
+	uint8_t *p = out->p + out->len;
+	p[0] = 0; /* not compressed */
+	p[1] = (uint8_t)(n >> 24);
+	p[2] = (uint8_t)(n >> 16);
+	p[3] = (uint8_t)(n >> 8);
+	p[4] = (uint8_t)n;
+	envoy__service__ext_proc__v3__processing_response__pack(r, p + 5);
+	out->len += 5 + n;
+	x->replies++;
+	EXTPROC_INC(ctx->ctr, replies);
+	return 0;
+}
+
+static int reply_immediate(struct extproc_xchg *x, struct extproc_ctx *ctx,
+			   const struct extproc_decision *d,
+			   struct extproc_buf *out, const char **why)
+{
+	PRESP r = ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__INIT;
+	IMMEDIATE im = ENVOY__SERVICE__EXT_PROC__V3__IMMEDIATE_RESPONSE__INIT;
+	HTTP_STATUS st = ENVOY__TYPE__V3__HTTP_STATUS__INIT;
+	st.code = (Envoy__Type__V3__StatusCode)(d->status ? d->status : 403);
+	im.status = &st;
+	if (d->body) {
+		im.body.data = (uint8_t *)d->body;
+		im.body.len = strlen(d->body);
+	}
+	im.details = (char *)(d->details ? d->details : "sealtap_denied");
+	r.response_case = RESP_CASE(IMMEDIATE_RESPONSE);
+	r.immediate_response = &im;
+	x->done = true;
+	x->deny_status = st.code;
+	EXTPROC_INC(ctx->ctr, denials);
+	if (x->observability)
+		return 0; /* decided and recorded, never answered */
+	EXTPROC_INC(ctx->ctr, immediate_responses);
+	return emit(x, ctx, &r, out, why);
+}
+
+/* ---- header maps ------------------------------------------------------ */
+
+/* A header mutation being built in the arena. */
+struct hmut {
+	HDR_OPTION **set;
+	size_t nset, capset;
+	char **remove;
+	size_t nremove, capremove;
+	bool nomem;
+};
+
+static bool grow(struct extproc_ctx *ctx, void ***arr, size_t *cap, size_t n)
+{
+	if (n < *cap)
+		return true;
+	size_t nc = *cap ? *cap * 2 : 8;
+	void **na = arena_alloc(ctx->arena, nc * sizeof(void *));
+	if (!na)
+		return false;
+	if (*cap)
+		memcpy(na, *arr, *cap * sizeof(void *));
+	*arr = na;
+	*cap = nc;
+	return true;
+}
+
+static char *astrndup(struct extproc_ctx *ctx, const void *s, size_t n)
+{
+	char *p = arena_alloc(ctx->arena, n + 1);
+	if (p) {
+		memcpy(p, s, n);
+		p[n] = '\0';
+	}
+	return p;
+}
+
+/* Adds "set |name| to |value|" (raw_value only). The first set of a name
+ * overwrites what the data plane has; later ones for the same name append,
+ * so repeated headers (two cookie lines) all end up replaced. */
+static void hmut_set(struct extproc_ctx *ctx, struct hmut *m,
+		     const uint8_t *name, size_t nl, const uint8_t *value,
+		     size_t vl)
+{
+	bool seen = false;
+	for (size_t i = 0; i < m->nset; i++) {
+		const char *k = m->set[i]->header->key;
+		if (strlen(k) == nl && !strncasecmp(k, (const char *)name, nl)) {
+			seen = true;
+			break;
+		}
+	}
+	HDR_OPTION *o = anew(ctx, sizeof(*o));
+	HDR_VALUE *hv = anew(ctx, sizeof(*hv));
+	char *k = astrndup(ctx, name, nl);
+	uint8_t *v = arena_alloc(ctx->arena, vl ? vl : 1);
+	if (!o || !hv || !k || !v ||
+	    !grow(ctx, (void ***)&m->set, &m->capset, m->nset)) {
+		m->nomem = true;
+		return;
+	}
+	envoy__config__core__v3__header_value_option__init(o);
+	envoy__config__core__v3__header_value__init(hv);
+	memcpy(v, value, vl);
+	hv->key = k;
+	hv->raw_value.data = v;
+	hv->raw_value.len = vl;
+	o->header = hv;
+	o->append_action =
+		seen ? ENVOY__CONFIG__CORE__V3__HEADER_VALUE_OPTION__HEADER_APPEND_ACTION__APPEND_IF_EXISTS_OR_ADD
+		     : ENVOY__CONFIG__CORE__V3__HEADER_VALUE_OPTION__HEADER_APPEND_ACTION__OVERWRITE_IF_EXISTS_OR_ADD;
+	o->keep_empty_value = vl == 0;
+	m->set[m->nset++] = o;
+}
+
+static void hmut_remove(struct extproc_ctx *ctx, struct hmut *m,
+			const uint8_t *name, size_t nl)
+{
+	for (size_t i = 0; i < m->nremove; i++)
+		if (strlen(m->remove[i]) == nl &&
+		    !strncasecmp(m->remove[i], (const char *)name, nl))
+			return;
+	char *k = astrndup(ctx, name, nl);
+	if (!k || !grow(ctx, (void ***)&m->remove, &m->capremove, m->nremove)) {
+		m->nomem = true;
+		return;
+	}
+	m->remove[m->nremove++] = k;
+}
+
+static HDR_MUTATION *hmut_finish(struct extproc_ctx *ctx, struct hmut *m)
+{
+	if (!m->nset && !m->nremove)
+		return NULL;
+	HDR_MUTATION *hm = anew(ctx, sizeof(*hm));
+	if (!hm) {
+		m->nomem = true;
+		return NULL;
+	}
+	envoy__service__ext_proc__v3__header_mutation__init(hm);
+	hm->set_headers = m->set;
+	hm->n_set_headers = m->nset;
+	hm->remove_headers = m->remove;
+	hm->n_remove_headers = m->nremove;
+	return hm;
+}
+
+/* Keeps the JSON string of a pseudo-header value for the record. */
+static void keep_pseudo(struct extproc_buf *b, const uint8_t *v, size_t vl)
+{
+	if (b->len)
+		return; /* first occurrence */
+	buf_json_str(b, v, vl > PSEUDO_MAX ? PSEUDO_MAX : vl);
+}
+
+static bool is_name(const uint8_t *n, size_t nl, const char *lit)
+{
+	return strlen(lit) == nl && !memcmp(n, lit, nl);
+}
+
+/* Walks a header map: records every field (credential values as
+ * {"redacted":len}, never in plain), asks the decider, and collects the
+ * mutation. Returns false with |deny| filled when the decider denies. */
+static bool walk_headers(struct extproc_xchg *x, struct extproc_ctx *ctx,
+			 enum extproc_part part, const HDR_MAP *map,
+			 struct extproc_buf *rec, struct hmut *m,
+			 struct extproc_decision *deny)
+{
+	bool denied = false;
+	size_t nh = map ? map->n_headers : 0;
+	for (size_t i = 0; i < nh; i++) {
+		const HDR_VALUE *hv = map->headers[i];
+		if (!hv)
+			continue;
+		const uint8_t *name = (const uint8_t *)(hv->key ? hv->key : "");
+		size_t nl = strlen((const char *)name);
+		const uint8_t *val;
+		size_t vl;
+		if (hv->raw_value.len || !hv->value) {
+			val = hv->raw_value.data ? hv->raw_value.data
+						 : (const uint8_t *)"";
+			vl = hv->raw_value.len;
+		} else {
+			val = (const uint8_t *)hv->value;
+			vl = strlen(hv->value);
+		}
+
+		if (part == EXTPROC_REQ_HEADERS && nl && name[0] == ':') {
+			if (is_name(name, nl, ":method"))
+				keep_pseudo(&x->method, val, vl);
+			else if (is_name(name, nl, ":scheme"))
+				keep_pseudo(&x->scheme, val, vl);
+			else if (is_name(name, nl, ":authority"))
+				keep_pseudo(&x->authority, val, vl);
+			else if (is_name(name, nl, ":path"))
+				keep_pseudo(&x->path, val, vl);
+		} else if (part == EXTPROC_RESP_HEADERS &&
+			   is_name(name, nl, ":status") && vl == 3 &&
+			   val[0] >= '1' && val[0] <= '5' && val[1] >= '0' &&
+			   val[1] <= '9' && val[2] >= '0' && val[2] <= '9') {
+			x->status = (val[0] - '0') * 100 + (val[1] - '0') * 10 +
+				    (val[2] - '0');
+		}
+
+		ctx->scratch.len = 0;
+		struct extproc_decision d = { .out = &ctx->scratch };
+		enum extproc_verdict v = ctx->decider.ops->decide_header(
+			ctx->decider.self, part, name, nl, val, vl, &d);
+		bool prot = extproc_header_protected(name, nl);
+		if (v == EXTPROC_DENY) {
+			if (!denied)
+				*deny = d;
+			denied = true;
+		} else if ((v == EXTPROC_REPLACE || v == EXTPROC_REMOVE) &&
+			   prot) {
+			EXTPROC_INC(ctx->ctr, mutations_protected);
+			v = EXTPROC_KEEP;
+		}
+		if (v == EXTPROC_REPLACE) {
+			hmut_set(ctx, m, name, nl, ctx->scratch.p, ctx->scratch.len);
+			EXTPROC_INC(ctx->ctr, mutations_replaced);
+			x->mutations++;
+		} else if (v == EXTPROC_REMOVE) {
+			hmut_remove(ctx, m, name, nl);
+			EXTPROC_INC(ctx->ctr, mutations_removed);
+			x->mutations++;
+		}
+
+		/* The record: the value as it leaves sealtap. A value the
+		 * decider replaced or removed -- and every credential header,
+		 * whatever the decider said -- is never written in plain. */
+		if (rec->len > ctx->max_record) {
+			x->anomalies |= A_TOO_BIG;
+			continue;
+		}
+		if (rec->len)
+			extproc_buf_put(rec, ",", 1);
+		extproc_buf_put(rec, "[", 1);
+		buf_json_str(rec, name, nl);
+		if (v == EXTPROC_REPLACE || v == EXTPROC_REMOVE ||
+		    extproc_header_sensitive(name, nl))
+			buf_printf(rec, ",{\"redacted\":%zu}]", vl);
+		else {
+			extproc_buf_put(rec, ",", 1);
+			buf_json_str(rec, val, vl);
+			extproc_buf_put(rec, "]", 1);
+		}
+	}
+	return !denied;
+}
+
+/* Reads source.address / destination.address from the attributes the
+ * data plane was asked to send, for the record's client/server. */
+static void take_attributes(struct extproc_xchg *x, const PREQ *req)
+{
+	for (size_t i = 0; i < req->n_attributes; i++) {
+		const Sealtap__Wkt__Struct *s = req->attributes[i]->value;
+		for (size_t j = 0; s && j < s->n_fields; j++) {
+			const Sealtap__Wkt__Struct__FieldsEntry *f = s->fields[j];
+			if (!f->key || !f->value ||
+			    f->value->kind_case != SEALTAP__WKT__VALUE__KIND_STRING_VALUE ||
+			    !f->value->string_value)
+				continue;
+			const char *v = f->value->string_value;
+			size_t vl = strnlen(v, 256);
+			if (!strcmp(f->key, "source.address") && !x->client.len)
+				buf_json_str(&x->client, (const uint8_t *)v, vl);
+			else if (!strcmp(f->key, "destination.address") &&
+				 !x->server.len)
+				buf_json_str(&x->server, (const uint8_t *)v, vl);
+		}
+	}
+}
+
+/* ---- phases ----------------------------------------------------------- */
+
+static int on_headers(struct extproc_xchg *x, struct extproc_ctx *ctx,
+		      int dir, const HTTP_HEADERS *h, struct extproc_buf *out,
+		      const char **why)
+{
+	struct side *s = &x->side[dir];
+	enum extproc_part part = dir ? EXTPROC_RESP_HEADERS : EXTPROC_REQ_HEADERS;
+	if (s->phase != PH_NONE) {
+		EXTPROC_INC(ctx->ctr, msgs_out_of_order);
+		*why = dir ? "response_headers out of order"
+			   : "request_headers out of order";
+		return -EXTPROC_GRPC_INVALID_ARGUMENT;
+	}
+	s->phase = PH_HEADERS;
+	s->any_hdrs = true;
+	if (h->end_of_stream)
+		s->body_eos = true;
+
+	struct hmut m = { 0 };
+	struct extproc_decision deny = { 0 };
+	bool ok = walk_headers(x, ctx, part, h->headers, &s->hdrs, &m, &deny);
+	if (!ok)
+		return reply_immediate(x, ctx, &deny, out, why);
+
+	if (!dir && ctx->request_id_header && ctx->request_id_header[0]) {
+		char id[17];
+		snprintf(id, sizeof(id), "%016llx",
+			 (unsigned long long)x->info.id);
+		hmut_set(ctx, &m, (const uint8_t *)ctx->request_id_header,
+			 strlen(ctx->request_id_header), (const uint8_t *)id,
+			 16);
+		EXTPROC_INC(ctx->ctr, mutations_added);
+		x->mutations++;
+	}
+	if (x->observability)
+		return 0;
+
+	PRESP r = ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__INIT;
+	HEADERS_RESP hr = ENVOY__SERVICE__EXT_PROC__V3__HEADERS_RESPONSE__INIT;
+	COMMON_RESP cr = ENVOY__SERVICE__EXT_PROC__V3__COMMON_RESPONSE__INIT;
+	cr.header_mutation = hmut_finish(ctx, &m);
+	if (m.nomem) {
+		*why = "out of memory for a mutation";
+		return -EXTPROC_GRPC_RESOURCE_EXHAUSTED;
+	}
+	if (cr.header_mutation)
+		hr.response = &cr;
+	if (dir) {
+		r.response_case = RESP_CASE(RESPONSE_HEADERS);
+		r.response_headers = &hr;
+	} else {
+		r.response_case = RESP_CASE(REQUEST_HEADERS);
+		r.request_headers = &hr;
+	}
+	return emit(x, ctx, &r, out, why);
+}
+
+/* FULL_DUPLEX_STREAMED: answers what is pending as streamed_response
+ * chunks of at most FD_CHUNK bytes, the last with |eos|. */
+static int fd_flush(struct extproc_xchg *x, struct extproc_ctx *ctx, int dir,
+		    bool eos, struct extproc_buf *out, const char **why)
+{
+	struct side *s = &x->side[dir];
+	enum extproc_part part = dir ? EXTPROC_RESP_BODY : EXTPROC_REQ_BODY;
+	const uint8_t *body = s->fd_pending.p;
+	size_t len = s->fd_pending.len;
+	if (!len && !eos)
+		return 0;
+	ctx->scratch.len = 0;
+	struct extproc_decision d = { .out = &ctx->scratch };
+	enum extproc_verdict v = EXTPROC_KEEP;
+	if (len)
+		v = ctx->decider.ops->decide_body(ctx->decider.self, part, body,
+						  len, &d);
+	if (v == EXTPROC_DENY) {
+		s->fd_pending.len = 0;
+		return reply_immediate(x, ctx, &d, out, why);
+	}
+	if (v == EXTPROC_REPLACE) {
+		body = ctx->scratch.p;
+		len = ctx->scratch.len;
+	} else if (v == EXTPROC_REMOVE) {
+		len = 0;
+	}
+	if (v != EXTPROC_KEEP) {
+		EXTPROC_INC(ctx->ctr, mutations_body);
+		x->mutations++;
+	}
+	if (x->observability) {
+		s->fd_pending.len = 0;
+		return 0;
+	}
+	size_t off = 0;
+	do {
+		size_t n = len - off > FD_CHUNK ? FD_CHUNK : len - off;
+		PRESP r = ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__INIT;
+		BODY_RESP br = ENVOY__SERVICE__EXT_PROC__V3__BODY_RESPONSE__INIT;
+		COMMON_RESP cr = ENVOY__SERVICE__EXT_PROC__V3__COMMON_RESPONSE__INIT;
+		BODY_MUTATION bm = ENVOY__SERVICE__EXT_PROC__V3__BODY_MUTATION__INIT;
+		STREAMED_BODY sb = ENVOY__SERVICE__EXT_PROC__V3__STREAMED_BODY_RESPONSE__INIT;
+		sb.body.data = len ? (uint8_t *)body + off : NULL;
+		sb.body.len = n;
+		sb.end_of_stream = eos && off + n == len;
+		bm.mutation_case = ENVOY__SERVICE__EXT_PROC__V3__BODY_MUTATION__MUTATION_STREAMED_RESPONSE;
+		bm.streamed_response = &sb;
+		cr.body_mutation = &bm;
+		br.response = &cr;
+		if (dir) {
+			r.response_case = RESP_CASE(RESPONSE_BODY);
+			r.response_body = &br;
+		} else {
+			r.response_case = RESP_CASE(REQUEST_BODY);
+			r.request_body = &br;
+		}
+		int rc = emit(x, ctx, &r, out, why);
+		if (rc)
+			return rc;
+		EXTPROC_INC(ctx->ctr, replies_streamed);
+		off += n;
+	} while (off < len);
+	s->fd_pending.len = 0;
+	return 0;
+}
+
+static int on_body(struct extproc_xchg *x, struct extproc_ctx *ctx, int dir,
+		   const HTTP_BODY *b, struct extproc_buf *out, const char **why)
+{
+	struct side *s = &x->side[dir];
+	enum extproc_part part = dir ? EXTPROC_RESP_BODY : EXTPROC_REQ_BODY;
+	if (s->phase > PH_BODY) {
+		EXTPROC_INC(ctx->ctr, msgs_out_of_order);
+		*why = dir ? "response_body after response_trailers"
+			   : "request_body after request_trailers";
+		return -EXTPROC_GRPC_INVALID_ARGUMENT;
+	}
+	s->phase = PH_BODY;
+	bool fd = s->body_mode == MODE_FULL_DUPLEX;
+	if (s->body_eos && fd) {
+		/* FULL_DUPLEX_STREAMED: data after end of stream is ignored */
+		EXTPROC_INC(ctx->ctr, msgs_after_eos);
+		return 0;
+	}
+	if (s->body_eos)
+		EXTPROC_INC(ctx->ctr, msgs_after_eos);
+	s->body_bytes += b->body.len;
+	if (b->end_of_stream)
+		s->body_eos = true;
+
+	if (fd) {
+		/* Bounded: pending is answered as soon as it reaches
+		 * FD_CHUNK, so it never holds more than that plus one
+		 * message (itself capped by max_message). */
+		if (!extproc_buf_put(&s->fd_pending, b->body.data, b->body.len)) {
+			*why = "out of memory for a body";
+			return -EXTPROC_GRPC_RESOURCE_EXHAUSTED;
+		}
+		if (!b->end_of_stream && s->fd_pending.len < FD_CHUNK)
+			return 0;
+		return fd_flush(x, ctx, dir, b->end_of_stream, out, why);
+	}
+
+	/* STREAMED (one reply per chunk, in order), BUFFERED and
+	 * BUFFERED_PARTIAL (one message, one reply), or a mode not announced
+	 * (answered the same way). */
+	ctx->scratch.len = 0;
+	struct extproc_decision d = { .out = &ctx->scratch };
+	enum extproc_verdict v = ctx->decider.ops->decide_body(
+		ctx->decider.self, part, b->body.data, b->body.len, &d);
+	if (v == EXTPROC_DENY)
+		return reply_immediate(x, ctx, &d, out, why);
+	if (x->observability)
+		return 0;
+	PRESP r = ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__INIT;
+	BODY_RESP br = ENVOY__SERVICE__EXT_PROC__V3__BODY_RESPONSE__INIT;
+	COMMON_RESP cr = ENVOY__SERVICE__EXT_PROC__V3__COMMON_RESPONSE__INIT;
+	BODY_MUTATION bm = ENVOY__SERVICE__EXT_PROC__V3__BODY_MUTATION__INIT;
+	if (v == EXTPROC_REPLACE) {
+		bm.mutation_case = ENVOY__SERVICE__EXT_PROC__V3__BODY_MUTATION__MUTATION_BODY;
+		bm.body.data = ctx->scratch.p;
+		bm.body.len = ctx->scratch.len;
+	} else if (v == EXTPROC_REMOVE) {
+		bm.mutation_case = ENVOY__SERVICE__EXT_PROC__V3__BODY_MUTATION__MUTATION_CLEAR_BODY;
+		bm.clear_body = true;
+	}
+	if (v == EXTPROC_REPLACE || v == EXTPROC_REMOVE) {
+		cr.body_mutation = &bm;
+		br.response = &cr;
+		EXTPROC_INC(ctx->ctr, mutations_body);
+		x->mutations++;
+	}
+	if (dir) {
+		r.response_case = RESP_CASE(RESPONSE_BODY);
+		r.response_body = &br;
+	} else {
+		r.response_case = RESP_CASE(REQUEST_BODY);
+		r.request_body = &br;
+	}
+	return emit(x, ctx, &r, out, why);
+}
+
+static int on_trailers(struct extproc_xchg *x, struct extproc_ctx *ctx,
+		       int dir, const HTTP_TRAILERS *t,
+		       struct extproc_buf *out, const char **why)
+{
+	struct side *s = &x->side[dir];
+	enum extproc_part part = dir ? EXTPROC_RESP_TRAILERS : EXTPROC_REQ_TRAILERS;
+	if (s->phase > PH_BODY) {
+		EXTPROC_INC(ctx->ctr, msgs_out_of_order);
+		*why = dir ? "response_trailers repeated"
+			   : "request_trailers repeated";
+		return -EXTPROC_GRPC_INVALID_ARGUMENT;
+	}
+	s->phase = PH_TRAILERS;
+	/* FULL_DUPLEX_STREAMED: trailers tell that the body is complete;
+	 * what is buffered goes out first (headers-body-trailers order). */
+	if (s->body_mode == MODE_FULL_DUPLEX && s->fd_pending.len) {
+		int rc = fd_flush(x, ctx, dir, false, out, why);
+		if (rc || x->done)
+			return rc;
+	}
+	s->body_eos = true;
+
+	struct hmut m = { 0 };
+	struct extproc_decision deny = { 0 };
+	if (!walk_headers(x, ctx, part, t->trailers, &s->trailers, &m, &deny))
+		return reply_immediate(x, ctx, &deny, out, why);
+	if (x->observability)
+		return 0;
+	PRESP r = ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__INIT;
+	TRAILERS_RESP tr = ENVOY__SERVICE__EXT_PROC__V3__TRAILERS_RESPONSE__INIT;
+	tr.header_mutation = hmut_finish(ctx, &m);
+	if (m.nomem) {
+		*why = "out of memory for a mutation";
+		return -EXTPROC_GRPC_RESOURCE_EXHAUSTED;
+	}
+	if (dir) {
+		r.response_case = RESP_CASE(RESPONSE_TRAILERS);
+		r.response_trailers = &tr;
+	} else {
+		r.response_case = RESP_CASE(REQUEST_TRAILERS);
+		r.request_trailers = &tr;
+	}
+	return emit(x, ctx, &r, out, why);
+}
+
+int extproc_xchg_message(struct extproc_xchg *x, struct extproc_ctx *ctx,
+			 const uint8_t *msg, size_t len,
+			 struct extproc_buf *out, const char **why)
+{
+	extproc_arena_reset(ctx->arena);
+	PREQ *req = envoy__service__ext_proc__v3__processing_request__unpack(
+		&ctx->arena->alloc, len, msg);
+	if (!req) {
+		EXTPROC_INC(ctx->ctr, msgs_malformed);
+		*why = "ProcessingRequest is not valid protobuf";
+		return -EXTPROC_GRPC_INTERNAL;
+	}
+	x->messages++;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	x->last_ns = (uint64_t)ts.tv_sec * ST_NS_PER_SEC + (uint64_t)ts.tv_nsec;
+	if (req->base.n_unknown_fields) {
+		EXTPROC_INC(ctx->ctr, msgs_unknown_fields);
+		x->anomalies |= A_UNKNOWN_FIELDS;
+	}
+	if (req->observability_mode && !x->observability)
+		x->observability = true;
+	if (req->protocol_config) {
+		/* Sent with the first message; later copies change nothing. */
+		for (int d = 0; d < 2; d++) {
+			if (x->side[d].body_mode != MODE_UNKNOWN)
+				continue;
+			unsigned m = d ? req->protocol_config->response_body_mode
+				       : req->protocol_config->request_body_mode;
+			x->side[d].body_mode = m <= MODE_GRPC ? (uint8_t)m
+							      : MODE_UNKNOWN;
+		}
+	}
+	if (req->n_attributes)
+		take_attributes(x, req);
+
+	switch (req->request_case) {
+	case REQ_CASE(REQUEST_HEADERS): EXTPROC_INC(ctx->ctr, msgs_request_headers); break;
+	case REQ_CASE(RESPONSE_HEADERS): EXTPROC_INC(ctx->ctr, msgs_response_headers); break;
+	case REQ_CASE(REQUEST_BODY): EXTPROC_INC(ctx->ctr, msgs_request_body); break;
+	case REQ_CASE(RESPONSE_BODY): EXTPROC_INC(ctx->ctr, msgs_response_body); break;
+	case REQ_CASE(REQUEST_TRAILERS): EXTPROC_INC(ctx->ctr, msgs_request_trailers); break;
+	case REQ_CASE(RESPONSE_TRAILERS): EXTPROC_INC(ctx->ctr, msgs_response_trailers); break;
+	default:
+		EXTPROC_INC(ctx->ctr, msgs_out_of_order);
+		*why = "ProcessingRequest carries no request phase";
+		return -EXTPROC_GRPC_INVALID_ARGUMENT;
+	}
+	if (x->observability)
+		EXTPROC_INC(ctx->ctr, msgs_observability);
+	if (x->done) {
+		/* After an immediate_response the data plane has stopped
+		 * listening; answering would be a reply to nothing. */
+		EXTPROC_INC(ctx->ctr, msgs_after_immediate);
+		return 0;
+	}
+
+	switch (req->request_case) {
+	case REQ_CASE(REQUEST_HEADERS):
+		return on_headers(x, ctx, 0, req->request_headers, out, why);
+	case REQ_CASE(RESPONSE_HEADERS):
+		return on_headers(x, ctx, 1, req->response_headers, out, why);
+	case REQ_CASE(REQUEST_BODY):
+		return on_body(x, ctx, 0, req->request_body, out, why);
+	case REQ_CASE(RESPONSE_BODY):
+		return on_body(x, ctx, 1, req->response_body, out, why);
+	case REQ_CASE(REQUEST_TRAILERS):
+		return on_trailers(x, ctx, 0, req->request_trailers, out, why);
+	case REQ_CASE(RESPONSE_TRAILERS):
+		return on_trailers(x, ctx, 1, req->response_trailers, out, why);
+	default:
+		return 0;
+	}
+}
+
+int extproc_xchg_end_of_input(struct extproc_xchg *x, struct extproc_ctx *ctx,
+			      struct extproc_buf *out, const char **why)
+{
+	if (x->done)
+		return 0;
+	for (int d = 0; d < 2; d++) {
+		if (x->side[d].fd_pending.len) {
+			extproc_arena_reset(ctx->arena);
+			int rc = fd_flush(x, ctx, d, true, out, why);
+			if (rc || x->done)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+/* ---- the record ------------------------------------------------------- */
+
+static const char *const end_names[] = {
+	"open",	     "complete",	  "cancelled", "reset",
+	"error",     "timeout",		  "connection_closed", "shutdown",
+};
+
+static void put_str_or_null(struct extproc_buf *b, const struct extproc_buf *s)
+{
+	if (s->len)
+		extproc_buf_put(b, s->p, s->len);
+	else
+		buf_puts(b, "null");
+}
+
+static void put_mode(struct extproc_buf *b, unsigned m)
+{
+	const char *n = mode_name(m);
+	if (n)
+		buf_printf(b, "\"%s\"", n);
+	else
+		buf_puts(b, "null");
+}
+
+static void put_side(struct extproc_buf *b, const struct side *s, bool lists)
+{
+	buf_puts(b, "\"headers\":[");
+	if (lists)
+		extproc_buf_put(b, s->hdrs.p, s->hdrs.len);
+	buf_puts(b, "],\"trailers\":[");
+	if (lists)
+		extproc_buf_put(b, s->trailers.p, s->trailers.len);
+	buf_printf(b, "],\"body_bytes\":%llu,\"end_stream\":%s",
+		   (unsigned long long)s->body_bytes,
+		   s->body_eos ? "true" : "false");
+}
+
+size_t extproc_xchg_record(struct extproc_xchg *x, struct extproc_ctx *ctx,
+			   enum extproc_end end, uint32_t rst_code,
+			   int grpc_status, uint64_t end_ns,
+			   struct extproc_buf *out)
+{
+	out->len = 0;
+	if (!x->messages)
+		return 0;
+	size_t lists = x->side[0].hdrs.len + x->side[0].trailers.len +
+		       x->side[1].hdrs.len + x->side[1].trailers.len;
+	bool with_lists = lists + 2048 <= ctx->max_record;
+	uint32_t anomalies = x->anomalies;
+	if (!with_lists) {
+		anomalies |= A_RECORD_BIG;
+		EXTPROC_INC(ctx->ctr, records_too_big);
+	}
+	if (grpc_status > 0)
+		anomalies |= A_PROTOCOL;
+
+	time_t secs = (time_t)(x->info.start_ns / ST_NS_PER_SEC);
+	struct tm tm;
+	gmtime_r(&secs, &tm);
+	buf_printf(out,
+		   "{\"v\":%d,\"id\":\"%016llx\",\"source\":\"extproc\","
+		   "\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%06uZ\","
+		   "\"first_ts_ns\":%llu,\"last_ts_ns\":%llu,\"client\":",
+		   RECORD_SCHEMA_VERSION, (unsigned long long)x->info.id,
+		   tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		   tm.tm_min, tm.tm_sec,
+		   (unsigned)(x->info.start_ns % ST_NS_PER_SEC / 1000),
+		   (unsigned long long)x->info.start_ns,
+		   (unsigned long long)(end_ns > x->last_ns ? end_ns
+							     : x->last_ns));
+	put_str_or_null(out, &x->client);
+	buf_puts(out, ",\"server\":");
+	put_str_or_null(out, &x->server);
+	buf_puts(out, ",\"peer\":");
+	buf_json_str(out, (const uint8_t *)x->peer, strlen(x->peer));
+	buf_printf(out, ",\"roles\":\"sure\",\"stream_id\":%u,\"request\":{"
+		   "\"method\":", x->info.stream_id);
+	put_str_or_null(out, &x->method);
+	buf_puts(out, ",\"scheme\":");
+	put_str_or_null(out, &x->scheme);
+	buf_puts(out, ",\"authority\":");
+	put_str_or_null(out, &x->authority);
+	buf_puts(out, ",\"path\":");
+	put_str_or_null(out, &x->path);
+	buf_puts(out, ",");
+	put_side(out, &x->side[0], with_lists);
+	buf_puts(out, "},\"response\":{\"status\":");
+	if (x->status >= 0)
+		buf_printf(out, "%d", x->status);
+	else
+		buf_puts(out, "null");
+	buf_puts(out, ",");
+	put_side(out, &x->side[1], with_lists);
+	buf_printf(out, "},\"end\":\"%s\"",
+		   end_names[(unsigned)end < ST_ARRAY_SIZE(end_names) ? end : 0]);
+	if (end == EXTPROC_END_RESET || end == EXTPROC_END_CANCELLED)
+		buf_printf(out, ",\"rst_code\":%u,\"rst_by\":\"client\"",
+			   rst_code);
+	buf_puts(out, ",\"anomalies\":[");
+	const char *sep = "";
+	for (unsigned i = 0; i < ST_ARRAY_SIZE(anomaly_names); i++) {
+		if (anomalies & (1u << i)) {
+			buf_printf(out, "%s\"%s\"", sep, anomaly_names[i]);
+			sep = ",";
+		}
+	}
+	buf_printf(out, "],\"extproc\":{\"messages\":%u,\"replies\":%u,"
+		   "\"mutations\":%u,\"denied\":%s,",
+		   x->messages, x->replies, x->mutations,
+		   x->deny_status ? "true" : "false");
+	if (x->deny_status)
+		buf_printf(out, "\"deny_status\":%u,", x->deny_status);
+	buf_printf(out, "\"observability\":%s,\"request_body_mode\":",
+		   x->observability ? "true" : "false");
+	put_mode(out, x->side[0].body_mode);
+	buf_puts(out, ",\"response_body_mode\":");
+	put_mode(out, x->side[1].body_mode);
+	buf_printf(out, ",\"grpc_status\":");
+	if (grpc_status >= 0)
+		buf_printf(out, "%d", grpc_status);
+	else
+		buf_puts(out, "null");
+	buf_puts(out, "}}\n");
+	return out->len;
+}

@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora of fuzz_extproc_msg and fuzz_extproc_h2
+(tests/fuzz/seeds/extproc_*; committed, deterministic). Messages are built
+with stubs generated from proto/ at run time; HTTP/2 bytes with python3-h2.
+
+usage: tests/fuzz/make_extproc_seeds.py
+"""
+import os
+import struct
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, '..', 'integration', 'extproc'))
+import xp  # noqa: E402
+import h2.config  # noqa: E402
+import h2.connection  # noqa: E402
+
+pb = xp.stubs()
+EP = pb.ep
+M = pb.mode.ProcessingMode
+
+
+def hdrs(pairs, eos=False):
+    return xp.headers(pb, pairs, eos)
+
+
+REQ = [(':path', '/api/x'), (':method', 'POST'), (':authority', 'a.example'),
+       ('authorization', 'Bearer abc'), ('cookie', 'a=b'), ('cookie', 'c=d'),
+       ('host', 'a.example'), ('x-envoy-foo', '1')]
+RESP = [(':status', '200'), ('set-cookie', 's=1')]
+
+
+def pc(a, b):
+    return EP.ProtocolConfiguration(request_body_mode=a, response_body_mode=b)
+
+
+def seq(*msgs):
+    out = b''
+    for m in msgs:
+        b = m if isinstance(m, bytes) else m.SerializeToString()
+        out += struct.pack('>H', len(b)) + b
+    return out
+
+
+msg_seeds = {
+    'headers_only': seq(EP.ProcessingRequest(request_headers=hdrs(REQ, True), protocol_config=pc(0, 0)),
+                        EP.ProcessingRequest(response_headers=hdrs(RESP, True))),
+    'streamed': seq(EP.ProcessingRequest(request_headers=hdrs(REQ), protocol_config=pc(M.STREAMED, M.STREAMED)),
+                    EP.ProcessingRequest(request_body=EP.HttpBody(body=b'{"password":"x"}')),
+                    EP.ProcessingRequest(request_body=EP.HttpBody(body=b'Bearer t0k', end_of_stream=True)),
+                    EP.ProcessingRequest(response_headers=hdrs(RESP)),
+                    EP.ProcessingRequest(response_body=EP.HttpBody(body=b'ok', end_of_stream=True))),
+    'full_duplex': seq(EP.ProcessingRequest(request_headers=hdrs(REQ), protocol_config=pc(M.FULL_DUPLEX_STREAMED, M.FULL_DUPLEX_STREAMED)),
+                       EP.ProcessingRequest(request_body=EP.HttpBody(body=b'a' * 300)),
+                       EP.ProcessingRequest(request_trailers=EP.HttpTrailers(trailers=hdrs([('x-api-key', 'k')]).headers)),
+                       EP.ProcessingRequest(response_body=EP.HttpBody(body=b'z', end_of_stream=True)),
+                       EP.ProcessingRequest(response_body=EP.HttpBody(body=b'late'))),
+    'observability': seq(EP.ProcessingRequest(request_headers=hdrs(REQ), observability_mode=True),
+                         EP.ProcessingRequest(request_body=EP.HttpBody(body=b'x'), observability_mode=True)),
+    'deny': seq(EP.ProcessingRequest(request_headers=hdrs([(':path', '/admin/a')])),
+                EP.ProcessingRequest(response_headers=hdrs(RESP))),
+    'unknown_fields': seq(EP.ProcessingRequest(request_headers=hdrs(REQ)).SerializeToString()
+                          + bytes([13 << 3 | 2, 2]) + b'hi'),
+    'attributes': seq(EP.ProcessingRequest(
+        request_headers=hdrs(REQ),
+        attributes={'envoy.filters.http.ext_proc': pb.wkt.Struct(fields={
+            'source.address': pb.wkt.Value(string_value='10.0.0.1:4444'),
+            'destination.address': pb.wkt.Value(string_value='10.0.0.2:443')})})),
+    'out_of_order': seq(EP.ProcessingRequest(request_trailers=EP.HttpTrailers()),
+                        EP.ProcessingRequest(request_headers=hdrs(REQ))),
+}
+
+for name, data in msg_seeds.items():
+    with open(os.path.join(HERE, 'seeds', 'extproc_msg', name), 'wb') as f:
+        f.write(data)
+
+
+def h2_bytes(calls):
+    """Client bytes (preface included) of |calls|: (path, body, headers)."""
+    c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    c.initiate_connection()
+    for path, body, extra in calls:
+        sid = c.get_next_available_stream_id()
+        c.send_headers(sid, [(':method', 'POST'), (':scheme', 'http'), (':path', path),
+                             (':authority', 'x'), ('content-type', 'application/grpc'),
+                             ('te', 'trailers')] + extra)
+        c.send_data(sid, body, end_stream=True)
+    return c.data_to_send()
+
+
+def frame(b, flags=0):
+    return struct.pack('>BI', flags, len(b)) + b
+
+
+req = EP.ProcessingRequest(request_headers=hdrs(REQ), protocol_config=pc(1, 1)).SerializeToString()
+body = EP.ProcessingRequest(request_body=EP.HttpBody(body=b'{"token":"t"}', end_of_stream=True)).SerializeToString()
+h2_seeds = {
+    'health': h2_bytes([('/grpc.health.v1.Health/Check', frame(b''), [])]),
+    'process': h2_bytes([('/envoy.service.ext_proc.v3.ExternalProcessor/Process',
+                          frame(req) + frame(body), [])]),
+    'two_streams': h2_bytes([('/envoy.service.ext_proc.v3.ExternalProcessor/Process', frame(req), []),
+                             ('/grpc.health.v1.Health/Watch', frame(b''), [('grpc-timeout', '10m')])]),
+    'compressed': h2_bytes([('/envoy.service.ext_proc.v3.ExternalProcessor/Process',
+                             frame(req, 1), [('grpc-encoding', 'gzip')])]),
+}
+# byte 0: bit 0 = prepend the preface (these already carry it: 0), the
+# rest the read size
+for name, data in h2_seeds.items():
+    for piece in (0, 7):
+        with open(os.path.join(HERE, 'seeds', 'extproc_h2', '%s_%d' % (name, piece)), 'wb') as f:
+            f.write(bytes([piece << 1]) + data)
+with open(os.path.join(HERE, 'seeds', 'extproc_h2', 'http1'), 'wb') as f:
+    f.write(b'\x00GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+xp.cleanup_stubs()
+print('seeds written')

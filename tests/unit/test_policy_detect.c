@@ -1,0 +1,433 @@
+/* Tests for src/policy_detect.c: the content detectors, one table per
+ * detector with valid and invalid examples, hits inside larger strings,
+ * the validators (Luhn, SSN ranges, IBAN lengths and mod-97), and inputs
+ * built to make a careless scanner slow or walk off the end. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../../src/policy_priv.h"
+
+#define CARD (1u << POLICY_DET_CARD)
+#define EMAIL (1u << POLICY_DET_EMAIL)
+#define SSN (1u << POLICY_DET_SSN)
+#define IBAN (1u << POLICY_DET_IBAN)
+#define JWT (1u << POLICY_DET_JWT)
+#define BEARER (1u << POLICY_DET_BEARER)
+#define KEY (1u << POLICY_DET_API_KEY)
+#define ALL POLICY_DET_ALL
+
+/* ---- validators --------------------------------------------------------- */
+
+static void test_luhn(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *d;
+		bool ok;
+	} t[] = {
+		{ "4111111111111111", true },  { "4111111111111112", false },
+		{ "5500000000000004", true },  { "5500000000000005", false },
+		{ "378282246310005", true },   { "6011111111111117", true },
+		{ "79927398713", true },       { "79927398710", false },
+		{ "0", true },                 { "", false },
+		{ "12a4", false },
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(*t); i++)
+		assert_int_equal(pol_luhn_ok((const uint8_t *)t[i].d,
+					     strlen(t[i].d)),
+				 t[i].ok);
+}
+
+static void test_ssn_ranges(void **state)
+{
+	(void)state;
+	static const struct {
+		unsigned a, g, s;
+		bool ok;
+	} t[] = {
+		{ 123, 45, 6789, true }, { 1, 1, 1, true },
+		{ 899, 99, 9999, true }, { 665, 1, 1, true },
+		{ 667, 1, 1, true },     { 0, 45, 6789, false },
+		{ 666, 45, 6789, false }, { 900, 45, 6789, false },
+		{ 999, 45, 6789, false }, { 123, 0, 6789, false },
+		{ 123, 45, 0, false },
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(*t); i++)
+		assert_int_equal(pol_ssn_ok(t[i].a, t[i].g, t[i].s), t[i].ok);
+}
+
+static void test_iban_validator(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *s;
+		bool ok;
+	} t[] = {
+		{ "DE89370400440532013000", true },
+		{ "GB82WEST12345698765432", true },
+		{ "FR1420041010050500013M02606", true },
+		{ "NL91ABNA0417164300", true },
+		{ "BE68539007547034", true },
+		{ "CH9300762011623852957", true },
+		{ "NO9386011117947", true },
+		{ "ES9121000418450200051332", true },
+		{ "IT60X0542811101000000123456", true },
+		{ "PL61109010140000071219812874", true },
+		{ "SA0380000000608010167519", true },
+		{ "MT84MALT011000012345MTLCAST001S", true },
+		{ "BR1800360305000010009795493C1", true },
+		/* one digit changed */
+		{ "DE89370400440532013001", false },
+		{ "GB82WEST12345698765431", false },
+		{ "NO9386011117948", false },
+		/* check digits swapped */
+		{ "DE98370400440532013000", false },
+		/* wrong length for the country */
+		{ "DE8937040044053201300", false },
+		{ "DE893704004405320130000", false },
+		/* no such country */
+		{ "XX89370400440532013000", false },
+		/* lowercase, blanks: the validator takes the compact form */
+		{ "de89370400440532013000", false },
+		{ "DE89 370400440532013000", false },
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(*t); i++) {
+		bool got = pol_iban_ok((const uint8_t *)t[i].s, strlen(t[i].s));
+		if (got != t[i].ok)
+			print_error("%s: got %d\n", t[i].s, got);
+		assert_int_equal(got, t[i].ok);
+	}
+	assert_int_equal(pol_iban_length((const uint8_t *)"DE"), 22);
+	assert_int_equal(pol_iban_length((const uint8_t *)"NO"), 15);
+	assert_int_equal(pol_iban_length((const uint8_t *)"LC"), 32);
+	assert_int_equal(pol_iban_length((const uint8_t *)"US"), 0);
+	assert_int_equal(pol_iban_length((const uint8_t *)"d1"), 0);
+}
+
+/* ---- detector table ------------------------------------------------------- */
+
+struct want {
+	const char *text; /* the bytes the span must cover */
+	int det;
+};
+
+struct dcase {
+	const char *in;
+	unsigned mask;
+	struct want w[5]; /* ends at text NULL */
+};
+
+#define H(t, d) { t, POLICY_DET_##d }
+
+static const struct dcase cases[] = {
+	/* ---- cards ---- */
+	{ "4111111111111111", ALL, { H("4111111111111111", CARD) } },
+	{ "pan=4111111111111111&x=1", ALL, { H("4111111111111111", CARD) } },
+	{ "4111 1111 1111 1111", ALL, { H("4111 1111 1111 1111", CARD) } },
+	{ "4111-1111-1111-1111.", ALL, { H("4111-1111-1111-1111", CARD) } },
+	{ "amex 3782 822463 10005 ok", ALL,
+	  { H("3782 822463 10005", CARD) } },
+	{ "5500000000000004", ALL, { H("5500000000000004", CARD) } },
+	{ "2223003122003222", ALL, { H("2223003122003222", CARD) } },
+	{ "6011111111111117", ALL, { H("6011111111111117", CARD) } },
+	{ "3530111333300000", ALL, { H("3530111333300000", CARD) } },
+	{ "4222222222222", ALL, { H("4222222222222", CARD) } }, /* 13 */
+	{ "6799990100000000019", ALL, { H("6799990100000000019", CARD) } },
+	{ "/cards/4111111111111111/charge", ALL,
+	  { H("4111111111111111", CARD) } },
+	{ "\"n\":\"5500 0000 0000 0004\"", ALL,
+	  { H("5500 0000 0000 0004", CARD) } },
+	/* Luhn fails */
+	{ "4111111111111112", ALL, { { 0 } } },
+	{ "4111 1111 1111 1112", ALL, { { 0 } } },
+	/* issuer digit outside 2-6 (timestamps, ids) */
+	{ "1234567812345670", ALL, { { 0 } } },
+	{ "1700000000000000008", ALL, { { 0 } } },
+	{ "0000000000000000", ALL, { { 0 } } },
+	/* too short, too long */
+	{ "411111111111", ALL, { { 0 } } },
+	{ "41111111111111111111", ALL, { { 0 } } },
+	/* mixed separators, double separators, glued to letters */
+	{ "4111-1111 1111-1111", ALL, { { 0 } } },
+	{ "4111  1111  1111  1111", ALL, { { 0 } } },
+	{ "x4111111111111111", ALL, { { 0 } } },
+	{ "4111111111111111x", ALL, { { 0 } } },
+	/* only the card detector asked for */
+	{ "4111111111111111 a@b.co", CARD, { H("4111111111111111", CARD) } },
+	{ "4111111111111111", EMAIL, { { 0 } } },
+
+	/* ---- SSN ---- */
+	{ "123-45-6789", ALL, { H("123-45-6789", SSN) } },
+	{ "ssn:123-45-6789.", ALL, { H("123-45-6789", SSN) } },
+	{ "ssn 123 45 6789 end", ALL, { H("123 45 6789", SSN) } },
+	{ "000-12-3456", ALL, { { 0 } } },
+	{ "666-12-3456", ALL, { { 0 } } },
+	{ "900-12-3456", ALL, { { 0 } } },
+	{ "999-12-3456", ALL, { { 0 } } },
+	{ "123-00-4567", ALL, { { 0 } } },
+	{ "123-45-0000", ALL, { { 0 } } },
+	{ "123456789", ALL, { { 0 } } },       /* no separators: not taken */
+	{ "123-45 6789", ALL, { { 0 } } },     /* mixed */
+	{ "1123-45-6789", ALL, { { 0 } } },    /* longer number */
+	{ "123-45-67890", ALL, { { 0 } } },
+	{ "123-45-6789-1", ALL, { { 0 } } },
+	{ "9-123-45-6789", ALL, { { 0 } } },
+	{ "a123-45-6789", ALL, { { 0 } } },
+
+	/* ---- IBAN ---- */
+	{ "DE89370400440532013000", ALL, { H("DE89370400440532013000", IBAN) } },
+	{ "iban DE89 3704 0044 0532 0130 00, thanks", ALL,
+	  { H("DE89 3704 0044 0532 0130 00", IBAN) } },
+	{ "GB82WEST12345698765432", ALL, { H("GB82WEST12345698765432", IBAN) } },
+	{ "GB82 WEST 1234 5698 7654 32", ALL,
+	  { H("GB82 WEST 1234 5698 7654 32", IBAN) } },
+	{ "to:FR1420041010050500013M02606;", ALL,
+	  { H("FR1420041010050500013M02606", IBAN) } },
+	{ "NO9386011117947", ALL, { H("NO9386011117947", IBAN) } },
+	{ "\"MT84MALT011000012345MTLCAST001S\"", ALL,
+	  { H("MT84MALT011000012345MTLCAST001S", IBAN) } },
+	{ "BR1800360305000010009795493C1", ALL,
+	  { H("BR1800360305000010009795493C1", IBAN) } },
+	{ "DE89370400440532013001", ALL, { { 0 } } },  /* checksum */
+	{ "DE8937040044053201300", ALL, { { 0 } } },   /* short */
+	{ "DE893704004405320130001", ALL, { { 0 } } }, /* long */
+	{ "DE89 3704 0044 0532 013000", ALL, { { 0 } } }, /* bad grouping */
+	{ "DE89 37040044 0532 0130 00", ALL, { { 0 } } },
+	{ "de89370400440532013000", ALL, { { 0 } } },  /* lowercase */
+	{ "XDE89370400440532013000", ALL, { { 0 } } }, /* not a word start */
+
+	/* ---- e-mail ---- */
+	{ "bob@example.com", ALL, { H("bob@example.com", EMAIL) } },
+	{ "To: <first.last+tag@mail.example.org>", ALL,
+	  { H("first.last+tag@mail.example.org", EMAIL) } },
+	{ "email=bob@example.com&x=1", ALL, { H("bob@example.com", EMAIL) } },
+	{ "end bob@example.com.", ALL, { H("bob@example.com", EMAIL) } },
+	{ "a@b.co", ALL, { H("a@b.co", EMAIL) } },
+	{ ".bob@example.com", ALL, { H("bob@example.com", EMAIL) } },
+	{ "x@a-b.example.io,y@c.de", ALL,
+	  { H("x@a-b.example.io", EMAIL), H("y@c.de", EMAIL) } },
+	{ "bob@example", ALL, { { 0 } } },   /* one label */
+	{ "bob@example.c", ALL, { { 0 } } }, /* one-letter TLD */
+	{ "bob@example.123", ALL, { { 0 } } },
+	{ "@example.com", ALL, { { 0 } } },
+	{ "bob.@example.com", ALL, { { 0 } } },
+	{ "bob@-example.com", ALL, { { 0 } } },
+	{ "bob@@example.com", ALL, { { 0 } } },
+	{ "user@[10.0.0.1]", ALL, { { 0 } } },
+
+	/* ---- JWT ---- */
+	{ "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+	  "eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4ifQ."
+	  "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+	  ALL,
+	  { H("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+	      "eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4ifQ."
+	      "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+	      JWT) } },
+	/* alg none: empty signature */
+	{ "t=eyJhbGciOiJub25lIn0.e30.&x", ALL,
+	  { H("eyJhbGciOiJub25lIn0.e30.", JWT) } },
+	/* header with newlines: "ew..." */
+	{ "ewogImFsZyI6ICJSUzI1NiIKfQ.e30.c2ln", ALL,
+	  { H("ewogImFsZyI6ICJSUzI1NiIKfQ.e30.c2ln", JWT) } },
+	/* JWE: five parts */
+	{ "eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ.a2V5.aXY.Y3Q.dGFn",
+	  ALL,
+	  { H("eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ.a2V5.aXY.Y3Q."
+	      "dGFn",
+	      JWT) } },
+	/* no "alg" in the header, header not JSON, not an object */
+	{ "eyJ0eXAiOiJKV1QifQ.e30.c2ln", ALL, { { 0 } } },
+	{ "eyJhbGciICJ4In0.e30.c2ln", ALL, { { 0 } } },
+	{ "WyJhbGciXQ.e30.c2ln", ALL, { { 0 } } },
+	/* two parts only, bad base64url length */
+	{ "eyJhbGciOiJub25lIn0.e30", ALL, { { 0 } } },
+	{ "eyJhbGciOiJub25lIn0x.e30.sig", ALL, { { 0 } } },
+	{ "eye.eye.eye", ALL, { { 0 } } },
+
+	/* ---- bearer ---- */
+	{ "Bearer abcdefgh12345", ALL, { H("abcdefgh12345", BEARER) } },
+	{ "bearer\t  tok.en~+/abc==", ALL, { H("tok.en~+/abc==", BEARER) } },
+	{ "Authorization: BEARER 0123456789abcdef, x", ALL,
+	  { H("0123456789abcdef", BEARER) } },
+	/* the JWT inside is part of the bearer token */
+	{ "Bearer eyJhbGciOiJub25lIn0.e30.", ALL,
+	  { H("eyJhbGciOiJub25lIn0.e30.", BEARER) } },
+	{ "Bearer short", ALL, { { 0 } } },
+	{ "Bearer realm=\"example\"", ALL, { { 0 } } },
+	{ "Bearer error_description=\"x\"", ALL, { { 0 } } },
+	{ "Bearer", ALL, { { 0 } } },
+	{ "Bearerabcdefghijk", ALL, { { 0 } } },
+	{ "xBearer abcdefghijk", ALL, { { 0 } } },
+
+	/* ---- API keys ---- */
+	{ "AKIAIOSFODNN7EXAMPLE", ALL, { H("AKIAIOSFODNN7EXAMPLE", API_KEY) } },
+	{ "key=ASIAIOSFODNN7EXAMPLE;", ALL, { H("ASIAIOSFODNN7EXAMPLE", API_KEY) } },
+	{ "AKIAIOSFODNN7EXAMPL", ALL, { { 0 } } },   /* 15 */
+	{ "AKIAIOSFODNN7EXAMPLEX", ALL, { { 0 } } }, /* 17 */
+	{ "AKIAiosfodnn7example", ALL, { { 0 } } },  /* lowercase */
+	{ "AIzaSyA1234567890abcdefghijklmnopqrs_-x", ALL,
+	  { H("AIzaSyA1234567890abcdefghijklmnopqrs_-x", API_KEY) } },
+	{ "AIzaSyA1234567890abcdefghijklmnop", ALL, { { 0 } } },
+	{ "sk_live_4eC39HqLyjWDarjtT1zdp7dc", ALL,
+	  { H("sk_live_4eC39HqLyjWDarjtT1zdp7dc", API_KEY) } },
+	{ "rk_test_4eC39HqLyjWDarjtT1zdp7dc", ALL,
+	  { H("rk_test_4eC39HqLyjWDarjtT1zdp7dc", API_KEY) } },
+	{ "sk_live_short", ALL, { { 0 } } },
+	{ "pk_live_4eC39HqLyjWDarjtT1zdp7dc", ALL, { { 0 } } }, /* public */
+	{ "ghp_0123456789abcdefghijABCDEFGHIJ012345", ALL,
+	  { H("ghp_0123456789abcdefghijABCDEFGHIJ012345", API_KEY) } },
+	{ "ghs_0123456789abcdefghijABCDEFGHIJ01234", ALL, { { 0 } } }, /* 35 */
+	{ "github_pat_11ABCDEFG0123456789_abcdefghijKLMNOPQRSTUV", ALL,
+	  { H("github_pat_11ABCDEFG0123456789_abcdefghijKLMNOPQRSTUV", API_KEY) } },
+	{ "glpat-0123456789abcdefGHIJ", ALL,
+	  { H("glpat-0123456789abcdefGHIJ", API_KEY) } },
+	{ "xoxb-123456789012-abcdefABCDEF", ALL,
+	  { H("xoxb-123456789012-abcdefABCDEF", API_KEY) } },
+	{ "xoxq-123456789012-abcdef", ALL, { { 0 } } },
+	{ "xoxp-123", ALL, { { 0 } } },
+	{ "my_AKIAIOSFODNN7EXAMPLE", ALL, { H("AKIAIOSFODNN7EXAMPLE", API_KEY) } },
+	{ "xAKIAIOSFODNN7EXAMPLE", ALL, { { 0 } } },
+
+	/* ---- several in one string, in order ---- */
+	{ "mail bob@example.com card 4111 1111 1111 1111 ssn 123-45-6789 "
+	  "iban DE89 3704 0044 0532 0130 00",
+	  ALL,
+	  { H("bob@example.com", EMAIL), H("4111 1111 1111 1111", CARD),
+	    H("123-45-6789", SSN), H("DE89 3704 0044 0532 0130 00", IBAN) } },
+	/* an e-mail's local part never reaches back into an earlier hit */
+	{ "4111111111111111@example.com", ALL,
+	  { H("4111111111111111", CARD) } },
+	{ "", ALL, { { 0 } } },
+	{ "nothing to see here", ALL, { { 0 } } },
+};
+
+static void check_sorted(const struct policy_span *s, int n, size_t len)
+{
+	for (int i = 0; i < n; i++) {
+		assert_true(s[i].len > 0);
+		assert_true((size_t)s[i].off + s[i].len <= len);
+		if (i)
+			assert_true(s[i - 1].off + s[i - 1].len <= s[i].off);
+	}
+}
+
+static void test_detect_table(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		const struct dcase *c = &cases[i];
+		struct policy_span sp[8];
+		size_t len = strlen(c->in);
+		int n = policy_detect(c->mask, c->in, len, sp, 8);
+		int want = 0;
+		while (want < 5 && c->w[want].text)
+			want++;
+		bool ok = n == want;
+		for (int k = 0; ok && k < n; k++)
+			ok = sp[k].len == strlen(c->w[k].text) &&
+			     memcmp(c->in + sp[k].off, c->w[k].text,
+				    sp[k].len) == 0 &&
+			     sp[k].detector == c->w[k].det &&
+			     sp[k].kind == POLICY_KIND_DETECTOR;
+		if (!ok) {
+			print_error("case %zu \"%s\": want %d hits, got %d:\n",
+				    i, c->in, want, n);
+			for (int k = 0; k < n; k++)
+				print_error("  %s \"%.*s\"\n",
+					    policy_detector_name(sp[k].detector),
+					    (int)sp[k].len, c->in + sp[k].off);
+		}
+		assert_true(ok);
+		check_sorted(sp, n, len);
+	}
+}
+
+/* ---- bounds --------------------------------------------------------------------- */
+
+static void test_detect_args_and_max(void **state)
+{
+	(void)state;
+	struct policy_span sp[2];
+	assert_int_equal(policy_detect(ALL, NULL, 1, sp, 2), -EINVAL);
+	assert_int_equal(policy_detect(ALL, "x", 1, NULL, 2), -EINVAL);
+	assert_int_equal(policy_detect(ALL, "x", 1, sp, 0), -EINVAL);
+	assert_int_equal(policy_detect(ALL, NULL, 0, sp, 2), 0);
+	const char *three = "a@b.co c@d.co e@f.co";
+	assert_int_equal(policy_detect(ALL, three, strlen(three), sp, 2), 2);
+	assert_int_equal(policy_detect(0, three, strlen(three), sp, 2), 0);
+}
+
+/* Inputs that would make a scanner quadratic or read past the end: runs
+ * of triggers, near-misses at the very end of the buffer. Each is placed
+ * at the end of a heap block of exactly its size, so AddressSanitizer
+ * sees any read past it. */
+static void run_exact(const char *s, size_t len)
+{
+	char *b = malloc(len ? len : 1);
+	struct policy_span sp[4];
+	memcpy(b, s, len);
+	int n = policy_detect(ALL, b, len, sp, 4);
+	assert_true(n >= 0 && n <= 4);
+	check_sorted(sp, n, len);
+	free(b);
+}
+
+static void test_detect_edges(void **state)
+{
+	(void)state;
+	static const char *const tails[] = {
+		"4",	      "41111",	     "4111 ",	     "4111-",
+		"123-",	      "123-45-",     "123-45-678",   "@",
+		"a@",	      "a@b",	     "a@b.",	     "a@b.c",
+		"e",	      "ey",	     "eyJ",	     "eyJ.",
+		"eyJhbGciOiJub25lIn0.", "eyJhbGciOiJub25lIn0.e30",
+		"B",	      "Bearer",	     "Bearer ",	     "Bearer abc",
+		"A",	      "AKIA",	     "AKIAIOSFODNN7EXAMP",
+		"AIza",	      "sk_live_",    "ghp_",	     "xox",
+		"xoxb-",      "github_pat_", "glpat-",	     "D",
+		"DE",	      "DE8",	     "DE89",	     "DE89 ",
+		"DE89 3704",  "DE89 3704 ",  "GB82WEST1234",
+	};
+	for (size_t i = 0; i < sizeof(tails) / sizeof(*tails); i++)
+		run_exact(tails[i], strlen(tails[i]));
+
+	/* Pathological runs, 256 KiB each: must finish (linear scan). */
+	size_t n = 256 * 1024;
+	char *b = malloc(n);
+	static const char *const unit[] = {
+		"@", "a@", "1 ", "1-", "4111 ", "ey.", "eyJhbGciOiJub25lIn0.",
+		"Bearer ", "DE89 ", "AKIA", "a.", "xoxb-", "0",
+	};
+	for (size_t u = 0; u < sizeof(unit) / sizeof(*unit); u++) {
+		size_t ul = strlen(unit[u]);
+		for (size_t i = 0; i < n; i++)
+			b[i] = unit[u][i % ul];
+		struct policy_span sp[4];
+		int k = policy_detect(ALL, b, n, sp, 4);
+		assert_true(k >= 0 && k <= 4);
+		check_sorted(sp, k, n);
+	}
+	free(b);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_luhn),
+		cmocka_unit_test(test_ssn_ranges),
+		cmocka_unit_test(test_iban_validator),
+		cmocka_unit_test(test_detect_table),
+		cmocka_unit_test(test_detect_args_and_max),
+		cmocka_unit_test(test_detect_edges),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
