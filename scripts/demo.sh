@@ -31,10 +31,20 @@ if [[ -z $PCAP ]]; then
 	fi
 fi
 
+# Development keys: a private SoftHSM2 token under out/hsm (never the
+# system one), a KEK in it, and a DEK for the built-in policy's tenant, so
+# sensitive values are sealed (not just redacted). The PIN is a dev PIN.
+eval "$(scripts/softhsm-env.sh out/hsm 2>/dev/null)"
+export SEALTAP_PKCS11_PIN=${SEALTAP_PKCS11_PIN:-sealtap-demo}
+(cd out && ../build/src/sealtap keys init >/dev/null &&
+	../build/src/sealtap keys create --tenant default >/dev/null) ||
+	echo "demo: no keys (SoftHSM2 unavailable): sensitive values will be redacted" >&2
+
 echo "demo: sealtap tap --pcap $PCAP --out out/records" >&2
 rm -rf out/records
-build/src/sealtap tap --config config/sealtap.yaml --pcap "$PCAP" \
-	--out out/records --no-progress "$@" | head -n 2
+(cd out && ../build/src/sealtap tap --config ../config/sealtap.yaml \
+	--pcap "$(realpath "../$PCAP" 2>/dev/null || echo "$PCAP")" \
+	--out records --no-progress "$@" | head -n 2)
 echo >&2
 echo "demo: one record per HTTP/2 exchange in out/records/ (schema: docs/records.md):" >&2
 ls -l out/records >&2
@@ -47,4 +57,10 @@ for r in recs[:5]:
           f" ({s['body_bytes']} body bytes, end {r['end']})")
 if len(recs) > 5:
     print(f"  ... {len(recs) - 5} more")
+sealed = sum(len(r.get('sealed', [])) for r in recs)
+if sealed:
+    print(f"  {sealed} sensitive values sealed; a key holder opens them with:")
+    print("    (cd out && SOFTHSM2_CONF=$PWD/hsm/softhsm2.conf ../build/src/sealtap open records/*.ndjson)")
+else:
+    print("  (this traffic carries no credentials; tests/integration/canary_tap.sh shows sealing)")
 PYEOF
