@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "sealtap/bpool.h"
+#include "sealtap/mem.h"
 
 struct bpool {
 	uint8_t *arena;
@@ -25,7 +26,8 @@ struct bpool *bpool_new(uint32_t block_size, uint64_t memcap)
 	p->payload = block_size - (uint32_t)sizeof(struct bblock);
 	p->nblocks = memcap / block_size;
 	if (p->nblocks) {
-		p->arena = malloc(p->nblocks * block_size);
+		/* Header fields and body bytes before sealing: not dumped. */
+		p->arena = mem_nodump_alloc(p->nblocks * block_size);
 		if (!p->arena) {
 			free(p);
 			return NULL;
@@ -44,7 +46,7 @@ void bpool_free(struct bpool *p)
 {
 	if (!p)
 		return;
-	free(p->arena);
+	mem_nodump_free(p->arena, p->nblocks * p->block_size);
 	free(p);
 }
 

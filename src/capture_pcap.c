@@ -7,6 +7,7 @@
 
 #include "sealtap/capture.h"
 #include "sealtap/decode.h"
+#include "sealtap/mem.h"
 
 struct capture_pcap {
 	pcap_t *pc;
@@ -129,7 +130,8 @@ static int grow(struct capture_preload *pl, uint64_t need)
 	uint64_t ncap = pl->cap ? pl->cap : (1u << 20);
 	while (ncap < pl->len + need)
 		ncap *= 2;
-	uint8_t *nb = realloc(pl->buf, ncap);
+	/* The whole capture, packets and all: not dumped. */
+	uint8_t *nb = mem_nodump_resize(pl->buf, pl->cap, ncap);
 	if (!nb)
 		return -ENOMEM;
 	pl->buf = nb;
@@ -208,7 +210,7 @@ void capture_preload_free(struct capture_preload *pl)
 {
 	if (!pl)
 		return;
-	free(pl->buf);
+	mem_nodump_free(pl->buf, pl->cap);
 	free(pl);
 }
 

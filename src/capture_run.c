@@ -17,6 +17,8 @@
 #include <rte_log.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
+#include <rte_memory.h>
+#include <sys/mman.h>
 #include <rte_prefetch.h>
 #include <rte_ring.h>
 
@@ -247,6 +249,23 @@ static int eal_start(struct run *r, uint64_t pool_mb, bool *huge, char *err,
 		return -EINVAL;
 	}
 	return 0;
+}
+
+/* ---- EAL memory holds packets: never in a core dump ---- */
+
+static int nodump_msl(const struct rte_memseg_list *msl, void *arg)
+{
+	(void)arg;
+	if (msl->base_va && msl->len)
+		(void)madvise(msl->base_va, msl->len, MADV_DONTDUMP);
+	return 0;
+}
+
+/* Marks every EAL memory area (mbufs hold raw packets, i.e. plaintext)
+ * MADV_DONTDUMP. Hugepage and --no-huge memory alike. */
+static void eal_memory_nodump(void)
+{
+	rte_memseg_list_walk(nodump_msl, NULL);
 }
 
 /* ---- mempool ---- */
@@ -890,6 +909,8 @@ int capture_run(const struct st_config *cfg, const struct capture_opts *o,
 	rc = eal_start(&r, pool_mb, &res->hugepages, err, errlen);
 	if (rc == 0)
 		rc = pool_create(&r, err, errlen);
+	if (rc == 0)
+		eal_memory_nodump();
 	r.ns_per_cycle = 1e9 / (double)rte_get_tsc_hz();
 	/* A NIC hashes the outer header of a tunnelled packet, and the two
 	 * directions of a mirrored connection may come in different outer

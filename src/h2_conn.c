@@ -24,6 +24,7 @@
 #include "sealtap/h2.h"
 #include "sealtap/h2_frame.h"
 #include "sealtap/h2_hpack.h"
+#include "sealtap/mem.h"
 #include "sealtap/record.h"
 #include "sealtap/record_seal.h"
 
@@ -231,6 +232,7 @@ struct h2_ctx {
 	uint8_t *pseudo_buf; /* 4 x PSEUDO_MAX: request pseudo values */
 	uint8_t *body_buf;   /* body_inspect bytes: a body being scanned */
 	uint8_t *flat; /* contiguous copy of a resync window */
+	size_t flat_len;
 	uint8_t no_conn; /* f->app marker: flow not parsed */
 	struct record_sealer *sealer; /* policy + keys; NULL: built-in list */
 	uint64_t ts_sec;   /* put_ts() cache: the second ts_text shows */
@@ -2223,12 +2225,15 @@ struct h2_ctx *h2_ctx_new(const struct h2_cfg *cfg,
 	ctx->smask = nb - 1;
 	ctx->shash = calloc(nb, sizeof(*ctx->shash));
 	ctx->scratch = malloc(cfg->max_record);
-	ctx->pseudo_buf = malloc(4 * PSEUDO_MAX);
-	ctx->body_buf = malloc(cfg->body_inspect ? cfg->body_inspect : 1);
+	/* These hold plaintext (pseudo-header values, bodies being scanned,
+	 * resync windows): not dumped. */
+	ctx->pseudo_buf = mem_nodump_alloc(4 * PSEUDO_MAX);
+	ctx->body_buf = mem_nodump_alloc(cfg->body_inspect);
 	/* The flat window holds a resync window plus one run after it, and
 	 * an HTTP/1.1 head. */
 	size_t flat = (size_t)cfg->resync_window * 2 + H1_HEAD_MAX + 16;
-	ctx->flat = malloc(flat);
+	ctx->flat_len = flat;
+	ctx->flat = mem_nodump_alloc(flat);
 	if (!ctx->conns || !ctx->streams || !ctx->bytes || !ctx->shash ||
 	    !ctx->scratch || !ctx->flat || !ctx->pseudo_buf ||
 	    !ctx->body_buf) {
@@ -2247,8 +2252,8 @@ void h2_ctx_free(struct h2_ctx *ctx)
 	bpool_free(ctx->bytes);
 	free(ctx->shash);
 	free(ctx->scratch);
-	free(ctx->flat);
-	free(ctx->pseudo_buf);
-	free(ctx->body_buf);
+	mem_nodump_free(ctx->flat, ctx->flat_len);
+	mem_nodump_free(ctx->pseudo_buf, 4 * PSEUDO_MAX);
+	mem_nodump_free(ctx->body_buf, ctx->cfg.body_inspect);
 	free(ctx);
 }

@@ -175,7 +175,10 @@ int keys_runtime_start(const struct st_config *cfg,
 		return rc;
 	}
 	softhsm_env(cfg);
-	if (n && open_kms(cfg, &rt->kms, kerr, sizeof(kerr)) != 0) {
+	unsigned stored = 0;
+	for (unsigned i = 0; i < n; i++)
+		stored += keys_store_tenant(rt->store, tenants[i]) != NULL;
+	if (stored && open_kms(cfg, &rt->kms, kerr, sizeof(kerr)) != 0) {
 		log_kv(LOG_LEVEL_WARN, "KMS unavailable at start: tenants fail "
 		       "closed", "error", kerr, NULL);
 		rt->kms = NULL;

@@ -5,6 +5,7 @@
 
 #include "sealtap/decode.h"
 #include "sealtap/flow.h"
+#include "sealtap/mem.h"
 #include "sealtap/reasm.h"
 
 struct reasm_ctx {
@@ -46,7 +47,8 @@ struct reasm_ctx *reasm_ctx_new(const struct reasm_cfg *cfg,
 		n = UINT32_MAX;
 	ctx->nchunks = (uint32_t)n;
 	if (n) {
-		ctx->arena = malloc((size_t)n * cs);
+		/* Out-of-order stream bytes: plaintext, never dumped. */
+		ctx->arena = mem_nodump_alloc((size_t)n * cs);
 		if (!ctx->arena) {
 			free(ctx);
 			return NULL;
@@ -66,7 +68,7 @@ void reasm_ctx_free(struct reasm_ctx *ctx)
 {
 	if (!ctx)
 		return;
-	free(ctx->arena);
+	mem_nodump_free(ctx->arena, (size_t)ctx->nchunks * ctx->cfg.chunk_size);
 	free(ctx);
 }
 
