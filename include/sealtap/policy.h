@@ -255,6 +255,9 @@ struct policy_verdict policy_header_action(const struct policy_route *r,
  *     their query rules, the rest by detectors (on percent-decoded text);
  *   - anything else: detectors enabled for headers (:path: for paths).
  *
+ * A field whose name is not known (an HPACK placeholder entry) cannot be
+ * matched against the rules: the caller should seal its whole value.
+ *
  * Writes at most |max| (>= 1) spans to |spans|; returns their count, or
  * -EINVAL (NULL route/spans, max 0, value over 4 GiB). ORs POLICY_SCAN_*
  * into *|flags| if |flags| is not NULL. Does not take ownership of

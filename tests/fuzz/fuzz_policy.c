@@ -25,10 +25,15 @@
  * Inputs are copied to heap buffers of exactly their size, so ASan sees
  * any read past them.
  *
- * Seeds: tests/fuzz/seeds/policy, written by this target itself:
+ * Seeds: tests/fuzz/seeds/policy. seed-NN are written by this target
+ * itself:
  *
  *   FUZZ_POLICY_WRITE_SEEDS=tests/fuzz/seeds/policy \
  *       build-fuzz/tests/fuzz/fuzz_policy -runs=0
+ *
+ * sample-policy is a zero byte then config/policy.yaml; regress-* are
+ * inputs that once failed (an empty JSON key under a wildcard path; a path
+ * handed to regexec() without a terminating NUL).
  */
 #include <errno.h>
 #include <stdint.h>
