@@ -230,6 +230,7 @@ struct h2_ctx {
 	struct h2_stream *lru_head, *lru_tail;
 	char *scratch; /* record assembly, cfg.max_record bytes */
 	uint8_t *pseudo_buf; /* 4 x PSEUDO_MAX: request pseudo values */
+	struct mem_heap *heap; /* the inflaters' allocations: not dumped */
 	uint8_t *body_buf;   /* body_inspect bytes: a body being scanned */
 	uint8_t *flat; /* contiguous copy of a resync window */
 	size_t flat_len;
@@ -2062,8 +2063,8 @@ static bool dir_init(struct h2_conn *cn, unsigned di, const uint8_t *p,
 	bool from_start = !gap_first &&
 			  ((cn->flow->dir[di].flags & REASM_DIR_SYN) ||
 			   looks_like_start(p, len));
-	if (h2_hpack_init(&d->hpack, ctx->cfg.max_table_size, !from_start) <
-	    0) {
+	if (h2_hpack_init_heap(&d->hpack, ctx->cfg.max_table_size,
+			       !from_start, ctx->heap) < 0) {
 		cn->dead = 1;
 		ST_CTR_INC(ctx->c, h2_conns_no_memory);
 		return false;
@@ -2228,6 +2229,7 @@ struct h2_ctx *h2_ctx_new(const struct h2_cfg *cfg,
 	/* These hold plaintext (pseudo-header values, bodies being scanned,
 	 * resync windows): not dumped. */
 	ctx->pseudo_buf = mem_nodump_alloc(4 * PSEUDO_MAX);
+	ctx->heap = mem_heap_new();
 	ctx->body_buf = mem_nodump_alloc(cfg->body_inspect);
 	/* The flat window holds a resync window plus one run after it, and
 	 * an HTTP/1.1 head. */
@@ -2236,7 +2238,7 @@ struct h2_ctx *h2_ctx_new(const struct h2_cfg *cfg,
 	ctx->flat = mem_nodump_alloc(flat);
 	if (!ctx->conns || !ctx->streams || !ctx->bytes || !ctx->shash ||
 	    !ctx->scratch || !ctx->flat || !ctx->pseudo_buf ||
-	    !ctx->body_buf) {
+	    !ctx->body_buf || !ctx->heap) {
 		h2_ctx_free(ctx);
 		return NULL;
 	}
@@ -2255,5 +2257,6 @@ void h2_ctx_free(struct h2_ctx *ctx)
 	mem_nodump_free(ctx->flat, ctx->flat_len);
 	mem_nodump_free(ctx->pseudo_buf, 4 * PSEUDO_MAX);
 	mem_nodump_free(ctx->body_buf, ctx->cfg.body_inspect);
+	mem_heap_free(ctx->heap);
 	free(ctx);
 }

@@ -4,6 +4,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include "sealtap/h2_hpack.h"
+#include "sealtap/mem.h"
 
 #define PLACEHOLDER_SIZE 33 /* RFC 7541 §4.1: name 1 + value 0 + 32 */
 #define STATIC_ENTRIES 61
@@ -71,6 +72,26 @@ static int prime(struct h2_hpack *h, uint32_t size)
 	return 0;
 }
 
+static void *heap_malloc(size_t n, void *u)
+{
+	return mem_heap_alloc(u, n);
+}
+
+static void heap_free(void *p, void *u)
+{
+	mem_heap_release(u, p);
+}
+
+static void *heap_calloc(size_t nmemb, size_t size, void *u)
+{
+	return mem_heap_calloc(u, nmemb, size);
+}
+
+static void *heap_realloc(void *p, size_t n, void *u)
+{
+	return mem_heap_realloc(u, p, n);
+}
+
 static int fresh(struct h2_hpack *h)
 {
 	if (h->inf)
@@ -78,7 +99,16 @@ static int fresh(struct h2_hpack *h)
 	h->inf = NULL;
 	h->broken = 0;
 	h->in_block = 0;
-	if (nghttp2_hd_inflate_new(&h->inf) != 0)
+	int rc;
+	if (h->heap) {
+		/* nghttp2 keeps the pointer: |h->mem| lives as long as |h|. */
+		h->mem = (nghttp2_mem){ h->heap, heap_malloc, heap_free,
+					heap_calloc, heap_realloc };
+		rc = nghttp2_hd_inflate_new2(&h->inf, &h->mem);
+	} else {
+		rc = nghttp2_hd_inflate_new(&h->inf);
+	}
+	if (rc != 0)
 		return -ENOMEM;
 	/* Accept size updates up to our cap from the start. */
 	if (nghttp2_hd_inflate_change_table_size(h->inf, h->cap) != 0)
@@ -88,7 +118,14 @@ static int fresh(struct h2_hpack *h)
 
 int h2_hpack_init(struct h2_hpack *h, uint32_t cap, bool do_prime)
 {
+	return h2_hpack_init_heap(h, cap, do_prime, NULL);
+}
+
+int h2_hpack_init_heap(struct h2_hpack *h, uint32_t cap, bool do_prime,
+		       struct mem_heap *heap)
+{
 	memset(h, 0, sizeof(*h));
+	h->heap = heap;
 	h->cap = cap < H2_HPACK_DEFAULT_TABLE ? H2_HPACK_DEFAULT_TABLE : cap;
 	int rc = fresh(h);
 	if (rc == 0 && do_prime)

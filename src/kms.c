@@ -28,6 +28,7 @@
 #include <openssl/rand.h>
 
 #include "sealtap/kms.h"
+#include "sealtap/mem.h"
 #include "sealtap/log.h"
 
 /* ---- error classes ---------------------------------------------------------- */
@@ -142,10 +143,14 @@ enum { REQ_IDLE = 0, REQ_QUEUED = 1, REQ_RUNNING = 2, REQ_DONE = 3 };
 #define REQ_SYNC 0x100 /* a kms_call() waits on |done_cond| */
 #define REQ_PHASE(r) ((r)->state_ & 0xff)
 
+/* Stack of the KMS thread: PKCS#11 libraries are not frugal with it. */
+#define KMS_STACK_BYTES (8u << 20)
+
 struct kms {
 	struct kms_backend *backend; /* KMS thread only */
 	struct kms_async_cfg cfg;    /* immutable after kms_new */
 	pthread_t thread;
+	void *stack;                 /* not dumped; NULL: default stack */
 	int efd;                     /* completion eventfd */
 
 	pthread_mutex_t lock;
@@ -379,6 +384,8 @@ static void *kms_thread(void *arg)
 		r->attempts++;
 		pthread_mutex_unlock(&k->lock);
 		int rc = run_op(k, r);
+		/* The backend moved key bytes through vector registers. */
+		mem_scrub_registers();
 		pthread_mutex_lock(&k->lock);
 		k->last_activity_ns = mono_ns();
 		finish_attempt(k, r, rc);
@@ -427,8 +434,19 @@ int kms_new(struct kms_backend *b, const struct kms_async_cfg *cfg,
 	pthread_cond_init(&k->work_cond, &ca);
 	pthread_condattr_destroy(&ca);
 	pthread_cond_init(&k->done_cond, NULL);
-	rc = pthread_create(&k->thread, NULL, kms_thread, k);
+	/* The KMS thread handles plaintext DEKs (the backend library copies
+	 * them through its stack while unwrapping): its stack is a mapping
+	 * excluded from core dumps, like the DEK cache. */
+	pthread_attr_t ta;
+	pthread_attr_init(&ta);
+	k->stack = mem_nodump_alloc(KMS_STACK_BYTES);
+	if (k->stack)
+		pthread_attr_setstack(&ta, k->stack, KMS_STACK_BYTES);
+	rc = pthread_create(&k->thread, &ta, kms_thread, k);
+	pthread_attr_destroy(&ta);
 	if (rc) {
+		mem_nodump_free(k->stack, KMS_STACK_BYTES);
+		k->stack = NULL;
 		rc = -rc;
 		goto fail_thread;
 	}
@@ -467,6 +485,11 @@ void kms_free(struct kms *k)
 	pthread_cond_broadcast(&k->work_cond);
 	pthread_mutex_unlock(&k->lock);
 	pthread_join(k->thread, NULL);
+	if (k->stack) {
+		explicit_bzero(k->stack, KMS_STACK_BYTES);
+		mem_nodump_free(k->stack, KMS_STACK_BYTES);
+		k->stack = NULL;
+	}
 
 	pthread_mutex_lock(&k->lock);
 	struct kms_req *ready = k->ready, *delayed = k->delayed;

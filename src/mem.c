@@ -35,3 +35,192 @@ void mem_nodump_free(void *p, size_t len)
 	if (p)
 		munmap(p, len ? len : 1);
 }
+
+/* ---- heap ---- */
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HEAP_MIN_SHIFT 4   /* 16 bytes */
+#define HEAP_MAX_SHIFT 16  /* 64 KiB */
+#define HEAP_CLASSES (HEAP_MAX_SHIFT - HEAP_MIN_SHIFT + 1)
+#define HEAP_CHUNK (1u << 20)
+#define HEAP_BIG 0xff
+
+/* Each block starts with this header; the caller gets what follows. */
+struct blk {
+	union {
+		struct blk *next; /* free list */
+		struct {
+			uint32_t cls;  /* size class, or HEAP_BIG */
+			uint32_t pad;
+		} h;
+	};
+	size_t size; /* usable bytes */
+};
+
+struct chunk {
+	struct chunk *next;
+	size_t len;
+};
+
+struct mem_heap {
+	struct blk *free[HEAP_CLASSES];
+	struct chunk *chunks;
+	uint8_t *cur; /* carving point in the newest chunk */
+	size_t left;
+};
+
+struct mem_heap *mem_heap_new(void)
+{
+	return calloc(1, sizeof(struct mem_heap));
+}
+
+void mem_heap_free(struct mem_heap *h)
+{
+	if (!h)
+		return;
+	struct chunk *c = h->chunks;
+	while (c) {
+		struct chunk *n = c->next;
+		mem_nodump_free(c, c->len);
+		c = n;
+	}
+	free(h);
+}
+
+static unsigned class_of(size_t n)
+{
+	unsigned s = HEAP_MIN_SHIFT;
+	while (((size_t)1 << s) < n)
+		s++;
+	return s - HEAP_MIN_SHIFT;
+}
+
+static void *carve(struct mem_heap *h, size_t bytes)
+{
+	if (h->left < bytes) {
+		struct chunk *c = mem_nodump_alloc(HEAP_CHUNK);
+		if (!c)
+			return NULL;
+		c->len = HEAP_CHUNK;
+		c->next = h->chunks;
+		h->chunks = c;
+		h->cur = (uint8_t *)c + 64;
+		h->left = HEAP_CHUNK - 64;
+	}
+	void *p = h->cur;
+	h->cur += bytes;
+	h->left -= bytes;
+	return p;
+}
+
+void *mem_heap_alloc(struct mem_heap *h, size_t n)
+{
+	if (n > ((size_t)1 << HEAP_MAX_SHIFT)) {
+		size_t len = sizeof(struct blk) + n;
+		struct blk *b = mem_nodump_alloc(len);
+		if (!b)
+			return NULL;
+		b->h.cls = HEAP_BIG;
+		b->size = n;
+		return b + 1;
+	}
+	unsigned c = class_of(n ? n : 1);
+	struct blk *b = h->free[c];
+	if (b) {
+		h->free[c] = b->next;
+	} else {
+		b = carve(h, sizeof(struct blk) +
+				     ((size_t)1 << (c + HEAP_MIN_SHIFT)));
+		if (!b)
+			return NULL;
+	}
+	b->h.cls = c;
+	b->h.pad = 0;
+	b->size = (size_t)1 << (c + HEAP_MIN_SHIFT);
+	return b + 1;
+}
+
+void *mem_heap_calloc(struct mem_heap *h, size_t nmemb, size_t size)
+{
+	if (size && nmemb > SIZE_MAX / size)
+		return NULL;
+	void *p = mem_heap_alloc(h, nmemb * size);
+	if (p)
+		memset(p, 0, nmemb * size);
+	return p;
+}
+
+void mem_heap_release(struct mem_heap *h, void *p)
+{
+	if (!p)
+		return;
+	struct blk *b = (struct blk *)p - 1;
+	/* Wipe: freed blocks must not keep traffic around either. */
+	explicit_bzero(p, b->size);
+	if (b->h.cls == HEAP_BIG) {
+		mem_nodump_free(b, sizeof(*b) + b->size);
+		return;
+	}
+	unsigned c = b->h.cls;
+	b->next = h->free[c];
+	h->free[c] = b;
+}
+
+void *mem_heap_realloc(struct mem_heap *h, void *p, size_t n)
+{
+	if (!p)
+		return mem_heap_alloc(h, n);
+	struct blk *b = (struct blk *)p - 1;
+	if (n <= b->size)
+		return p;
+	void *q = mem_heap_alloc(h, n);
+	if (!q)
+		return NULL;
+	memcpy(q, p, b->size);
+	mem_heap_release(h, p);
+	return q;
+}
+
+void mem_scrub_registers(void)
+{
+#if defined(__x86_64__)
+	if (__builtin_cpu_supports("avx512f")) {
+		/* zmm16-31 exist only with AVX-512 and vzeroall leaves them;
+		 * the assembler takes these whatever -march says. */
+		__asm__ volatile(
+			"vpxord %%zmm16, %%zmm16, %%zmm16\n\t"
+			"vpxord %%zmm17, %%zmm17, %%zmm17\n\t"
+			"vpxord %%zmm18, %%zmm18, %%zmm18\n\t"
+			"vpxord %%zmm19, %%zmm19, %%zmm19\n\t"
+			"vpxord %%zmm20, %%zmm20, %%zmm20\n\t"
+			"vpxord %%zmm21, %%zmm21, %%zmm21\n\t"
+			"vpxord %%zmm22, %%zmm22, %%zmm22\n\t"
+			"vpxord %%zmm23, %%zmm23, %%zmm23\n\t"
+			"vpxord %%zmm24, %%zmm24, %%zmm24\n\t"
+			"vpxord %%zmm25, %%zmm25, %%zmm25\n\t"
+			"vpxord %%zmm26, %%zmm26, %%zmm26\n\t"
+			"vpxord %%zmm27, %%zmm27, %%zmm27\n\t"
+			"vpxord %%zmm28, %%zmm28, %%zmm28\n\t"
+			"vpxord %%zmm29, %%zmm29, %%zmm29\n\t"
+			"vpxord %%zmm30, %%zmm30, %%zmm30\n\t"
+			"vpxord %%zmm31, %%zmm31, %%zmm31\n\t" ::: "memory");
+	}
+	if (__builtin_cpu_supports("avx")) {
+		__asm__ volatile("vzeroall" ::: "memory");
+	} else {
+		__asm__ volatile(
+			"pxor %%xmm0, %%xmm0\n\tpxor %%xmm1, %%xmm1\n\t"
+			"pxor %%xmm2, %%xmm2\n\tpxor %%xmm3, %%xmm3\n\t"
+			"pxor %%xmm4, %%xmm4\n\tpxor %%xmm5, %%xmm5\n\t"
+			"pxor %%xmm6, %%xmm6\n\tpxor %%xmm7, %%xmm7\n\t"
+			"pxor %%xmm8, %%xmm8\n\tpxor %%xmm9, %%xmm9\n\t"
+			"pxor %%xmm10, %%xmm10\n\tpxor %%xmm11, %%xmm11\n\t"
+			"pxor %%xmm12, %%xmm12\n\tpxor %%xmm13, %%xmm13\n\t"
+			"pxor %%xmm14, %%xmm14\n\tpxor %%xmm15, %%xmm15\n\t" :::
+				"memory");
+	}
+#endif
+}

@@ -8,6 +8,7 @@
 
 #include "sealtap/keys.h"
 #include "sealtap/log.h"
+#include "sealtap/mem.h"
 #include "sealtap/policy.h"
 #include "sealtap/record.h"
 #include "sealtap/record_seal.h"
@@ -171,6 +172,8 @@ static struct key_ctx *key_for(struct record_sealer *rs, const char *tenant)
 		rc = seal_siv_new(d->key, tenant, d->key_id, &k->siv);
 	if (rc == 0)
 		rc = seal_hash_new(d->key, tenant, d->key_id, &k->hash);
+	/* Key derivation moved DEK bytes through vector registers. */
+	mem_scrub_registers();
 	if (rc != 0) {
 		k->broken = true;
 		log_kv(LOG_LEVEL_ERROR, "cannot make cipher contexts: tenant "

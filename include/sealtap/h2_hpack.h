@@ -26,8 +26,14 @@ struct nghttp2_hd_inflater;
 #define H2_HPACK_VALUE_UNKNOWN 0x2
 #define H2_HPACK_DEFAULT_TABLE 4096u
 
+#include <nghttp2/nghttp2.h>
+
+struct mem_heap;
+
 struct h2_hpack {
 	struct nghttp2_hd_inflater *inf;
+	struct mem_heap *heap; /* where the inflater allocates; NULL: malloc */
+	nghttp2_mem mem;       /* nghttp2 keeps a pointer to it: lives here */
 	uint32_t cap;        /* most table size we accept (config) */
 	uint32_t prime_size; /* table size of the last priming */
 	uint8_t primed;      /* placeholders may remain */
@@ -45,6 +51,11 @@ typedef void (*h2_hpack_emit_fn)(void *user, const uint8_t *name, size_t nlen,
  * from its start) or a primed one. |cap| bounds the table size the peer
  * may use. 0 or -ENOMEM. */
 int h2_hpack_init(struct h2_hpack *h, uint32_t cap, bool prime);
+/* The same, with the inflater's allocations (its dynamic table holds
+ * decoded header values) on |heap|, which is not dumped. Does not take
+ * ownership of |heap|; it must outlive |h|. */
+int h2_hpack_init_heap(struct h2_hpack *h, uint32_t cap, bool prime,
+		       struct mem_heap *heap);
 void h2_hpack_fini(struct h2_hpack *h);
 
 /* Replaces the inflater with a freshly primed one of at least |size| bytes

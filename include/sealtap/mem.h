@@ -20,3 +20,24 @@ void *mem_nodump_resize(void *p, size_t old_len, size_t new_len);
 void mem_nodump_free(void *p, size_t len);
 
 #endif
+
+/* A small heap on not-dumped memory, for a library that allocates as it
+ * goes over traffic (nghttp2's HPACK inflater keeps decoded header values
+ * in its dynamic table). Power-of-two size classes from 16 bytes to 64 KiB
+ * carved from not-dumped chunks, larger blocks mapped alone. Freed blocks
+ * are wiped. One heap per thread: not thread-safe. */
+struct mem_heap;
+
+struct mem_heap *mem_heap_new(void);
+/* Unmaps everything. Every block must have been released. */
+void mem_heap_free(struct mem_heap *h);
+void *mem_heap_alloc(struct mem_heap *h, size_t n);
+void *mem_heap_calloc(struct mem_heap *h, size_t nmemb, size_t size);
+void *mem_heap_realloc(struct mem_heap *h, void *p, size_t n);
+void mem_heap_release(struct mem_heap *h, void *p);
+
+/* Clears the vector registers of the calling thread. Copying key bytes
+ * (memcpy, AES key expansion) leaves them in SSE/AVX/AVX-512 registers,
+ * and a core dump or gcore writes every thread's registers out. Called by
+ * the threads that touch DEKs once they are done with them. */
+void mem_scrub_registers(void);
