@@ -69,7 +69,7 @@ HUGE_FREE=$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)
 if ((HUGE_FREE >= 1024)); then
 	TP_MEM=(--in-memory)
 else
-	TP_MEM=(--no-huge --no-shconf -m 2048)
+	TP_MEM=(--no-huge --no-shconf -m 4096)
 fi
 
 # Optimised build of its own, so debug options elsewhere do not skew it.
@@ -103,12 +103,12 @@ PYEOF
 
 # testpmd rxonly on |pcap| from memory for SECONDS_TP; prints Mpps.
 testpmd_mpps() {
-	local pcap=$1 tplog
+	local pcap=$1 np=${2:-0} tplog
 	tplog=$(mktemp)
 	timeout -s INT "$((SECONDS_TP + 4))" dpdk-testpmd "${TP_MEM[@]}" --no-pci --no-telemetry \
 		-l 0-1 --vdev "net_pcap0,rx_pcap=$pcap,infinite_rx=1" -- \
 		--forward-mode=rxonly --port-topology=loop --auto-start --stats-period=1 \
-		--total-num-mbufs=65536 >"$tplog" 2>&1 || true
+		--total-num-mbufs=$((np + 65536)) >"$tplog" 2>&1 || true
 	$PY - "$tplog" <<'PYEOF'
 import re, sys
 rates = [int(x) for x in re.findall(r'Rx-pps:\s+(\d+)', open(sys.argv[1]).read())]
@@ -150,26 +150,33 @@ bench_tap() {
 		local passes=${PASSES:-$(( (20000000 + np - 1) / np ))}
 		local ref
 		echo "bench: reference dpdk-testpmd rxonly on $pcap" >&2
-		ref=$(testpmd_mpps "$pcap")
+		ref=$(testpmd_mpps "$pcap" "$np")
 		for w in 1 2; do
 			rm -rf "$out"
 			echo "bench: sealtap tap --preload $passes -w $w --out $out on $pcap" >&2
 			local line
 			line=$("$BIN" tap --pcap "$pcap" --preload "$passes" --workers "$w" \
-				--out "$out" --no-progress | tail -1)
-			results+=("$pcap|$np|$nb|$passes|$ref|$line")
+				--policy bench/policy-headers.yaml \
+				--out "$out" --no-progress 2>/dev/null | tail -1)
+			results+=("$pcap|$np|$nb|$passes|$ref|headers-only|$line")
 		done
+		# The built-in policy also scans up to 64 KiB of every body with
+		# every detector: measured once per capture, 1 worker.
+		rm -rf "$out"
+		line=$("$BIN" tap --pcap "$pcap" --preload "$(( (passes + 9) / 10 ))" --workers 1 \
+			--out "$out" --no-progress 2>/dev/null | tail -1)
+		results+=("$pcap|$np|$nb|$(( (passes + 9) / 10 ))|$ref|builtin|$line")
 	done
 	rm -rf "$out"
 	$PY - "${results[@]}" <<'PYEOF'
 import json, sys
 runs = []
 for arg in sys.argv[1:]:
-    pcap, np, nb, passes, ref, line = arg.split('|', 5)
+    pcap, np, nb, passes, ref, pol, line = arg.split('|', 6)
     t = json.loads(line)
     c = t['counters']
     runs.append({
-        "capture": pcap, "capture_packets": int(np),
+        "capture": pcap, "policy": pol, "capture_packets": int(np),
         "avg_packet_bytes": round(int(nb) / int(np), 1), "passes": int(passes),
         "workers": t["workers"], "packets": t["packets"], "wall_s": t["wall_s"],
         "mpps_per_worker": round(t["mpps_per_worker"], 3),
