@@ -564,8 +564,19 @@ int main(int argc, char **argv)
 		for (unsigned i = 0; i < opt.conns; i++)
 			if (!conns[i].dead)
 				conn_flush(&conns[i]);
-		int timeout = opt.rate > 0 ? 0 : 1;
-		int n = epoll_wait(ep, evs, 256, timeout);
+		/* Sleep until the next scheduled start or I/O, to the
+		 * nanosecond (epoll_pwait2), so the generator does not burn
+		 * its core spinning at low rates. */
+		struct timespec to = { 0, 1000000 };
+		if (opt.rate > 0) {
+			uint64_t t = now_ns();
+			uint64_t d = next_start > t ? next_start - t : 0;
+			if (pending_starts)
+				d = 0;
+			to.tv_sec = (time_t)(d / 1000000000ull);
+			to.tv_nsec = (long)(d % 1000000000ull);
+		}
+		int n = epoll_pwait2(ep, evs, 256, &to, NULL);
 		for (int i = 0; i < n; i++) {
 			struct conn *c = evs[i].data.ptr;
 			if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks. Usage: scripts/bench.sh capture|tap|seal [options]
+# Benchmarks. Usage: scripts/bench.sh capture|tap|seal|extproc [options]
 #
 #   capture   decode + flow + TCP reassembly from memory with 1 worker,
 #             next to dpdk-testpmd --forward-mode=rxonly on the same capture
@@ -30,6 +30,9 @@ shift
 # The sealing benchmark has its own driver (no captures, no EAL).
 if [[ $what == seal ]]; then
 	exec bash bench/seal.sh "$@"
+fi
+if [[ $what == extproc ]]; then
+	exec bash bench/extproc.sh "$@"
 fi
 
 PCAP=bench/data/ref-h2.pcap

@@ -262,13 +262,13 @@ static const struct config_opt opts[] = {
 		 "has been resent by then." },
 	{ .name = "reasm.start_hold", .type = OPT_DURATION,
 	  FIELD(reasm.start_hold_ns), .min = 0, .max = NS_S,
-	  .def = 10 * NS_MS,
+	  .def = 0,
 	  .help = "Packet time a direction picked up without its SYN holds "
 		  "its first data, so a reordered earlier segment or the SYN "
 		  "can still move the start back; 0 delivers at once.",
-	  .why = "mirrors reorder within microseconds to a few "
-		 "milliseconds; 10ms covers that at no cost to long-lived "
-		 "connections." },
+	  .why = "off: holding one direction delays it against the other, "
+		 "which can split an HTTP/2 exchange whose response overtakes "
+		 "its request; 10ms suits mirrors that reorder handshakes." },
 
 	/* h2 */
 	{ .name = "h2.max_connections", .type = OPT_U32,

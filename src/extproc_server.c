@@ -1753,6 +1753,12 @@ int extproc_server_new(const struct extproc_cfg *cfg,
 		s->nonce = wall_ns();
 	s->workers = calloc(s->nworkers, sizeof(*s->workers));
 	s->rings = calloc(s->nworkers, sizeof(*s->rings));
+	/* every fd -1 first: a failure below frees all workers */
+	for (unsigned i = 0; s->workers && i < s->nworkers; i++) {
+		for (unsigned j = 0; j < EXTPROC_MAX_LISTEN; j++)
+			s->workers[i].lst[j].fd = -1;
+		s->workers[i].health.fd = -1;
+	}
 	int rc = -ENOMEM;
 	if (!s->workers || !s->rings) {
 		snprintf(err, errlen, "out of memory");
@@ -1768,9 +1774,6 @@ int extproc_server_new(const struct extproc_cfg *cfg,
 	for (unsigned i = 0; i < s->nworkers; i++) {
 		struct xp_worker *w = &s->workers[i];
 		w->srv = s;
-		for (unsigned j = 0; j < EXTPROC_MAX_LISTEN; j++)
-			w->lst[j].fd = -1;
-		w->health.fd = -1;
 		if ((rc = worker_init(w, cfg, i, s->nonce)) < 0) {
 			snprintf(err, errlen, "out of memory for event-loop "
 				 "thread %u", i);

@@ -182,6 +182,25 @@ static bool buf_printf(struct extproc_buf *b, const char *fmt, ...)
 	return extproc_buf_put(b, tmp, (size_t)n);
 }
 
+/* Decimal |v| without printf (records are built per exchange: printf's
+ * format parsing showed in profiles). */
+static bool buf_u64(struct extproc_buf *b, uint64_t v)
+{
+	char tmp[24];
+	int n = 0;
+	do {
+		tmp[sizeof(tmp) - 1 - n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	return extproc_buf_put(b, tmp + sizeof(tmp) - n, (size_t)n);
+}
+
+static bool buf_lit(struct extproc_buf *b, const char *s, size_t n)
+{
+	return extproc_buf_put(b, s, n);
+}
+#define BUF_LIT(b, s) buf_lit((b), (s), sizeof(s) - 1)
+
 /* Appends |s| as a JSON string with the records' escaping
  * (record_buf_str: every non-printable byte as \u00XX). */
 static bool buf_json_str(struct extproc_buf *b, const uint8_t *s, size_t len)
@@ -469,6 +488,8 @@ struct hmut {
 	char **remove;
 	size_t nremove, capremove;
 	bool nomem;
+	const uint8_t *path; /* request :path as received, valid per message */
+	size_t plen;
 };
 
 static bool grow(struct extproc_ctx *ctx, void ***arr, size_t *cap, size_t n)
@@ -589,6 +610,9 @@ static bool walk_headers(struct extproc_xchg *x, struct extproc_ctx *ctx,
 {
 	bool denied = false;
 	size_t nh = map ? map->n_headers : 0;
+	/* one allocation for the usual list instead of a doubling series */
+	if (rec->len <= ctx->max_record)
+		extproc_buf_reserve(rec, nh * 64);
 	for (size_t i = 0; i < nh; i++) {
 		const HDR_VALUE *hv = map->headers[i];
 		if (!hv)
@@ -613,8 +637,13 @@ static bool walk_headers(struct extproc_xchg *x, struct extproc_ctx *ctx,
 				keep_pseudo(&x->scheme, val, vl);
 			else if (is_name(name, nl, ":authority"))
 				keep_pseudo(&x->authority, val, vl);
-			else if (is_name(name, nl, ":path"))
+			else if (is_name(name, nl, ":path")) {
 				keep_pseudo(&x->path, val, vl);
+				if (!m->path) {
+					m->path = val;
+					m->plen = vl;
+				}
+			}
 		} else if (part == EXTPROC_RESP_HEADERS &&
 			   is_name(name, nl, ":status") && vl == 3 &&
 			   val[0] >= '1' && val[0] <= '5' && val[1] >= '0' &&
@@ -660,7 +689,11 @@ static bool walk_headers(struct extproc_xchg *x, struct extproc_ctx *ctx,
 		buf_json_str(rec, name, nl);
 		if (v == EXTPROC_REPLACE || v == EXTPROC_REMOVE ||
 		    extproc_header_sensitive(name, nl))
-			buf_printf(rec, ",{\"redacted\":%zu}]", vl);
+		{
+			BUF_LIT(rec, ",{\"redacted\":");
+			buf_u64(rec, vl);
+			BUF_LIT(rec, "}]");
+		}
 		else {
 			extproc_buf_put(rec, ",", 1);
 			buf_json_str(rec, val, vl);
@@ -719,9 +752,11 @@ static int on_headers(struct extproc_xchg *x, struct extproc_ctx *ctx,
 		return reply_immediate(x, ctx, &deny, out, why);
 
 	if (!dir && ctx->request_id_header && ctx->request_id_header[0]) {
+		static const char hex[] = "0123456789abcdef";
 		char id[17];
-		snprintf(id, sizeof(id), "%016llx",
-			 (unsigned long long)x->info.id);
+		for (int i = 0; i < 16; i++)
+			id[i] = hex[(x->info.id >> (60 - 4 * i)) & 15];
+		id[16] = '\0';
 		hmut_set(ctx, &m, (const uint8_t *)ctx->request_id_header,
 			 strlen(ctx->request_id_header), (const uint8_t *)id,
 			 16);
@@ -741,6 +776,18 @@ static int on_headers(struct extproc_xchg *x, struct extproc_ctx *ctx,
 	}
 	if (cr.header_mutation)
 		hr.response = &cr;
+	Envoy__Extensions__Filters__Http__ExtProc__V3__ProcessingMode pm =
+		ENVOY__EXTENSIONS__FILTERS__HTTP__EXT_PROC__V3__PROCESSING_MODE__INIT;
+	struct extproc_mode mo = { EXTPROC_BODY_NONE, EXTPROC_BODY_NONE };
+	if (!dir && m.path && ctx->decider.ops->decide_mode &&
+	    ctx->decider.ops->decide_mode(ctx->decider.self, m.path, m.plen, &mo)) {
+		pm.request_body_mode = (int)mo.request_body;
+		pm.response_body_mode = (int)mo.response_body;
+		x->side[0].body_mode = (uint8_t)mo.request_body;
+		x->side[1].body_mode = (uint8_t)mo.response_body;
+		r.mode_override = &pm;
+		EXTPROC_INC(ctx->ctr, mode_overrides);
+	}
 	if (dir) {
 		r.response_case = RESP_CASE(RESPONSE_HEADERS);
 		r.response_headers = &hr;
@@ -1048,8 +1095,11 @@ static void put_str_or_null(struct extproc_buf *b, const struct extproc_buf *s)
 static void put_mode(struct extproc_buf *b, unsigned m)
 {
 	const char *n = mode_name(m);
-	if (n)
-		buf_printf(b, "\"%s\"", n);
+	if (n) {
+		BUF_LIT(b, "\"");
+		buf_puts(b, n);
+		BUF_LIT(b, "\"");
+	}
 	else
 		buf_puts(b, "null");
 }
@@ -1062,9 +1112,9 @@ static void put_side(struct extproc_buf *b, const struct side *s, bool lists)
 	buf_puts(b, "],\"trailers\":[");
 	if (lists)
 		extproc_buf_put(b, s->trailers.p, s->trailers.len);
-	buf_printf(b, "],\"body_bytes\":%llu,\"end_stream\":%s",
-		   (unsigned long long)s->body_bytes,
-		   s->body_eos ? "true" : "false");
+	BUF_LIT(b, "],\"body_bytes\":");
+	buf_u64(b, s->body_bytes);
+	buf_puts(b, s->body_eos ? ",\"end_stream\":true" : ",\"end_stream\":false");
 }
 
 size_t extproc_xchg_record(struct extproc_xchg *x, struct extproc_ctx *ctx,
@@ -1105,8 +1155,9 @@ size_t extproc_xchg_record(struct extproc_xchg *x, struct extproc_ctx *ctx,
 	put_str_or_null(out, &x->server);
 	buf_puts(out, ",\"peer\":");
 	buf_json_str(out, (const uint8_t *)x->peer, strlen(x->peer));
-	buf_printf(out, ",\"roles\":\"sure\",\"stream_id\":%u,\"request\":{"
-		   "\"method\":", x->info.stream_id);
+	BUF_LIT(out, ",\"roles\":\"sure\",\"stream_id\":");
+	buf_u64(out, x->info.stream_id);
+	BUF_LIT(out, ",\"request\":{\"method\":");
 	put_str_or_null(out, &x->method);
 	buf_puts(out, ",\"scheme\":");
 	put_str_or_null(out, &x->scheme);
@@ -1118,13 +1169,14 @@ size_t extproc_xchg_record(struct extproc_xchg *x, struct extproc_ctx *ctx,
 	put_side(out, &x->side[0], with_lists);
 	buf_puts(out, "},\"response\":{\"status\":");
 	if (x->status >= 0)
-		buf_printf(out, "%d", x->status);
+		buf_u64(out, (uint64_t)x->status);
 	else
 		buf_puts(out, "null");
 	buf_puts(out, ",");
 	put_side(out, &x->side[1], with_lists);
-	buf_printf(out, "},\"end\":\"%s\"",
-		   end_names[(unsigned)end < ST_ARRAY_SIZE(end_names) ? end : 0]);
+	BUF_LIT(out, "},\"end\":\"");
+	buf_puts(out, end_names[(unsigned)end < ST_ARRAY_SIZE(end_names) ? end : 0]);
+	BUF_LIT(out, "\"");
 	if (end == EXTPROC_END_RESET || end == EXTPROC_END_CANCELLED)
 		buf_printf(out, ",\"rst_code\":%u,\"rst_by\":\"client\"",
 			   rst_code);
@@ -1136,20 +1188,24 @@ size_t extproc_xchg_record(struct extproc_xchg *x, struct extproc_ctx *ctx,
 			sep = ",";
 		}
 	}
-	buf_printf(out, "],\"extproc\":{\"messages\":%u,\"replies\":%u,"
-		   "\"mutations\":%u,\"denied\":%s,",
-		   x->messages, x->replies, x->mutations,
-		   x->deny_status ? "true" : "false");
+	BUF_LIT(out, "],\"extproc\":{\"messages\":");
+	buf_u64(out, x->messages);
+	BUF_LIT(out, ",\"replies\":");
+	buf_u64(out, x->replies);
+	BUF_LIT(out, ",\"mutations\":");
+	buf_u64(out, x->mutations);
+	buf_puts(out, x->deny_status ? ",\"denied\":true," : ",\"denied\":false,");
 	if (x->deny_status)
 		buf_printf(out, "\"deny_status\":%u,", x->deny_status);
-	buf_printf(out, "\"observability\":%s,\"request_body_mode\":",
-		   x->observability ? "true" : "false");
+	buf_puts(out, x->observability ? "\"observability\":true"
+				       : "\"observability\":false");
+	BUF_LIT(out, ",\"request_body_mode\":");
 	put_mode(out, x->side[0].body_mode);
 	buf_puts(out, ",\"response_body_mode\":");
 	put_mode(out, x->side[1].body_mode);
-	buf_printf(out, ",\"grpc_status\":");
+	BUF_LIT(out, ",\"grpc_status\":");
 	if (grpc_status >= 0)
-		buf_printf(out, "%d", grpc_status);
+		buf_u64(out, (uint64_t)grpc_status);
 	else
 		buf_puts(out, "null");
 	buf_puts(out, "}}\n");

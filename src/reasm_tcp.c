@@ -245,13 +245,21 @@ static void maybe_fin(struct reasm_ctx *ctx, struct reasm_dir *d, uint64_t ts)
 	}
 }
 
+static void settle(struct reasm_ctx *ctx, struct reasm_dir *d, uint64_t ts);
+
 void reasm_dir_end(struct reasm_ctx *ctx, struct flow *f, unsigned dir,
 		   enum reasm_end how, uint64_t ts)
 {
 	struct reasm_dir *d = &f->dir[dir];
 	if (d->flags & REASM_DIR_ENDED)
 		return;
-	d->flags &= (uint8_t)~REASM_DIR_TENTATIVE; /* flushed below */
+	if (d->flags & REASM_DIR_TENTATIVE) {
+		/* A hold the end cut short: its data goes out first, and a
+		 * FIN it held ends the direction as a FIN. */
+		settle(ctx, d, ts);
+		if (d->flags & REASM_DIR_ENDED)
+			return;
+	}
 	if (d->ooo || fin_hole(d))
 		ST_CTR_INC(ctx->c, reasm_gap_end);
 	while (force_head_gap(ctx, d, ts))
@@ -698,6 +706,10 @@ void reasm_tcp_push(struct reasm_ctx *ctx, struct flow *f, unsigned dir,
 				push_in_order(ctx, d, s, cap_end, p, ts);
 		}
 	}
+	/* A FIN on a held start: the sender is done, nothing earlier is worth
+	 * waiting for. */
+	if ((d->flags & REASM_DIR_TENTATIVE) && (flags & DECODE_TCP_FIN))
+		settle(ctx, d, ts);
 	/* A segment cut short (snaplen or mirror truncation): its tail will
 	 * never be seen, so it is a gap now rather than after a timeout. */
 	if (wire_end > cap_end && cap_end >= s && d->next_off >= cap_end &&

@@ -135,6 +135,7 @@ struct extproc_cfg {
 	X(mutations_added, "headers added (request id)")                       \
 	X(mutations_protected, "mutations refused on protected headers")       \
 	X(mutations_body, "body chunks replaced")                              \
+	X(mode_overrides, "processing mode overrides sent (per route)")        \
 	X(health_http, "HTTP/1.1 health port requests")                        \
 	X(records, "exchange records written to the export ring")              \
 	X(records_dropped, "records dropped: export ring full")                \
@@ -222,6 +223,22 @@ struct extproc_decision {
  * decide_body for every body chunk it sees; it never mutates
  * pseudo-headers, host or x-envoy-* whatever the decider says (counted as
  * mutations_protected). Deciders must not keep pointers to the input. */
+/* Body send modes a decider may ask for (ProcessingMode.BodySendMode). */
+enum extproc_body_mode {
+	EXTPROC_BODY_NONE = 0,
+	EXTPROC_BODY_STREAMED = 1,
+	EXTPROC_BODY_BUFFERED = 2,
+	EXTPROC_BODY_BUFFERED_PARTIAL = 3,
+};
+
+/* A mode_override replaces the data plane's whole ProcessingMode for the
+ * exchange (proto3 has no "unset"): both body modes are sent; header and
+ * trailer modes are sent as DEFAULT (as configured). */
+struct extproc_mode {
+	enum extproc_body_mode request_body;
+	enum extproc_body_mode response_body;
+};
+
 struct extproc_decider_ops {
 	enum extproc_verdict (*decide_header)(void *self, enum extproc_part part,
 					      const uint8_t *name, size_t nlen,
@@ -230,6 +247,14 @@ struct extproc_decider_ops {
 	enum extproc_verdict (*decide_body)(void *self, enum extproc_part part,
 					    const uint8_t *body, size_t len,
 					    struct extproc_decision *d);
+	/* Optional (NULL: never). Per-route processing mode: called once per
+	 * exchange with the request's :path after its headers were decided;
+	 * returns true with |m| filled to send a mode_override in the
+	 * request_headers reply, so bodies are only requested where a rule
+	 * needs them (the data plane applies it when allow_mode_override is
+	 * set). */
+	bool (*decide_mode)(void *self, const uint8_t *path, size_t plen,
+			    struct extproc_mode *m);
 };
 
 struct extproc_decider {

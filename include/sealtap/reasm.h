@@ -135,7 +135,7 @@ struct reasm_cfg {
 #define REASM_CFG_DEFAULT                                                      \
 	{ .flow_ooo_max = 1u << 20, .worker_memcap = 64ull << 20,              \
 	  .chunk_size = 2048, .gap_timeout_ns = 2 * 1000000000ull,            \
-	  .start_hold_ns = 10 * 1000000ull }
+	  .start_hold_ns = 0 }
 
 /* Per-worker reassembly context: chunk pool, consumer, counters. */
 struct reasm_ctx;

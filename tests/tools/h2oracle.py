@@ -542,8 +542,9 @@ def walk_gaps(d, totals):
                 continue
         i = bisect.bisect_right(starts, a) - 1
         f = frames[i]
-        if f.start + 9 <= a and b < f.end and f.type != MAGIC:
-            # Inside one payload: sealtap keeps framing.
+        if f.start + 9 <= a and b <= f.end and f.type != MAGIC:
+            # Inside one payload (possibly up to its very end): sealtap
+            # keeps framing.
             if f.damage is None:
                 f.damage = "inner"
             if f.type == DATA:

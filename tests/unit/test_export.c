@@ -408,7 +408,7 @@ static void list_dir(const char *dir, struct dirlist *l)
 		else if (sscanf(e->d_name, "records-%6lu.%15s", &num, tail) ==
 				 2 &&
 			 !strcmp(tail, "ndjson") && strlen(e->d_name) == 21)
-			snprintf(l->names[l->n++], 64, "%s", e->d_name);
+			snprintf(l->names[l->n++], 64, "%.63s", e->d_name);
 		else
 			l->other++;
 	}

@@ -424,6 +424,54 @@ static void test_full_duplex_chunking(void **state)
 	fixture_fini(&f);
 }
 
+/* A decider that asks for buffered request bodies on /upload only. */
+static bool upload_mode(void *self, const uint8_t *path, size_t plen,
+			struct extproc_mode *m)
+{
+	(void)self;
+	if (plen < 7 || memcmp(path, "/upload", 7))
+		return false;
+	m->request_body = EXTPROC_BODY_BUFFERED;
+	m->response_body = EXTPROC_BODY_NONE;
+	return true;
+}
+
+static void test_mode_override(void **state)
+{
+	(void)state;
+	struct fixture f;
+	fixture_init(&f);
+	struct extproc_decider_ops ops = *f.ctx.decider.ops;
+	ops.decide_mode = upload_mode;
+	f.ctx.decider.ops = &ops;
+	for (int i = 0; i < 2; i++) {
+		struct extproc_xchg_info info = { .peer = "p" };
+		struct extproc_xchg *x = extproc_xchg_new(&info);
+		struct step st = S(RQH, .path = i ? "/upload/a" : "/index.html");
+		size_t len;
+		uint8_t *m = build(&st, &len);
+		struct extproc_buf out = { 0 };
+		const char *why;
+		assert_int_equal(extproc_xchg_message(x, &f.ctx, m, len, &out, &why), 0);
+		PRESP *r = envoy__service__ext_proc__v3__processing_response__unpack(
+			NULL, out.len - 5, out.p + 5);
+		assert_int_equal(r->response_case, 1);
+		if (i) {
+			assert_non_null(r->mode_override);
+			assert_int_equal(r->mode_override->request_body_mode, 2);
+			assert_int_equal(r->mode_override->response_body_mode, 0);
+		} else {
+			assert_null(r->mode_override);
+		}
+		envoy__service__ext_proc__v3__processing_response__free_unpacked(r, NULL);
+		free(m);
+		extproc_buf_free(&out);
+		extproc_xchg_free(x);
+	}
+	assert_int_equal(f.ctr.v[EXTPROC_CTR_mode_overrides], 1);
+	fixture_fini(&f);
+}
+
 static void test_counters_quantile(void **state)
 {
 	(void)state;
@@ -451,6 +499,7 @@ int main(void)
 		cmocka_unit_test(test_mutation_shape),
 		cmocka_unit_test(test_unknown_fields_and_malformed),
 		cmocka_unit_test(test_full_duplex_chunking),
+		cmocka_unit_test(test_mode_override),
 		cmocka_unit_test(test_counters_quantile),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,343 @@
+#!/usr/bin/env python3
+"""Bad input against sealtap extproc: each case must end its stream or
+connection cleanly with the right gRPC / HTTP/2 error, be counted, and
+leave the server serving others. Raw bytes and raw HTTP/2 (python3-h2)
+rather than a gRPC library, which would refuse to send most of these.
+
+usage: bad_input.py --workdir DIR
+"""
+import argparse
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+import xp  # noqa: E402
+
+import h2.config  # noqa: E402
+import h2.connection  # noqa: E402
+import h2.events  # noqa: E402
+import h2.exceptions  # noqa: E402
+
+pb = xp.stubs()
+EP = pb.ep
+CANARY = b'CANARYbad1nput42'
+
+GRPC_HDRS = [(':method', 'POST'), (':scheme', 'http'), (':authority', 'x'),
+             ('content-type', 'application/grpc'), ('te', 'trailers')]
+
+
+def frame(msg, flags=0, length=None):
+    return struct.pack('>BI', flags, len(msg) if length is None else length) + msg
+
+
+class Raw:
+    """One HTTP/2 client connection with python3-h2."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(('127.0.0.1', port), timeout=5)
+        self.conn = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding='utf-8',
+                                      validate_outbound_headers=False,
+                                      normalize_outbound_headers=False))
+        self.conn.initiate_connection()
+        self.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 24})
+        self.flush()
+        self.streams = {}
+        self.goaway = None
+
+    def flush(self):
+        d = self.conn.data_to_send()
+        if d:
+            self.sock.sendall(d)
+
+    def call(self, path, hdrs=None, chunks=(), end=True, extra=()):
+        sid = self.conn.get_next_available_stream_id()
+        h = list(hdrs if hdrs is not None else GRPC_HDRS) + [(':path', path)] + list(extra)
+        # RFC 9113 §8.3: pseudo-header fields come first
+        h = [x for x in h if x[0].startswith(':')] + [x for x in h if not x[0].startswith(':')]
+        self.conn.send_headers(sid, h, end_stream=end and not chunks)
+        for i, c in enumerate(chunks):
+            self.conn.send_data(sid, c, end_stream=end and i == len(chunks) - 1)
+        self.flush()
+        self.streams[sid] = {'headers': [], 'data': b'', 'trailers': [], 'ended': False,
+                             'reset': None}
+        return sid
+
+    def pump(self, until, timeout=5.0):
+        deadline = time.time() + timeout
+        while not until():
+            if time.time() > deadline:
+                raise AssertionError('timed out')
+            self.sock.settimeout(max(0.01, deadline - time.time()))
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            if not data:
+                self.closed = True
+                return
+            for ev in self.conn.receive_data(data):
+                s = self.streams.get(getattr(ev, 'stream_id', None))
+                if isinstance(ev, h2.events.ResponseReceived):
+                    s['headers'] = ev.headers
+                elif isinstance(ev, h2.events.DataReceived):
+                    s['data'] += ev.data
+                    self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, h2.events.TrailersReceived):
+                    s['trailers'] = ev.headers
+                elif isinstance(ev, h2.events.StreamEnded):
+                    s['ended'] = True
+                elif isinstance(ev, h2.events.StreamReset):
+                    if s is not None:
+                        s['reset'] = ev.error_code
+                        s['ended'] = True
+                elif isinstance(ev, h2.events.ConnectionTerminated):
+                    self.goaway = ev.error_code
+            self.flush()
+
+    def wait(self, sid, timeout=5.0):
+        self.pump(lambda: self.streams[sid]['ended'], timeout)
+        return self.streams[sid]
+
+    def close(self):
+        self.sock.close()
+
+
+def status_of(s):
+    """grpc-status and grpc-message, from trailers or a trailers-only reply."""
+    h = dict(s['trailers'] or s['headers'])
+    return h.get('grpc-status'), h.get('grpc-message', '')
+
+
+failures = 0
+messages = []
+
+
+def case(name, fn):
+    global failures
+    try:
+        fn()
+        print('ok: %s' % name)
+    except Exception as e:
+        failures += 1
+        print('FAIL: %s: %s' % (name, e))
+
+
+def expect_grpc(s, code):
+    st, msg = status_of(s)
+    messages.append(msg)
+    if st != str(code):
+        raise AssertionError('grpc-status %r (%r), expected %d' % (st, msg, code))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--workdir', required=True)
+    args = ap.parse_args()
+    srv = xp.Server(args.workdir, 'bad-input')
+    P = srv.port
+    req_hdrs = EP.ProcessingRequest(request_headers=xp.headers(
+        pb, [(':path', '/'), ('authorization', 'Bearer ' + CANARY.decode())]))
+
+    def garbage():
+        s = socket.create_connection(('127.0.0.1', P), timeout=5)
+        s.sendall(b'\x16\x03\x01\x02\x00' + CANARY + os.urandom(64))
+        got = b''
+        while True:
+            d = s.recv(4096)
+            if not d:
+                break
+            got += d
+        s.close()
+        # a GOAWAY frame with PROTOCOL_ERROR (1)
+        if len(got) < 17 or got[3] != 7 or struct.unpack('>I', got[13:17])[0] != 1:
+            raise AssertionError('no GOAWAY(PROTOCOL_ERROR): %r' % got[:32])
+    case('garbage bytes -> GOAWAY(PROTOCOL_ERROR), connection closed', garbage)
+
+    def http1():
+        s = socket.create_connection(('127.0.0.1', P), timeout=5)
+        s.sendall(b'GET / HTTP/1.1\r\nHost: x\r\nAuthorization: ' + CANARY + b'\r\n\r\n')
+        got = b''
+        while True:
+            d = s.recv(4096)
+            if not d:
+                break
+            got += d
+        s.close()
+        if not got.startswith(b'HTTP/1.1 505'):
+            raise AssertionError('HTTP/1.1 request: %r' % got[:40])
+    case('HTTP/1.1 request -> 505, connection closed', http1)
+
+    r = Raw(P)
+
+    def wrong_ct():
+        h = [x for x in GRPC_HDRS if x[0] != 'content-type'] + [('content-type', 'application/json')]
+        s = r.wait(r.call(xp.PROCESS, hdrs=h, chunks=[b'{}']))
+        if dict(s['headers']).get(':status') != '415':
+            raise AssertionError('status %r' % s['headers'])
+    case('wrong content-type -> HTTP 415', wrong_ct)
+
+    def get_method():
+        h = [(':method', 'GET')] + [x for x in GRPC_HDRS if x[0] != ':method']
+        s = r.wait(r.call(xp.PROCESS, hdrs=h))
+        if dict(s['headers']).get(':status') != '405':
+            raise AssertionError('status %r' % s['headers'])
+    case('GET instead of POST -> HTTP 405', get_method)
+
+    def truncated():
+        s = r.wait(r.call(xp.PROCESS, chunks=[frame(b'\x12\x00' + CANARY, length=100)]))
+        expect_grpc(s, 13)
+    case('truncated gRPC frame -> INTERNAL (13)', truncated)
+
+    def truncated_prefix():
+        s = r.wait(r.call(xp.PROCESS, chunks=[b'\x00\x00\x00']))
+        expect_grpc(s, 13)
+    case('truncated 5-byte prefix -> INTERNAL (13)', truncated_prefix)
+
+    def malformed():
+        s = r.wait(r.call(xp.PROCESS, chunks=[frame(b'\x12\xff\xff\xff\xff\x0f' + CANARY)]))
+        expect_grpc(s, 13)
+    case('malformed protobuf -> INTERNAL (13)', malformed)
+
+    def empty_request():
+        s = r.wait(r.call(xp.PROCESS, chunks=[frame(b'')]))
+        expect_grpc(s, 3)
+    case('ProcessingRequest without a phase -> INVALID_ARGUMENT (3)', empty_request)
+
+    def twice():
+        m = frame(req_hdrs.SerializeToString())
+        s = r.wait(r.call(xp.PROCESS, chunks=[m, m]))
+        # the first is answered, the second ends the stream
+        if len(s['data']) < 5 or s['data'][5:6] != b'\x0a':
+            raise AssertionError('first request_headers not answered: %r' % s['data'][:8])
+        expect_grpc(s, 3)
+    case('request_headers twice (type mismatch) -> reply, then INVALID_ARGUMENT (3)', twice)
+
+    def body_after_trailers():
+        t = EP.ProcessingRequest(request_trailers=EP.HttpTrailers()).SerializeToString()
+        b = EP.ProcessingRequest(request_body=EP.HttpBody(body=CANARY)).SerializeToString()
+        s = r.wait(r.call(xp.PROCESS, chunks=[frame(t), frame(b)]))
+        expect_grpc(s, 3)
+    case('request_body after request_trailers -> INVALID_ARGUMENT (3)', body_after_trailers)
+
+    def compressed_flag():
+        s = r.wait(r.call(xp.PROCESS, chunks=[frame(req_hdrs.SerializeToString(), flags=1)]))
+        expect_grpc(s, 12)
+    case('compressed flag -> UNIMPLEMENTED (12)', compressed_flag)
+
+    def gzip_encoding():
+        s = r.wait(r.call(xp.PROCESS, chunks=[frame(b'')], extra=[('grpc-encoding', 'gzip')]))
+        expect_grpc(s, 12)
+        if dict(s['headers']).get('grpc-accept-encoding') != 'identity':
+            raise AssertionError('no grpc-accept-encoding: identity')
+    case('grpc-encoding gzip -> UNIMPLEMENTED (12) + grpc-accept-encoding', gzip_encoding)
+
+    def too_large():
+        s = r.wait(r.call(xp.PROCESS, chunks=[struct.pack('>BI', 0, 5 << 20) + b'x' * 1000], end=False))
+        expect_grpc(s, 8)
+    case('5 MiB message over the default 4 MiB -> RESOURCE_EXHAUSTED (8)', too_large)
+
+    def big_headers():
+        s = r.wait(r.call(xp.PROCESS, chunks=[frame(b'')], extra=[('x-big', 'a' * 20000)]))
+        expect_grpc(s, 8)
+    case('header list over max_header_list -> RESOURCE_EXHAUSTED (8)', big_headers)
+
+    def deadline():
+        t0 = time.time()
+        s = r.wait(r.call(xp.PROCESS, chunks=[frame(req_hdrs.SerializeToString())], end=False,
+                          extra=[('grpc-timeout', '150m')]))
+        expect_grpc(s, 4)
+        if time.time() - t0 > 2:
+            raise AssertionError('deadline took %.1fs' % (time.time() - t0))
+    case('grpc-timeout 150m honoured -> DEADLINE_EXCEEDED (4)', deadline)
+
+    def unknown_path():
+        s = r.wait(r.call('/foo.Bar/Baz', chunks=[frame(b'')]))
+        expect_grpc(s, 12)
+    case('unknown method -> UNIMPLEMENTED (12)', unknown_path)
+
+    def still_serving():
+        s = r.wait(r.call(xp.HEALTH_CHECK, chunks=[frame(b'')]))
+        expect_grpc(s, 0)
+        if s['data'] != frame(b'\x08\x01'):
+            raise AssertionError('health reply %r' % s['data'])
+    case('same connection still serves (Health/Check SERVING)', still_serving)
+    r.close()
+
+    def flood():
+        f = Raw(P)
+        try:
+            for i in range(3000):
+                sid = f.conn.get_next_available_stream_id()
+                f.conn.send_headers(sid, [(':path', xp.PROCESS)] + GRPC_HDRS)
+                f.conn.reset_stream(sid, 8)
+                if i % 100 == 99:
+                    f.flush()
+            f.flush()
+        except (BrokenPipeError, ConnectionResetError, h2.exceptions.ProtocolError):
+            pass
+        try:
+            f.pump(lambda: f.goaway is not None, timeout=5)
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        if f.goaway != 11:
+            raise AssertionError('no GOAWAY(ENHANCE_YOUR_CALM): %r' % f.goaway)
+        f.close()
+    case('stream flood (open + RST) -> GOAWAY(ENHANCE_YOUR_CALM)', flood)
+
+    def nghttp_health():
+        body = os.path.join(args.workdir, 'health.bin')
+        with open(body, 'wb') as fh:
+            fh.write(frame(b''))
+        out = subprocess.run(['nghttp', '-v', '-H', 'content-type: application/grpc',
+                              '-H', 'te: trailers', '-d', body,
+                              'http://127.0.0.1:%d%s' % (P, xp.HEALTH_CHECK)],
+                             capture_output=True, timeout=10).stdout.decode()
+        if 'grpc-status: 0' not in out:
+            raise AssertionError('nghttp: %s' % out[-400:])
+        hexout = subprocess.run(['nghttp', '-H', 'content-type: application/grpc',
+                                 '-d', body, 'http://127.0.0.1:%d%s' % (P, xp.HEALTH_CHECK)],
+                                capture_output=True, timeout=10).stdout
+        if hexout != frame(b'\x08\x01'):
+            raise AssertionError('nghttp body %r' % hexout)
+    case('Health/Check over raw HTTP/2 (nghttp) -> SERVING, grpc-status 0', nghttp_health)
+
+    def other_conn_serves():
+        f = Raw(P)
+        s = f.wait(f.call(xp.PROCESS, chunks=[frame(req_hdrs.SerializeToString())]))
+        expect_grpc(s, 0)
+        f.close()
+    case('a new connection is served after all of it', other_conn_serves)
+
+    ctr = srv.stop()
+    want = {'conns_bad_preface': 1, 'conns_http1': 1, 'streams_bad_request': 2,
+            'msgs_truncated': 2, 'msgs_malformed': 1, 'msgs_out_of_order': 3,
+            'msgs_compressed': 2, 'msgs_too_large': 1, 'streams_header_too_big': 1,
+            'streams_deadline': 1, 'streams_unimplemented': 1, 'conns_flood': 1,
+            'streams_premature_reset': 1000}
+    for k, v in want.items():
+        if ctr.get(k, 0) < v:
+            print('FAIL: counter %s = %s, expected >= %d' % (k, ctr.get(k, 0), v))
+            failures_add()
+    leak = CANARY in srv.all_output() or any(CANARY.decode() in m for m in messages)
+    if leak:
+        print('FAIL: the canary appears in logs, records or error messages')
+        failures_add()
+    else:
+        print('ok: no canary in logs, records or %d error messages' % len(messages))
+    print('bad input: %d failure(s)' % failures)
+    xp.cleanup_stubs()
+    return 1 if failures else 0
+
+
+def failures_add():
+    global failures
+    failures += 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())

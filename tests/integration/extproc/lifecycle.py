@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""sealtap extproc life cycle: several event-loop threads sharing the port
+(SO_REUSEPORT), and graceful shutdown -- on SIGTERM a stream in flight
+finishes (GOAWAY, then drain), new connections are refused, the process
+exits 0 and writes its summary.
+
+usage: lifecycle.py --workdir DIR
+"""
+import argparse
+import os
+import signal
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+import xp  # noqa: E402
+
+import grpc  # noqa: E402
+
+pb = xp.stubs()
+EP = pb.ep
+OPTS = [('grpc.use_local_subchannel_pool', 1)]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--workdir', required=True)
+    args = ap.parse_args()
+    failures = 0
+    srv = xp.Server(args.workdir, 'lifecycle', threads=4)
+    tasks = os.listdir('/proc/%d/task' % srv.proc.pid)
+    if len(tasks) < 5:  # main + 4 event loops (+ exporter)
+        print('FAIL: %d threads, expected 4 event loops' % len(tasks))
+        failures += 1
+    else:
+        print('ok: 4 event-loop threads (%d threads in all)' % len(tasks))
+    # many connections spread over the threads
+    chans = [grpc.insecure_channel('127.0.0.1:%d' % srv.port, options=OPTS)
+             for _ in range(16)]
+    for ch in chans:
+        c = xp.Call(ch, pb)
+        c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [(':path', '/')], eos=True)))
+        if c.recv().WhichOneof('response') != 'request_headers':
+            failures += 1
+        c.half_close()
+        if c.finish()[0] != grpc.StatusCode.OK:
+            failures += 1
+    for ch in chans[1:]:
+        ch.close()
+    print('ok: 16 connections served by the shared port')
+
+    # a stream in flight when SIGTERM arrives
+    ch = chans[0]
+    c = xp.Call(ch, pb)
+    c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [(':path', '/slow')])))
+    c.recv()
+    t0 = time.time()
+    srv.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)  # shutdown notice, then the final GOAWAY
+    try:
+        socket.create_connection(('127.0.0.1', srv.port), timeout=1).close()
+        print('FAIL: new connections still accepted while draining')
+        failures += 1
+    except OSError:
+        print('ok: listener closed on SIGTERM')
+    c.send(EP.ProcessingRequest(response_headers=xp.headers(pb, [(':status', '200')], eos=True)))
+    r = c.recv()
+    if r.WhichOneof('response') != 'response_headers':
+        print('FAIL: stream in flight not served after SIGTERM')
+        failures += 1
+    c.half_close()
+    code = c.finish()[0]
+    if code != grpc.StatusCode.OK:
+        print('FAIL: stream in flight ended with %s' % code)
+        failures += 1
+    else:
+        print('ok: stream in flight finished after SIGTERM (GOAWAY, drain)')
+    srv.proc.wait(10)
+    took = time.time() - t0
+    rc = srv.proc.returncode
+    ctr = srv.stop()
+    if rc != 0:
+        print('FAIL: exit status %d' % rc)
+        failures += 1
+    elif took > 5:
+        print('FAIL: drain took %.1fs' % took)
+        failures += 1
+    else:
+        print('ok: exited 0 %.2fs after SIGTERM, %d streams ok' % (took, ctr.get('streams_ok', 0)))
+    if ctr.get('streams_ok', 0) < 17:
+        print('FAIL: streams_ok %r' % ctr.get('streams_ok'))
+        failures += 1
+    ch.close()
+    xp.cleanup_stubs()
+    print('lifecycle: %d failure(s)' % failures)
+    return 1 if failures else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
