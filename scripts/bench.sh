@@ -213,20 +213,13 @@ bench_capture() {
 	echo "$out" >&2
 
 	echo "bench: reference dpdk-testpmd rxonly, net_pcap infinite_rx, ${SECONDS_TP}s" >&2
-	local tplog
-	tplog=$(mktemp)
-	timeout -s INT "$((SECONDS_TP + 4))" dpdk-testpmd "${TP_MEM[@]}" --no-pci --no-telemetry \
-		-l 0-1 --vdev "net_pcap0,rx_pcap=$PCAP,infinite_rx=1" -- \
-		--forward-mode=rxonly --port-topology=loop --auto-start --stats-period=1 \
-		--total-num-mbufs=65536 >"$tplog" 2>&1 || true
+	local ref
+	ref=$(testpmd_mpps "$PCAP" "$CAP_PKTS")
 
-	$PY - "$out" "$tplog" "$PCAP" "$CAP_PKTS" "$CAP_BYTES" "$passes" <<'PYEOF'
-import json, re, sys
+	$PY - "$out" "$ref" "$PCAP" "$CAP_PKTS" "$CAP_BYTES" "$passes" <<'PYEOF'
+import json, sys
 tap = json.loads(sys.argv[1])
-rates = [int(x) for x in re.findall(r'Rx-pps:\s+(\d+)', open(sys.argv[2]).read())]
-# Skip the first (warm-up, partial second) and the last sample.
-steady = rates[1:-1] or rates
-ref = sum(steady) / len(steady) / 1e6 if steady else 0.0
+ref = float(sys.argv[2])
 cap_pkts, cap_bytes = int(sys.argv[4]), int(sys.argv[5])
 res = {
     "bench": "capture",
@@ -250,11 +243,10 @@ res = {
 }
 print(json.dumps(res))
 PYEOF
-	rm -f "$tplog"
 }
 
 case $what in
 capture) bench_capture ;;
 tap) bench_tap ;;
-*) echo "bench.sh: unknown benchmark '$what' (available: capture, tap, seal)" >&2; exit 2 ;;
+*) echo "bench.sh: unknown benchmark '$what' (available: capture, tap, seal, extproc)" >&2; exit 2 ;;
 esac

@@ -118,56 +118,12 @@ ok "kms.softhsm_dir: SoftHSM2 directory, token and DEK made by sealtap"
 # ---- no key bytes anywhere ---------------------------------------------------------------
 # An independent PKCS#11 client unwraps every stored DEK (format byte 0x01 =
 # RFC 5649), then looks for the DEKs and the PIN in every output file.
-"$PY" - "$MODULE" "$(head -1 "$T/pin")" "$T/keys.json" "$T"/*.out "$T"/*.err "$T/keys.json" "$T/keys2.json" <<'EOF' || fail "key material or PIN found in output"
-import base64, ctypes as C, json, sys
+P11UNWRAP_DIR="$IT_ROOT/tests/tools" "$PY" - "$MODULE" "$(head -1 "$T/pin")" "$T/keys.json" "$T"/*.out "$T"/*.err "$T/keys.json" "$T/keys2.json" <<'EOF' || fail "key material or PIN found in output"
+import base64, os, sys
+sys.path.insert(0, os.environ["P11UNWRAP_DIR"])
+from p11unwrap import deks as unwrap
 mod, pin, store, files = sys.argv[1], sys.argv[2].encode(), sys.argv[3], sys.argv[4:]
-U = C.c_ulong
-class Attr(C.Structure):
-    _fields_ = [("type", U), ("value", C.c_void_p), ("len", U)]
-class Mech(C.Structure):
-    _fields_ = [("mech", U), ("param", C.c_void_p), ("len", U)]
-p = C.CDLL(mod)
-def ck(name, *a):
-    rv = getattr(p, name)(*a)
-    if rv: raise SystemExit("%s: 0x%x" % (name, rv))
-def attrs(*pairs):
-    arr = (Attr * len(pairs))()
-    keep = []
-    for i, (t, v) in enumerate(pairs):
-        b = C.create_string_buffer(v, len(v)); keep.append(b)
-        arr[i] = Attr(t, C.cast(b, C.c_void_p), len(v))
-    return arr, keep
-ulong = lambda v: bytes(U(v))
-ck("C_Initialize", None)
-n = U(0); ck("C_GetSlotList", C.c_ubyte(1), None, C.byref(n))
-slots = (U * n.value)(); ck("C_GetSlotList", C.c_ubyte(1), slots, C.byref(n))
-slot = None
-for s in slots:
-    info = C.create_string_buffer(512); ck("C_GetTokenInfo", U(s), info)
-    if info.raw[:32].rstrip(b" ") == b"sealtap-dev": slot = s
-assert slot is not None, "token not found"
-h = U(); ck("C_OpenSession", U(slot), U(6), None, None, C.byref(h))
-ck("C_Login", h, U(1), pin, U(len(pin)))
-def kek(label):
-    t, keep = attrs((0, ulong(4)), (3, label.encode()))
-    ck("C_FindObjectsInit", h, t, U(2))
-    o, cnt = U(), U(); ck("C_FindObjects", h, C.byref(o), U(1), C.byref(cnt)); ck("C_FindObjectsFinal", h)
-    assert cnt.value == 1, label
-    return o
-deks = []
-for ten in json.load(open(store))["tenants"]:
-    k = kek(ten["kek"])
-    for d in ten["deks"]:
-        blob = base64.b64decode(d["wrapped"])
-        assert blob[0] == 1, "not an RFC 5649 blob"
-        w = C.create_string_buffer(blob[1:], len(blob) - 1)
-        t, keep = attrs((0, ulong(4)), (0x100, ulong(0x10)), (1, b"\0"), (0x103, b"\0"), (0x162, b"\1"))
-        o = U(); m = Mech(0x210A, None, 0)
-        ck("C_UnwrapKey", h, C.byref(m), k, w, U(len(blob) - 1), t, U(5), C.byref(o))
-        v = C.create_string_buffer(64); a = Attr(0x11, C.cast(v, C.c_void_p), 64)
-        ck("C_GetAttributeValue", h, o, C.byref(a), U(1)); ck("C_DestroyObject", h, o)
-        assert a.len == 32, a.len
-        deks.append((d["id"], v.raw[:32]))
+deks = unwrap(mod, "sealtap-dev", pin, store)
 assert len(deks) == 4 and len({x for _, x in deks}) == 4, "expected 4 distinct DEKs"
 pats = [pin]
 for _, key in deks:
