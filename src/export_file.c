@@ -14,6 +14,8 @@
 #include "sealtap/log.h"
 
 #define IDLE_SLEEP_NS 1000000 /* 1 ms between polls of empty rings */
+#define TRICKLE_RECORDS 64     /* fewer per pass: records come slowly */
+#define TRICKLE_SLEEP_NS 100000 /* 100 us: rings hold far more than that */
 
 struct export_file {
 	struct export_file_cfg cfg;
@@ -161,8 +163,12 @@ static void *run(void *arg)
 		}
 		if (stopping && got == 0)
 			break;
-		if (got == 0) {
-			struct timespec ts = { 0, IDLE_SLEEP_NS };
+		/* Idle: sleep 1 ms. A trickle: sleep a little so records
+		 * batch up instead of the thread spinning a core on a few
+		 * records per pass; under load it drains back to back. */
+		if (got == 0 || got < TRICKLE_RECORDS) {
+			struct timespec ts = { 0, got ? TRICKLE_SLEEP_NS
+						      : IDLE_SLEEP_NS };
 			nanosleep(&ts, NULL);
 		}
 	}
