@@ -125,6 +125,8 @@ struct h2_stream {
 	uint32_t promised_by;
 	uint32_t rst_code;
 	uint32_t seq;       /* n-th stream of the connection */
+	char rid[17];       /* record id, 16 hex digits, fixed when the stream
+			     * opens (the record's "id" and the sealing AAD) */
 	uint32_t anomalies;
 	uint8_t end;        /* enum stream_end once decided */
 	uint8_t rst_by_client;
@@ -363,6 +365,25 @@ static void stream_finish(struct h2_ctx *ctx, struct h2_stream *s,
 	stream_free(ctx, s);
 }
 
+/* Record id: a hash of the connection (canonical key, first packet time),
+ * the stream id and its order in the connection, so a replay of the same
+ * input gives the same ids whatever the number of workers. */
+static uint64_t compute_record_id(const struct flow *f, uint32_t sid,
+				  uint32_t seq)
+{
+	struct {
+		struct flow_key key;
+		uint64_t first_ts;
+		uint32_t sid, seq;
+	} id;
+	memset(&id, 0, sizeof(id));
+	id.key = f->key;
+	id.first_ts = f->first_ts;
+	id.sid = sid;
+	id.seq = seq;
+	return record_hash64(&id, sizeof(id), RECORD_SCHEMA_VERSION);
+}
+
 static struct h2_stream *stream_new(struct h2_ctx *ctx, struct h2_conn *cn,
 				    uint32_t sid, uint64_t ts)
 {
@@ -389,6 +410,8 @@ static struct h2_stream *stream_new(struct h2_ctx *ctx, struct h2_conn *cn,
 	s->conn = cn;
 	s->id = sid;
 	s->seq = cn->next_seq++;
+	snprintf(s->rid, sizeof(s->rid), "%016llx",
+		 (unsigned long long)compute_record_id(cn->flow, sid, s->seq));
 	s->first_ts = s->last_ts = ts;
 	const struct h2_cfg *cfg = &ctx->cfg;
 	bchain_init(&s->method, PSEUDO_MAX);
@@ -490,7 +513,6 @@ static bool always_redact(const uint8_t *n, size_t nl)
 }
 
 /* Appends one [name, value] pair to |list|; unknown parts become null. */
-static uint64_t record_id(const struct h2_stream *s);
 
 /* The route of |s| once known: from its request, else the default. */
 static const struct policy_route *stream_route(struct h2_ctx *ctx,
@@ -520,12 +542,10 @@ static bool put_value(struct h2_ctx *ctx, struct h2_stream *s,
 		}
 		return record_json_str(p, list, v, (uint32_t)vl);
 	}
-	char rid[17], field[160];
-	snprintf(rid, sizeof(rid), "%016llx",
-		 (unsigned long long)record_id(s));
+	char field[160];
 	snprintf(field, sizeof(field), "%s:%.*s", section,
 		 (int)(nl > 120 ? 120 : nl), (const char *)n);
-	struct record_seal_where w = { rid, field };
+	struct record_seal_where w = { s->rid, field };
 	uint32_t a0 = s->applied.len;
 	bool ok = record_seal_value(ctx->sealer, stream_route(ctx, s), &w, n,
 				    nl, v, vl, p, list, &s->applied);
@@ -1821,21 +1841,6 @@ static void put_ts(struct h2_ctx *ctx, struct record_buf *b, uint64_t ns)
 	record_buf_put(b, "\"", 1);
 }
 
-static uint64_t record_id(const struct h2_stream *s)
-{
-	const struct flow *f = s->conn->flow;
-	struct {
-		struct flow_key key;
-		uint64_t first_ts;
-		uint32_t sid, seq;
-	} id;
-	memset(&id, 0, sizeof(id));
-	id.key = f->key;
-	id.first_ts = f->first_ts;
-	id.sid = s->id;
-	id.seq = s->seq;
-	return record_hash64(&id, sizeof(id), RECORD_SCHEMA_VERSION);
-}
 
 /* Writes the whole record; |with_headers| false leaves header lists out
  * (used when they do not fit in max_record). */
@@ -1855,7 +1860,7 @@ static void build_record(struct h2_ctx *ctx, struct h2_stream *s,
 	b->len = 0;
 	b->overflow = false;
 	record_buf_puts(b, "{\"v\":1,\"id\":\"");
-	record_buf_hex64(b, record_id(s));
+	record_buf_put(b, s->rid, 16);
 	record_buf_puts(b, "\",\"source\":\"");
 	record_buf_puts(b, ctx->run.source ? ctx->run.source : "tap");
 	record_buf_put(b, "\"", 1);
@@ -1947,8 +1952,6 @@ static void scan_bodies(struct h2_ctx *ctx, struct h2_stream *s)
 	const struct policy_route *r = stream_route(ctx, s);
 	if (!record_seal_scans_bodies(r))
 		return;
-	char rid[17];
-	snprintf(rid, sizeof(rid), "%016llx", (unsigned long long)record_id(s));
 	struct h2_msg *ms[2] = { &s->req, &s->resp };
 	static const char *const names[2] = { "request.body",
 					      "response.body" };
@@ -1958,7 +1961,7 @@ static void scan_bodies(struct h2_ctx *ctx, struct h2_stream *s)
 			continue;
 		uint32_t n = bchain_copy(&m->body, 0, ctx->body_buf,
 					 ctx->cfg.body_inspect);
-		record_seal_body(ctx->sealer, r, rid, names[i], m->ctype,
+		record_seal_body(ctx->sealer, r, s->rid, names[i], m->ctype,
 				 m->ctype_len, ctx->body_buf, n, ctx->bytes,
 				 &m->found);
 		/* the plaintext body goes as soon as it is scanned */
