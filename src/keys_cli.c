@@ -34,6 +34,7 @@
 
 #include "sealtap/config.h"
 #include "sealtap/keys.h"
+#include "sealtap/keys_runtime.h"
 #include "sealtap/kms.h"
 #include "sealtap/log.h"
 
@@ -381,23 +382,9 @@ static void sec_free(uint8_t *p)
 
 static int open_kms(const struct env *e, struct kms **out)
 {
-	char err[KMS_MSG_MAX];
-	struct kms_backend *b;
-	int rc = kms_pkcs11_open(&e->p11, &b, err, sizeof(err));
-	if (rc)
-		return cli_err(code_of(rc), "%s", err);
-	struct kms_async_cfg ac = {
-		.max_attempts = e->cfg.kms.retry_attempts,
-		.backoff_base_ns = e->cfg.kms.retry_base_ns,
-		.backoff_max_ns = e->cfg.kms.retry_max_ns,
-		.health_interval_ns = 0,
-		.queue_max = 16,
-	};
-	rc = kms_new(b, &ac, out);
-	if (rc)
-		return cli_err(KX_RUNTIME, "cannot start the KMS thread: %s",
-			    strerror(-rc));
-	return 0;
+	char err[KMS_MSG_MAX + 64];
+	int rc = keys_kms_open(&e->cfg, out, err, sizeof(err));
+	return rc ? cli_err(code_of(rc), "%s", err) : 0;
 }
 
 static int kms_error(const struct kms_req *r, const char *what)

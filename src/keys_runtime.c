@@ -37,8 +37,8 @@ static void softhsm_env(const struct st_config *cfg)
 	setenv("SOFTHSM2_CONF", conf, 0);
 }
 
-static int open_kms(const struct st_config *cfg, struct kms **out, char *err,
-		    size_t errlen)
+int keys_kms_open(const struct st_config *cfg, struct kms **out, char *err,
+		  size_t errlen)
 {
 	struct kms_pkcs11_cfg p11 = {
 		.module = or_default(cfg->kms.pkcs11_module,
@@ -63,6 +63,21 @@ static int open_kms(const struct st_config *cfg, struct kms **out, char *err,
 		snprintf(err, errlen, "cannot start the KMS thread: %s",
 			 strerror(-rc));
 	return rc;
+}
+
+int keys_dek_unwrap(struct kms *k, const struct keys_tenant_rec *t,
+		    const struct keys_dek_rec *d, uint8_t *out, size_t cap)
+{
+	struct kms_req r;
+	memset(&r, 0, sizeof(r));
+	r.op = KMS_OP_UNWRAP;
+	snprintf(r.kek_ref, sizeof(r.kek_ref), "%s", t->kek);
+	r.blob = d->wrapped;
+	r.dek_out = out;
+	r.dek_cap = cap;
+	int rc = kms_call(k, &r);
+	return rc == 0 && r.rc == 0 && r.dek_out_len == SEAL_DEK_LEN ? 0
+								      : -EIO;
 }
 
 static void fail_tenant(struct keys_runtime *rt, const char *tenant,
@@ -105,15 +120,7 @@ static void install_tenant(struct keys_runtime *rt, const char *name)
 		fail_tenant(rt, name, "DEK cache full (keys.max_tenants)");
 		return;
 	}
-	struct kms_req r;
-	memset(&r, 0, sizeof(r));
-	r.op = KMS_OP_UNWRAP;
-	snprintf(r.kek_ref, sizeof(r.kek_ref), "%s", t->kek);
-	r.blob = d->wrapped;
-	r.dek_out = buf;
-	r.dek_cap = cap;
-	int rc = kms_call(rt->kms, &r);
-	if (rc || r.rc || r.dek_out_len != SEAL_DEK_LEN) {
+	if (keys_dek_unwrap(rt->kms, t, d, buf, cap) != 0) {
 		keys_cache_slot_put(rt->cache, slot);
 		fail_tenant(rt, name, "the KMS did not unwrap its DEK");
 		return;
@@ -178,7 +185,7 @@ int keys_runtime_start(const struct st_config *cfg,
 	unsigned stored = 0;
 	for (unsigned i = 0; i < n; i++)
 		stored += keys_store_tenant(rt->store, tenants[i]) != NULL;
-	if (stored && open_kms(cfg, &rt->kms, kerr, sizeof(kerr)) != 0) {
+	if (stored && keys_kms_open(cfg, &rt->kms, kerr, sizeof(kerr)) != 0) {
 		log_kv(LOG_LEVEL_WARN, "KMS unavailable at start: tenants fail "
 		       "closed", "error", kerr, NULL);
 		rt->kms = NULL;

@@ -23,6 +23,7 @@
 
 #include "sealtap/config.h"
 #include "sealtap/keys.h"
+#include "sealtap/keys_runtime.h"
 #include "sealtap/kms.h"
 #include "sealtap/log.h"
 #include "sealtap/open.h"
@@ -60,27 +61,11 @@ static const char *or_default(const char *v, const char *def)
 
 static int env_open_kms(struct open_env *e)
 {
-	struct kms_pkcs11_cfg p11 = {
-		.module = or_default(e->cfg.kms.pkcs11_module,
-				     KMS_PKCS11_MODULE_DEFAULT),
-		.token = or_default(e->cfg.kms.token_label, KMS_TOKEN_DEFAULT),
-		.pin_file = or_default(e->cfg.kms.pin_file, NULL),
-		.pin_env = or_default(e->cfg.kms.pin_env, KMS_PIN_ENV_DEFAULT),
-	};
-	char err[KMS_MSG_MAX];
-	struct kms_backend *b;
-	int rc = kms_pkcs11_open(&p11, &b, err, sizeof(err));
-	if (rc) {
+	char err[KMS_MSG_MAX + 64];
+	int rc = keys_kms_open(&e->cfg, &e->kms, err, sizeof(err));
+	if (rc)
 		fprintf(stderr, "sealtap: error: %s\n", err);
-		return rc;
-	}
-	struct kms_async_cfg ac = {
-		.max_attempts = e->cfg.kms.retry_attempts,
-		.backoff_base_ns = e->cfg.kms.retry_base_ns,
-		.backoff_max_ns = e->cfg.kms.retry_max_ns,
-		.queue_max = 16,
-	};
-	return kms_new(b, &ac, &e->kms);
+	return rc;
 }
 
 /* The open-only contexts of |key_id| of |tenant|, unwrapped on first use;
@@ -113,15 +98,7 @@ static struct open_key *key_get(struct open_env *e, const char *tenant,
 	/* The DEK exists only here, in a buffer wiped right after the
 	 * contexts (which keep derived keys only) are made. */
 	uint8_t dek[KMS_DEK_MAX];
-	struct kms_req r;
-	memset(&r, 0, sizeof(r));
-	r.op = KMS_OP_UNWRAP;
-	snprintf(r.kek_ref, sizeof(r.kek_ref), "%s", t->kek);
-	r.blob = d->wrapped;
-	r.dek_out = dek;
-	r.dek_cap = sizeof(dek);
-	int rc = kms_call(e->kms, &r);
-	if (rc == 0 && r.rc == 0 && r.dek_out_len == SEAL_DEK_LEN &&
+	if (keys_dek_unwrap(e->kms, t, d, dek, sizeof(dek)) == 0 &&
 	    seal_gcm_new(dek, tenant, k->key_id, NULL, &k->gcm) == 0 &&
 	    seal_siv_new(dek, tenant, k->key_id, &k->siv) == 0)
 		k->failed = false;

@@ -21,6 +21,19 @@
 #include "sealtap/keys.h"
 
 struct keys_runtime;
+struct kms;
+
+/* Opens the configured KMS backend (kms.*; PKCS#11 today) behind its async
+ * front. 0 or -errno with a one-line |err|. Shared by the tap, `sealtap
+ * keys` and `sealtap open`. Free with kms_free(). */
+int keys_kms_open(const struct st_config *cfg, struct kms **out, char *err,
+		  size_t errlen);
+
+/* Unwraps DEK |d| of tenant |t| through |k| into |out| (|cap| bytes).
+ * Returns 0 when exactly SEAL_DEK_LEN bytes came back, else -EIO (|out|
+ * then holds nothing usable). Does not take ownership of anything. */
+int keys_dek_unwrap(struct kms *k, const struct keys_tenant_rec *t,
+		    const struct keys_dek_rec *d, uint8_t *out, size_t cap);
 
 /* Loads the store, opens the KMS, creates the cache for |workers| readers
  * and installs a DEK for each of |tenants| (|n| names). Returns 0, or
