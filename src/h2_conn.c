@@ -534,12 +534,8 @@ static bool put_value(struct h2_ctx *ctx, struct h2_stream *s,
 {
 	struct bpool *p = ctx->bytes;
 	if (!ctx->sealer) {
-		if (always_redact(n, nl)) {
-			char red[40];
-			int k = snprintf(red, sizeof(red), "{\"redacted\":%zu}",
-					 vl);
-			return bchain_append(p, list, red, (uint32_t)k);
-		}
+		if (always_redact(n, nl))
+			return record_json_redacted(p, list, vl);
 		return record_json_str(p, list, v, (uint32_t)vl);
 	}
 	char field[160];
@@ -573,9 +569,7 @@ static void append_field(struct h2_ctx *ctx, struct h2_stream *s,
 	} else if (unknown & H2_HPACK_NAME_UNKNOWN) {
 		/* A value whose name we do not know might be a credential:
 		 * only its length is kept. */
-		char red[40];
-		int k = snprintf(red, sizeof(red), "{\"redacted\":%zu}", vl);
-		ok = ok && bchain_append(p, list, red, (uint32_t)k);
+		ok = ok && record_json_redacted(p, list, vl);
 	} else {
 		ok = ok && put_value(ctx, s, section, list, n, nl, v, vl);
 	}

@@ -43,6 +43,13 @@ bool record_json_str(struct bpool *p, struct bchain *c, const uint8_t *s,
 	return bchain_append(p, c, "\"", 1);
 }
 
+bool record_json_redacted(struct bpool *p, struct bchain *c, size_t len)
+{
+	char red[40];
+	int k = snprintf(red, sizeof(red), "{\"redacted\":%zu}", len);
+	return bchain_append(p, c, red, (uint32_t)k);
+}
+
 void record_buf_put(struct record_buf *b, const void *s, uint32_t len)
 {
 	if (len > b->cap - b->len) {

@@ -279,9 +279,7 @@ bool record_seal_value(struct record_sealer *rs, const struct policy_route *r,
 		/* More sensitive parts than we track, or too long to seal:
 		 * nothing of it is written. */
 		ST_CTR_INC(rs->c, seal_errors);
-		char red[40];
-		snprintf(red, sizeof(red), "{\"redacted\":%zu}", vlen);
-		return bchain_puts(p, out, red);
+		return record_json_redacted(p, out, vlen);
 	}
 	const char *tenant = record_seal_tenant(r);
 	/* A single span over the whole value that cannot be sealed becomes
@@ -293,9 +291,7 @@ bool record_seal_value(struct record_sealer *rs, const struct policy_route *r,
 		if (t < 0) {
 			if (sp[0].action == POLICY_ACTION_REDACT)
 				ST_CTR_INC(rs->c, seal_redacted);
-			char red[40];
-			snprintf(red, sizeof(red), "{\"redacted\":%zu}", vlen);
-			return bchain_puts(p, out, red);
+			return record_json_redacted(p, out, vlen);
 		}
 		return record_json_str(p, out, (const uint8_t *)rs->token,
 				       (uint32_t)t);
@@ -407,8 +403,7 @@ unsigned record_seal_body(struct record_sealer *rs,
 		if (t < 0) {
 			if (sp[i].action == POLICY_ACTION_REDACT)
 				ST_CTR_INC(rs->c, seal_redacted);
-			snprintf(num, sizeof(num), "{\"redacted\":%u}", sp[i].len);
-			ok = ok && bchain_puts(p, found, num);
+			ok = ok && record_json_redacted(p, found, sp[i].len);
 		} else {
 			ok = ok && record_json_str(p, found,
 						   (const uint8_t *)rs->token,

@@ -23,6 +23,10 @@
 bool record_json_str(struct bpool *p, struct bchain *c, const uint8_t *s,
 		     uint32_t len);
 
+/* Appends {"redacted":<len>}: what a record holds in place of a value it
+ * must not show. False if the chain's cap or the pool stopped it. */
+bool record_json_redacted(struct bpool *p, struct bchain *c, size_t len);
+
 /* A bounded output buffer for assembling one record. */
 struct record_buf {
 	char *p;
