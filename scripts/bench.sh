@@ -88,21 +88,8 @@ if [[ ! -f $PCAP ]]; then
 	bash scripts/make-capture.sh --bench --out "$PCAP" >&2
 fi
 
-# Packets and average size of the capture (the capture's own records).
-read -r CAP_PKTS CAP_BYTES < <($PY - "$PCAP" <<'PYEOF'
-import struct, sys
-f = open(sys.argv[1], 'rb'); hdr = f.read(24)
-magic = struct.unpack('<I', hdr[:4])[0]
-end = '<' if magic in (0xa1b2c3d4, 0xa1b23c4d) else '>'
-n = b = 0
-while True:
-    h = f.read(16)
-    if len(h) < 16: break
-    _, _, incl, orig = struct.unpack(end + 'IIII', h)
-    f.seek(incl, 1); n += 1; b += orig
-print(n, b)
-PYEOF
-)
+# Packets and wire bytes of the capture (its own records); pcap_stats is
+# defined below, before anything calls it.
 
 # testpmd rxonly on |pcap| from memory for SECONDS_TP; prints Mpps.
 testpmd_mpps() {
@@ -204,6 +191,7 @@ PYEOF
 }
 
 bench_capture() {
+	read -r CAP_PKTS CAP_BYTES < <(pcap_stats "$PCAP")
 	# Enough passes for a run of several seconds at ~5 Mpps.
 	local passes=${PASSES:-$(( (40000000 + CAP_PKTS - 1) / CAP_PKTS ))}
 	echo "bench: sealtap tap --preload $passes --workers $WORKERS on $PCAP ($CAP_PKTS packets, avg $((CAP_BYTES / CAP_PKTS)) B)" >&2
