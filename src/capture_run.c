@@ -335,6 +335,14 @@ static void process_burst(struct worker *w, struct rte_mbuf **m, unsigned n)
 
 /* Software dispatch: take bursts from our ring until the RX stage is done
  * and the ring is empty. */
+/* End of a burst, or an idle spin: the worker holds no key snapshot, so
+ * the keys thread may reclaim retired ones (RCU quiescent point). */
+static inline void burst_done(struct wctx *wc)
+{
+	if (wc->sealer)
+		record_seal_quiescent(wc->sealer);
+}
+
 static void ring_loop(struct wctx *wc)
 {
 	struct run *r = wc->run;
@@ -343,6 +351,7 @@ static void ring_loop(struct wctx *wc)
 	for (;;) {
 		unsigned n = rte_ring_sc_dequeue_burst(wc->ring, (void **)m,
 						       burst, NULL);
+		burst_done(wc);
 		if (n) {
 			process_burst(wc->w, m, n);
 			idle = 0;
@@ -371,6 +380,7 @@ static void queue_loop(struct wctx *wc)
 		uint16_t n = rte_eth_rx_burst(r->port.port_id, wc->queue, m,
 					      (uint16_t)burst);
 		uint64_t now = wall_ns(r);
+		burst_done(wc);
 		if (n == 0) {
 			worker_clock(w, now);
 			continue;
@@ -650,8 +660,6 @@ static int export_push(void *user, const void *rec, uint32_t len)
 static unsigned analyzer_tick(void *user, uint64_t now, unsigned budget)
 {
 	struct wctx *wc = user;
-	if (wc->sealer)
-		record_seal_quiescent(wc->sealer);
 	return h2_ctx_tick(wc->h2, now, budget);
 }
 
@@ -843,6 +851,8 @@ static void teardown(struct run *r, struct capture_result *res)
 		free(r->out_rings);
 	}
 	/* Keys last: the workers that used them are gone. */
+	keys_runtime_halt(r->keys);
+	keys_runtime_counters(r->keys, &res->total);
 	keys_runtime_stop(r->keys);
 	policy_free(r->policy);
 	if (r->live && r->port.nb_queues)

@@ -466,6 +466,14 @@ static const struct config_opt opts[] = {
 		  "is made, so it is ready before the old one stops.",
 	  .why = "leaves a tenth of the budget for the KMS to answer, even "
 		 "through retries." },
+	{ .name = "keys.save_interval", .type = OPT_DURATION,
+	  FIELD(keys.save_interval_ns), .min = NS_S, .max = NS_H,
+	  .def = 10 * NS_S,
+	  .help = "How often the seal counts of the DEKs in use are added "
+		  "to the key store (and at exit).",
+	  .why = "a crash loses at most this long's count; nonces never "
+		 "depend on it (leases do), only the volume bound of "
+		 "keys.dek_max_seals." },
 	{ .name = "keys.memory", .type = OPT_ENUM, FIELD(keys.memory),
 	  .def = KEYS_MEM_AUTO, .choices = keys_memory_choices,
 	  .help = "Memory for plaintext DEKs: hugepages requires a "

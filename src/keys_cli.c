@@ -24,7 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -352,32 +351,6 @@ static int pin_file_setup(const struct env *e)
 
 /* ---- protected scratch for a plaintext DEK ------------------------------------------- */
 
-/* One locked page, excluded from core dumps: where a fresh DEK and its
- * check unwrap live for the few milliseconds the CLI holds them. */
-static uint8_t *sec_page(void)
-{
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	void *p = mmap(NULL, page, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		return NULL;
-	if (mlock(p, page) || madvise(p, page, MADV_DONTDUMP)) {
-		munmap(p, page);
-		return NULL;
-	}
-	return p;
-}
-
-static void sec_free(uint8_t *p)
-{
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	if (!p)
-		return;
-	OPENSSL_cleanse(p, page);
-	munlock(p, page);
-	munmap(p, page);
-}
-
 /* ---- KMS ------------------------------------------------------------------------------ */
 
 static int open_kms(const struct env *e, struct kms **out)
@@ -385,60 +358,6 @@ static int open_kms(const struct env *e, struct kms **out)
 	char err[KMS_MSG_MAX + 64];
 	int rc = keys_kms_open(&e->cfg, out, err, sizeof(err));
 	return rc ? cli_err(code_of(rc), "%s", err) : 0;
-}
-
-static int kms_error(const struct kms_req *r, const char *what)
-{
-	return cli_err(code_of(r->rc), "%s: %s (%s, %u attempt%s)", what, r->msg,
-		    kms_class_name(r->cls), r->attempts,
-		    r->attempts == 1 ? "" : "s");
-}
-
-/* A fresh DEK wrapped under |kek| into |out|, proven to unwrap to the same
- * bytes. The plaintext never leaves the two locked pages. */
-static int new_wrapped_dek(struct kms *k, const char *kek,
-			   struct kms_blob *out)
-{
-	uint8_t *dek = sec_page(), *back = sec_page();
-	struct kms_req *r = calloc(1, sizeof(*r));
-	int rc = KX_RUNTIME;
-	if (!dek || !back || !r) {
-		cli_err(KX_RUNTIME, "cannot get locked memory for the DEK "
-		     "(ulimit -l)");
-		goto out;
-	}
-	if (RAND_priv_bytes(dek, SEAL_DEK_LEN) != 1) {
-		cli_err(KX_RUNTIME, "RAND_priv_bytes failed");
-		goto out;
-	}
-	r->op = KMS_OP_WRAP;
-	snprintf(r->kek_ref, sizeof(r->kek_ref), "%s", kek);
-	r->dek_in = dek;
-	r->dek_len = SEAL_DEK_LEN;
-	if (kms_call(k, r)) {
-		rc = kms_error(r, "wrap");
-		goto out;
-	}
-	*out = r->blob;
-	r->op = KMS_OP_UNWRAP;
-	r->dek_out = back;
-	r->dek_cap = KEYS_SLOT_SIZE;
-	if (kms_call(k, r)) {
-		rc = kms_error(r, "check unwrap");
-		goto out;
-	}
-	if (r->dek_out_len != SEAL_DEK_LEN ||
-	    CRYPTO_memcmp(dek, back, SEAL_DEK_LEN)) {
-		cli_err(KX_RUNTIME, "the KMS unwrapped a different key than it "
-		     "wrapped; not storing it");
-		goto out;
-	}
-	rc = KX_OK;
-out:
-	sec_free(dek);
-	sec_free(back);
-	free(r);
-	return rc;
 }
 
 /* ---- commands ---------------------------------------------------------------------------- */
@@ -583,8 +502,9 @@ static int add_dek(const struct opts *o, struct env *e, bool rotate)
 		const char *kek = t ? t->kek
 				    : or_default(o->kek, e->default_kek);
 		rc = open_kms(e, &k);
-		if (rc == 0)
-			rc = new_wrapped_dek(k, kek, &blob);
+		if (rc == 0 && (rc = keys_dek_create(k, kek, &blob, err,
+						     sizeof(err))))
+			rc = cli_err(code_of(rc), "%s", err);
 		if (rc == 0)
 			rc = store_dek(o, e, s, t, kek, &blob);
 	}

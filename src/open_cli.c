@@ -98,13 +98,15 @@ static struct open_key *key_get(struct open_env *e, const char *tenant,
 	/* The DEK exists only here, in a buffer wiped right after the
 	 * contexts (which keep derived keys only) are made. */
 	uint8_t dek[KMS_DEK_MAX];
-	if (keys_dek_unwrap(e->kms, t, d, dek, sizeof(dek)) == 0 &&
+	char why[KMS_MSG_MAX + 96] = "cannot make cipher contexts";
+	if (keys_dek_unwrap(e->kms, t, d, dek, sizeof(dek), why,
+			    sizeof(why)) == 0 &&
 	    seal_gcm_new(dek, tenant, k->key_id, NULL, &k->gcm) == 0 &&
 	    seal_siv_new(dek, tenant, k->key_id, &k->siv) == 0)
 		k->failed = false;
 	else
-		fprintf(stderr, "sealtap: error: the KMS did not unwrap key %s "
-			"of tenant %s\n", k->key_id, tenant);
+		fprintf(stderr, "sealtap: error: key %s of tenant %s cannot be "
+			"used: %s\n", k->key_id, tenant, why);
 	OPENSSL_cleanse(dek, sizeof(dek));
 	return k->failed ? NULL : k;
 }

@@ -63,6 +63,10 @@ struct record_sealer *record_seal_new(const struct policy *pol,
 		record_seal_free(rs);
 		return NULL;
 	}
+	/* Online from now: the snapshot this worker reads before its first
+	 * quiescent point must not be reclaimed under it. */
+	if (cache)
+		keys_cache_online(cache, worker);
 	return rs;
 }
 
@@ -78,6 +82,8 @@ void record_seal_free(struct record_sealer *rs)
 {
 	if (!rs)
 		return;
+	if (rs->cache)
+		keys_cache_offline(rs->cache, rs->worker);
 	for (unsigned i = 0; i < MAX_KEYS; i++)
 		key_ctx_release(&rs->keys[i]);
 	policy_free(rs->own_pol);
@@ -88,7 +94,9 @@ void record_seal_free(struct record_sealer *rs)
 
 void record_seal_quiescent(struct record_sealer *rs)
 {
-	if (rs->cache && rs->snap) {
+	/* Also when idle (no snapshot held): an idle worker that stayed at an
+	 * old epoch would keep retired key slots from being wiped. */
+	if (rs->cache) {
 		rs->snap = NULL;
 		keys_cache_quiescent(rs->cache, rs->worker);
 	}

@@ -91,6 +91,7 @@ struct st_config {
 		uint64_t dek_max_seals;
 		uint64_t dek_max_age_ns;
 		uint32_t rotate_at;      /* percent of either limit */
+		uint64_t save_interval_ns; /* seal counts to the store */
 		int memory;              /* enum keys_mem_mode */
 	} keys;
 	struct {

@@ -105,7 +105,15 @@
 	X(seal_redacted, "values or parts redacted by a rule")                 \
 	X(seal_failed_closed, "spans redacted: tenant has no usable key")     \
 	X(seal_errors, "spans redacted: sealing failed (value too long...)")  \
-	X(seal_body_findings, "sensitive spans found in inspected bodies")
+	X(seal_body_findings, "sensitive spans found in inspected bodies")     \
+	X(keys_installed, "DEKs unwrapped into the DEK cache")                 \
+	X(keys_install_failures, "DEK installs that failed (retried)")         \
+	X(keys_rotations, "successor DEKs made during the run")                \
+	X(keys_rotate_failures, "DEK rotations that failed (retried)")         \
+	X(keys_exhausted, "DEKs withdrawn at a limit before a successor")      \
+	X(keys_usage_saves, "times seal counts were saved to the key store")   \
+	X(kms_outages, "times the KMS went from reachable to unreachable")     \
+	X(kms_failures, "KMS operations that failed (each attempt)")
 
 enum st_counter {
 #define ST_CTR_ENUM(name, help) ST_CTR_##name,
