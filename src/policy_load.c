@@ -44,7 +44,7 @@ static const char builtin_yaml[] =
 	"tenants:\n"
 	"  default:\n"
 	"    kms: pkcs11\n"
-	"    kek: sealtap-kek\n"
+	"    kek: sealtap-dev-kek\n"
 	"rule_sets:\n"
 	"  builtin:\n"
 	"    description: credentials and common personal data\n"

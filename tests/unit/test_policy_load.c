@@ -504,7 +504,7 @@ static void test_builtin(void **state)
 	const struct policy_tenant *t = policy_tenant_at(p, 0);
 	assert_string_equal(t->name, "default");
 	assert_string_equal(t->kms, "pkcs11");
-	assert_string_equal(t->kek, "sealtap-kek");
+	assert_string_equal(t->kek, "sealtap-dev-kek");
 	assert_ptr_equal(policy_tenant_find(p, "default"), t);
 	assert_null(policy_tenant_find(p, "nope"));
 	assert_null(policy_tenant_at(p, 1));
