@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@ struct export_file {
 	_Atomic int stop;
 	int fd;              /* current temporary file, -1 if none */
 	uint64_t seq;        /* file number */
+	unsigned instance;   /* exporters started in this process before */
 	uint64_t file_bytes; /* bytes in the current file */
 	uint64_t opened_ns;
 	uint64_t last_write_ns;
@@ -41,10 +43,15 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* The file being written: private to this exporter (pid and instance),
+ * so two exporters sharing a directory (sealtap run, or a tap and an
+ * ext_proc server given the same export.dir) never write one file. */
+static uint64_t last_seq(const char *dir);
+
 static void tmp_name(const struct export_file *ef, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s/.records-%06llu.ndjson.tmp", ef->dir,
-		 (unsigned long long)ef->seq);
+	snprintf(buf, len, "%s/.records-%06llu.%d.%u.ndjson.tmp", ef->dir,
+		 (unsigned long long)ef->seq, (int)getpid(), ef->instance);
 }
 
 static void final_name(const struct export_file *ef, char *buf, size_t len)
@@ -86,7 +93,17 @@ static void close_current(struct export_file *ef)
 		ef->seq--; /* reuse the number: no empty files */
 		return;
 	}
-	if (rename(tmp, fin) < 0) {
+	/* Never over another exporter's file: a taken number is skipped. */
+	int rc;
+	for (unsigned tries = 0;; tries++) {
+		rc = renameat2(AT_FDCWD, tmp, AT_FDCWD, fin, RENAME_NOREPLACE);
+		if (rc == 0 || errno != EEXIST || tries == 1000)
+			break;
+		uint64_t last = last_seq(ef->dir);
+		ef->seq = (last > ef->seq ? last : ef->seq) + 1;
+		final_name(ef, fin, sizeof(fin));
+	}
+	if (rc < 0) {
 		ef->st.write_errors++;
 		log_kv(LOG_LEVEL_ERROR, "cannot rename record file", "path",
 		       tmp, "error", strerror(errno), NULL);
@@ -219,6 +236,8 @@ int export_file_start(const struct export_file_cfg *cfg,
 	ef->nrings = n;
 	ef->fd = -1;
 	ef->seq = last_seq(ef->dir);
+	static atomic_uint instances;
+	ef->instance = atomic_fetch_add(&instances, 1);
 	ef->batch = malloc(cfg->batch_bytes);
 	if (!ef->batch) {
 		free(ef);

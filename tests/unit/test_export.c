@@ -633,6 +633,73 @@ static void test_file_numbering_after_deletes(void **state)
 	export_ring_fini(&ring);
 }
 
+/* Two exporters on one directory (sealtap run has a tap and an ext_proc
+ * server; two processes may share export.dir): every record of both ends
+ * up in exactly one file, no file is overwritten, no temporary left. */
+static void test_two_exporters_one_dir(void **state)
+{
+	(void)state;
+	struct export_ring a[2], b[2];
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(export_ring_init(&a[i], 1 << 16), 0);
+		assert_int_equal(export_ring_init(&b[i], 1 << 16), 0);
+	}
+	struct export_file_cfg cfg = { .dir = tmpdir,
+				       .max_bytes = 3000,
+				       .max_age_ns = 3600ull * 1000000000,
+				       .flush_ns = 1000000,
+				       .batch_bytes = 512 };
+	struct export_file *ea, *eb;
+	char err[256];
+	assert_int_equal(export_file_start(&cfg, a, 2, &ea, err, sizeof(err)),
+			 0);
+	assert_int_equal(export_file_start(&cfg, b, 2, &eb, err, sizeof(err)),
+			 0);
+	/* Both start at the same number and rotate often: every name is
+	 * contended. Ring r of exporter b writes "r":r+2. */
+	for (unsigned k = 0; k < 40; k++) {
+		push_lines(a, 2, 10, k * 10, 40);
+		push_lines(b, 2, 10, k * 10, 40);
+	}
+	struct export_stats sa, sb;
+	export_file_stop(ea, &sa);
+	export_file_stop(eb, &sb);
+	struct dirlist l;
+	list_dir(tmpdir, &l);
+	assert_int_equal(l.tmp, 0);
+	assert_int_equal(l.n, sa.files + sb.files);
+	assert_int_equal(sa.write_errors + sb.write_errors, 0);
+	/* Count lines per (exporter, ring) over all files. */
+	unsigned seen[2][2] = { { 0 } };
+	uint64_t total = 0;
+	for (unsigned i = 0; i < l.n; i++) {
+		char path[512];
+		snprintf(path, sizeof(path), "%s/%s", tmpdir, l.names[i]);
+		size_t len;
+		char *buf = read_all(path, &len);
+		total += len;
+		for (char *line = buf; line < buf + len;) {
+			char *nl = strchr(line, '\n');
+			assert_non_null(nl);
+			unsigned r, s;
+			assert_int_equal(sscanf(line, "{\"r\":%u,\"s\":%u", &r,
+						&s), 2);
+			assert_true(r < 2);
+			seen[0][r]++;
+			line = nl + 1;
+		}
+		free(buf);
+	}
+	/* Both exporters' rings are numbered 0 and 1: 400 lines each. */
+	assert_int_equal(seen[0][0], 800);
+	assert_int_equal(seen[0][1], 800);
+	assert_int_equal(total, sa.bytes + sb.bytes);
+	for (int i = 0; i < 2; i++) {
+		export_ring_fini(&a[i]);
+		export_ring_fini(&b[i]);
+	}
+}
+
 /* Rotation by age: a slow trickle of records spreads over files. */
 static void test_file_max_age(void **state)
 {
@@ -667,6 +734,29 @@ static void test_file_max_age(void **state)
 /* A partial batch reaches the file after flush_ns, before the stop, and
  * the file stays open for the records that follow: flushing is not
  * rotating (files rotate on max_bytes, max_age or the end of the run). */
+/* Size of the exporter's temporary file for file number 1 (its name also
+ * carries the pid and exporter instance), 0 if there is none. */
+static uint64_t tmp_size(const char *dir)
+{
+	uint64_t size = 0;
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		size_t n = strlen(e->d_name);
+		char path[512];
+		struct stat sb;
+		if (strncmp(e->d_name, ".records-000001.", 16) || n < 4 ||
+		    strcmp(e->d_name + n - 4, ".tmp"))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (stat(path, &sb) == 0)
+			size = (uint64_t)sb.st_size;
+	}
+	closedir(d);
+	return size;
+}
+
 static void test_file_flush(void **state)
 {
 	(void)state;
@@ -682,17 +772,13 @@ static void test_file_flush(void **state)
 	assert_int_equal(export_file_start(&cfg, &ring, 1, &ef, err,
 					   sizeof(err)),
 			 0);
-	char tmp[512];
-	snprintf(tmp, sizeof(tmp), "%s/.records-000001.ndjson.tmp", tmpdir);
 	unsigned flushed_in_tmp = 0;
 	for (unsigned k = 0; k < 5; k++) {
 		push_lines(&ring, 1, 3, k * 3, 10);
-		struct stat sb;
 		bool seen = false;
 		for (int i = 0; i < 100 && !seen; i++) { /* up to 1 s */
 			usleep(10000);
-			seen = stat(tmp, &sb) == 0 &&
-			       (uint64_t)sb.st_size >= (k + 1) * 3 * 30;
+			seen = tmp_size(tmpdir) >= (k + 1) * 3 * 30;
 		}
 		flushed_in_tmp += seen;
 	}
@@ -762,6 +848,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_file_numbering_after_deletes, setup_dir,
 			teardown_dir),
+		cmocka_unit_test_setup_teardown(test_two_exporters_one_dir,
+						setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_file_max_age, setup_dir,
 						teardown_dir),
 		cmocka_unit_test_setup_teardown(test_file_flush, setup_dir,
