@@ -78,8 +78,10 @@ struct run {
 	struct stream_digest *sd;
 	FILE *digest_out;
 	struct export_ring *out_rings; /* one per worker, for the exporter */
-	struct policy *policy;
+	const struct policy *policy;
 	struct keys_runtime *keys;
+	struct policy *own_policy;     /* loaded here (not sealtap run) */
+	struct keys_runtime *own_keys;
 	struct export_file *exporter;
 	/* dispatch() sorts a burst per worker here (too big for a stack). */
 	struct rte_mbuf *per[RUN_MAX_WORKERS][RUN_MAX_BURST];
@@ -664,35 +666,28 @@ static unsigned analyzer_tick(void *user, uint64_t now, unsigned budget)
 }
 
 /* Loads the policy (or the built-in one) and unwraps the DEKs of its
- * tenants into the DEK cache, before any worker starts. */
+ * tenants into the DEK cache, before any worker starts; or takes the ones
+ * sealtap run shares with its ext_proc server. */
 static int start_policy(struct run *r, char *err, size_t errlen)
 {
-	r->policy = r->o->policy_path
-			    ? policy_load(r->o->policy_path, err, errlen)
-			    : policy_builtin(err, errlen);
-	if (!r->policy)
-		return -EINVAL;
-	unsigned n = policy_tenant_count(r->policy);
-	const char **names = calloc(n ? n : 1, sizeof(*names));
-	if (!names) {
-		snprintf(err, errlen, "out of memory");
-		return -ENOMEM;
+	if (r->o->policy) {
+		r->policy = r->o->policy;
+		r->keys = r->o->keys;
+		return 0;
 	}
-	for (unsigned i = 0; i < n; i++)
-		names[i] = policy_tenant_at(r->policy, i)->name;
-	int rc = keys_runtime_start(r->cfg, names, n, r->nworkers, &r->keys,
-				    err, errlen);
-	free(names);
-	if (rc == 0) {
-		char ok[16], failed[16];
-		snprintf(ok, sizeof(ok), "%u", keys_runtime_ok(r->keys));
-		snprintf(failed, sizeof(failed), "%u",
-			 keys_runtime_failed(r->keys));
+	r->own_policy = r->o->policy_path
+				? policy_load(r->o->policy_path, err, errlen)
+				: policy_builtin(err, errlen);
+	if (!r->own_policy)
+		return -EINVAL;
+	r->policy = r->own_policy;
+	int rc = keys_runtime_start_policy(r->cfg, r->policy, r->nworkers,
+					   &r->own_keys, err, errlen);
+	r->keys = r->own_keys;
+	if (rc == 0)
 		log_kv(LOG_LEVEL_INFO, "policy loaded", "policy",
 		       r->o->policy_path ? r->o->policy_path : "built-in",
-		       "tenants_with_keys", ok, "tenants_failed_closed",
-		       failed, NULL);
-	}
+		       NULL);
 	return rc;
 }
 
@@ -724,7 +719,8 @@ static int make_analyzer(struct run *r, struct wctx *wc, char *err,
 	if (wc->h2 && r->policy) {
 		wc->sealer = record_seal_new(r->policy,
 					     keys_runtime_cache(r->keys),
-					     wc->id, &wc->h2_ctr);
+					     r->o->reader_base + wc->id,
+					     &wc->h2_ctr);
 		if (wc->sealer) {
 			h2_ctx_set_sealer(wc->h2, wc->sealer);
 			h2_ctx_keep_bodies(wc->h2,
@@ -851,10 +847,10 @@ static void teardown(struct run *r, struct capture_result *res)
 		free(r->out_rings);
 	}
 	/* Keys last: the workers that used them are gone. */
-	keys_runtime_halt(r->keys);
-	keys_runtime_counters(r->keys, &res->total);
-	keys_runtime_stop(r->keys);
-	policy_free(r->policy);
+	keys_runtime_halt(r->own_keys);
+	keys_runtime_counters(r->own_keys, &res->total);
+	keys_runtime_stop(r->own_keys);
+	policy_free(r->own_policy);
 	if (r->live && r->port.nb_queues)
 		capture_port_close(&r->port);
 	rte_mempool_free(r->mp);

@@ -26,6 +26,7 @@
 #include "sealtap/kms.h"
 #include "sealtap/log.h"
 #include "sealtap/mem.h"
+#include "sealtap/policy.h"
 #include "sealtap/seal.h"
 
 #define RT_TICK_NS (100 * ST_NS_PER_MS)   /* cache tick period */
@@ -766,6 +767,31 @@ int keys_runtime_start(const struct st_config *cfg,
 	}
 	rt->running = true;
 	*out = rt;
+	return 0;
+}
+
+int keys_runtime_start_policy(const struct st_config *cfg,
+			      const struct policy *pol, unsigned readers,
+			      struct keys_runtime **out, char *err,
+			      size_t errlen)
+{
+	unsigned n = policy_tenant_count(pol);
+	const char **names = calloc(n ? n : 1, sizeof(*names));
+	if (!names) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < n; i++)
+		names[i] = policy_tenant_at(pol, i)->name;
+	int rc = keys_runtime_start(cfg, names, n, readers, out, err, errlen);
+	free(names);
+	if (rc)
+		return rc;
+	char ok[16], failed[16];
+	snprintf(ok, sizeof(ok), "%u", (*out)->ok);
+	snprintf(failed, sizeof(failed), "%u", (*out)->failed);
+	log_kv(LOG_LEVEL_INFO, "tenant keys", "tenants_with_keys", ok,
+	       "tenants_failed_closed", failed, NULL);
 	return 0;
 }
 

@@ -131,6 +131,9 @@ enum capture_analyzer {
 	CAPTURE_ANALYZER_NONE,   /* nothing: the capture path alone */
 };
 
+struct policy;
+struct keys_runtime;
+
 struct capture_opts {
 	const char *const *pcaps; /* offline inputs (NULL/0: live port) */
 	int analyzer;             /* enum capture_analyzer */
@@ -138,6 +141,14 @@ struct capture_opts {
 	uint64_t preload_passes;  /* >0: load into memory, replay N times */
 	const char *digest_path;  /* stream_digest output, or NULL */
 	const char *policy_path;  /* policy YAML, or NULL: built-in policy */
+	/* Shared with an ext_proc server in the same process (sealtap run):
+	 * when |policy| is set the tap uses it and |keys| instead of loading
+	 * its own (policy_path is ignored), and its workers are the key
+	 * cache's readers |reader_base| .. |reader_base| + workers - 1. Not
+	 * owned. */
+	const struct policy *policy;
+	struct keys_runtime *keys;
+	unsigned reader_base;
 	double duration_s;        /* live: stop after this long (0 = ^C) */
 	const char *const *eal_args; /* extra EAL args from the command line */
 	unsigned neal_args;

@@ -38,6 +38,7 @@
 
 struct keys_runtime;
 struct kms;
+struct policy;
 
 /* Opens the configured KMS backend (kms.*; PKCS#11 today) behind its async
  * front. 0 or -errno with a one-line |err|. Shared by the tap, `sealtap
@@ -71,6 +72,12 @@ int keys_runtime_start(const struct st_config *cfg,
 		       const char *const *tenants, unsigned n,
 		       unsigned workers, struct keys_runtime **out, char *err,
 		       size_t errlen);
+/* keys_runtime_start() for the tenants |pol| names, with |readers| cache
+ * readers (tap workers, ext_proc threads); logs how many got a key. */
+int keys_runtime_start_policy(const struct st_config *cfg,
+			      const struct policy *pol, unsigned readers,
+			      struct keys_runtime **out, char *err,
+			      size_t errlen);
 struct keys_cache *keys_runtime_cache(struct keys_runtime *rt);
 /* Tenants that got a key / were failed closed. */
 unsigned keys_runtime_ok(const struct keys_runtime *rt);
