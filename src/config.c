@@ -569,13 +569,6 @@ static const struct config_opt opts[] = {
 		  "speak gRPC health checks. Empty: off.",
 	  .why = "grpc.health.v1.Health/Check on the main port covers "
 		 "most load balancers." },
-	{ .name = "extproc.deny_path_prefix", .type = OPT_STRLIST,
-	  FIELD(extproc.deny_path_prefix),
-	  .count_off = offsetof(struct st_config, extproc.ndeny_path_prefix),
-	  .max = CONFIG_MAX_LIST,
-	  .help = "Request paths starting with one of these (each starts "
-		  "with /) are answered with immediate_response 403.",
-	  .why = "no rule; the policy file holds real deny rules." },
 	{ .name = "extproc.records", .type = OPT_BOOL, FIELD(extproc.records),
 	  .min = 0, .max = 1, .def = 1,
 	  .help = "Write one record per exchange to export.dir.",
@@ -1735,15 +1728,6 @@ static int validate_at(const struct st_config *cfg, const char *path,
 				      "value \"%s\" is not a lowercase header "
 				      "name; use letters a-z, digits and '-'",
 				      rid);
-	}
-	const struct config_opt *dp = opt_find("extproc.deny_path_prefix");
-	for (unsigned i = 0; i < cfg->extproc.ndeny_path_prefix; i++) {
-		const char *d = cfg->extproc.deny_path_prefix[i];
-		if (!d || d[0] != '/')
-			return report(err, errlen, path, LINE(dp), dp->name,
-				      "value \"%s\" does not start with \"/\"; "
-				      "give a path prefix like /admin",
-				      d ? d : "");
 	}
 
 	/* Every worker ring full at once must not drain the pool, or RX

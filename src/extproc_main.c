@@ -13,7 +13,9 @@
 
 #include "sealtap/config.h"
 #include "sealtap/extproc.h"
+#include "sealtap/keys_runtime.h"
 #include "sealtap/log.h"
+#include "sealtap/policy.h"
 
 enum { XP_OK = 0, XP_RUNTIME = 1, XP_USAGE = 2 };
 
@@ -23,12 +25,19 @@ static void usage(FILE *out)
 "usage: sealtap extproc [options]\n"
 "\n"
 "Envoy / Service Extensions external processor (ext_proc gRPC over HTTP/2,\n"
-"h2c or TLS with ALPN h2). Replaces credential header values, denies by\n"
-"rule, writes one record per exchange. Stops gracefully on SIGTERM/SIGINT\n"
-"(GOAWAY, drain); SIGUSR1 prints the counters as one JSON line.\n"
+"h2c or TLS with ALPN h2). Applies the policy as the tap does: sensitive\n"
+"header and body values are replaced by sealed tokens under the tenant's\n"
+"keys (removed when they cannot be), deny rules answer with an immediate\n"
+"response, and every exchange leaves a record. Stops gracefully on\n"
+"SIGTERM/SIGINT (GOAWAY, drain); SIGUSR1 prints the counters as one JSON\n"
+"line.\n"
 "\n"
 "options:\n"
-"  -c, --config FILE        YAML configuration (section extproc:, export:)\n"
+"  -c, --config FILE        YAML configuration (extproc:, export:, kms:,\n"
+"                           keys:)\n"
+"      --policy FILE        which values are sealed, tokenized, hashed,\n"
+"                           redacted or denied (default: the built-in\n"
+"                           policy; see docs/policy.md)\n"
 "  -l, --listen ADDR        listen on host:port (repeatable; replaces\n"
 "                           extproc.listen; port 0 picks a free one)\n"
 "  -t, --threads N          event-loop threads (extproc.threads)\n"
@@ -81,9 +90,6 @@ static void to_extproc_cfg(const struct st_config *cfg, struct extproc_cfg *x)
 	if (!strcmp(x->request_id_header, "none"))
 		x->request_id_header = NULL;
 	x->health_listen = cfg->extproc.health_listen;
-	for (unsigned i = 0; i < cfg->extproc.ndeny_path_prefix &&
-			     i < EXTPROC_MAX_DENY; i++)
-		x->deny_path_prefix[x->ndeny++] = cfg->extproc.deny_path_prefix[i];
 	x->records = cfg->extproc.records;
 	x->record_dir = cfg->export_.dir;
 	x->ring_size = cfg->export_.ring_size;
@@ -91,6 +97,40 @@ static void to_extproc_cfg(const struct st_config *cfg, struct extproc_cfg *x)
 	x->file_max_age_ns = cfg->export_.file_max_age_ns;
 	x->flush_ns = cfg->export_.flush_ns;
 	x->batch_bytes = cfg->export_.batch_bytes;
+}
+
+/* Loads the policy (or the built-in one) and unwraps the DEKs of its
+ * tenants into the DEK cache, one reader per event-loop thread, before any
+ * thread starts. A tenant without a usable key fails closed (logged), it
+ * does not stop the server. 0 or -errno with |err|. */
+static int start_policy(const struct st_config *cfg, const char *path,
+			struct policy **pol, struct keys_runtime **keys,
+			char *err, size_t errlen)
+{
+	*pol = path ? policy_load(path, err, errlen)
+		    : policy_builtin(err, errlen);
+	if (!*pol)
+		return -EINVAL;
+	unsigned n = policy_tenant_count(*pol);
+	const char **names = calloc(n ? n : 1, sizeof(*names));
+	if (!names) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < n; i++)
+		names[i] = policy_tenant_at(*pol, i)->name;
+	int rc = keys_runtime_start(cfg, names, n, cfg->extproc.threads, keys,
+				    err, errlen);
+	free(names);
+	if (rc == 0) {
+		char ok[16], failed[16];
+		snprintf(ok, sizeof(ok), "%u", keys_runtime_ok(*keys));
+		snprintf(failed, sizeof(failed), "%u", keys_runtime_failed(*keys));
+		log_kv(LOG_LEVEL_INFO, "policy loaded", "policy",
+		       path ? path : "built-in", "tenants_with_keys", ok,
+		       "tenants_failed_closed", failed, NULL);
+	}
+	return rc;
 }
 
 static int write_ready(struct extproc_server *srv, const char *path)
@@ -137,6 +177,7 @@ int extproc_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
+		{ "policy", required_argument, NULL, 'p' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "threads", required_argument, NULL, 't' },
 		{ "health-listen", required_argument, NULL, 'H' },
@@ -148,7 +189,8 @@ int extproc_main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *config_path = NULL, *health = NULL, *out_dir = NULL;
+	const char *config_path = NULL, *policy_path = NULL, *health = NULL;
+	const char *out_dir = NULL;
 	const char *ready = NULL, *log_level = NULL;
 	const char *listen[EXTPROC_MAX_LISTEN];
 	unsigned nlisten = 0;
@@ -161,6 +203,7 @@ int extproc_main(int argc, char **argv)
 		char *end;
 		switch (c) {
 		case 'c': config_path = optarg; break;
+		case 'p': policy_path = optarg; break;
 		case 'l':
 			if (nlisten >= EXTPROC_MAX_LISTEN)
 				return fail(XP_USAGE, "at most %d --listen",
@@ -246,11 +289,23 @@ int extproc_main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	struct policy *pol = NULL;
+	struct keys_runtime *keys = NULL;
+	int rc = start_policy(&cfg, policy_path, &pol, &keys, err, sizeof(err));
+	if (rc < 0) {
+		policy_free(pol);
+		config_free(&cfg);
+		return fail(rc == -EINVAL ? XP_USAGE : XP_RUNTIME, "%s", err);
+	}
 	struct extproc_cfg xc;
 	to_extproc_cfg(&cfg, &xc);
+	xc.policy = pol;
+	xc.keys = keys_runtime_cache(keys);
 	struct extproc_server *srv;
-	int rc = extproc_server_new(&xc, &srv, err, sizeof(err));
+	rc = extproc_server_new(&xc, &srv, err, sizeof(err));
 	if (rc < 0) {
+		keys_runtime_stop(keys);
+		policy_free(pol);
 		config_free(&cfg);
 		return fail(rc == -EINVAL ? XP_USAGE : XP_RUNTIME, "%s", err);
 	}
@@ -258,6 +313,8 @@ int extproc_main(int argc, char **argv)
 	if (rc < 0) {
 		extproc_server_shutdown(srv);
 		extproc_server_free(srv);
+		keys_runtime_stop(keys);
+		policy_free(pol);
 		config_free(&cfg);
 		return fail(XP_RUNTIME, "%s", err);
 	}
@@ -273,6 +330,8 @@ int extproc_main(int argc, char **argv)
 	if (ready && (rc = write_ready(srv, ready)) < 0) {
 		extproc_server_shutdown(srv);
 		extproc_server_free(srv);
+		keys_runtime_stop(keys);
+		policy_free(pol);
 		config_free(&cfg);
 		return fail(XP_RUNTIME, "--ready-file %s: %s", ready,
 			    strerror(-rc));
@@ -313,6 +372,9 @@ int extproc_main(int argc, char **argv)
 	struct extproc_counters sum;
 	extproc_server_counters(srv, &sum);
 	extproc_server_free(srv);
+	/* Keys last: the threads that read them are gone. */
+	keys_runtime_stop(keys);
+	policy_free(pol);
 	print_counters(&sum, (double)(t1.tv_sec - t0.tv_sec) +
 				     (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 	log_kv(LOG_LEVEL_INFO, "extproc stopped", NULL);

@@ -153,7 +153,7 @@ struct xp_worker {
 	unsigned nconns;
 	struct extproc_counters ctr;
 	struct extproc_ctx ctx;
-	struct extproc_default_decider dd;
+	struct extproc_policy *pd; /* the thread's decider */
 	struct export_ring *ring;
 	struct extproc_buf rec;
 	uint8_t *rbuf;
@@ -1488,10 +1488,18 @@ static void shutdown_cb(evutil_socket_t fd, short what, void *arg)
 static void *worker_main(void *arg)
 {
 	struct xp_worker *w = arg;
-	event_base_loop(w->base, 0);
+	extproc_policy_online(w->pd, true);
+	/* One pass of the loop at a time, so the thread passes a key
+	 * quiescent point after every batch of events; the 1 s tick makes a
+	 * pass even when the thread is idle, so it never holds up the
+	 * reclamation of retired key snapshots for long. */
+	while (event_base_loop(w->base, EVLOOP_ONCE) == 0 &&
+	       !event_base_got_exit(w->base))
+		extproc_policy_quiescent(w->pd);
 	/* leftovers after loopexit (drain deadline) */
 	while (w->conns)
 		conn_close(w->conns);
+	extproc_policy_online(w->pd, false);
 	return NULL;
 }
 
@@ -1507,15 +1515,15 @@ static int worker_init(struct xp_worker *w, const struct extproc_cfg *cfg,
 	w->rbuf = malloc(RBUF_SIZE);
 	w->cbs = make_callbacks();
 	w->ctx.arena = extproc_arena_new(256u << 10);
-	if (!w->base || !w->rbuf || !w->cbs || !w->ctx.arena)
+	w->pd = extproc_policy_new(cfg->policy, cfg->keys, id, &w->ctr.seal);
+	if (!w->base || !w->rbuf || !w->cbs || !w->ctx.arena || !w->pd)
 		return -ENOMEM;
 	if (nghttp2_option_new(&w->opt))
 		return -ENOMEM;
 	/* RFC 9113 §6.5.2 is advisory for the receiver; nghttp2 keeps its
 	 * own protections (SETTINGS/PING flood limits) at their defaults. */
 	nghttp2_option_set_max_send_header_block_length(w->opt, 64u << 10);
-	extproc_default_decider_init(&w->dd, cfg->deny_path_prefix, cfg->ndeny);
-	w->ctx.decider = extproc_default_decider(&w->dd);
+	w->ctx.decider = extproc_policy_decider(w->pd);
 	w->ctx.ctr = &w->ctr;
 	w->ctx.request_id_header = cfg->request_id_header &&
 					   cfg->request_id_header[0]
@@ -1559,6 +1567,7 @@ static void worker_fini(struct xp_worker *w)
 	extproc_arena_free(w->ctx.arena);
 	extproc_buf_free(&w->ctx.scratch);
 	extproc_buf_free(&w->rec);
+	extproc_policy_free(w->pd);
 	free(w->rbuf);
 }
 
@@ -1989,6 +1998,7 @@ struct extproc_session *extproc_session_new(const struct extproc_cfg *cfg)
 		return NULL;
 	}
 	conn_flush(s->c);
+	extproc_policy_online(s->w.pd, true);
 	return s;
 }
 
@@ -2002,6 +2012,7 @@ int extproc_session_feed(struct extproc_session *s, const uint8_t *data,
 	if (c->state != C_CLOSING)
 		conn_input(c, data, len);
 	conn_flush(c);
+	extproc_policy_quiescent(s->w.pd);
 	if (c->state == C_CLOSING || c->close_after_write ||
 	    (c->h2 && !nghttp2_session_want_read(c->h2) &&
 	     !nghttp2_session_want_write(c->h2))) {
@@ -2026,6 +2037,7 @@ void extproc_session_free(struct extproc_session *s)
 	if (!s)
 		return;
 	conn_close(s->c);
+	extproc_policy_online(s->w.pd, false);
 	worker_fini(&s->w);
 	free(s);
 }

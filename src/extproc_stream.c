@@ -12,6 +12,10 @@
  * server buffer; sealtap buffers up to FD_CHUNK so a credential split
  * across two data chunks is still seen whole).
  *
+ * The decider (extproc.h) is asked about every header and body chunk;
+ * before its first question about an exchange it is told the request's
+ * routing attributes, gathered from the whole request header map first.
+ *
  * Phase order (per direction, as the data plane sends them): headers,
  * body chunks, trailers; each step may be skipped by the processing mode,
  * none may go backwards. Request and response directions interleave
@@ -32,6 +36,7 @@
 #pragma GCC diagnostic ignored "-Wmissing-braces"
 #include "ext_proc.pb-c.h"
 #include "sealtap/extproc.h"
+#include "sealtap/policy.h"
 #include "sealtap/record.h"
 
 /* Short names for the generated types. */
@@ -59,8 +64,11 @@
 /* FULL_DUPLEX_STREAMED: body bytes gathered before a streamed_response is
  * sent, and the largest chunk sent (the API recommends at most 64 KiB). */
 #define FD_CHUNK (64u * 1024)
-/* Bytes kept of each pseudo-header value for the record. */
+/* Longest JSON of a pseudo-header value kept apart for the record's
+ * method/scheme/authority/path (the header list has it anyway). */
 #define PSEUDO_MAX 8192
+/* Bytes of a content-type kept (the policy reads its media type). */
+#define CTYPE_MAX 128
 
 /* Body send modes (ProcessingMode.BodySendMode). */
 enum {
@@ -100,10 +108,14 @@ struct side {
 	struct extproc_buf hdrs;     /* JSON "[n,v],[n,v]" */
 	struct extproc_buf trailers; /* same */
 	uint64_t body_bytes;
+	uint64_t body_shown; /* body bytes shown to the decider */
 	uint8_t phase;
 	uint8_t body_mode;
 	bool body_eos;   /* end_of_stream seen (headers or body) */
 	bool any_hdrs;   /* a header list was received */
+	bool has_clen;   /* its headers carry content-length */
+	uint8_t nctype;
+	uint8_t ctype[CTYPE_MAX]; /* its content-type, first copy, cut */
 	struct extproc_buf fd_pending; /* full duplex body not yet answered */
 };
 
@@ -118,8 +130,11 @@ struct extproc_xchg {
 	uint32_t messages, replies, mutations;
 	uint32_t anomalies;
 	uint32_t deny_status;
+	const char *deny_rule; /* the policy's rule name */
 	bool observability;
-	bool done; /* immediate_response sent */
+	bool done;  /* immediate_response sent */
+	bool begun; /* the decider was told the exchange's route */
+	struct extproc_xdec xd;
 	uint64_t last_ns;
 };
 
@@ -329,6 +344,7 @@ void extproc_counters_sum(struct extproc_counters *dst,
 		dst->v[i] += src->v[i];
 	for (unsigned i = 0; i < EXTPROC_HIST_BUCKETS; i++)
 		dst->lat[i] += src->lat[i];
+	counters_sum(&dst->seal, &src->seal);
 }
 
 void extproc_counters_lat(struct extproc_counters *c, uint64_t ns)
@@ -366,6 +382,14 @@ void extproc_counters_write_json(FILE *out, const struct extproc_counters *c)
 			(unsigned long long)c->v[i]);
 		sep = ",";
 	}
+	for (unsigned i = 0; i < ST_CTR__COUNT; i++) {
+		if (!c->seal.v[i])
+			continue;
+		fprintf(out, "%s\"%s\":%llu", sep,
+			counters_name((enum st_counter)i),
+			(unsigned long long)c->seal.v[i]);
+		sep = ",";
+	}
 	fprintf(out, "%s\"latency_ns\":{\"p50\":%llu,\"p99\":%llu,"
 		"\"p999\":%llu,\"buckets\":[", sep,
 		(unsigned long long)extproc_counters_quantile(c, 0.5),
@@ -383,6 +407,12 @@ void extproc_counters_write_text(FILE *out, const struct extproc_counters *c)
 		if (c->v[i])
 			fprintf(out, "%-28s %14llu  # %s\n", ctr_names[i],
 				(unsigned long long)c->v[i], ctr_helps[i]);
+	for (unsigned i = 0; i < ST_CTR__COUNT; i++)
+		if (c->seal.v[i])
+			fprintf(out, "%-28s %14llu  # %s\n",
+				counters_name((enum st_counter)i),
+				(unsigned long long)c->seal.v[i],
+				counters_help((enum st_counter)i));
 	fprintf(out, "%-28s %14llu  # message latency p50 (ns, bucket edge)\n",
 		"latency_p50_ns",
 		(unsigned long long)extproc_counters_quantile(c, 0.5));
@@ -404,6 +434,9 @@ struct extproc_xchg *extproc_xchg_new(const struct extproc_xchg_info *info)
 	x->status = -1;
 	x->side[0].body_mode = x->side[1].body_mode = MODE_UNKNOWN;
 	x->last_ns = info->start_ns;
+	static const char hex[] = "0123456789abcdef";
+	for (int i = 0; i < 16; i++)
+		x->xd.record_id[i] = hex[(info->id >> (60 - 4 * i)) & 15];
 	return x;
 }
 
@@ -422,6 +455,9 @@ void extproc_xchg_free(struct extproc_xchg *x)
 	extproc_buf_free(&x->path);
 	extproc_buf_free(&x->client);
 	extproc_buf_free(&x->server);
+	extproc_buf_free(&x->xd.applied);
+	extproc_buf_free(&x->xd.findings[0]);
+	extproc_buf_free(&x->xd.findings[1]);
 	free(x);
 }
 
@@ -472,6 +508,7 @@ static int reply_immediate(struct extproc_xchg *x, struct extproc_ctx *ctx,
 	r.immediate_response = &im;
 	x->done = true;
 	x->deny_status = st.code;
+	x->deny_rule = d->rule;
 	EXTPROC_INC(ctx->ctr, denials);
 	if (x->observability)
 		return 0; /* decided and recorded, never answered */
@@ -488,8 +525,6 @@ struct hmut {
 	char **remove;
 	size_t nremove, capremove;
 	bool nomem;
-	const uint8_t *path; /* request :path as received, valid per message */
-	size_t plen;
 };
 
 static bool grow(struct extproc_ctx *ctx, void ***arr, size_t *cap, size_t n)
@@ -587,118 +622,219 @@ static HDR_MUTATION *hmut_finish(struct extproc_ctx *ctx, struct hmut *m)
 	return hm;
 }
 
-/* Keeps the JSON string of a pseudo-header value for the record. */
-static void keep_pseudo(struct extproc_buf *b, const uint8_t *v, size_t vl)
+bool extproc_header_protected(const uint8_t *name, size_t nlen)
 {
-	if (b->len)
-		return; /* first occurrence */
-	buf_json_str(b, v, vl > PSEUDO_MAX ? PSEUDO_MAX : vl);
+	if (nlen == 0 || name[0] == ':')
+		return true;
+	if (nlen == 4 && !strncasecmp((const char *)name, "host", 4))
+		return true;
+	return nlen >= 8 && strncasecmp((const char *)name, "x-envoy-", 8) == 0;
 }
 
+/* HTTP/2 header names are lowercase (RFC 9113 §8.2.1): pseudo-headers
+ * are matched exactly. */
 static bool is_name(const uint8_t *n, size_t nl, const char *lit)
 {
 	return strlen(lit) == nl && !memcmp(n, lit, nl);
 }
 
-/* Walks a header map: records every field (credential values as
- * {"redacted":len}, never in plain), asks the decider, and collects the
- * mutation. Returns false with |deny| filled when the decider denies. */
+/* Regular fields in any case, as the policy matches them: a data plane
+ * that sent "Content-Type" must not get its JSON scanned as text. */
+static bool is_field(const uint8_t *n, size_t nl, const char *lit)
+{
+	return strlen(lit) == nl && !strncasecmp((const char *)n, lit, nl);
+}
+
+/* Name and value of a field: raw_value, or value when only that is set. */
+static void field_of(const HDR_VALUE *hv, const uint8_t **name, size_t *nl,
+		     const uint8_t **val, size_t *vl)
+{
+	*name = (const uint8_t *)(hv->key ? hv->key : "");
+	*nl = strlen((const char *)*name);
+	if (hv->raw_value.len || !hv->value) {
+		*val = hv->raw_value.data ? hv->raw_value.data
+					  : (const uint8_t *)"";
+		*vl = hv->raw_value.len;
+	} else {
+		*val = (const uint8_t *)hv->value;
+		*vl = strlen(hv->value);
+	}
+}
+
+/* A body mode as the data plane announced it; NONE when it did not. */
+static enum extproc_body_mode announced(uint8_t m)
+{
+	return m <= MODE_GRPC ? (enum extproc_body_mode)m : EXTPROC_BODY_NONE;
+}
+
+/* Tells the decider, once per exchange, what the exchange is: the
+ * routing attributes of the request header map |map| (first copies;
+ * host stands in for a missing :authority), or none (NULL: the request
+ * headers never came). Returns true with |mo| filled when the decider
+ * wants a mode_override. */
+static bool begin(struct extproc_xchg *x, struct extproc_ctx *ctx,
+		  const HDR_MAP *map, struct extproc_mode *mo)
+{
+	if (x->begun)
+		return false;
+	x->begun = true;
+	struct policy_request rq = { 0 };
+	const uint8_t *host = NULL;
+	size_t hl = 0;
+	for (size_t i = 0; map && i < map->n_headers; i++) {
+		const uint8_t *n, *v;
+		size_t nl, vl;
+		if (!map->headers[i])
+			continue;
+		field_of(map->headers[i], &n, &nl, &v, &vl);
+		if (is_name(n, nl, ":authority") && !rq.authority) {
+			rq.authority = v;
+			rq.authority_len = vl;
+		} else if (is_field(n, nl, "host") && !host) {
+			host = v;
+			hl = vl;
+		} else if (is_name(n, nl, ":path") && !rq.path) {
+			rq.path = v;
+			rq.path_len = vl;
+		} else if (is_name(n, nl, ":method") && !rq.method) {
+			rq.method = v;
+			rq.method_len = vl;
+		} else if (is_field(n, nl, "content-type") && !rq.content_type) {
+			rq.content_type = v;
+			rq.content_type_len = vl;
+		}
+	}
+	if (!rq.authority) {
+		rq.authority = host;
+		rq.authority_len = hl;
+	}
+	mo->request_body = announced(x->side[0].body_mode);
+	mo->response_body = announced(x->side[1].body_mode);
+	return ctx->decider.ops->begin(ctx->decider.self, &x->xd, &rq, mo);
+}
+
+/* What a body's decisions need from its side's headers. */
+static void note_entity(struct side *s, const uint8_t *n, size_t nl,
+			const uint8_t *v, size_t vl)
+{
+	if (is_field(n, nl, "content-length"))
+		s->has_clen = true;
+	if (is_field(n, nl, "content-type") && !s->nctype && vl) {
+		s->nctype = (uint8_t)(vl < CTYPE_MAX ? vl : CTYPE_MAX);
+		memcpy(s->ctype, v, s->nctype);
+	}
+}
+
+/* Adds the decider's replacement or removal of a field to the mutation,
+ * unless the field is protected. */
+static void mutate(struct extproc_xchg *x, struct extproc_ctx *ctx,
+		   struct hmut *m, enum extproc_verdict v,
+		   const uint8_t *name, size_t nl)
+{
+	if (v != EXTPROC_REPLACE && v != EXTPROC_REMOVE)
+		return;
+	if (extproc_header_protected(name, nl)) {
+		EXTPROC_INC(ctx->ctr, mutations_protected);
+		return;
+	}
+	if (v == EXTPROC_REPLACE) {
+		hmut_set(ctx, m, name, nl, ctx->scratch.p, ctx->scratch.len);
+		EXTPROC_INC(ctx->ctr, mutations_replaced);
+	} else {
+		hmut_remove(ctx, m, name, nl);
+		EXTPROC_INC(ctx->ctr, mutations_removed);
+	}
+	x->mutations++;
+}
+
+/* Keeps the first request pseudo-header value (its record JSON |j|, |jl|
+ * bytes) for the record's method/scheme/authority/path. */
+static void keep_pseudo(struct extproc_xchg *x, const uint8_t *n, size_t nl,
+			const uint8_t *j, size_t jl)
+{
+	struct extproc_buf *b = is_name(n, nl, ":method")      ? &x->method
+				: is_name(n, nl, ":scheme")    ? &x->scheme
+				: is_name(n, nl, ":authority") ? &x->authority
+				: is_name(n, nl, ":path")      ? &x->path
+							       : NULL;
+	if (b && !b->len && jl <= PSEUDO_MAX)
+		extproc_buf_put(b, j, jl);
+}
+
+/* Appends [name, value] to the record's list |rec|, the value as the
+ * policy left it: the decider's replacement, {"redacted":len} when it
+ * removed or denied the field, the value itself when it kept it. A
+ * protected field keeps its value in traffic, but the record still holds
+ * what the policy made of it, never a sensitive value in plain. */
+static void record_field(struct extproc_xchg *x, struct extproc_ctx *ctx,
+			 enum extproc_part part, struct extproc_buf *rec,
+			 const uint8_t *n, size_t nl, const uint8_t *v,
+			 size_t vl, enum extproc_verdict verdict)
+{
+	if (rec->len > ctx->max_record) {
+		x->anomalies |= A_TOO_BIG;
+		return;
+	}
+	if (rec->len)
+		extproc_buf_put(rec, ",", 1);
+	extproc_buf_put(rec, "[", 1);
+	buf_json_str(rec, n, nl);
+	extproc_buf_put(rec, ",", 1);
+	size_t at = rec->len;
+	if (verdict == EXTPROC_KEEP) {
+		buf_json_str(rec, v, vl);
+	} else if (verdict == EXTPROC_REPLACE) {
+		buf_json_str(rec, ctx->scratch.p, ctx->scratch.len);
+	} else {
+		BUF_LIT(rec, "{\"redacted\":");
+		buf_u64(rec, vl);
+		BUF_LIT(rec, "}");
+	}
+	if (part == EXTPROC_REQ_HEADERS && nl && n[0] == ':')
+		keep_pseudo(x, n, nl, rec->p + at, rec->len - at);
+	extproc_buf_put(rec, "]", 1);
+}
+
+/* Walks a header map: asks the decider about every field, collects the
+ * mutation and records the field. Returns false with |deny| filled when
+ * the decider denies (the walk still records every field). */
 static bool walk_headers(struct extproc_xchg *x, struct extproc_ctx *ctx,
 			 enum extproc_part part, const HDR_MAP *map,
 			 struct extproc_buf *rec, struct hmut *m,
 			 struct extproc_decision *deny)
 {
+	struct side *s = &x->side[part >= EXTPROC_RESP_HEADERS];
+	bool headers = part == EXTPROC_REQ_HEADERS ||
+		       part == EXTPROC_RESP_HEADERS;
 	bool denied = false;
 	size_t nh = map ? map->n_headers : 0;
 	/* one allocation for the usual list instead of a doubling series */
 	if (rec->len <= ctx->max_record)
 		extproc_buf_reserve(rec, nh * 64);
 	for (size_t i = 0; i < nh; i++) {
-		const HDR_VALUE *hv = map->headers[i];
-		if (!hv)
+		if (!map->headers[i])
 			continue;
-		const uint8_t *name = (const uint8_t *)(hv->key ? hv->key : "");
-		size_t nl = strlen((const char *)name);
-		const uint8_t *val;
-		size_t vl;
-		if (hv->raw_value.len || !hv->value) {
-			val = hv->raw_value.data ? hv->raw_value.data
-						 : (const uint8_t *)"";
-			vl = hv->raw_value.len;
-		} else {
-			val = (const uint8_t *)hv->value;
-			vl = strlen(hv->value);
-		}
-
-		if (part == EXTPROC_REQ_HEADERS && nl && name[0] == ':') {
-			if (is_name(name, nl, ":method"))
-				keep_pseudo(&x->method, val, vl);
-			else if (is_name(name, nl, ":scheme"))
-				keep_pseudo(&x->scheme, val, vl);
-			else if (is_name(name, nl, ":authority"))
-				keep_pseudo(&x->authority, val, vl);
-			else if (is_name(name, nl, ":path")) {
-				keep_pseudo(&x->path, val, vl);
-				if (!m->path) {
-					m->path = val;
-					m->plen = vl;
-				}
-			}
-		} else if (part == EXTPROC_RESP_HEADERS &&
-			   is_name(name, nl, ":status") && vl == 3 &&
-			   val[0] >= '1' && val[0] <= '5' && val[1] >= '0' &&
-			   val[1] <= '9' && val[2] >= '0' && val[2] <= '9') {
+		const uint8_t *name, *val;
+		size_t nl, vl;
+		field_of(map->headers[i], &name, &nl, &val, &vl);
+		if (part == EXTPROC_RESP_HEADERS &&
+		    is_name(name, nl, ":status") && vl == 3 &&
+		    val[0] >= '1' && val[0] <= '5' && val[1] >= '0' &&
+		    val[1] <= '9' && val[2] >= '0' && val[2] <= '9')
 			x->status = (val[0] - '0') * 100 + (val[1] - '0') * 10 +
 				    (val[2] - '0');
-		}
-
+		if (headers)
+			note_entity(s, name, nl, val, vl);
 		ctx->scratch.len = 0;
 		struct extproc_decision d = { .out = &ctx->scratch };
 		enum extproc_verdict v = ctx->decider.ops->decide_header(
-			ctx->decider.self, part, name, nl, val, vl, &d);
-		bool prot = extproc_header_protected(name, nl);
-		if (v == EXTPROC_DENY) {
-			if (!denied)
-				*deny = d;
+			ctx->decider.self, &x->xd, part, name, nl, val, vl, &d);
+		if (v == EXTPROC_DENY && !denied) {
+			*deny = d;
 			denied = true;
-		} else if ((v == EXTPROC_REPLACE || v == EXTPROC_REMOVE) &&
-			   prot) {
-			EXTPROC_INC(ctx->ctr, mutations_protected);
-			v = EXTPROC_KEEP;
 		}
-		if (v == EXTPROC_REPLACE) {
-			hmut_set(ctx, m, name, nl, ctx->scratch.p, ctx->scratch.len);
-			EXTPROC_INC(ctx->ctr, mutations_replaced);
-			x->mutations++;
-		} else if (v == EXTPROC_REMOVE) {
-			hmut_remove(ctx, m, name, nl);
-			EXTPROC_INC(ctx->ctr, mutations_removed);
-			x->mutations++;
-		}
-
-		/* The record: the value as it leaves sealtap. A value the
-		 * decider replaced or removed -- and every credential header,
-		 * whatever the decider said -- is never written in plain. */
-		if (rec->len > ctx->max_record) {
-			x->anomalies |= A_TOO_BIG;
-			continue;
-		}
-		if (rec->len)
-			extproc_buf_put(rec, ",", 1);
-		extproc_buf_put(rec, "[", 1);
-		buf_json_str(rec, name, nl);
-		if (v == EXTPROC_REPLACE || v == EXTPROC_REMOVE ||
-		    extproc_header_sensitive(name, nl))
-		{
-			BUF_LIT(rec, ",{\"redacted\":");
-			buf_u64(rec, vl);
-			BUF_LIT(rec, "}]");
-		}
-		else {
-			extproc_buf_put(rec, ",", 1);
-			buf_json_str(rec, val, vl);
-			extproc_buf_put(rec, "]", 1);
-		}
+		mutate(x, ctx, m, v, name, nl);
+		record_field(x, ctx, part, rec, name, nl, val, vl, v);
 	}
 	return !denied;
 }
@@ -745,6 +881,8 @@ static int on_headers(struct extproc_xchg *x, struct extproc_ctx *ctx,
 	if (h->end_of_stream)
 		s->body_eos = true;
 
+	struct extproc_mode mo;
+	bool override = begin(x, ctx, dir ? NULL : h->headers, &mo) && !dir;
 	struct hmut m = { 0 };
 	struct extproc_decision deny = { 0 };
 	bool ok = walk_headers(x, ctx, part, h->headers, &s->hdrs, &m, &deny);
@@ -752,14 +890,9 @@ static int on_headers(struct extproc_xchg *x, struct extproc_ctx *ctx,
 		return reply_immediate(x, ctx, &deny, out, why);
 
 	if (!dir && ctx->request_id_header && ctx->request_id_header[0]) {
-		static const char hex[] = "0123456789abcdef";
-		char id[17];
-		for (int i = 0; i < 16; i++)
-			id[i] = hex[(x->info.id >> (60 - 4 * i)) & 15];
-		id[16] = '\0';
 		hmut_set(ctx, &m, (const uint8_t *)ctx->request_id_header,
-			 strlen(ctx->request_id_header), (const uint8_t *)id,
-			 16);
+			 strlen(ctx->request_id_header),
+			 (const uint8_t *)x->xd.record_id, 16);
 		EXTPROC_INC(ctx->ctr, mutations_added);
 		x->mutations++;
 	}
@@ -778,9 +911,7 @@ static int on_headers(struct extproc_xchg *x, struct extproc_ctx *ctx,
 		hr.response = &cr;
 	Envoy__Extensions__Filters__Http__ExtProc__V3__ProcessingMode pm =
 		ENVOY__EXTENSIONS__FILTERS__HTTP__EXT_PROC__V3__PROCESSING_MODE__INIT;
-	struct extproc_mode mo = { EXTPROC_BODY_NONE, EXTPROC_BODY_NONE };
-	if (!dir && m.path && ctx->decider.ops->decide_mode &&
-	    ctx->decider.ops->decide_mode(ctx->decider.self, m.path, m.plen, &mo)) {
+	if (override) {
 		pm.request_body_mode = (int)mo.request_body;
 		pm.response_body_mode = (int)mo.response_body;
 		x->side[0].body_mode = (uint8_t)mo.request_body;
@@ -798,23 +929,43 @@ static int on_headers(struct extproc_xchg *x, struct extproc_ctx *ctx,
 	return emit(x, ctx, &r, out, why);
 }
 
-/* FULL_DUPLEX_STREAMED: answers what is pending as streamed_response
- * chunks of at most FD_CHUNK bytes, the last with |eos|. */
-static int fd_flush(struct extproc_xchg *x, struct extproc_ctx *ctx, int dir,
-		    bool eos, struct extproc_buf *out, const char **why)
+/* Shows |len| bytes of |dir|'s body to the decider as its next chunk
+ * (|last|: the body ends with it); a replacement lands in ctx->scratch. */
+static enum extproc_verdict decide_chunk(struct extproc_xchg *x,
+					 struct extproc_ctx *ctx, int dir,
+					 const uint8_t *data, size_t len,
+					 bool last, struct extproc_decision *d)
 {
 	struct side *s = &x->side[dir];
-	enum extproc_part part = dir ? EXTPROC_RESP_BODY : EXTPROC_REQ_BODY;
+	struct extproc_mode mo;
+	begin(x, ctx, NULL, &mo);
+	struct extproc_chunk c = {
+		.part = dir ? EXTPROC_RESP_BODY : EXTPROC_REQ_BODY,
+		.data = data, .len = len, .off = s->body_shown, .last = last,
+		.ctype = s->nctype ? s->ctype : NULL, .ctype_len = s->nctype,
+	};
+	s->body_shown += len;
+	ctx->scratch.len = 0;
+	d->out = &ctx->scratch;
+	return ctx->decider.ops->decide_body(ctx->decider.self, &x->xd, &c, d);
+}
+
+/* FULL_DUPLEX_STREAMED: answers what is pending as streamed_response
+ * chunks of at most FD_CHUNK bytes, the last with |eos|. |last|: the body
+ * ends here (end of stream, or trailers follow). */
+static int fd_flush(struct extproc_xchg *x, struct extproc_ctx *ctx, int dir,
+		    bool eos, bool last, struct extproc_buf *out,
+		    const char **why)
+{
+	struct side *s = &x->side[dir];
 	const uint8_t *body = s->fd_pending.p;
 	size_t len = s->fd_pending.len;
 	if (!len && !eos)
 		return 0;
-	ctx->scratch.len = 0;
-	struct extproc_decision d = { .out = &ctx->scratch };
+	struct extproc_decision d = { 0 };
 	enum extproc_verdict v = EXTPROC_KEEP;
 	if (len)
-		v = ctx->decider.ops->decide_body(ctx->decider.self, part, body,
-						  len, &d);
+		v = decide_chunk(x, ctx, dir, body, len, last, &d);
 	if (v == EXTPROC_DENY) {
 		s->fd_pending.len = 0;
 		return reply_immediate(x, ctx, &d, out, why);
@@ -865,11 +1016,32 @@ static int fd_flush(struct extproc_xchg *x, struct extproc_ctx *ctx, int dir,
 	return 0;
 }
 
+/* A BUFFERED body whose length changed, when the headers went through
+ * sealtap with a content-length: Envoy leaves content-length to the
+ * processor in that mode alone (ProcessingMode.BodySendMode) and refuses
+ * a body that does not match it, so the reply sets it to |len|. */
+static int fix_length(struct extproc_ctx *ctx, const struct side *s,
+		      COMMON_RESP *cr, size_t len, const char **why)
+{
+	if (s->body_mode != MODE_BUFFERED || !s->has_clen)
+		return 0;
+	char num[24];
+	int k = snprintf(num, sizeof(num), "%zu", len);
+	struct hmut m = { 0 };
+	hmut_set(ctx, &m, (const uint8_t *)"content-length", 14,
+		 (const uint8_t *)num, (size_t)k);
+	cr->header_mutation = hmut_finish(ctx, &m);
+	if (m.nomem) {
+		*why = "out of memory for a mutation";
+		return -EXTPROC_GRPC_RESOURCE_EXHAUSTED;
+	}
+	return 0;
+}
+
 static int on_body(struct extproc_xchg *x, struct extproc_ctx *ctx, int dir,
 		   const HTTP_BODY *b, struct extproc_buf *out, const char **why)
 {
 	struct side *s = &x->side[dir];
-	enum extproc_part part = dir ? EXTPROC_RESP_BODY : EXTPROC_REQ_BODY;
 	if (s->phase > PH_BODY) {
 		EXTPROC_INC(ctx->ctr, msgs_out_of_order);
 		*why = dir ? "response_body after response_trailers"
@@ -899,16 +1071,16 @@ static int on_body(struct extproc_xchg *x, struct extproc_ctx *ctx, int dir,
 		}
 		if (!b->end_of_stream && s->fd_pending.len < FD_CHUNK)
 			return 0;
-		return fd_flush(x, ctx, dir, b->end_of_stream, out, why);
+		return fd_flush(x, ctx, dir, b->end_of_stream, b->end_of_stream,
+				out, why);
 	}
 
 	/* STREAMED (one reply per chunk, in order), BUFFERED and
 	 * BUFFERED_PARTIAL (one message, one reply), or a mode not announced
 	 * (answered the same way). */
-	ctx->scratch.len = 0;
-	struct extproc_decision d = { .out = &ctx->scratch };
-	enum extproc_verdict v = ctx->decider.ops->decide_body(
-		ctx->decider.self, part, b->body.data, b->body.len, &d);
+	struct extproc_decision d = { 0 };
+	enum extproc_verdict v = decide_chunk(x, ctx, dir, b->body.data,
+					      b->body.len, b->end_of_stream, &d);
 	if (v == EXTPROC_DENY)
 		return reply_immediate(x, ctx, &d, out, why);
 	if (x->observability)
@@ -930,6 +1102,11 @@ static int on_body(struct extproc_xchg *x, struct extproc_ctx *ctx, int dir,
 		br.response = &cr;
 		EXTPROC_INC(ctx->ctr, mutations_body);
 		x->mutations++;
+		int rc = fix_length(ctx, s, &cr, v == EXTPROC_REPLACE
+							? ctx->scratch.len
+							: 0, why);
+		if (rc)
+			return rc;
 	}
 	if (dir) {
 		r.response_case = RESP_CASE(RESPONSE_BODY);
@@ -957,12 +1134,14 @@ static int on_trailers(struct extproc_xchg *x, struct extproc_ctx *ctx,
 	/* FULL_DUPLEX_STREAMED: trailers tell that the body is complete;
 	 * what is buffered goes out first (headers-body-trailers order). */
 	if (s->body_mode == MODE_FULL_DUPLEX && s->fd_pending.len) {
-		int rc = fd_flush(x, ctx, dir, false, out, why);
+		int rc = fd_flush(x, ctx, dir, false, true, out, why);
 		if (rc || x->done)
 			return rc;
 	}
 	s->body_eos = true;
 
+	struct extproc_mode mo;
+	begin(x, ctx, NULL, &mo);
 	struct hmut m = { 0 };
 	struct extproc_decision deny = { 0 };
 	if (!walk_headers(x, ctx, part, t->trailers, &s->trailers, &m, &deny))
@@ -1069,7 +1248,7 @@ int extproc_xchg_end_of_input(struct extproc_xchg *x, struct extproc_ctx *ctx,
 	for (int d = 0; d < 2; d++) {
 		if (x->side[d].fd_pending.len) {
 			extproc_arena_reset(ctx->arena);
-			int rc = fd_flush(x, ctx, d, true, out, why);
+			int rc = fd_flush(x, ctx, d, true, true, out, why);
 			if (rc || x->done)
 				return rc;
 		}
@@ -1104,7 +1283,8 @@ static void put_mode(struct extproc_buf *b, unsigned m)
 		buf_puts(b, "null");
 }
 
-static void put_side(struct extproc_buf *b, const struct side *s, bool lists)
+static void put_side(struct extproc_buf *b, const struct side *s,
+		     const struct extproc_buf *findings, bool lists)
 {
 	buf_puts(b, "\"headers\":[");
 	if (lists)
@@ -1115,6 +1295,19 @@ static void put_side(struct extproc_buf *b, const struct side *s, bool lists)
 	BUF_LIT(b, "],\"body_bytes\":");
 	buf_u64(b, s->body_bytes);
 	buf_puts(b, s->body_eos ? ",\"end_stream\":true" : ",\"end_stream\":false");
+	if (lists && findings->len) {
+		buf_puts(b, ",\"body_findings\":[");
+		extproc_buf_put(b, findings->p, findings->len);
+		buf_puts(b, "]");
+	}
+}
+
+static void put_name_or_null(struct extproc_buf *b, const char *s)
+{
+	if (s)
+		buf_json_str(b, (const uint8_t *)s, strlen(s));
+	else
+		buf_puts(b, "null");
 }
 
 size_t extproc_xchg_record(struct extproc_xchg *x, struct extproc_ctx *ctx,
@@ -1125,8 +1318,11 @@ size_t extproc_xchg_record(struct extproc_xchg *x, struct extproc_ctx *ctx,
 	out->len = 0;
 	if (!x->messages)
 		return 0;
+	const struct extproc_xdec *xd = &x->xd;
 	size_t lists = x->side[0].hdrs.len + x->side[0].trailers.len +
-		       x->side[1].hdrs.len + x->side[1].trailers.len;
+		       x->side[1].hdrs.len + x->side[1].trailers.len +
+		       xd->applied.len + xd->findings[0].len +
+		       xd->findings[1].len;
 	bool with_lists = lists + 2048 <= ctx->max_record;
 	uint32_t anomalies = x->anomalies;
 	if (!with_lists) {
@@ -1166,21 +1362,28 @@ size_t extproc_xchg_record(struct extproc_xchg *x, struct extproc_ctx *ctx,
 	buf_puts(out, ",\"path\":");
 	put_str_or_null(out, &x->path);
 	buf_puts(out, ",");
-	put_side(out, &x->side[0], with_lists);
+	put_side(out, &x->side[0], &xd->findings[0], with_lists);
 	buf_puts(out, "},\"response\":{\"status\":");
 	if (x->status >= 0)
 		buf_u64(out, (uint64_t)x->status);
 	else
 		buf_puts(out, "null");
 	buf_puts(out, ",");
-	put_side(out, &x->side[1], with_lists);
+	put_side(out, &x->side[1], &xd->findings[1], with_lists);
 	BUF_LIT(out, "},\"end\":\"");
 	buf_puts(out, end_names[(unsigned)end < ST_ARRAY_SIZE(end_names) ? end : 0]);
 	BUF_LIT(out, "\"");
 	if (end == EXTPROC_END_RESET || end == EXTPROC_END_CANCELLED)
 		buf_printf(out, ",\"rst_code\":%u,\"rst_by\":\"client\"",
 			   rst_code);
-	buf_puts(out, ",\"anomalies\":[");
+	buf_puts(out, ",\"tenant\":");
+	put_name_or_null(out, xd->tenant);
+	buf_puts(out, ",\"route\":");
+	put_name_or_null(out, xd->route_name);
+	buf_puts(out, ",\"sealed\":[");
+	if (with_lists)
+		extproc_buf_put(out, xd->applied.p, xd->applied.len);
+	buf_puts(out, "],\"anomalies\":[");
 	const char *sep = "";
 	for (unsigned i = 0; i < ST_ARRAY_SIZE(anomaly_names); i++) {
 		if (anomalies & (1u << i)) {
@@ -1195,8 +1398,12 @@ size_t extproc_xchg_record(struct extproc_xchg *x, struct extproc_ctx *ctx,
 	BUF_LIT(out, ",\"mutations\":");
 	buf_u64(out, x->mutations);
 	buf_puts(out, x->deny_status ? ",\"denied\":true," : ",\"denied\":false,");
-	if (x->deny_status)
-		buf_printf(out, "\"deny_status\":%u,", x->deny_status);
+	if (x->deny_status) {
+		buf_printf(out, "\"deny_status\":%u,\"deny_rule\":",
+			   x->deny_status);
+		put_name_or_null(out, x->deny_rule);
+		buf_puts(out, ",");
+	}
 	buf_puts(out, x->observability ? "\"observability\":true"
 				       : "\"observability\":false");
 	BUF_LIT(out, ",\"request_body_mode\":");

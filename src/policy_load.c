@@ -1291,8 +1291,10 @@ static int compile_set(struct lctx *c, struct raw_set *s,
 /* ---- top-level sections -------------------------------------------------------------- */
 
 static const char *const top_keys[] = {
-	"version", "limits", "tenants", "rule_sets", "routes", "default", NULL,
+	"version", "limits", "tenants", "rule_sets", "routes", "default",
+	"deny", NULL,
 };
+static const char *const deny_keys[] = { "status", "body", "details", NULL };
 static const char *const limit_keys[] = {
 	"body_bytes", "json_depth", "unscanned", NULL,
 };
@@ -1384,6 +1386,66 @@ static int load_limits(struct lctx *c, yaml_node_t *v)
 	    (rc = parse_action(c, x, "limits.unscanned", ALLOW_UNSCAN,
 			       &p->limits.unscanned)))
 		return rc;
+	return 0;
+}
+
+#define DENY_BODY_MAX 4096u
+
+/* ext_proc's answer to a denied request: an error status, a body of
+ * printable text, details Envoy can log (no blanks). */
+static int load_deny(struct lctx *c, yaml_node_t *v)
+{
+	struct policy_deny *d = &c->p->deny;
+	if (is_null(v))
+		return 0;
+	int rc = want_map(c, v, "deny", "deny settings");
+	if (rc || (rc = check_keys(c, v, "deny", deny_keys)))
+		return rc;
+	yaml_node_t *x;
+	const char *s;
+	if ((x = get(c, v, "status"))) {
+		if ((rc = want_scalar(c, x, "deny.status", &s)))
+			return rc;
+		char *end;
+		unsigned long st = isdigit((unsigned char)s[0])
+					   ? strtoul(s, &end, 10)
+					   : 0;
+		if (!isdigit((unsigned char)s[0]) || *end || st < 400 ||
+		    st > 599) {
+			Q(q, s);
+			return report(c, line_of(x), "deny.status",
+				      "value \"%s\" is not an error status; use "
+				      "an HTTP status from 400 to 599, e.g. 403",
+				      q);
+		}
+		d->status = (uint32_t)st;
+	}
+	if ((x = get(c, v, "body"))) {
+		if ((rc = want_scalar(c, x, "deny.body", &s)))
+			return rc;
+		size_t n = strlen(s);
+		for (size_t i = 0; i < n; i++) {
+			unsigned char ch = (unsigned char)s[i];
+			if ((ch < 0x20 && ch != '\n' && ch != '\t') || ch >= 0x7f)
+				return report(c, line_of(x), "deny.body",
+					      "byte %zu is not printable ASCII; "
+					      "use text, tabs and newlines only",
+					      i);
+		}
+		if (n > DENY_BODY_MAX)
+			return report(c, line_of(x), "deny.body",
+				      "%zu bytes is too long; keep it under "
+				      "%u bytes", n, DENY_BODY_MAX);
+		if (!(d->body = adup(c, s, n)))
+			return oom(c);
+	}
+	if ((x = get(c, v, "details"))) {
+		if ((rc = want_scalar(c, x, "deny.details", &s)) ||
+		    (rc = ident(c, line_of(x), "deny.details", "details", s)))
+			return rc;
+		if (!(d->details = adup(c, s, strlen(s))))
+			return oom(c);
+	}
 	return 0;
 }
 
@@ -2174,6 +2236,8 @@ static int load_doc(struct lctx *c)
 	}
 	if ((x = get(c, root, "limits")) && (rc = load_limits(c, x)))
 		return rc;
+	if ((x = get(c, root, "deny")) && (rc = load_deny(c, x)))
+		return rc;
 	if ((rc = load_tenants(c, get(c, root, "tenants"))))
 		return rc;
 	if ((rc = load_sets(c, get(c, root, "rule_sets"))))
@@ -2236,6 +2300,8 @@ static struct policy *load_text(const char *name, const char *text,
 	p->limits.body_bytes = 64u << 10;
 	p->limits.json_depth = 64;
 	p->limits.unscanned = POLICY_ACTION_REDACT;
+	p->deny = (struct policy_deny){ 403, "request denied by policy\n",
+					"sealtap_denied" };
 	if (!(p->path = strdup(name)) || names_grow(&c)) {
 		oom(&c);
 		goto out;
@@ -2396,6 +2462,11 @@ void policy_free(struct policy *p)
 const char *policy_path(const struct policy *p)
 {
 	return p->path;
+}
+
+const struct policy_deny *policy_deny_response(const struct policy *p)
+{
+	return &p->deny;
 }
 
 unsigned policy_tenant_count(const struct policy *p)

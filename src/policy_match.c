@@ -691,6 +691,13 @@ static enum body_kind body_kind(const uint8_t *ct, size_t n)
 	return BODY_TEXT;
 }
 
+bool policy_scans_body(const struct policy_route *r, const void *ctype,
+		       size_t ctype_len)
+{
+	return r && r->rules->scans_bodies &&
+	       body_kind(ctype, ctype ? ctype_len : 0) != BODY_SKIP;
+}
+
 int policy_scan_body(const struct policy_route *r, const void *ctype,
 		     size_t ctype_len, const void *body, size_t len,
 		     struct policy_span *spans, unsigned max, unsigned *flags)

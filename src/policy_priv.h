@@ -154,6 +154,7 @@ struct policy {
 	struct policy_route def;
 	const char **rule_names;
 	unsigned nrules;
+	struct policy_deny deny;
 	struct {
 		uint32_t body_bytes;
 		uint32_t json_depth;

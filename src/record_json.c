@@ -5,8 +5,7 @@
 
 #include "sealtap/record.h"
 
-/* Escapes |s| into |out| (at most 6 bytes per input byte); returns length. */
-static uint32_t escape(const uint8_t *s, uint32_t len, char *out)
+uint32_t record_json_escape(const uint8_t *s, uint32_t len, char *out)
 {
 	static const char hex[] = "0123456789abcdef";
 	uint32_t n = 0;
@@ -35,7 +34,7 @@ bool record_json_str(struct bpool *p, struct bchain *c, const uint8_t *s,
 		return false;
 	while (len) {
 		uint32_t k = len > 256 ? 256 : len;
-		if (!bchain_append(p, c, tmp, escape(s, k, tmp)))
+		if (!bchain_append(p, c, tmp, record_json_escape(s, k, tmp)))
 			return false;
 		s += k;
 		len -= k;
@@ -108,7 +107,7 @@ void record_buf_str(struct record_buf *b, const uint8_t *s, uint32_t len)
 	record_buf_put(b, "\"", 1);
 	while (len) {
 		uint32_t k = len > 256 ? 256 : len;
-		record_buf_put(b, tmp, escape(s, k, tmp));
+		record_buf_put(b, tmp, record_json_escape(s, k, tmp));
 		s += k;
 		len -= k;
 	}

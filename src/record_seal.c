@@ -38,7 +38,6 @@ struct record_sealer {
 	const struct keys_snapshot *snap; /* held until quiescent */
 	struct key_ctx keys[MAX_KEYS];
 	char *token;   /* TOKEN_CAP scratch */
-	char *masked;  /* a value with redacted spans, SEAL_VALUE_MAX */
 };
 
 struct record_sealer *record_seal_new(const struct policy *pol,
@@ -58,8 +57,7 @@ struct record_sealer *record_seal_new(const struct policy *pol,
 	rs->worker = worker;
 	rs->c = c;
 	rs->token = malloc(TOKEN_CAP);
-	rs->masked = malloc(SEAL_VALUE_MAX);
-	if (!rs->pol || !rs->token || !rs->masked) {
+	if (!rs->pol || !rs->token) {
 		record_seal_free(rs);
 		return NULL;
 	}
@@ -88,7 +86,6 @@ void record_seal_free(struct record_sealer *rs)
 		key_ctx_release(&rs->keys[i]);
 	policy_free(rs->own_pol);
 	free(rs->token);
-	free(rs->masked);
 	free(rs);
 }
 
@@ -212,7 +209,11 @@ static int make_token(struct record_sealer *rs, uint8_t action,
 	if (action == POLICY_ACTION_REDACT)
 		return -1;
 	struct key_ctx *k = key_for(rs, tenant);
-	if (!k) {
+	/* Charged before use: a worker whose share of the DEK's limits (count
+	 * or age) is spent must not seal with it, even before the keys
+	 * thread withdraws it at its next tick. */
+	if (!k || (rs->cache && keys_cache_charge(rs->cache, rs->worker,
+						  k->dek, 1, wall_ns()))) {
 		ST_CTR_INC(rs->c, seal_failed_closed);
 		return -1;
 	}
@@ -243,30 +244,197 @@ static int make_token(struct record_sealer *rs, uint8_t action,
 		ST_CTR_INC(rs->c, seal_errors);
 		return -1;
 	}
-	if (rs->cache)
-		keys_cache_charge(rs->cache, rs->worker, k->dek, 1, wall_ns());
 	return n;
 }
 
-static bool put_applied(struct bpool *p, struct bchain *applied,
-			const char *where, const struct policy_span *sp,
-			bool redacted)
+/* ---- output --------------------------------------------------------------- */
+
+static bool put(const struct record_seal_sink *s, const void *p, size_t n)
 {
-	if (!applied)
-		return true;
-	bool ok = bchain_puts(p, applied, applied->len ? ",{\"where\":"
-						       : "{\"where\":");
-	ok = ok && record_json_str(p, applied, (const uint8_t *)where,
-				   (uint32_t)strlen(where));
-	ok = ok && bchain_puts(p, applied, ",\"rule\":");
-	const char *rule = sp->rule ? sp->rule : "?";
-	ok = ok && record_json_str(p, applied, (const uint8_t *)rule,
-				   (uint32_t)strlen(rule));
-	ok = ok && bchain_puts(p, applied, ",\"action\":\"");
-	ok = ok && bchain_puts(p, applied,
-			       redacted ? "redact" : action_name(sp->action));
-	ok = ok && bchain_puts(p, applied, "\"}");
+	return !n || s->put(s->user, p, n);
+}
+
+static bool put_lit(const struct record_seal_sink *s, const char *lit)
+{
+	return put(s, lit, strlen(lit));
+}
+
+/* |n| bytes of |p| with the records' JSON escaping, no quotes. */
+static bool put_escaped(const struct record_seal_sink *s, const uint8_t *p,
+			size_t n)
+{
+	char tmp[6 * 256];
+	while (n) {
+		uint32_t k = n > 256 ? 256 : (uint32_t)n;
+		if (!put(s, tmp, record_json_escape(p, k, tmp)))
+			return false;
+		p += k;
+		n -= k;
+	}
+	return true;
+}
+
+static bool put_str(const struct record_seal_sink *s, const char *str)
+{
+	return put(s, "\"", 1) &&
+	       put_escaped(s, (const uint8_t *)str, strlen(str)) &&
+	       put(s, "\"", 1);
+}
+
+/* '*' for each of |n| bytes. */
+static bool put_stars(const struct record_seal_sink *s, size_t n)
+{
+	char tmp[256];
+	memset(tmp, '*', sizeof(tmp));
+	while (n) {
+		size_t k = n > sizeof(tmp) ? sizeof(tmp) : n;
+		if (!put(s, tmp, k))
+			return false;
+		n -= k;
+	}
+	return true;
+}
+
+/* The separator before an entry of a comma-separated list. */
+static bool put_sep(struct record_seal_sink *s)
+{
+	bool ok = !s->more || put(s, ",", 1);
+	s->more = true;
 	return ok;
+}
+
+/* The tap's records are built in chains of the worker's pool. */
+struct chain_sink {
+	struct bpool *p;
+	struct bchain *c;
+};
+
+static bool chain_put(void *user, const void *p, size_t n)
+{
+	struct chain_sink *cs = user;
+	return n <= UINT32_MAX && bchain_append(cs->p, cs->c, p, (uint32_t)n);
+}
+
+/* One entry of a record's "sealed": {"where","rule","action"}. */
+static bool put_applied(struct record_seal_sink *s, const char *where,
+			const struct policy_span *sp, bool redacted)
+{
+	return put_sep(s) && put_lit(s, "{\"where\":") && put_str(s, where) &&
+	       put_lit(s, ",\"rule\":") && put_str(s, sp->rule ? sp->rule : "?") &&
+	       put_lit(s, ",\"action\":\"") &&
+	       put_lit(s, redacted ? "redact" : action_name(sp->action)) &&
+	       put_lit(s, "\"}");
+}
+
+/* One body finding: {"where","offset","length","action","value"} with the
+ * token (|tok|, |tlen| bytes) or, |tok| NULL, {"redacted":len}. */
+static bool put_finding(struct record_seal_sink *s, const char *where,
+			uint64_t off, const struct policy_span *sp,
+			const char *tok, size_t tlen)
+{
+	char num[80];
+	snprintf(num, sizeof(num), ",\"offset\":%llu,\"length\":%u,\"action\":\"",
+		 (unsigned long long)off, sp->len);
+	bool ok = put_sep(s) && put_lit(s, "{\"where\":") && put_str(s, where) &&
+		  put_lit(s, num) &&
+		  put_lit(s, tok ? action_name(sp->action) : "redact") &&
+		  put_lit(s, "\",\"value\":");
+	if (tok)
+		return ok && put(s, "\"", 1) && put(s, tok, tlen) &&
+		       put_lit(s, "\"}");
+	snprintf(num, sizeof(num), "{\"redacted\":%u}}", sp->len);
+	return ok && put_lit(s, num);
+}
+
+/* ---- replacing spans -------------------------------------------------------- */
+
+/* Where one splice writes. */
+struct splice {
+	const struct record_seal_sink *out; /* the value; NULL: none */
+	bool json;            /* |out| is inside a JSON string: escape */
+	struct record_seal_sink *notes;     /* entries; NULL: none */
+	bool body;            /* body findings, field "<field>:<rule>" */
+	uint64_t off;         /* findings: offset of the input in its body */
+};
+
+/* The bytes between spans, as they are. */
+static bool put_gap(const struct splice *o, const uint8_t *p, size_t n)
+{
+	if (!o->out)
+		return true;
+	return o->json ? put_escaped(o->out, p, n) : put(o->out, p, n);
+}
+
+/* A span's replacement: its token, or '*' per byte. A whole JSON value
+ * (number, object ...) goes in quotes so the JSON around stays valid. */
+static bool put_span(const struct splice *o, const struct policy_span *sp,
+		     const char *tok, size_t tlen)
+{
+	if (!o->out)
+		return true;
+	bool quote = !o->json && (sp->flags & POLICY_SPAN_JSON_VALUE);
+	return (!quote || put(o->out, "\"", 1)) &&
+	       (tok ? put(o->out, tok, tlen) : put_stars(o->out, sp->len)) &&
+	       (!quote || put(o->out, "\"", 1));
+}
+
+static bool put_note(struct record_sealer *rs, const struct splice *o,
+		     const char *where, const struct policy_span *sp,
+		     const char *tok, size_t tlen)
+{
+	if (!o->notes)
+		return true;
+	if (!o->body)
+		return put_applied(o->notes, where, sp, !tok);
+	if (!put_finding(o->notes, where, o->off + sp->off, sp, tok, tlen))
+		return false;
+	ST_CTR_INC(rs->c, seal_body_findings);
+	return true;
+}
+
+/* The one walk over a value's spans that every output shares: the bytes
+ * between spans go out as they are, each span as its token (sealed under
+ * the route's tenant, bound to |w|) or '*'s, with a note per span.
+ * Spans must be sorted and disjoint (the policy's contract); one that is
+ * not is skipped. Returns the number of spans redacted rather than made
+ * into tokens, or -1 when a sink refused bytes. */
+static int splice(struct record_sealer *rs, const struct policy_route *r,
+		  const struct record_seal_where *w,
+		  const struct policy_span *sp, unsigned n, const uint8_t *in,
+		  size_t len, const struct splice *o)
+{
+	const char *tenant = record_seal_tenant(r);
+	char field[192];
+	size_t pos = 0;
+	int redacted = 0;
+	for (unsigned i = 0; i < n; i++) {
+		const struct policy_span *s = &sp[i];
+		if (s->off < pos || s->off + (size_t)s->len > len)
+			continue;
+		struct record_seal_where sw = *w;
+		if (o->body) {
+			/* the body and the rule: a token cannot be moved to a
+			 * header or to another rule's place */
+			snprintf(field, sizeof(field), "%s:%s", w->field,
+				 s->rule ? s->rule : "?");
+			sw.field = field;
+		}
+		int t = make_token(rs, s->action, tenant, &sw, in + s->off,
+				   s->len);
+		const char *tok = t < 0 ? NULL : rs->token;
+		size_t tlen = t < 0 ? 0 : (size_t)t;
+		if (t < 0) {
+			redacted++;
+			if (s->action == POLICY_ACTION_REDACT)
+				ST_CTR_INC(rs->c, seal_redacted);
+		}
+		if (!put_gap(o, in + pos, s->off - pos) ||
+		    !put_span(o, s, tok, tlen) ||
+		    !put_note(rs, o, sw.field, s, tok, tlen))
+			return -1;
+		pos = s->off + s->len;
+	}
+	return put_gap(o, in + pos, len - pos) ? redacted : -1;
 }
 
 bool record_seal_value(struct record_sealer *rs, const struct policy_route *r,
@@ -289,83 +457,39 @@ bool record_seal_value(struct record_sealer *rs, const struct policy_route *r,
 		ST_CTR_INC(rs->c, seal_errors);
 		return record_json_redacted(p, out, vlen);
 	}
-	const char *tenant = record_seal_tenant(r);
-	/* A single span over the whole value that cannot be sealed becomes
-	 * {"redacted":len}; otherwise a string with tokens in place of the
-	 * spans and '*' over redacted ones. */
-	if (n == 1 && sp[0].off == 0 && sp[0].len == vlen) {
-		int t = make_token(rs, sp[0].action, tenant, w, v, vlen);
-		put_applied(p, applied, w->field, &sp[0], t < 0);
-		if (t < 0) {
-			if (sp[0].action == POLICY_ACTION_REDACT)
-				ST_CTR_INC(rs->c, seal_redacted);
-			return record_json_redacted(p, out, vlen);
-		}
-		return record_json_str(p, out, (const uint8_t *)rs->token,
-				       (uint32_t)t);
+	/* A string with tokens in place of the spans and '*' over redacted
+	 * ones; a single span over the whole value that cannot be sealed
+	 * becomes {"redacted":len} instead. */
+	struct chain_sink oc = { p, out }, ac = { p, applied };
+	struct record_seal_sink os = { chain_put, &oc, false };
+	struct record_seal_sink as = { chain_put, &ac, applied && applied->len };
+	struct splice o = { .out = &os, .json = true,
+			    .notes = applied ? &as : NULL };
+	uint32_t undo = out->len;
+	int red = put(&os, "\"", 1) ? splice(rs, r, w, sp, (unsigned)n, v, vlen,
+					     &o)
+				    : -1;
+	if (red < 0 || !put(&os, "\"", 1))
+		return false;
+	if (n == 1 && sp[0].off == 0 && sp[0].len == vlen && red == 1) {
+		bchain_truncate(p, out, undo);
+		return record_json_redacted(p, out, vlen);
 	}
-	/* Build the new value piece by piece: the bytes between spans as they
-	 * are, spans as tokens (or '*'). Spans come sorted and disjoint. */
-	bool ok = bchain_puts(p, out, "\"");
-	size_t pos = 0;
-	for (int i = 0; i < n && ok; i++) {
-		if (sp[i].off < pos || sp[i].off + sp[i].len > vlen)
-			continue; /* overlapping/out of range: skip */
-		char tmp[6 * 64];
-		size_t gap = sp[i].off - pos;
-		/* the plain part (escaped through a throwaway JSON string) */
-		if (gap) {
-			struct bchain plain;
-			bchain_init(&plain, 0);
-			ok = record_json_str(p, &plain, v + pos, (uint32_t)gap);
-			/* copy without its quotes */
-			uint32_t inner = plain.len >= 2 ? plain.len - 2 : 0;
-			for (uint32_t o = 0; ok && o < inner;) {
-				uint32_t k = inner - o > sizeof(tmp)
-						     ? (uint32_t)sizeof(tmp)
-						     : inner - o;
-				bchain_copy(&plain, 1 + o, tmp, k);
-				ok = bchain_append(p, out, tmp, k);
-				o += k;
-			}
-			bchain_reset(p, &plain);
-		}
-		int t = make_token(rs, sp[i].action, tenant, w, v + sp[i].off,
-				   sp[i].len);
-		put_applied(p, applied, w->field, &sp[i], t < 0);
-		if (t < 0) {
-			if (sp[i].action == POLICY_ACTION_REDACT)
-				ST_CTR_INC(rs->c, seal_redacted);
-			memset(tmp, '*', sizeof(tmp));
-			for (uint32_t left = sp[i].len; ok && left;) {
-				uint32_t k = left > sizeof(tmp)
-						     ? (uint32_t)sizeof(tmp)
-						     : left;
-				ok = bchain_append(p, out, tmp, k);
-				left -= k;
-			}
-		} else {
-			ok = ok && bchain_append(p, out, rs->token, (uint32_t)t);
-		}
-		pos = sp[i].off + sp[i].len;
-	}
-	if (ok && pos < vlen) {
-		struct bchain plain;
-		bchain_init(&plain, 0);
-		ok = record_json_str(p, &plain, v + pos, (uint32_t)(vlen - pos));
-		char tmp[256];
-		uint32_t inner = plain.len >= 2 ? plain.len - 2 : 0;
-		for (uint32_t o = 0; ok && o < inner;) {
-			uint32_t k = inner - o > sizeof(tmp)
-					     ? (uint32_t)sizeof(tmp)
-					     : inner - o;
-			bchain_copy(&plain, 1 + o, tmp, k);
-			ok = bchain_append(p, out, tmp, k);
-			o += k;
-		}
-		bchain_reset(p, &plain);
-	}
-	return ok && bchain_puts(p, out, "\"");
+	return true;
+}
+
+int record_seal_replace(struct record_sealer *rs, const struct policy_route *r,
+			const struct record_seal_where *w, bool body,
+			uint64_t off, const struct policy_span *sp, unsigned n,
+			const uint8_t *in, size_t len,
+			const struct record_seal_sink *out,
+			struct record_seal_sink *notes)
+{
+	struct splice o = { .out = out, .notes = notes, .body = body,
+			    .off = off };
+	int red = splice(rs, r, w, sp, n, in, len, &o);
+	OPENSSL_cleanse(rs->token, TOKEN_CAP);
+	return red;
 }
 
 unsigned record_seal_body(struct record_sealer *rs,
@@ -382,48 +506,14 @@ unsigned record_seal_body(struct record_sealer *rs,
 				 &flags);
 	if (n <= 0)
 		return 0;
-	const char *tenant = record_seal_tenant(r);
-	char where[128];
-	for (int i = 0; i < n; i++) {
-		if (sp[i].off + (size_t)sp[i].len > len)
-			continue;
-		/* The field bound into the token: the body and the rule, so
-		 * a token cannot be moved to a header or another rule. */
-		snprintf(where, sizeof(where), "%s:%s", prefix,
-			 sp[i].rule ? sp[i].rule : "?");
-		struct record_seal_where w = { record_id, where };
-		int t = make_token(rs, sp[i].action, tenant, &w,
-				   body + sp[i].off, sp[i].len);
-		uint32_t undo = found->len;
-		bool ok = bchain_puts(p, found, found->len ? ",{\"where\":"
-							   : "{\"where\":");
-		ok = ok && record_json_str(p, found, (const uint8_t *)where,
-					   (uint32_t)strlen(where));
-		ok = ok && bchain_puts(p, found, ",\"offset\":");
-		char num[48];
-		snprintf(num, sizeof(num), "%u,\"length\":%u", sp[i].off,
-			 sp[i].len);
-		ok = ok && bchain_puts(p, found, num);
-		ok = ok && bchain_puts(p, found, ",\"action\":\"");
-		ok = ok && bchain_puts(p, found,
-				       t < 0 ? "redact" : action_name(sp[i].action));
-		ok = ok && bchain_puts(p, found, "\",\"value\":");
-		if (t < 0) {
-			if (sp[i].action == POLICY_ACTION_REDACT)
-				ST_CTR_INC(rs->c, seal_redacted);
-			ok = ok && record_json_redacted(p, found, sp[i].len);
-		} else {
-			ok = ok && record_json_str(p, found,
-						   (const uint8_t *)rs->token,
-						   (uint32_t)t);
-		}
-		ok = ok && bchain_puts(p, found, "}");
-		if (!ok) {
-			bchain_truncate(p, found, undo);
-			break;
-		}
-		ST_CTR_INC(rs->c, seal_body_findings);
-	}
-	OPENSSL_cleanse(rs->token, TOKEN_CAP);
+	/* Findings only (the body itself is never recorded); when the pool
+	 * runs out, this body's findings are left out whole. */
+	struct chain_sink fc = { p, found };
+	struct record_seal_sink fs = { chain_put, &fc, found->len != 0 };
+	struct record_seal_where w = { record_id, prefix };
+	uint32_t undo = found->len;
+	if (record_seal_replace(rs, r, &w, true, 0, sp, (unsigned)n, body, len,
+				NULL, &fs) < 0)
+		bchain_truncate(p, found, undo);
 	return (unsigned)n;
 }

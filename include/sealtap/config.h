@@ -109,8 +109,6 @@ struct st_config {
 		uint64_t shutdown_timeout_ns;
 		char *request_id_header; /* owned; NULL: x-sealtap-request-id */
 		char *health_listen;     /* owned; NULL: no HTTP health port */
-		char *deny_path_prefix[CONFIG_MAX_LIST]; /* owned */
-		unsigned ndeny_path_prefix;
 		bool records;            /* write exchange records */
 	} extproc;
 };

@@ -15,9 +15,10 @@
  *                     framing, grpc.health.v1, HTTP/1.1 health port
  *   extproc_stream.c  one ext_proc exchange: phase order, processing
  *                     modes, replies, the record
- *   extproc_mutate.c  what to change: the decider interface and the
- *                     built-in default (redaction, request id, deny rule)
- *   extproc_main.c    `sealtap extproc --config FILE`
+ *   extproc_policy.c  what to change: the policy decider (the tap's
+ *                     policy, sealing and keys behind the decider
+ *                     interface below)
+ *   extproc_main.c    `sealtap extproc --config FILE --policy FILE`
  * The protocol itself is in proto/ (compiled with protobuf-c). The
  * behaviour follows the Envoy API protos: docs/extproc.md.
  */
@@ -30,6 +31,11 @@
 #include <stdio.h>
 
 #include "sealtap/common.h"
+#include "sealtap/counters.h"
+
+struct keys_cache;
+struct policy;
+struct policy_request;
 
 /* gRPC method paths served. */
 #define EXTPROC_PATH_PROCESS "/envoy.service.ext_proc.v3.ExternalProcessor/Process"
@@ -40,7 +46,6 @@
 #define EXTPROC_REQUEST_ID_DEFAULT "x-sealtap-request-id"
 #define EXTPROC_LISTEN_DEFAULT "0.0.0.0:9000"
 #define EXTPROC_MAX_LISTEN 16
-#define EXTPROC_MAX_DENY 64
 
 /* gRPC status codes (grpc/doc/statuscodes.md). */
 enum extproc_grpc_status {
@@ -73,8 +78,9 @@ struct extproc_cfg {
 	uint64_t shutdown_timeout_ns;   /* drain after GOAWAY, then close */
 	const char *request_id_header;  /* NULL or "": none added */
 	const char *health_listen;      /* HTTP/1.1 GET / port; NULL: off */
-	const char *deny_path_prefix[EXTPROC_MAX_DENY];
-	unsigned ndeny;
+	const struct policy *policy;    /* NULL: the built-in policy */
+	struct keys_cache *keys;        /* one reader per thread; NULL:
+					   every tenant fails closed */
 	bool records;                   /* write exchange records */
 	/* exporter (export.* options) */
 	const char *record_dir;
@@ -156,6 +162,7 @@ enum extproc_counter {
 struct extproc_counters {
 	uint64_t v[EXTPROC_CTR__COUNT];
 	uint64_t lat[EXTPROC_HIST_BUCKETS];
+	struct st_counters seal; /* the sealer's (seal_*), as in the tap */
 } ST_CACHE_ALIGNED;
 
 #define EXTPROC_INC(c, name) ((c)->v[EXTPROC_CTR_##name]++)
@@ -168,7 +175,8 @@ void extproc_counters_lat(struct extproc_counters *c, uint64_t ns);
 /* Latency quantile |q| (0..1) in ns, from the histogram (upper bucket
  * edge); 0 if empty. */
 uint64_t extproc_counters_quantile(const struct extproc_counters *c, double q);
-/* Non-zero counters and latency quantiles as one JSON object. */
+/* Non-zero counters (the seal_* ones included) and latency quantiles as
+ * one JSON object. */
 void extproc_counters_write_json(FILE *out, const struct extproc_counters *c);
 /* "name value  # help" lines, non-zero only. */
 void extproc_counters_write_text(FILE *out, const struct extproc_counters *c);
@@ -201,34 +209,32 @@ enum extproc_part {
 enum extproc_verdict {
 	EXTPROC_KEEP = 0,
 	EXTPROC_REPLACE, /* new value in the decision */
-	EXTPROC_REMOVE,
+	EXTPROC_REMOVE,  /* header removed, body cleared */
 	EXTPROC_DENY,    /* answer the exchange with immediate_response */
 };
 
 /* What a decider returns. For REPLACE the new value is written into
  * |out| (the caller's scratch buffer, reset before each call). For DENY
- * |status|, |body| and |details| describe the immediate response; they
- * are static strings and never hold request data. */
+ * |status|, |body|, |details| describe the immediate response and |rule|
+ * names the rule that denied; all are static strings (the policy's) and
+ * never hold request data. */
 struct extproc_decision {
 	enum extproc_verdict verdict;
 	struct extproc_buf *out;
 	uint32_t status;
 	const char *body;
 	const char *details;
+	const char *rule;
 };
 
-/* The one interface between the protocol engine and the policy. The
- * engine calls decide_header for every header of every header map it
- * receives (pseudo-headers included, so rules can look at :path) and
- * decide_body for every body chunk it sees; it never mutates
- * pseudo-headers, host or x-envoy-* whatever the decider says (counted as
- * mutations_protected). Deciders must not keep pointers to the input. */
-/* Body send modes a decider may ask for (ProcessingMode.BodySendMode). */
+/* Body send modes (ProcessingMode.BodySendMode). */
 enum extproc_body_mode {
 	EXTPROC_BODY_NONE = 0,
 	EXTPROC_BODY_STREAMED = 1,
 	EXTPROC_BODY_BUFFERED = 2,
 	EXTPROC_BODY_BUFFERED_PARTIAL = 3,
+	EXTPROC_BODY_FULL_DUPLEX_STREAMED = 4,
+	EXTPROC_BODY_GRPC = 5,
 };
 
 /* A mode_override replaces the data plane's whole ProcessingMode for the
@@ -239,22 +245,62 @@ struct extproc_mode {
 	enum extproc_body_mode response_body;
 };
 
+/* What a decider keeps of one exchange, and what it says about it in the
+ * record. The exchange owns it (zeroed when the exchange starts, with
+ * |record_id| set, freed with it); the decider fills the rest. Nothing in
+ * it may hold request data in plain. */
+struct extproc_xdec {
+	char record_id[17];       /* the record id, 16 hex digits: tokens are
+				     bound to it */
+	const void *route;        /* the decider's choice for the exchange */
+	const char *tenant;       /* for the record: whose keys seal; NULL */
+	const char *route_name;   /* for the record; NULL */
+	struct extproc_buf applied;     /* record "sealed": JSON objects,
+					   comma-separated */
+	struct extproc_buf findings[2]; /* record "body_findings" of the
+					   request and the response */
+};
+
+/* A body chunk shown to a decider: pointers into the message, valid for
+ * the call only. */
+struct extproc_chunk {
+	enum extproc_part part;      /* EXTPROC_REQ_BODY or EXTPROC_RESP_BODY */
+	const uint8_t *data;
+	size_t len;
+	uint64_t off;                /* bytes of this body before the chunk */
+	bool last;                   /* the chunk ends the body */
+	const uint8_t *ctype;        /* the side's content-type; NULL: none */
+	size_t ctype_len;
+};
+
+/* The one interface between the protocol engine and the policy. For each
+ * exchange the engine calls begin() once, before any other call: with
+ * the request's routing attributes when request headers come (all of them
+ * gathered first, since :path may follow authorization in a header map),
+ * or with none of them before the first decision otherwise. It then calls
+ * decide_header for every header of every header map it receives
+ * (pseudo-headers included, so rules can look at :path) and decide_body
+ * for every body chunk it sees. It never mutates pseudo-headers, host or
+ * x-envoy-* whatever the decider says (counted as mutations_protected).
+ * Deciders must not keep pointers to the input. */
 struct extproc_decider_ops {
-	enum extproc_verdict (*decide_header)(void *self, enum extproc_part part,
+	/* Picks what applies to the exchange (|xd|'s route, tenant, route
+	 * name) from |rq|. |m| holds the body modes the data plane announced
+	 * (NONE when it did not say); the decider may change them and returns
+	 * true to have them sent as a mode_override in the request_headers
+	 * reply (the data plane applies it when allow_mode_override is set),
+	 * so bodies are only requested where a rule needs them. */
+	bool (*begin)(void *self, struct extproc_xdec *xd,
+		      const struct policy_request *rq, struct extproc_mode *m);
+	enum extproc_verdict (*decide_header)(void *self,
+					      struct extproc_xdec *xd,
+					      enum extproc_part part,
 					      const uint8_t *name, size_t nlen,
 					      const uint8_t *value, size_t vlen,
 					      struct extproc_decision *d);
-	enum extproc_verdict (*decide_body)(void *self, enum extproc_part part,
-					    const uint8_t *body, size_t len,
+	enum extproc_verdict (*decide_body)(void *self, struct extproc_xdec *xd,
+					    const struct extproc_chunk *c,
 					    struct extproc_decision *d);
-	/* Optional (NULL: never). Per-route processing mode: called once per
-	 * exchange with the request's :path after its headers were decided;
-	 * returns true with |m| filled to send a mode_override in the
-	 * request_headers reply, so bodies are only requested where a rule
-	 * needs them (the data plane applies it when allow_mode_override is
-	 * set). */
-	bool (*decide_mode)(void *self, const uint8_t *path, size_t plen,
-			    struct extproc_mode *m);
 };
 
 struct extproc_decider {
@@ -262,27 +308,37 @@ struct extproc_decider {
 	void *self;
 };
 
-/* The built-in default decider: the tap's always-redacted headers
- * (authorization, proxy-authorization, cookie, set-cookie, x-api-key,
- * x-auth-token) have their values replaced by "redacted:<len>"; request
- * bodies and response bodies get the same treatment for "Bearer <token>"
- * and JSON string values of keys named like a credential; a request whose
- * :path starts with one of |deny| (not copied; must outlive the decider) is
- * denied with 403. */
-struct extproc_default_decider {
-	const char *const *deny;
-	unsigned ndeny;
-};
-
-void extproc_default_decider_init(struct extproc_default_decider *dd,
-				  const char *const *deny, unsigned ndeny);
-struct extproc_decider extproc_default_decider(struct extproc_default_decider *dd);
-
 /* True for header names sealtap never mutates: pseudo-headers, host and
  * x-envoy-*. */
 bool extproc_header_protected(const uint8_t *name, size_t nlen);
-/* True for the names the default decider always replaces. */
-bool extproc_header_sensitive(const uint8_t *name, size_t nlen);
+
+/* ---- the policy decider (extproc_policy.c) ---- */
+
+/* The tap's policy and sealing behind the decider interface: values the
+ * policy marks sensitive become the same tokens the tap writes (bound to
+ * the exchange's record id and field), a whole value that cannot become a
+ * token is removed, deny rules in the request answer with the policy's
+ * immediate response, routes whose rules read bodies ask for them with a
+ * mode_override. docs/extproc.md "Policy". */
+struct extproc_policy;
+
+/* Event-loop thread |worker|'s decider: |pol| (NULL: the built-in policy)
+ * decides; |keys| (NULL: every tenant fails closed) seals, read as cache
+ * reader |worker|; sealing counters go to |c|. Does not take ownership of
+ * |pol|, |keys| or |c|, which must outlive it. NULL on allocation
+ * failure. Free with extproc_policy_free(). */
+struct extproc_policy *extproc_policy_new(const struct policy *pol,
+					  struct keys_cache *keys,
+					  unsigned worker,
+					  struct st_counters *c);
+void extproc_policy_free(struct extproc_policy *pp);
+struct extproc_decider extproc_policy_decider(struct extproc_policy *pp);
+/* The thread starts (|on|) or stops reading keys: an online reader that
+ * never reaches a quiescent point holds up key reclamation. */
+void extproc_policy_online(struct extproc_policy *pp, bool on);
+/* The thread holds no key snapshot any more: call after every batch of
+ * events, idle or not. */
+void extproc_policy_quiescent(struct extproc_policy *pp);
 
 /* ---- one exchange (extproc_stream.c) ---- */
 

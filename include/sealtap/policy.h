@@ -209,6 +209,17 @@ const struct policy_route *policy_route_at(const struct policy *p,
 					   unsigned i);
 const struct policy_route *policy_default_route(const struct policy *p);
 
+/* How ext_proc answers a request a deny rule refused: the policy's
+ * "deny:" section (docs/policy.md "Deny"), defaults 403, "request denied
+ * by policy", "sealtap_denied". Static text from the policy file, never
+ * request data; the strings live as long as the policy. */
+struct policy_deny {
+	uint32_t status;     /* 400..599 */
+	const char *body;    /* response body */
+	const char *details; /* Envoy's response code details, no blanks */
+};
+const struct policy_deny *policy_deny_response(const struct policy *p);
+
 /* Rule names by id (spans carry both). NULL for an id out of range. */
 unsigned policy_rule_count(const struct policy *p);
 const char *policy_rule_name(const struct policy *p, unsigned id);
@@ -231,6 +242,13 @@ const char *policy_route_rules_name(const struct policy_route *r);
  * or form rules, or a detector enabled for bodies. Lets the caller skip
  * buffering bodies nobody looks at. */
 bool policy_route_scans_bodies(const struct policy_route *r);
+
+/* Whether policy_scan_body() looks at a body of content type |ctype|
+ * (NULL: unknown) under route |r| at all: the route scans bodies and the
+ * type is not one that is skipped. Tells "no span" apart from "not
+ * scanned". */
+bool policy_scans_body(const struct policy_route *r, const void *ctype,
+		       size_t ctype_len);
 
 /* What the rule set says about header |name| (|len| bytes, matched
  * case-insensitively): the exact-name rule, else the longest prefix rule,

@@ -17,6 +17,10 @@
 
 #define RECORD_SCHEMA_VERSION 1
 
+/* Writes |len| bytes of |s| JSON-escaped (the escaping above, no quotes)
+ * to |out|, which has room for 6 * |len| bytes; returns the length. */
+uint32_t record_json_escape(const uint8_t *s, uint32_t len, char *out);
+
 /* Appends |s| (|len| bytes) as a JSON string, quotes included. False if
  * the chain's cap or the pool stopped it (the chain then holds a prefix:
  * the caller marks the record incomplete). */

@@ -1,6 +1,7 @@
 /* Applying the policy to record values: what the HTTP/2 analyzer calls for
  * every header, trailer, path and inspected body before anything is
- * written to a record.
+ * written to a record, and what ext_proc calls for the values it puts
+ * back into traffic (record_seal_replace).
  *
  * For a value, the policy gives spans to replace (a whole header for a
  * header rule, the sensitive parts for detectors, a query parameter, a JSON
@@ -75,13 +76,49 @@ bool record_seal_value(struct record_sealer *rs, const struct policy_route *r,
 		       struct bchain *applied);
 
 /* Scans an inspected body and appends, for each sensitive span, an object
- * {"where":..,"rule":..,"action":..,"value":<token or {"redacted":n}>}
- * to |found| (comma-separated). |prefix| names the body in "where" (e.g.
+ * {"where":..,"offset":..,"length":..,"action":..,"value":<token or
+ * {"redacted":n}>} to |found| (comma-separated); when the pool runs out,
+ * none of this body's. |prefix| names the body in "where" (e.g.
  * "request.body"). Returns the number of spans found. */
 unsigned record_seal_body(struct record_sealer *rs,
 			  const struct policy_route *r,
 			  const char *record_id, const char *prefix,
 			  const void *ctype, size_t clen, const uint8_t *body,
 			  size_t len, struct bpool *p, struct bchain *found);
+
+/* A byte sink: |put| appends |n| bytes for |user|, false when it cannot
+ * (a cap, memory). For a comma-separated list of record entries |more|
+ * says it already holds one (the next starts with ','); the writer keeps
+ * it up to date. */
+struct record_seal_sink {
+	bool (*put)(void *user, const void *p, size_t n);
+	void *user;
+	bool more;
+};
+
+struct policy_span;
+
+/* For values that go back into traffic (ext_proc mutations): writes |len|
+ * bytes at |in| to |out| as plain bytes (not JSON), each of the |n| spans
+ * |sp| (sorted and disjoint, as policy_scan_value() and policy_scan_body()
+ * return them) replaced the way record_seal_value() replaces it: by its
+ * token, or one '*' per byte when it cannot have one (redact rule, tenant
+ * without a usable key, sealing error: counted). A span flagged
+ * POLICY_SPAN_JSON_VALUE goes in quotes, so a JSON body stays valid.
+ * Tokens are bound to |w|: its record id, and its field -- or, with
+ * |body|, "<field>:<rule>" per span, as record_seal_body() binds them.
+ * For each span one entry is appended to |notes| (NULL: none): the
+ * "sealed" entry of record_seal_value(), or with |body| the body finding
+ * of record_seal_body() with |off| (the input's offset in its body) added
+ * to its offset. Returns the number of spans redacted rather than
+ * tokenized, or -1 when a sink refused bytes (the output is then
+ * incomplete and must not be used). |out| may be NULL (notes only). Does
+ * not take ownership of anything; never blocks. */
+int record_seal_replace(struct record_sealer *rs, const struct policy_route *r,
+			const struct record_seal_where *w, bool body,
+			uint64_t off, const struct policy_span *sp, unsigned n,
+			const uint8_t *in, size_t len,
+			const struct record_seal_sink *out,
+			struct record_seal_sink *notes);
 
 #endif

@@ -1,6 +1,10 @@
 /* libFuzzer target: raw HTTP/2 bytes into an ext_proc server session
  * (extproc_server.c: preface sniffing, nghttp2, gRPC framing, streams,
- * health, ext_proc exchanges, records), without sockets.
+ * health, ext_proc exchanges with the policy decider, records), without
+ * sockets. The built-in policy with its tenant failed closed in a real DEK
+ * cache (a session per input makes a sealer per input, and the sealing
+ * engine allows one context per key and nonce field in a process, so the
+ * keyed path is fuzz_extproc_msg's).
  *
  * Input: byte 0 bit 0 set = the client preface is prepended (so the
  * fuzzer starts inside HTTP/2); bits 1-7 give the size of each read the
@@ -12,9 +16,10 @@
 #include <string.h>
 
 #include "sealtap/extproc.h"
+#include "sealtap/policy.h"
+#include "testkeys.h"
 
 static const char PREFACE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-static const char *const deny[] = { "/admin" };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -28,8 +33,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		cfg.idle_timeout_ns = 1000000000ull;
 		cfg.stream_timeout_ns = 1000000000ull;
 		cfg.request_id_header = EXTPROC_REQUEST_ID_DEFAULT;
-		cfg.deny_path_prefix[0] = deny[0];
-		cfg.ndeny = 1;
+		char err[256];
+		static const char *const failed[] = { "default" };
+		cfg.policy = policy_builtin(err, sizeof(err));
+		cfg.keys = testkeys_new(1, NULL, 0, 0, failed, 1);
+		if (!cfg.policy || !cfg.keys)
+			abort();
 	}
 	struct extproc_session *s = extproc_session_new(&cfg);
 	if (!s)

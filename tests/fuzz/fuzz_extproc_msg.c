@@ -1,5 +1,7 @@
 /* libFuzzer target: ProcessingRequest decoding and the ext_proc exchange
- * state machine (extproc_stream.c) with the built-in decider.
+ * state machine (extproc_stream.c) with the policy decider
+ * (extproc_policy.c): the built-in policy, and a DEK cache holding a test
+ * key for its tenant, so values are really sealed and tokenized.
  *
  * Input: messages as [2 bytes big-endian length][bytes], all fed to one
  * exchange in order (so phase order, observability mode, full duplex
@@ -15,9 +17,8 @@
 #include "ext_proc.pb-c.h"
 #include "json_check.h"
 #include "sealtap/extproc.h"
+#include "testkeys.h"
 
-static const char *const deny[] = { "/admin" };
-static struct extproc_default_decider dd;
 static struct extproc_counters ctr;
 static struct extproc_ctx ctx;
 static struct extproc_buf out, rec;
@@ -46,8 +47,17 @@ static void check_replies(void)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (!ctx.arena) {
-		extproc_default_decider_init(&dd, deny, 1);
-		ctx.decider = extproc_default_decider(&dd);
+		/* once per process: the sealing engine refuses a second context
+		 * for the same key and nonce field */
+		static const char *const tenants[] = { "default" };
+		struct keys_cache *keys = testkeys_new(1, tenants, 1, 0x5a, NULL, 0);
+		struct extproc_policy *pd = keys ? extproc_policy_new(NULL, keys, 0,
+								      &ctr.seal)
+						 : NULL;
+		if (!pd)
+			abort();
+		extproc_policy_online(pd, true);
+		ctx.decider = extproc_policy_decider(pd);
 		ctx.ctr = &ctr;
 		ctx.request_id_header = EXTPROC_REQUEST_ID_DEFAULT;
 		ctx.max_record = 64u << 10;
@@ -91,5 +101,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	}
 	extproc_xchg_free(x);
+	extproc_policy_quiescent(ctx.decider.self);
 	return 0;
 }

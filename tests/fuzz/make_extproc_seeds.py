@@ -68,6 +68,22 @@ msg_seeds = {
             'destination.address': pb.wkt.Value(string_value='10.0.0.2:443')})})),
     'out_of_order': seq(EP.ProcessingRequest(request_trailers=EP.HttpTrailers()),
                         EP.ProcessingRequest(request_headers=hdrs(REQ))),
+    # the policy decider: JSON bodies (paths, detectors, a number to quote),
+    # content-length of a buffered body, a card in :path, cut text chunks
+    'policy_json': seq(EP.ProcessingRequest(request_headers=hdrs(
+        REQ + [('content-type', 'application/json'), ('content-length', '60'),
+               (':path', '/pay?card=4111111111111111&token=t')]), protocol_config=pc(0, 0)),
+        EP.ProcessingRequest(request_body=EP.HttpBody(
+            body=b'{"password":"p","n":4111111111111111,"e":"a@b.co","d":{"x":[1]}}',
+            end_of_stream=True)),
+        EP.ProcessingRequest(response_headers=hdrs(RESP + [('content-type', 'application/json')])),
+        EP.ProcessingRequest(response_body=EP.HttpBody(body=b'{"access_token":"t"}',
+                                                       end_of_stream=True))),
+    'policy_chunks': seq(EP.ProcessingRequest(request_headers=hdrs(
+        REQ + [('content-type', 'text/plain')]), protocol_config=pc(M.STREAMED, M.NONE)),
+        EP.ProcessingRequest(request_body=EP.HttpBody(body=b'card 4111 1111 ')),
+        EP.ProcessingRequest(request_body=EP.HttpBody(body=b'1111 1111 end bob@')),
+        EP.ProcessingRequest(request_body=EP.HttpBody(body=b'example.com', end_of_stream=True))),
 }
 
 for name, data in msg_seeds.items():

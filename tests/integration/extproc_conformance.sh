@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # ext_proc conformance: python3-grpcio plays Envoy's message sequences for
 # every processing mode against `sealtap extproc` over h2c, TLS (ALPN h2)
-# and mutual TLS; then bad input over raw HTTP/2 (python3-h2, nghttp), and
-# the life cycle (SO_REUSEPORT threads, graceful shutdown on SIGTERM).
-# Servers run on 127.0.0.1 with ephemeral ports and are stopped by PID;
-# Python stubs are generated from proto/*.proto with protoc at test time.
-# See tests/integration/extproc/*.py.
+# and mutual TLS (built-in rules, no keys: fail closed); then the policy
+# with real keys (a SoftHSM2 token and DEKs made here with `sealtap keys
+# init/create`: tokens in mutations and records, deny, mode_override,
+# `sealtap open`), bad input over raw HTTP/2 (python3-h2, nghttp), and the
+# life cycle (SO_REUSEPORT threads, graceful shutdown on SIGTERM). Servers
+# run on 127.0.0.1 with ephemeral ports and are stopped by PID; Python
+# stubs are generated from proto/*.proto with protoc at test time. See
+# tests/integration/extproc/*.py.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 it_init extproc_conformance
 
@@ -13,6 +16,7 @@ command -v protoc >/dev/null || skip "protoc not installed"
 "$PY" -c 'import grpc, google.protobuf, h2' 2>/dev/null ||
 	skip "python3-grpcio / python3-protobuf / python3-h2 not installed"
 command -v nghttp >/dev/null || skip "nghttp not installed"
+[[ -r /usr/lib/softhsm/libsofthsm2.so ]] || skip "SoftHSM2 not installed"
 [[ -x $BIN ]] || fail "no sealtap binary at $BIN"
 export SEALTAP_BIN=$BIN
 
@@ -22,9 +26,25 @@ for mode in plain tls mtls; do
 	mkdir -p "$T/$mode"
 	timeout 300 "$PY" "$D/conformance.py" --workdir "$T/$mode" --tls "$mode" || rc=1
 done
+# keys: a private SoftHSM2 token (SOFTHSM2_CONF for every process below),
+# one DEK per tenant
+mkdir -p "$T/keys" "$T/policy"
+eval "$("$IT_ROOT/scripts/softhsm-env.sh" "$T/keys/hsm" 2>/dev/null)" || fail "softhsm-env.sh"
+cat >"$T/keys/keys.yaml" <<EOF
+kms:
+  pin_file: "$T/keys/pin"
+keys:
+  store: "$T/keys/keys.json"
+EOF
+{
+	"$BIN" keys init -c "$T/keys/keys.yaml" &&
+		"$BIN" keys create --tenant acme -c "$T/keys/keys.yaml" &&
+		"$BIN" keys create --tenant globex -c "$T/keys/keys.yaml"
+} >"$T/keys/out" 2>&1 || { cat "$T/keys/out"; fail "sealtap keys init/create"; }
+timeout 300 "$PY" "$D/policy.py" --workdir "$T/policy" --keys-yaml "$T/keys/keys.yaml" || rc=1
 mkdir -p "$T/bad"
 timeout 300 "$PY" "$D/bad_input.py" --workdir "$T/bad" || rc=1
 mkdir -p "$T/life"
 timeout 120 "$PY" "$D/lifecycle.py" --workdir "$T/life" || rc=1
 [[ $rc == 0 ]] || fail "see the FAIL lines above (KEEP=1 keeps $T)"
-ok "ext_proc conformance over h2c, TLS and mTLS; bad input; life cycle"
+ok "ext_proc conformance over h2c, TLS and mTLS; policy with real keys; bad input; life cycle"

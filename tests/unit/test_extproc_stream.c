@@ -4,8 +4,11 @@
  * would send them) go in; the reply types that come out, the error that
  * ends the stream, and the counters are checked step by step, as a table.
  * Separate tests look at the mutations themselves (raw_value only, append
- * actions, request id), FULL_DUPLEX_STREAMED chunking, unknown fields, and
- * the record (valid JSON, credential values never in plain). */
+ * actions, request id, protected headers), FULL_DUPLEX_STREAMED chunking,
+ * unknown fields, mode overrides, content-length of buffered bodies, and
+ * the record (valid JSON, credential values never in plain). The decider
+ * is the real one: the policy decider with a small policy and a test DEK
+ * (tests/unit/testkeys.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,7 +21,11 @@
 #pragma GCC diagnostic ignored "-Wmissing-braces"
 #include "ext_proc.pb-c.h"
 #include "sealtap/extproc.h"
+#include "sealtap/policy.h"
+#include "sealtap/seal.h"
 #include "../fuzz/json_check.h"
+#include "h2_json.h"
+#include "testkeys.h"
 
 #define CANARY "CANARYunit5ecret"
 
@@ -29,6 +36,7 @@ enum kind { RQH = 1, RSH, RQB, RSB, RQT, RST, EMPTY };
 struct step {
 	enum kind kind;
 	const char *path;  /* RQH: :path ("/" if NULL) */
+	const char *ctype; /* headers: content-type and content-length 99 */
 	const char *body;  /* bodies */
 	int eos;
 	int obs;           /* observability_mode */
@@ -131,14 +139,17 @@ static uint8_t *build(const struct step *st, size_t *len)
 {
 	Envoy__Service__ExtProc__V3__ProcessingRequest r =
 		ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_REQUEST__INIT;
-	Envoy__Config__Core__V3__HeaderValue hv[3];
-	Envoy__Config__Core__V3__HeaderValue *hp[3];
-	const char *kv[3][2] = {
+	Envoy__Config__Core__V3__HeaderValue hv[5];
+	Envoy__Config__Core__V3__HeaderValue *hp[5];
+	const char *kv[5][2] = {
 		{ ":path", st->path ? st->path : "/" },
 		{ "authorization", "Bearer " CANARY },
 		{ "accept", "*/*" },
+		{ "content-type", st->ctype },
+		{ "content-length", "99" },
 	};
-	for (int i = 0; i < 3; i++) {
+	int nh = st->ctype ? 5 : 3;
+	for (int i = 0; i < nh; i++) {
 		envoy__config__core__v3__header_value__init(&hv[i]);
 		hv[i].key = (char *)kv[i][0];
 		hv[i].raw_value.data = (uint8_t *)kv[i][1];
@@ -147,7 +158,7 @@ static uint8_t *build(const struct step *st, size_t *len)
 	}
 	Envoy__Config__Core__V3__HeaderMap map = ENVOY__CONFIG__CORE__V3__HEADER_MAP__INIT;
 	map.headers = hp;
-	map.n_headers = 3;
+	map.n_headers = (size_t)nh;
 	Envoy__Service__ExtProc__V3__HttpHeaders hh = ENVOY__SERVICE__EXT_PROC__V3__HTTP_HEADERS__INIT;
 	hh.headers = &map;
 	hh.end_of_stream = st->eos;
@@ -180,19 +191,45 @@ static uint8_t *build(const struct step *st, size_t *len)
 	return p;
 }
 
+/* /admin is denied, /static/ has no body rules, everything else extends
+ * the built-in rules (which read bodies). */
+static const char test_policy[] =
+	"tenants: {t: {kms: pkcs11, kek: k}}\n"
+	"rule_sets:\n"
+	"  plain: {headers: {authorization: seal}}\n"
+	"  forbidden: {extends: builtin, headers: {\":path\": deny}}\n"
+	"  main: {extends: builtin, headers: {x-gone: redact}}\n"
+	"routes:\n"
+	"  - {name: admin, match: {path_prefix: /admin}, rules: forbidden}\n"
+	"  - {name: static, match: {path_prefix: /static/}, rules: plain}\n"
+	"default: {tenant: t, rules: main}\n";
+
+#define DEK_FILL 0x5a
+
 struct fixture {
-	struct extproc_default_decider dd;
+	struct policy *pol;
+	struct keys_cache *keys;
+	struct extproc_policy *pd;
 	struct extproc_counters ctr;
 	struct extproc_ctx ctx;
 };
 
-static const char *const deny[] = { "/admin" };
-
 static void fixture_init(struct fixture *f)
 {
 	memset(f, 0, sizeof(*f));
-	extproc_default_decider_init(&f->dd, deny, 1);
-	f->ctx.decider = extproc_default_decider(&f->dd);
+	char err[256];
+	f->pol = policy_load_text("test.yaml", test_policy,
+				  sizeof(test_policy) - 1, err, sizeof(err));
+	if (!f->pol)
+		print_error("%s\n", err);
+	assert_non_null(f->pol);
+	static const char *const tenants[] = { "t" };
+	f->keys = testkeys_new(1, tenants, 1, DEK_FILL, NULL, 0);
+	assert_non_null(f->keys);
+	f->pd = extproc_policy_new(f->pol, f->keys, 0, &f->ctr.seal);
+	assert_non_null(f->pd);
+	extproc_policy_online(f->pd, true);
+	f->ctx.decider = extproc_policy_decider(f->pd);
 	f->ctx.ctr = &f->ctr;
 	f->ctx.request_id_header = EXTPROC_REQUEST_ID_DEFAULT;
 	f->ctx.max_record = 1 << 20;
@@ -204,6 +241,10 @@ static void fixture_fini(struct fixture *f)
 {
 	extproc_arena_free(f->ctx.arena);
 	extproc_buf_free(&f->ctx.scratch);
+	extproc_policy_online(f->pd, false);
+	extproc_policy_free(f->pd);
+	keys_cache_free(f->keys);
+	policy_free(f->pol);
 }
 
 /* Reply cases in |out| as a space-separated string; frees nothing. */
@@ -286,6 +327,8 @@ static void test_sequences(void **state)
 		if (!json_record_ok((const char *)rec.p, rl))
 			print_error("bad record: %.*s\n", (int)rl, rec.p);
 		assert_true(json_record_ok((const char *)rec.p, rl));
+		if (memmem(rec.p, rl, CANARY, strlen(CANARY)))
+			print_error("%s: %.*s\n", sc->name, (int)rl, rec.p);
 		assert_null(memmem(rec.p, rl, CANARY, strlen(CANARY)));
 		assert_non_null(memmem(rec.p, rl, "\"source\":\"extproc\"", 18));
 		extproc_buf_free(&rec);
@@ -293,6 +336,51 @@ static void test_sequences(void **state)
 		extproc_xchg_free(x);
 		fixture_fini(&f);
 	}
+}
+
+/* One reply of |out| (the first), unpacked; free with free_reply(). */
+static PRESP *first_reply(const struct extproc_buf *out)
+{
+	assert_true(out->len > 5);
+	PRESP *r = envoy__service__ext_proc__v3__processing_response__unpack(
+		NULL, out->len - 5, out->p + 5);
+	assert_non_null(r);
+	return r;
+}
+
+static void free_reply(PRESP *r)
+{
+	envoy__service__ext_proc__v3__processing_response__free_unpacked(r, NULL);
+}
+
+/* Sends |st| to |x|; its replies in |out| (reset first). */
+static void send_step(struct fixture *f, struct extproc_xchg *x,
+		      const struct step *st, struct extproc_buf *out)
+{
+	size_t len;
+	uint8_t *m = build(st, &len);
+	const char *why = NULL;
+	out->len = 0;
+	int rc = extproc_xchg_message(x, &f->ctx, m, len, out, &why);
+	if (rc)
+		print_error("rc %d: %s\n", rc, why ? why : "");
+	assert_int_equal(rc, 0);
+	free(m);
+}
+
+/* Opens a seal token |tok| of tenant "t" made for |field| in record
+ * |rid|; returns the plaintext length, the bytes in |pt|. */
+static int open_token(const char *field, const char *rid, const uint8_t *tok,
+		      size_t tlen, uint8_t *pt, size_t cap)
+{
+	uint8_t dek[SEAL_DEK_LEN];
+	memset(dek, DEK_FILL, sizeof(dek));
+	struct seal_gcm *g;
+	assert_int_equal(seal_gcm_new(dek, "t", testkeys_id, NULL, &g), 0);
+	int n = seal_token_open_gcm(g, field, strlen(field), rid, strlen(rid),
+				    (const char *)tok, tlen, pt, cap);
+	seal_gcm_free(g);
+	return n;
 }
 
 static void test_mutation_shape(void **state)
@@ -303,25 +391,31 @@ static void test_mutation_shape(void **state)
 	struct extproc_xchg_info info = { .peer = "p", .stream_id = 3, .id = 0xabcdef };
 	struct extproc_xchg *x = extproc_xchg_new(&info);
 	struct step st = S(RQH);
-	size_t len;
-	uint8_t *m = build(&st, &len);
 	struct extproc_buf out = { 0 };
-	const char *why;
-	assert_int_equal(extproc_xchg_message(x, &f.ctx, m, len, &out, &why), 0);
-	PRESP *r = envoy__service__ext_proc__v3__processing_response__unpack(
-		NULL, out.len - 5, out.p + 5);
-	assert_non_null(r);
+	send_step(&f, x, &st, &out);
+	PRESP *r = first_reply(&out);
 	assert_int_equal(r->response_case, 1);
 	Envoy__Service__ExtProc__V3__HeaderMutation *hm =
 		r->request_headers->response->header_mutation;
 	assert_int_equal(hm->n_set_headers, 2);
-	/* authorization replaced, value in raw_value only */
-	assert_string_equal(hm->set_headers[0]->header->key, "authorization");
-	assert_string_equal(hm->set_headers[0]->header->value, "");
-	char want[32];
-	snprintf(want, sizeof(want), "redacted:%zu", strlen("Bearer " CANARY));
-	assert_int_equal(hm->set_headers[0]->header->raw_value.len, strlen(want));
-	assert_memory_equal(hm->set_headers[0]->header->raw_value.data, want, strlen(want));
+	/* authorization sealed, value in raw_value only: the tap's token,
+	 * bound to the field and the record id */
+	Envoy__Config__Core__V3__HeaderValue *h = hm->set_headers[0]->header;
+	assert_string_equal(h->key, "authorization");
+	assert_string_equal(h->value, "");
+	char prefix[48];
+	snprintf(prefix, sizeof(prefix), "stk1.g.%s.", testkeys_id);
+	assert_true(h->raw_value.len > strlen(prefix));
+	assert_memory_equal(h->raw_value.data, prefix, strlen(prefix));
+	uint8_t pt[128];
+	int n = open_token("request.headers:authorization", "0000000000abcdef",
+			   h->raw_value.data, h->raw_value.len, pt, sizeof(pt));
+	assert_int_equal(n, (int)strlen("Bearer " CANARY));
+	assert_memory_equal(pt, "Bearer " CANARY, (size_t)n);
+	/* ... and nowhere else: not in another field or record */
+	assert_true(open_token("request.headers:x-api-key", "0000000000abcdef",
+			       h->raw_value.data, h->raw_value.len, pt,
+			       sizeof(pt)) < 0);
 	assert_int_equal(hm->set_headers[0]->append_action,
 			 ENVOY__CONFIG__CORE__V3__HEADER_VALUE_OPTION__HEADER_APPEND_ACTION__OVERWRITE_IF_EXISTS_OR_ADD);
 	/* request id: the record id, 16 hex digits */
@@ -329,8 +423,43 @@ static void test_mutation_shape(void **state)
 	assert_memory_equal(hm->set_headers[1]->header->raw_value.data, "0000000000abcdef", 16);
 	assert_int_equal(f.ctr.v[EXTPROC_CTR_mutations_replaced], 1);
 	assert_int_equal(f.ctr.v[EXTPROC_CTR_mutations_added], 1);
-	envoy__service__ext_proc__v3__processing_response__free_unpacked(r, NULL);
-	free(m);
+	assert_int_equal(f.ctr.seal.v[ST_CTR_seal_sealed], 1);
+	free_reply(r);
+	extproc_buf_free(&out);
+	extproc_xchg_free(x);
+	fixture_fini(&f);
+}
+
+static void test_protected(void **state)
+{
+	(void)state;
+	static const char *const yes[] = { ":path", ":authority", ":status", "host",
+					   "HOST", "x-envoy-original-path", "X-Envoy-A", "" };
+	static const char *const no[] = { "hostx", "x-envoy", "x-envoyz",
+					  "authorization", "x-forwarded-host" };
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+		assert_true(extproc_header_protected((const uint8_t *)yes[i], strlen(yes[i])));
+	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+		assert_false(extproc_header_protected((const uint8_t *)no[i], strlen(no[i])));
+	/* a card number in :path is sealed in the record, never mutated */
+	struct fixture f;
+	fixture_init(&f);
+	struct extproc_xchg_info info = { .peer = "p", .id = 7 };
+	struct extproc_xchg *x = extproc_xchg_new(&info);
+	struct step st = S(RQH, .path = "/pay/4111111111111111");
+	struct extproc_buf out = { 0 }, rec = { 0 };
+	send_step(&f, x, &st, &out);
+	PRESP *r = first_reply(&out);
+	Envoy__Service__ExtProc__V3__HeaderMutation *hm =
+		r->request_headers->response->header_mutation;
+	for (size_t i = 0; i < hm->n_set_headers; i++)
+		assert_string_not_equal(hm->set_headers[i]->header->key, ":path");
+	assert_int_equal(f.ctr.v[EXTPROC_CTR_mutations_protected], 1);
+	free_reply(r);
+	size_t rl = extproc_xchg_record(x, &f.ctx, EXTPROC_END_COMPLETE, 0, 0, 2, &rec);
+	assert_null(memmem(rec.p, rl, "4111111111111111", 16));
+	assert_non_null(memmem(rec.p, rl, "\"path\":\"/pay/stk1.g.", 20));
+	extproc_buf_free(&rec);
 	extproc_buf_free(&out);
 	extproc_xchg_free(x);
 	fixture_fini(&f);
@@ -424,51 +553,180 @@ static void test_full_duplex_chunking(void **state)
 	fixture_fini(&f);
 }
 
-/* A decider that asks for buffered request bodies on /upload only. */
-static bool upload_mode(void *self, const uint8_t *path, size_t plen,
-			struct extproc_mode *m)
+static void test_mode_override(void **state)
 {
-	(void)self;
-	if (plen < 7 || memcmp(path, "/upload", 7))
-		return false;
-	m->request_body = EXTPROC_BODY_BUFFERED;
-	m->response_body = EXTPROC_BODY_NONE;
-	return true;
+	(void)state;
+	static const struct {
+		const char *path;
+		int req, resp; /* announced, -1: no protocol_config */
+		int want_req, want_resp; /* -1: no override */
+	} t[] = {
+		{ "/static/a.css", -1, -1, -1, -1 }, /* no body rules */
+		{ "/", -1, -1, 2, 2 },   /* nothing announced: BUFFERED */
+		{ "/", 0, 0, 2, 2 },
+		{ "/", 1, 0, 1, 2 },     /* a mode that sends bodies stays */
+		{ "/", 1, 4, -1, -1 },   /* bodies come both ways already */
+		{ "/admin", 0, 0, -1, -1 }, /* denied: immediate_response */
+	};
+	struct fixture f;
+	fixture_init(&f);
+	unsigned overrides = 0;
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct extproc_xchg_info info = { .peer = "p" };
+		struct extproc_xchg *x = extproc_xchg_new(&info);
+		struct step st = { RQH, .path = t[i].path, .req_mode = t[i].req,
+				   .resp_mode = t[i].resp };
+		struct extproc_buf out = { 0 };
+		send_step(&f, x, &st, &out);
+		PRESP *r = first_reply(&out);
+		if (t[i].want_req < 0) {
+			assert_null(r->mode_override);
+		} else {
+			assert_int_equal(r->response_case, 1);
+			assert_non_null(r->mode_override);
+			assert_int_equal(r->mode_override->request_body_mode,
+					 t[i].want_req);
+			assert_int_equal(r->mode_override->response_body_mode,
+					 t[i].want_resp);
+			overrides++;
+		}
+		free_reply(r);
+		extproc_buf_free(&out);
+		extproc_xchg_free(x);
+	}
+	assert_int_equal(f.ctr.v[EXTPROC_CTR_mode_overrides], overrides);
+	fixture_fini(&f);
 }
 
-static void test_mode_override(void **state)
+/* A BUFFERED body whose length changes gets its content-length set in
+ * the same reply; a STREAMED one does not (Envoy drops it there). */
+static void test_buffered_content_length(void **state)
 {
 	(void)state;
 	struct fixture f;
 	fixture_init(&f);
-	struct extproc_decider_ops ops = *f.ctx.decider.ops;
-	ops.decide_mode = upload_mode;
-	f.ctx.decider.ops = &ops;
-	for (int i = 0; i < 2; i++) {
-		struct extproc_xchg_info info = { .peer = "p" };
+	for (int mode = 1; mode <= 2; mode++) {
+		struct extproc_xchg_info info = { .peer = "p", .id = 9 };
 		struct extproc_xchg *x = extproc_xchg_new(&info);
-		struct step st = S(RQH, .path = i ? "/upload/a" : "/index.html");
-		size_t len;
-		uint8_t *m = build(&st, &len);
 		struct extproc_buf out = { 0 };
-		const char *why;
-		assert_int_equal(extproc_xchg_message(x, &f.ctx, m, len, &out, &why), 0);
-		PRESP *r = envoy__service__ext_proc__v3__processing_response__unpack(
-			NULL, out.len - 5, out.p + 5);
-		assert_int_equal(r->response_case, 1);
-		if (i) {
-			assert_non_null(r->mode_override);
-			assert_int_equal(r->mode_override->request_body_mode, 2);
-			assert_int_equal(r->mode_override->response_body_mode, 0);
+		struct step h = { RQH, .ctype = "application/json",
+				  .req_mode = mode, .resp_mode = 0 };
+		send_step(&f, x, &h, &out);
+		struct step b = S(RQB, .body = "{\"password\":\"" CANARY "\",\"n\":[1]}",
+				  .eos = 1);
+		send_step(&f, x, &b, &out);
+		PRESP *r = first_reply(&out);
+		assert_int_equal(r->response_case, 3);
+		Envoy__Service__ExtProc__V3__CommonResponse *cr = r->request_body->response;
+		ProtobufCBinaryData nb = cr->body_mutation->body;
+		assert_null(memmem(nb.data, nb.len, CANARY, strlen(CANARY)));
+		struct jv *j = j_parse((const char *)nb.data, nb.len);
+		assert_non_null(j); /* still valid JSON */
+		assert_true(j_get(j, "password")->slen > 20);
+		j_free(j);
+		if (mode == 2) {
+			assert_non_null(cr->header_mutation);
+			Envoy__Config__Core__V3__HeaderValue *cl =
+				cr->header_mutation->set_headers[0]->header;
+			assert_string_equal(cl->key, "content-length");
+			char want[16];
+			snprintf(want, sizeof(want), "%zu", nb.len);
+			assert_int_equal(cl->raw_value.len, strlen(want));
+			assert_memory_equal(cl->raw_value.data, want, strlen(want));
 		} else {
-			assert_null(r->mode_override);
+			assert_null(cr->header_mutation);
 		}
-		envoy__service__ext_proc__v3__processing_response__free_unpacked(r, NULL);
-		free(m);
+		free_reply(r);
 		extproc_buf_free(&out);
 		extproc_xchg_free(x);
 	}
-	assert_int_equal(f.ctr.v[EXTPROC_CTR_mode_overrides], 1);
+	fixture_fini(&f);
+}
+
+/* The record carries what the tap's does: tenant, route, the rules
+ * applied, body findings with the tokens sent on, the deny rule. */
+static void test_record_policy(void **state)
+{
+	(void)state;
+	struct fixture f;
+	fixture_init(&f);
+	struct extproc_xchg_info info = { .peer = "p", .id = 0x42 };
+	struct extproc_xchg *x = extproc_xchg_new(&info);
+	struct extproc_buf out = { 0 }, rec = { 0 };
+	struct step h = { RQH, .ctype = "application/json", .req_mode = 2,
+			  .resp_mode = 0 };
+	send_step(&f, x, &h, &out);
+	PRESP *r = first_reply(&out);
+	ProtobufCBinaryData tok =
+		r->request_headers->response->header_mutation->set_headers[0]->header->raw_value;
+	char *auth = strndup((const char *)tok.data, tok.len);
+	free_reply(r);
+	struct step b = S(RQB, .body = "{\"a\":1,\"password\":\"" CANARY "\"}", .eos = 1);
+	send_step(&f, x, &b, &out);
+	r = first_reply(&out);
+	ProtobufCBinaryData nb = r->request_body->response->body_mutation->body;
+	char *body = strndup((const char *)nb.data, nb.len);
+	free_reply(r);
+	size_t rl = extproc_xchg_record(x, &f.ctx, EXTPROC_END_COMPLETE, 0, 0, 2, &rec);
+	assert_null(memmem(rec.p, rl, CANARY, strlen(CANARY)));
+	struct jv *j = j_parse((const char *)rec.p, rl);
+	assert_non_null(j);
+	assert_true(j_is_str(j_get(j, "tenant"), "t"));
+	assert_true(j_is_str(j_get(j, "route"), "default"));
+	struct jv *sealed = j_get(j, "sealed");
+	assert_int_equal(sealed->n, 1);
+	assert_true(j_is_str(j_get(j_at(sealed, 0), "where"),
+			     "request.headers:authorization"));
+	assert_true(j_is_str(j_get(j_at(sealed, 0), "rule"),
+			     "builtin/header/authorization"));
+	assert_true(j_is_str(j_get(j_at(sealed, 0), "action"), "seal"));
+	/* the header list holds the token sent on */
+	struct jv *hl = j_path(j, "request.headers");
+	bool seen = false;
+	for (size_t i = 0; i < hl->n; i++)
+		if (j_is_str(j_at(j_at(hl, i), 0), "authorization"))
+			seen = j_is_str(j_at(j_at(hl, i), 1), auth);
+	assert_true(seen);
+	/* the body finding: where, offset, and the token in the body */
+	struct jv *bf = j_path(j, "request.body_findings");
+	assert_non_null(bf);
+	assert_int_equal(bf->n, 1);
+	struct jv *b0 = j_at(bf, 0);
+	assert_true(j_is_str(j_get(b0, "where"), "request.body:builtin/json/$..password"));
+	assert_int_equal(j_get(b0, "offset")->i, 19);
+	assert_int_equal(j_get(b0, "length")->i, (long long)strlen(CANARY));
+	assert_non_null(strstr(body, j_get(b0, "value")->s));
+	uint8_t pt[64];
+	int n = open_token("request.body:builtin/json/$..password",
+			   "0000000000000042", (const uint8_t *)j_get(b0, "value")->s,
+			   j_get(b0, "value")->slen, pt, sizeof(pt));
+	assert_int_equal(n, (int)strlen(CANARY));
+	assert_memory_equal(pt, CANARY, strlen(CANARY));
+	j_free(j);
+	free(auth);
+	free(body);
+	extproc_xchg_free(x);
+
+	/* a denied request: status and rule recorded, :path not in plain */
+	info.id = 0x43;
+	x = extproc_xchg_new(&info);
+	struct step d = S(RQH, .path = "/admin/" CANARY);
+	send_step(&f, x, &d, &out);
+	rl = extproc_xchg_record(x, &f.ctx, EXTPROC_END_COMPLETE, 0, 0, 2, &rec);
+	assert_null(memmem(rec.p, rl, CANARY, strlen(CANARY)));
+	j = j_parse((const char *)rec.p, rl);
+	assert_non_null(j);
+	assert_true(j_get(j_get(j, "extproc"), "denied")->b);
+	assert_int_equal(j_get(j_get(j, "extproc"), "deny_status")->i, 403);
+	assert_true(j_is_str(j_get(j_get(j, "extproc"), "deny_rule"),
+			     "forbidden/header/:path"));
+	assert_true(j_is_str(j_get(j, "route"), "admin"));
+	assert_int_equal(j_get(j_path(j, "request.path"), "redacted")->i,
+			 (long long)strlen("/admin/" CANARY));
+	j_free(j);
+	extproc_buf_free(&rec);
+	extproc_buf_free(&out);
+	extproc_xchg_free(x);
 	fixture_fini(&f);
 }
 
@@ -497,6 +755,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sequences),
 		cmocka_unit_test(test_mutation_shape),
+		cmocka_unit_test(test_protected),
+		cmocka_unit_test(test_buffered_content_length),
+		cmocka_unit_test(test_record_policy),
 		cmocka_unit_test(test_unknown_fields_and_malformed),
 		cmocka_unit_test(test_full_duplex_chunking),
 		cmocka_unit_test(test_mode_override),

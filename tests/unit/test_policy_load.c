@@ -84,7 +84,7 @@ static const struct ecase ecases[] = {
 		   "tenants:, rule_sets:, routes:, default:" },
 	{ "tenant: {}\n", ":1: tenant: unknown key; did you mean \"tenants\"?" },
 	{ "zzz: 1\n", ":1: zzz: unknown key; keys here are version, limits, "
-		      "tenants, rule_sets, routes, default" },
+		      "tenants, rule_sets, routes, default, deny" },
 	{ T "tenants: {}\n", ":2: tenants: duplicate key (first on line 1); "
 			     "keep one of them" },
 	{ "tenants: [a\n", ":2: YAML syntax error: did not find expected ',' "
@@ -112,6 +112,24 @@ static const struct ecase ecases[] = {
 	  "one of redact, seal, keep" },
 	{ "limits: {unscaned: keep}\n" T,
 	  ":1: limits.unscaned: unknown key; did you mean \"unscanned\"?" },
+	/* deny */
+	{ "deny: {status: 200}\n" T,
+	  ":1: deny.status: value \"200\" is not an error status; use an HTTP "
+	  "status from 400 to 599, e.g. 403" },
+	{ "deny: {status: 4O3}\n" T,
+	  ":1: deny.status: value \"4O3\" is not an error status; use an HTTP "
+	  "status from 400 to 599, e.g. 403" },
+	{ "deny: {details: \"no way\"}\n" T,
+	  ":1: deny.details: details \"no way\" is not a valid name; use 1-64 "
+	  "letters, digits, '_', '.' or '-', starting with a letter or digit" },
+	{ "deny: {body: \"bell\\a\"}\n" T,
+	  ":1: deny.body: byte 4 is not printable ASCII; use text, tabs and "
+	  "newlines only" },
+	{ "deny: {stauts: 403}\n" T,
+	  ":1: deny.stauts: unknown key; did you mean \"status\"?" },
+	{ "deny: [403]\n" T,
+	  ":1: deny: expected a mapping of deny settings, found a list; put "
+	  "them on their own lines below \"deny:\", indented" },
 	/* tenants */
 	{ "rule_sets: {}\n", ": tenants: no tenants; define at least one, e.g. "
 			     "\"tenants: {acme: {kms: pkcs11, kek: acme-kek}}\"" },
@@ -480,6 +498,24 @@ static void test_rule_names(void **state)
 	policy_free(p);
 }
 
+static void test_deny(void **state)
+{
+	(void)state;
+	static const char text[] = "deny:\n  status: 451\n  body: \"gone\\n\"\n"
+				   "  details: sealtap.legal\n" T;
+	char err[256];
+	struct policy *p = policy_load_text("d.yaml", text, strlen(text), err,
+					    sizeof(err));
+	if (!p)
+		print_error("%s\n", err);
+	assert_non_null(p);
+	const struct policy_deny *d = policy_deny_response(p);
+	assert_int_equal(d->status, 451);
+	assert_string_equal(d->body, "gone\n");
+	assert_string_equal(d->details, "sealtap.legal");
+	policy_free(p);
+}
+
 /* ---- the built-in policy, the sample, the docs ------------------------------------ */
 
 static char *slurp(const char *path)
@@ -534,6 +570,10 @@ static void test_builtin(void **state)
 	assert_int_equal(p->limits.body_bytes, 64u << 10);
 	assert_int_equal(p->limits.json_depth, 64);
 	assert_int_equal(p->limits.unscanned, POLICY_ACTION_REDACT);
+	const struct policy_deny *dn = policy_deny_response(p);
+	assert_int_equal(dn->status, 403);
+	assert_string_equal(dn->body, "request denied by policy\n");
+	assert_string_equal(dn->details, "sealtap_denied");
 	policy_free(p);
 
 	/* docs/policy.md shows the built-in policy verbatim */
@@ -555,6 +595,8 @@ static void test_sample(void **state)
 	assert_non_null(p);
 	assert_int_equal(policy_tenant_count(p), 2);
 	assert_string_equal(policy_tenant_find(p, "globex")->kms, "gcp");
+	assert_int_equal(policy_deny_response(p)->status, 403);
+	assert_string_equal(policy_deny_response(p)->details, "sealtap_denied");
 	static const struct {
 		const char *auth, *path, *method, *ct, *route, *tenant, *rules;
 	} t[] = {
@@ -682,6 +724,7 @@ int main(void)
 		cmocka_unit_test(test_error_sanitized),
 		cmocka_unit_test(test_extends),
 		cmocka_unit_test(test_rule_names),
+		cmocka_unit_test(test_deny),
 		cmocka_unit_test(test_builtin),
 		cmocka_unit_test(test_sample),
 		cmocka_unit_test(test_files),

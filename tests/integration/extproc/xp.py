@@ -58,10 +58,13 @@ def cleanup_stubs():
 
 
 class Server:
-    """sealtap extproc on 127.0.0.1:0 with a health port, records on."""
+    """sealtap extproc on 127.0.0.1:0 with a health port, records on.
+    |policy|: YAML text of a policy file (default: the built-in policy);
+    |keys_yaml|: the kms:/keys: sections (default: a key store that does
+    not exist, so every tenant fails closed)."""
 
     def __init__(self, workdir, name, extra_yaml='', tls=None, threads=1,
-                 max_message=None, env=None):
+                 max_message=None, env=None, policy=None, keys_yaml=None):
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
         self.records_dir = os.path.join(self.dir, 'records')
@@ -71,7 +74,6 @@ class Server:
                  '  listen: ["127.0.0.1:0"]',
                  '  health_listen: "127.0.0.1:0"',
                  '  threads: %d' % threads,
-                 '  deny_path_prefix: ["/admin", "/v1/cards/"]',
                  '  stream_timeout: 5s',
                  '  shutdown_timeout: 3s']
         if max_message:
@@ -82,18 +84,26 @@ class Server:
             if tls.get('client_ca'):
                 lines.append('  tls_client_ca: "%s"' % tls['client_ca'])
         lines += [l for l in extra_yaml.splitlines() if l]
+        if keys_yaml is None:
+            keys_yaml = 'keys:\n  store: "%s"' % os.path.join(self.dir, 'no-keys.json')
+        lines += [l for l in keys_yaml.splitlines() if l]
         lines += ['export:',
                   '  dir: "%s"' % self.records_dir,
                   '  flush_interval: 10ms']
         with open(cfg, 'w') as f:
             f.write('\n'.join(lines) + '\n')
+        self.config = cfg
+        args = [BIN, 'extproc', '--config', cfg, '--ready-file', ready]
+        if policy is not None:
+            self.policy = os.path.join(self.dir, 'policy.yaml')
+            with open(self.policy, 'w') as f:
+                f.write(policy)
+            args += ['--policy', self.policy]
         self.stdout_path = os.path.join(self.dir, 'stdout.txt')
         self.stderr_path = os.path.join(self.dir, 'stderr.txt')
         self.out = open(self.stdout_path, 'wb')
         self.err = open(self.stderr_path, 'wb')
-        self.proc = subprocess.Popen([BIN, 'extproc', '--config', cfg,
-                                      '--ready-file', ready],
-                                     stdout=self.out, stderr=self.err,
+        self.proc = subprocess.Popen(args, stdout=self.out, stderr=self.err,
                                      env=env)
         deadline = time.time() + 10
         while not os.path.exists(ready):

@@ -1,0 +1,343 @@
+/* ext_proc: the policy decider. See extproc.h and docs/extproc.md
+ * "Policy".
+ *
+ * The same policy, sealing and keys as the tap (policy.h, record_seal.h,
+ * keys.h), behind the decider interface the protocol engine
+ * (extproc_stream.c) calls:
+ *
+ *   begin          the exchange's route from :authority (or host), :path,
+ *                  :method and content-type; a mode_override asking for
+ *                  bodies the data plane does not send when the route's
+ *                  rules read bodies;
+ *   decide_header  the policy's spans of the value: replaced in place by
+ *                  the tokens the tap would write, bound to the record id
+ *                  and the field "<request|response>.<headers|trailers>:
+ *                  <name>"; a value that is one span and cannot become a
+ *                  token (redact, tenant without a usable key) is removed;
+ *                  a deny span in a request answers with the policy's
+ *                  immediate response;
+ *   decide_body    the same for a body chunk, scanned alone by its
+ *                  content type; tokens bound to "<request|response>.
+ *                  body:<rule>" as the tap binds body findings.
+ *
+ * What the decisions mean for the record goes into the exchange's
+ * extproc_xdec: tenant, route, the "sealed" entries of header values and
+ * the body findings, in the tap's formats (docs/records.md).
+ *
+ * A body chunk is scanned alone (the policy has no scanner that carries
+ * state from one chunk to the next), so a value cut by a chunk boundary
+ * could be missed in both halves. Fail closed: the run of characters a
+ * detector hit can consist of that touches a boundary inside the body is
+ * redacted, at most GUARD_MAX bytes on each side. A JSON body that does
+ * not start in the chunk does not parse; the policy handles the rest as
+ * unscanned (limits.unscanned, redact by default). Both cost the data
+ * plane body bytes; BUFFERED bodies (what the mode_override asks for)
+ * come whole and need neither.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sealtap/extproc.h"
+#include "sealtap/keys.h"
+#include "sealtap/policy.h"
+#include "sealtap/record_seal.h"
+#include "sealtap/seal.h"
+
+#define MAX_SPANS 32  /* spans handled per value, as record_seal.c */
+#define GUARD_MAX 256 /* bytes redacted on each side of a chunk boundary */
+#define NAME_MAX_FIELD 120 /* header name bytes in a token's field */
+/* Bytes of record notes ("sealed" entries, body findings) one exchange
+ * keeps per list: a record holds at most extproc's 1 MiB anyway (past it
+ * the lists are left out and the record says record_too_big), and a long
+ * streamed body must not grow them without bound. */
+#define NOTES_MAX (1u << 20)
+
+struct extproc_policy {
+	struct policy *own; /* the built-in policy when none was given */
+	const struct policy *pol;
+	struct keys_cache *keys;
+	unsigned worker;
+	struct record_sealer *rs;
+};
+
+/* Record sections by part: the first half of a token's field. */
+static const char *const sections[EXTPROC_PART__COUNT] = {
+	[EXTPROC_REQ_HEADERS] = "request.headers",
+	[EXTPROC_REQ_BODY] = "request.body",
+	[EXTPROC_REQ_TRAILERS] = "request.trailers",
+	[EXTPROC_RESP_HEADERS] = "response.headers",
+	[EXTPROC_RESP_BODY] = "response.body",
+	[EXTPROC_RESP_TRAILERS] = "response.trailers",
+};
+
+static bool buf_put(void *user, const void *p, size_t n)
+{
+	return extproc_buf_put(user, p, n);
+}
+
+static struct record_seal_sink sink(struct extproc_buf *b)
+{
+	return (struct record_seal_sink){ buf_put, b, b->len != 0 };
+}
+
+/* |s| over |b|, or NULL (no notes) once |b| reached NOTES_MAX. */
+static struct record_seal_sink *notes_sink(struct extproc_buf *b,
+					   struct record_seal_sink *s)
+{
+	*s = sink(b);
+	return b->len < NOTES_MAX ? s : NULL;
+}
+
+/* ---- routing ---------------------------------------------------------------- */
+
+static bool pd_begin(void *self, struct extproc_xdec *xd,
+		     const struct policy_request *rq, struct extproc_mode *m)
+{
+	struct extproc_policy *pp = self;
+	const struct policy_route *r = policy_route_for(pp->pol, rq);
+	xd->route = r;
+	xd->tenant = policy_route_tenant(r)->name;
+	xd->route_name = policy_route_name(r);
+	if (!policy_route_scans_bodies(r))
+		return false;
+	/* BUFFERED: a body comes whole, so JSON paths work and nothing is
+	 * cut; one larger than the data plane's buffer is refused there
+	 * (fail closed) rather than passed on unscanned. */
+	bool ask = false;
+	if (m->request_body == EXTPROC_BODY_NONE) {
+		m->request_body = EXTPROC_BODY_BUFFERED;
+		ask = true;
+	}
+	if (m->response_body == EXTPROC_BODY_NONE) {
+		m->response_body = EXTPROC_BODY_BUFFERED;
+		ask = true;
+	}
+	return ask;
+}
+
+/* ---- deny ---------------------------------------------------------------------- */
+
+/* A deny span in a request part: fills |d| with the policy's answer.
+ * Deny spans in a response are sealed, as the tap seals them: there is no
+ * request left to refuse. */
+static bool denied(const struct extproc_policy *pp, enum extproc_part part,
+		   const struct policy_span *sp, int n,
+		   struct extproc_decision *d)
+{
+	if (part != EXTPROC_REQ_HEADERS && part != EXTPROC_REQ_BODY &&
+	    part != EXTPROC_REQ_TRAILERS)
+		return false;
+	for (int i = 0; i < n; i++) {
+		if (sp[i].action != POLICY_ACTION_DENY)
+			continue;
+		const struct policy_deny *dn = policy_deny_response(pp->pol);
+		d->status = dn->status;
+		d->body = dn->body;
+		d->details = dn->details;
+		d->rule = sp[i].rule;
+		return true;
+	}
+	return false;
+}
+
+/* ---- headers ---------------------------------------------------------------------- */
+
+static enum extproc_verdict pd_header(void *self, struct extproc_xdec *xd,
+				      enum extproc_part part,
+				      const uint8_t *name, size_t nlen,
+				      const uint8_t *value, size_t vlen,
+				      struct extproc_decision *d)
+{
+	struct extproc_policy *pp = self;
+	struct policy_span sp[MAX_SPANS];
+	unsigned flags = 0;
+	int n = policy_scan_value(xd->route, name, nlen, value, vlen, sp,
+				  MAX_SPANS, &flags);
+	if (n == 0)
+		return d->verdict = EXTPROC_KEEP;
+	if (denied(pp, part, sp, n, d))
+		return d->verdict = EXTPROC_DENY;
+	if (n < 0 || (flags & POLICY_SCAN_SPANS_FULL) || vlen > SEAL_VALUE_MAX)
+		/* more sensitive parts than tracked, or too long to seal:
+		 * none of it goes on (the tap records none of it) */
+		return d->verdict = EXTPROC_REMOVE;
+	char field[192];
+	snprintf(field, sizeof(field), "%s:%.*s", sections[part],
+		 (int)(nlen > NAME_MAX_FIELD ? NAME_MAX_FIELD : nlen),
+		 (const char *)name);
+	struct record_seal_where w = { xd->record_id, field };
+	struct record_seal_sink out = sink(d->out), ns;
+	size_t undo = xd->applied.len;
+	int red = record_seal_replace(pp->rs, xd->route, &w, false, 0, sp,
+				      (unsigned)n, value, vlen, &out,
+				      notes_sink(&xd->applied, &ns));
+	if (red < 0) {
+		xd->applied.len = undo; /* out of memory: fail closed */
+		return d->verdict = EXTPROC_REMOVE;
+	}
+	if (n == 1 && sp[0].off == 0 && sp[0].len == vlen && red == 1)
+		return d->verdict = EXTPROC_REMOVE;
+	return d->verdict = EXTPROC_REPLACE;
+}
+
+/* ---- bodies ---------------------------------------------------------------------- */
+
+static bool digit_or_upper(uint8_t c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z');
+}
+
+/* True if byte |i| of |b| can be inside a detector hit: a letter, digit
+ * or one of the marks e-mail addresses, tokens and keys use, or a single
+ * blank between two digits or capitals (a card number or IBAN in groups;
+ * the chunk's edge counts as one, the group may go on there). */
+static bool hit_byte(const uint8_t *b, size_t len, size_t i)
+{
+	uint8_t c = b[i];
+	if ((c >= 'a' && c <= 'z') || digit_or_upper(c) ||
+	    (c && strchr("-._~+/=%@", c)))
+		return true;
+	return c == ' ' && (i == 0 || digit_or_upper(b[i - 1])) &&
+	       (i + 1 == len || digit_or_upper(b[i + 1]));
+}
+
+static struct policy_span guard_span(size_t off, size_t len)
+{
+	return (struct policy_span){ .off = (uint32_t)off,
+				     .len = (uint32_t)len,
+				     .rule = "extproc/chunk_boundary",
+				     .rule_id = UINT16_MAX,
+				     .action = POLICY_ACTION_REDACT,
+				     .kind = POLICY_KIND_LIMIT };
+}
+
+/* Adds a redact span over the hit bytes touching each boundary of |c|
+ * inside its body (the start of a chunk that is not the first, the end of
+ * one that is not the last), clipped so spans stay sorted and disjoint.
+ * |sp| has room for |n| + 2. Returns the new count. */
+static int guard_boundaries(struct policy_span *sp, int n,
+			    const struct extproc_chunk *c)
+{
+	const uint8_t *b = c->data;
+	size_t len = c->len;
+	if (c->off && len) {
+		size_t h = 0;
+		while (h < len && h < GUARD_MAX && hit_byte(b, len, h))
+			h++;
+		if (n && sp[0].off < h)
+			h = sp[0].off;
+		if (h) {
+			memmove(sp + 1, sp, (size_t)n * sizeof(*sp));
+			sp[0] = guard_span(0, h);
+			n++;
+		}
+	}
+	if (!c->last && len) {
+		size_t t = len;
+		while (t > 0 && len - t < GUARD_MAX && hit_byte(b, len, t - 1))
+			t--;
+		size_t end = n ? sp[n - 1].off + (size_t)sp[n - 1].len : 0;
+		if (t < end)
+			t = end;
+		if (t < len)
+			sp[n++] = guard_span(t, len - t);
+	}
+	return n;
+}
+
+static enum extproc_verdict pd_body(void *self, struct extproc_xdec *xd,
+				    const struct extproc_chunk *c,
+				    struct extproc_decision *d)
+{
+	struct extproc_policy *pp = self;
+	if (!policy_scans_body(xd->route, c->ctype, c->ctype_len))
+		return d->verdict = EXTPROC_KEEP;
+	struct policy_span sp[MAX_SPANS];
+	int n = policy_scan_body(xd->route, c->ctype, c->ctype_len, c->data,
+				 c->len, sp, MAX_SPANS - 2, NULL);
+	if (n < 0)
+		return d->verdict = EXTPROC_REMOVE; /* over 4 GiB */
+	n = guard_boundaries(sp, n, c);
+	if (!n)
+		return d->verdict = EXTPROC_KEEP;
+	if (denied(pp, c->part, sp, n, d))
+		return d->verdict = EXTPROC_DENY;
+	struct extproc_buf *found = &xd->findings[c->part == EXTPROC_RESP_BODY];
+	struct record_seal_where w = { xd->record_id, sections[c->part] };
+	struct record_seal_sink out = sink(d->out), ns;
+	size_t undo = found->len;
+	if (record_seal_replace(pp->rs, xd->route, &w, true, c->off, sp,
+				(unsigned)n, c->data, c->len, &out,
+				notes_sink(found, &ns)) < 0) {
+		found->len = undo; /* out of memory: fail closed */
+		return d->verdict = EXTPROC_REMOVE;
+	}
+	return d->verdict = EXTPROC_REPLACE;
+}
+
+/* ---- life ------------------------------------------------------------------------ */
+
+static const struct extproc_decider_ops policy_ops = {
+	.begin = pd_begin,
+	.decide_header = pd_header,
+	.decide_body = pd_body,
+};
+
+struct extproc_policy *extproc_policy_new(const struct policy *pol,
+					  struct keys_cache *keys,
+					  unsigned worker,
+					  struct st_counters *c)
+{
+	struct extproc_policy *pp = calloc(1, sizeof(*pp));
+	if (!pp)
+		return NULL;
+	if (!pol) {
+		char err[256];
+		pol = pp->own = policy_builtin(err, sizeof(err));
+	}
+	pp->pol = pol;
+	pp->keys = keys;
+	pp->worker = worker;
+	pp->rs = pol ? record_seal_new(pol, keys, worker, c) : NULL;
+	if (!pp->rs) {
+		extproc_policy_free(pp);
+		return NULL;
+	}
+	return pp;
+}
+
+void extproc_policy_free(struct extproc_policy *pp)
+{
+	if (!pp)
+		return;
+	record_seal_free(pp->rs);
+	policy_free(pp->own);
+	free(pp);
+}
+
+struct extproc_decider extproc_policy_decider(struct extproc_policy *pp)
+{
+	return (struct extproc_decider){ .ops = &policy_ops, .self = pp };
+}
+
+void extproc_policy_online(struct extproc_policy *pp, bool on)
+{
+	if (!pp->keys)
+		return;
+	record_seal_quiescent(pp->rs);
+	if (on)
+		keys_cache_online(pp->keys, pp->worker);
+	else
+		keys_cache_offline(pp->keys, pp->worker);
+}
+
+void extproc_policy_quiescent(struct extproc_policy *pp)
+{
+	/* record_seal_quiescent() passes a quiescent point only while the
+	 * sealer holds a snapshot; an idle thread must pass one too, or the
+	 * snapshots published since its last one are never reclaimed. */
+	record_seal_quiescent(pp->rs);
+	if (pp->keys)
+		keys_cache_quiescent(pp->keys, pp->worker);
+}

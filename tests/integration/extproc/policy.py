@@ -1,0 +1,550 @@
+#!/usr/bin/env python3
+"""ext_proc with the policy and real keys: sealtap extproc runs a policy
+file whose tenants have DEKs in a real SoftHSM2 token (made by the calling
+script with `sealtap keys init/create`), and a gRPC client (python3-grpcio)
+plays Envoy. Checks that
+  - sensitive header values come back as tokens (stk1.<kind>.<key id>.
+    <base64url>) in raw_value, parts of values (a cookie, a query
+    parameter) replaced in place, repeated headers all replaced;
+  - a redact rule removes its header; a tenant without a key fails closed;
+  - a card number in the URL, or in a request body, is denied with the
+    policy's immediate_response (status, body, details), echoing nothing;
+  - JSON body fields become tokens in BUFFERED, STREAMED and
+    FULL_DUPLEX_STREAMED body mutations and the body stays valid JSON
+    (BUFFERED: content-length set to the new length);
+  - mode_override asks for bodies only on routes whose rules read them;
+  - every exchange has a record with tenant, route and the rules applied,
+    holding the same tokens the mutations carried; `sealtap open` recovers
+    every planted canary exactly from the records;
+  - no canary appears in plain in records, logs, counters or replies.
+
+usage: policy.py --workdir DIR --keys-yaml FILE
+FILE holds the kms:/keys: configuration sections of the token and store;
+SOFTHSM2_CONF names the token's directory.
+Exit 0 when every scenario passed.
+"""
+import argparse
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+import xp  # noqa: E402
+
+import grpc  # noqa: E402
+
+pb = xp.stubs()
+EP = pb.ep
+MODE = pb.mode.ProcessingMode
+HVO = pb.core.HeaderValueOption
+
+R = base64.b32encode(os.urandom(5)).decode().lower()
+C = {k: 'CANARY%s%s' % (k, R) for k in (
+    'auth', 'key', 'secret', 'internal', 'sid', 'sidtwo', 'query', 'ssn',
+    'card', 'resp', 'setc', 'trailer', 'globex', 'streamed', 'duplex',
+    'nokey')}
+C_EMAIL = 'canary.%s@example.com' % R
+CARD = '4111111111111111'          # Luhn-valid test card
+CARD2 = '5500 0000 0000 0004'      # Luhn-valid, grouped
+ALL_CANARIES = list(C.values()) + [C_EMAIL, CARD, CARD2]
+
+POLICY = """
+version: 1
+tenants:
+  acme: {kms: pkcs11, kek: sealtap-dev-kek}
+  globex: {kms: pkcs11, kek: sealtap-dev-kek}
+  nokey: {kms: pkcs11, kek: sealtap-dev-kek}
+deny:
+  status: 451
+  body: "refused by sealtap policy\\n"
+  details: sealtap_policy_denied
+rule_sets:
+  shop:
+    extends: builtin
+    headers: {x-secret: seal, x-internal: redact, x-user: tokenize}
+    cookies: {sid: tokenize, theme: keep}
+    query: {token: seal}
+    json: {"$.ssn": seal, "$.card.number": seal}
+    detectors:
+      card: deny
+      email: tokenize
+  static:
+    headers: {authorization: seal, x-secret: seal}
+routes:
+  - {name: globex-api, match: {authority: api.globex.test}, tenant: globex, rules: shop}
+  - {name: static, match: {authority: shop.acme.test, path_prefix: /static/}, rules: static}
+  - {name: nokey, match: {authority: nokey.test}, tenant: nokey, rules: shop}
+default: {tenant: acme, rules: shop}
+"""
+
+TOKEN = r'stk1\.([gsh])\.([A-Za-z0-9_-]{1,64})\.[A-Za-z0-9_-]+'
+ALL_REPLIES = []
+EXPECT = {}     # record id -> what sealtap open must give back
+results = []
+
+
+def scenario(fn):
+    results.append(fn)
+    return fn
+
+
+def kept(r):
+    ALL_REPLIES.append(r.SerializeToString())
+    return r
+
+
+def expect(call, kind, timeout=5.0):
+    r = kept(call.recv(timeout))
+    if r.WhichOneof('response') != kind:
+        xp.fail('expected a %s reply, got %r' % (kind, r))
+    return r
+
+
+def mutation(hm):
+    """({name: [(raw_value, append_action)]}, [removed]) of a HeaderMutation,
+    checking raw_value-only and the protected names."""
+    sets = {}
+    for o in hm.set_headers:
+        h = o.header
+        if h.value:
+            xp.fail('%s carries value=%r; values go in raw_value only' % (h.key, h.value))
+        if h.key.startswith(':') or h.key == 'host' or h.key.startswith('x-envoy-'):
+            xp.fail('protected header %s was mutated' % h.key)
+        sets.setdefault(h.key, []).append((h.raw_value.decode('latin-1'), o.append_action))
+    return sets, list(hm.remove_headers)
+
+
+def is_token(s, kind, kid):
+    m = re.fullmatch(TOKEN, s)
+    return bool(m) and m.group(1) == kind and m.group(2) == kid
+
+
+def has_token(s, kind, kid):
+    return any(m.group(1) == kind and m.group(2) == kid for m in re.finditer(TOKEN, s))
+
+
+def pcfg(req=MODE.NONE, resp=MODE.NONE):
+    return EP.ProtocolConfiguration(request_body_mode=req, response_body_mode=resp)
+
+
+def request_id(sets):
+    rid = sets.get('x-sealtap-request-id')
+    if not rid or not re.fullmatch(r'[0-9a-f]{16}', rid[0][0]):
+        xp.fail('no request id header: %r' % sets)
+    return rid[0][0]
+
+
+# ---------------------------------------------------------------------------
+
+@scenario
+def headers_and_buffered_bodies(ctx):
+    kid = ctx['kid']['acme']
+    c = xp.Call(ctx['ch'], pb)
+    body = json.dumps({'ssn': C['ssn'], 'card': {'number': CARD2},
+                       'contact': C_EMAIL, 'note': 'ok'}).encode()
+    req = [(':authority', 'shop.acme.test'),
+           (':path', '/orders?token=%s&page=2' % C['query']),
+           (':method', 'POST'), (':scheme', 'https'),
+           ('content-type', 'application/json'),
+           ('content-length', str(len(body))),
+           ('authorization', 'Bearer ' + C['auth']),
+           ('cookie', 'sid=%s; theme=dark' % C['sid']),
+           ('cookie', 'sid=' + C['sidtwo']),
+           ('x-api-key', C['key']), ('x-secret', C['secret']),
+           ('x-internal', C['internal']), ('x-user', 'alice'),
+           ('user-agent', 'curl/8.5.0')]
+    c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, req), protocol_config=pcfg()))
+    r = expect(c, 'request_headers')
+    if not r.HasField('mode_override') or r.mode_override.request_body_mode != MODE.BUFFERED \
+            or r.mode_override.response_body_mode != MODE.BUFFERED:
+        xp.fail('route with body rules: no mode_override asking for bodies: %r' % r)
+    sets, removed = mutation(r.request_headers.response.header_mutation)
+    rid = request_id(sets)
+    for name in ('authorization', 'x-api-key', 'x-secret'):
+        v = sets.get(name, [('', 0)])
+        if len(v) != 1 or not is_token(v[0][0], 'g', kid):
+            xp.fail('%s not a seal token of %s: %r' % (name, kid, v))
+    if not is_token(sets['x-user'][0][0], 's', kid):
+        xp.fail('x-user not a tokenize token: %r' % sets['x-user'])
+    ck = sets.get('cookie', [])
+    if len(ck) != 2 or [a for _, a in ck] != [HVO.OVERWRITE_IF_EXISTS_OR_ADD,
+                                               HVO.APPEND_IF_EXISTS_OR_ADD]:
+        xp.fail('two cookie lines: first overwrites, second appends: %r' % ck)
+    if not re.fullmatch(r'sid=' + TOKEN + r'; theme=dark', ck[0][0]) or \
+            not has_token(ck[0][0], 's', kid) or not re.fullmatch('sid=' + TOKEN, ck[1][0]):
+        xp.fail('cookie sid not tokenized in place: %r' % ck)
+    if removed != ['x-internal']:
+        xp.fail('the redact rule did not remove x-internal: %r' % removed)
+    if set(sets) != {'authorization', 'x-api-key', 'x-secret', 'x-user', 'cookie',
+                     'x-sealtap-request-id'}:
+        xp.fail('unexpected mutations: %r' % sorted(sets))
+    ctx['alice'] = sets['x-user'][0][0]
+    # the request body, buffered as asked
+    c.send(EP.ProcessingRequest(request_body=EP.HttpBody(body=body, end_of_stream=True)))
+    r = expect(c, 'request_body')
+    cr = r.request_body.response
+    nb = cr.body_mutation.body
+    j = json.loads(nb)  # still JSON
+    if not is_token(j['ssn'], 'g', kid) or not is_token(j['card']['number'], 'g', kid) \
+            or not is_token(j['contact'], 's', kid) or j['note'] != 'ok':
+        xp.fail('JSON fields not tokens: %r' % j)
+    cl, _ = mutation(cr.header_mutation)
+    if cl != {'content-length': [(str(len(nb)), HVO.OVERWRITE_IF_EXISTS_OR_ADD)]}:
+        xp.fail('BUFFERED body without its new content-length: %r' % cl)
+    # the response
+    c.send(EP.ProcessingRequest(response_headers=xp.headers(pb, [
+        (':status', '200'), ('content-type', 'application/json'),
+        ('set-cookie', 'sid=%s; Path=/; HttpOnly' % C['setc'])])))
+    r = expect(c, 'response_headers')
+    sets, _ = mutation(r.response_headers.response.header_mutation)
+    sc = sets.get('set-cookie', [('', 0)])[0][0]
+    if not re.fullmatch('sid=' + TOKEN + '; Path=/; HttpOnly', sc):
+        xp.fail('set-cookie not tokenized in place: %r' % sc)
+    rbody = json.dumps({'access_token': C['resp'], 'n': 1}).encode()
+    c.send(EP.ProcessingRequest(response_body=EP.HttpBody(body=rbody, end_of_stream=True)))
+    r = expect(c, 'response_body')
+    rj = json.loads(r.response_body.response.body_mutation.body)
+    if not is_token(rj['access_token'], 'g', kid) or rj['n'] != 1:
+        xp.fail('response body not sealed: %r' % rj)
+    c.send(EP.ProcessingRequest(response_trailers=EP.HttpTrailers(
+        trailers=xp.headers(pb, [('x-secret', C['trailer'])]).headers)))
+    r = expect(c, 'response_trailers')
+    sets, _ = mutation(r.response_trailers.header_mutation)
+    if not is_token(sets['x-secret'][0][0], 'g', kid):
+        xp.fail('trailer not sealed: %r' % sets)
+    c.half_close()
+    assert c.finish()[0] == grpc.StatusCode.OK
+    ctx['main_rid'] = rid
+    EXPECT[rid] = {
+        ('request.headers', 'authorization'): 'Bearer ' + C['auth'],
+        ('request.headers', 'x-api-key'): C['key'],
+        ('request.headers', 'x-secret'): C['secret'],
+        ('request.headers', 'x-user'): 'alice',
+        ('request.headers', 'cookie'): 'sid=%s; theme=dark' % C['sid'],
+        ('request.headers', ':path'): '/orders?token=%s&page=2' % C['query'],
+        ('response.headers', 'set-cookie'): 'sid=%s; Path=/; HttpOnly' % C['setc'],
+        ('response.trailers', 'x-secret'): C['trailer'],
+        ('body', 'request.body:shop/json/$.ssn'): C['ssn'],
+        ('body', 'request.body:shop/json/$.card.number'): CARD2,
+        ('body', 'request.body:shop/detector/email'): C_EMAIL,
+        ('body', 'response.body:builtin/json/$..access_token'): C['resp'],
+        ('tokens',): [v for v in re.findall(r'stk1\.[gsh]\.[A-Za-z0-9_.-]+', nb.decode())],
+        ('tenant', 'route'): ('acme', 'default'),
+    }
+
+
+@scenario
+def tokenize_is_deterministic(ctx):
+    c = xp.Call(ctx['ch'], pb)
+    c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [
+        (':authority', 'shop.acme.test'), (':path', '/'), ('x-user', 'alice')], eos=True)))
+    r = expect(c, 'request_headers')
+    sets, _ = mutation(r.request_headers.response.header_mutation)
+    if sets['x-user'][0][0] != ctx['alice']:
+        xp.fail('tokenize gave another token for the same value')
+    c.half_close()
+    assert c.finish()[0] == grpc.StatusCode.OK
+
+
+@scenario
+def streamed_json_body(ctx):
+    kid = ctx['kid']['acme']
+    c = xp.Call(ctx['ch'], pb)
+    c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [
+        (':authority', 'shop.acme.test'), (':path', '/profile'), (':method', 'PUT'),
+        ('content-type', 'application/json; charset=utf-8')]),
+        protocol_config=pcfg(MODE.STREAMED, MODE.NONE)))
+    r = expect(c, 'request_headers')
+    rid = request_id(mutation(r.request_headers.response.header_mutation)[0])
+    mo = r.mode_override
+    if mo.request_body_mode != MODE.STREAMED or mo.response_body_mode != MODE.BUFFERED:
+        xp.fail('override must keep STREAMED and ask for the response: %r' % mo)
+    body = b'{"ssn": "%s", "tags": [1, 2]}' % C['streamed'].encode()
+    c.send(EP.ProcessingRequest(request_body=EP.HttpBody(body=body, end_of_stream=True)))
+    r = expect(c, 'request_body')
+    cr = r.request_body.response
+    j = json.loads(cr.body_mutation.body)
+    if not is_token(j['ssn'], 'g', kid) or j['tags'] != [1, 2]:
+        xp.fail('streamed JSON body: %r' % j)
+    if cr.header_mutation.set_headers:
+        xp.fail('content-length set on a STREAMED body')
+    c.half_close()
+    assert c.finish()[0] == grpc.StatusCode.OK
+    EXPECT[rid] = {('body', 'request.body:shop/json/$.ssn'): C['streamed'],
+                   ('tenant', 'route'): ('acme', 'default')}
+
+
+@scenario
+def full_duplex_json_body(ctx):
+    kid = ctx['kid']['acme']
+    c = xp.Call(ctx['ch'], pb)
+    c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [
+        (':authority', 'shop.acme.test'), (':path', '/upload'),
+        ('content-type', 'application/json')]),
+        protocol_config=pcfg(MODE.FULL_DUPLEX_STREAMED, MODE.FULL_DUPLEX_STREAMED)))
+    r = expect(c, 'request_headers')
+    rid = request_id(mutation(r.request_headers.response.header_mutation)[0])
+    if r.HasField('mode_override'):
+        xp.fail('bodies come both ways already: no mode_override expected')
+    parts = [b'{"a":1,', b'"ssn":"%s",' % C['duplex'].encode(), b'"b":2}']
+    for i, p in enumerate(parts):
+        c.send(EP.ProcessingRequest(request_body=EP.HttpBody(body=p, end_of_stream=i == 2)))
+    got = b''
+    while True:
+        sr = expect(c, 'request_body').request_body.response.body_mutation.streamed_response
+        got += sr.body
+        if sr.end_of_stream:
+            break
+    j = json.loads(got)
+    if not is_token(j['ssn'], 'g', kid) or (j['a'], j['b']) != (1, 2):
+        xp.fail('full duplex body: %r' % got)
+    c.half_close()
+    assert c.finish()[0] == grpc.StatusCode.OK
+    EXPECT[rid] = {('body', 'request.body:shop/json/$.ssn'): C['duplex'],
+                   ('tenant', 'route'): ('acme', 'default')}
+
+
+@scenario
+def card_in_url_denied(ctx):
+    c = xp.Call(ctx['ch'], pb)
+    c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [
+        (':authority', 'shop.acme.test'), (':path', '/pay?card=%s&k=%s' % (CARD, C['card'])),
+        (':method', 'GET'), ('authorization', 'Bearer ' + C['auth'])], eos=True)))
+    r = expect(c, 'immediate_response')
+    im = r.immediate_response
+    if im.status.code != 451 or im.body != b'refused by sealtap policy\n' or \
+            im.details != 'sealtap_policy_denied':
+        xp.fail('immediate response is not the policy\'s: %r' % im)
+    raw = r.SerializeToString()
+    if b'4111' in raw or C['card'].encode() in raw or C['auth'].encode() in raw:
+        xp.fail('request data echoed in the immediate response')
+    c.send(EP.ProcessingRequest(response_headers=xp.headers(pb, [(':status', '200')])))
+    c.none_within(0.3)
+    c.half_close()
+    assert c.finish()[0] == grpc.StatusCode.OK
+
+
+@scenario
+def card_in_body_denied(ctx):
+    c = xp.Call(ctx['ch'], pb)
+    c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [
+        (':authority', 'shop.acme.test'), (':path', '/notes'), (':method', 'POST'),
+        ('content-type', 'text/plain')]), protocol_config=pcfg(MODE.BUFFERED)))
+    expect(c, 'request_headers')
+    c.send(EP.ProcessingRequest(request_body=EP.HttpBody(
+        body=b'pay with ' + CARD2.encode() + b' please', end_of_stream=True)))
+    r = expect(c, 'immediate_response')
+    if r.immediate_response.status.code != 451 or b'5500' in r.SerializeToString():
+        xp.fail('card in a body: %r' % r)
+    c.half_close()
+    assert c.finish()[0] == grpc.StatusCode.OK
+
+
+@scenario
+def mode_override_only_where_needed(ctx):
+    for auth, path, want in (('shop.acme.test', '/static/app.js', False),
+                             ('shop.acme.test', '/cart', True),
+                             ('api.globex.test', '/v1/x', True)):
+        c = xp.Call(ctx['ch'], pb)
+        c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [
+            (':authority', auth), (':path', path), (':method', 'GET')], eos=True),
+            protocol_config=pcfg()))
+        r = expect(c, 'request_headers')
+        if r.HasField('mode_override') != want:
+            xp.fail('%s%s: mode_override %s, expected %s' % (auth, path,
+                    r.HasField('mode_override'), want))
+        c.half_close()
+        assert c.finish()[0] == grpc.StatusCode.OK
+
+
+@scenario
+def second_tenant(ctx):
+    c = xp.Call(ctx['ch'], pb)
+    c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [
+        (':authority', 'api.globex.test'), (':path', '/v1/ledger'),
+        ('x-secret', C['globex'])], eos=True)))
+    r = expect(c, 'request_headers')
+    sets, _ = mutation(r.request_headers.response.header_mutation)
+    if not is_token(sets['x-secret'][0][0], 'g', ctx['kid']['globex']):
+        xp.fail('globex route not sealed under globex\'s key: %r' % sets)
+    EXPECT[request_id(sets)] = {('request.headers', 'x-secret'): C['globex'],
+                                ('tenant', 'route'): ('globex', 'globex-api')}
+    c.half_close()
+    assert c.finish()[0] == grpc.StatusCode.OK
+
+
+@scenario
+def tenant_without_key_fails_closed(ctx):
+    c = xp.Call(ctx['ch'], pb)
+    c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [
+        (':authority', 'nokey.test'), (':path', '/'),
+        ('authorization', 'Bearer ' + C['nokey']),
+        ('cookie', 'sid=%s; theme=dark' % C['nokey'])], eos=True)))
+    r = expect(c, 'request_headers')
+    sets, removed = mutation(r.request_headers.response.header_mutation)
+    if removed != ['authorization']:
+        xp.fail('whole value without a key not removed: %r' % removed)
+    if sets.get('cookie', [('', 0)])[0][0] != 'sid=%s; theme=dark' % ('*' * len(C['nokey'])):
+        xp.fail('cookie part without a key not starred: %r' % sets)
+    c.half_close()
+    assert c.finish()[0] == grpc.StatusCode.OK
+
+
+# ---------------------------------------------------------------------------
+
+def check_records(srv, recs, failures):
+    by_id = {r['id']: r for r in recs}
+    for rid, want in EXPECT.items():
+        r = by_id.get(rid)
+        if not r:
+            print('FAIL: no record %s' % rid)
+            failures += 1
+            continue
+        if (r.get('tenant'), r.get('route')) != want[('tenant', 'route')]:
+            print('FAIL: record %s: tenant/route %r' % (rid, (r.get('tenant'), r.get('route'))))
+            failures += 1
+    a = by_id.get(srv.main_rid)
+    if not a:
+        print('FAIL: the first scenario\'s record is missing')
+        return failures + 1
+    rules = {(s['rule'], s['action']) for s in a['sealed']}
+    for want in (('builtin/header/authorization', 'seal'), ('shop/header/x-secret', 'seal'),
+                 ('shop/cookie/sid', 'tokenize'), ('shop/header/x-internal', 'redact'),
+                 ('shop/query/token', 'seal'), ('shop/header/x-user', 'tokenize')):
+        if want not in rules:
+            print('FAIL: record lacks the rule %r (has %r)' % (want, sorted(rules)))
+            failures += 1
+    wheres = [f['where'] for f in a['request'].get('body_findings', [])]
+    if 'request.body:shop/json/$.ssn' not in wheres:
+        print('FAIL: no body finding for $.ssn: %r' % wheres)
+        failures += 1
+    # the tokens the body mutation carried are the ones in the record
+    values = [f['value'] for f in a['request'].get('body_findings', [])]
+    if sorted(values) != sorted(EXPECT[a['id']][('tokens',)]):
+        print('FAIL: body tokens in the record differ from the mutation\'s')
+        failures += 1
+    hdr = dict((h[0], h[1]) for h in a['request']['headers'])
+    if not isinstance(hdr.get('x-internal'), dict) or 'redacted' not in hdr['x-internal']:
+        print('FAIL: removed header not recorded as redacted: %r' % hdr.get('x-internal'))
+        failures += 1
+    denied = [r for r in recs if r['extproc'].get('denied')]
+    if len(denied) != 2 or any(r['extproc'].get('deny_status') != 451 or
+                               r['extproc'].get('deny_rule') != 'shop/detector/card'
+                               for r in denied):
+        print('FAIL: denied records: %r' % [r['extproc'] for r in denied])
+        failures += 1
+    if failures == 0:
+        print('ok: %d records with tenant, route, rules, body findings and the '
+              'tokens the mutations carried' % len(recs))
+    return failures
+
+
+def opened_values(lines):
+    """{record id: {(section, name): value}} from `sealtap open` output."""
+    out = {}
+    for line in lines:
+        r = json.loads(line)
+        d = out.setdefault(r['id'], {})
+        for side in ('request', 'response'):
+            for lst in ('headers', 'trailers'):
+                for n, v in r[side][lst]:
+                    d.setdefault(('%s.%s' % (side, lst), n), v)
+            for f in r[side].get('body_findings', []):
+                d[('body', f['where'])] = f['value']
+    return out
+
+
+def check_open(srv, keys_cfg, env, failures):
+    files = sorted(p for p in os.listdir(srv.records_dir) if p.endswith('.ndjson'))
+    p = subprocess.run([xp.BIN, 'open', '-c', keys_cfg] +
+                       [os.path.join(srv.records_dir, f) for f in files],
+                       capture_output=True, timeout=60, env=env)
+    if p.returncode != 0:
+        print('FAIL: sealtap open exited %d: %s' % (p.returncode, p.stderr.decode()[-500:]))
+        return failures + 1
+    got = opened_values(p.stdout.decode().splitlines())
+    bad = n = 0
+    for rid, want in EXPECT.items():
+        for k, v in want.items():
+            if k[0] in ('tokens', 'tenant'):
+                continue
+            n += 1
+            if got.get(rid, {}).get(k) != v:
+                print('FAIL: open %s %s: %r, planted %r' % (rid, k, got.get(rid, {}).get(k), v))
+                bad += 1
+    if not bad:
+        print('ok: sealtap open recovers every planted value exactly (%d values)' % n)
+    return failures + bad
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--workdir', required=True)
+    ap.add_argument('--keys-yaml', required=True)
+    ap.add_argument('--only', default='')
+    args = ap.parse_args()
+    keys_yaml = open(args.keys_yaml).read()
+    env = dict(os.environ)  # SOFTHSM2_CONF names the test's token
+    # the active DEK of each tenant: its id is in every token
+    failures = 0
+    kid = {}
+    store = re.search(r'store: "?([^"\n]+)', keys_yaml)
+    try:
+        for t in json.load(open(store.group(1)))['tenants']:
+            kid[t['name']] = [d['id'] for d in t['deks'] if d['state'] == 'active'][0]
+    except (OSError, ValueError, AttributeError, IndexError, KeyError) as e:
+        print('FAIL: no key store with active DEKs: %s' % e)
+        failures += 1
+    srv = xp.Server(args.workdir, 'policy', threads=2, policy=POLICY,
+                    keys_yaml=keys_yaml, env=env)
+    ch = grpc.insecure_channel('127.0.0.1:%d' % srv.port)
+    ctx = {'ch': ch, 'kid': kid}
+    t0 = time.time()
+    for fn in results:
+        if args.only and args.only not in fn.__name__:
+            continue
+        try:
+            fn(ctx)
+            print('ok: %s' % fn.__name__)
+        except Exception as e:  # report and go on
+            failures += 1
+            print('FAIL: %s: %s' % (fn.__name__, e))
+        if not srv.alive():
+            print('FAIL: server died after %s' % fn.__name__)
+            failures += 1
+            break
+    ch.close()
+    ctr = srv.stop()
+    if not args.only:
+        for k, v in {'denials': 2, 'immediate_responses': 2, 'mode_overrides': 4,
+                     'seal_sealed': 10, 'seal_tokenized': 5, 'seal_failed_closed': 2,
+                     'mutations_removed': 2, 'mutations_body': 4, 'records': 10}.items():
+            if ctr.get(k, 0) < v:
+                print('FAIL: counter %s = %s, expected >= %d' % (k, ctr.get(k, 0), v))
+                failures += 1
+        if ctr.get('records_dropped') or ctr.get('seal_errors'):
+            print('FAIL: records dropped or sealing errors: %r' % ctr)
+            failures += 1
+        recs = srv.records()
+        srv.main_rid = ctx.get('main_rid')
+        failures = check_records(srv, recs, failures)
+        failures = check_open(srv, args.keys_yaml, env, failures)
+    blob = srv.all_output() + b'\n'.join(ALL_REPLIES)
+    leaked = [c for c in ALL_CANARIES if c.encode() in blob]
+    if leaked:
+        print('FAIL: canaries in plain: %r' % leaked)
+        failures += 1
+    else:
+        print('ok: no canary in records, logs, counters or %d replies' % len(ALL_REPLIES))
+    print('policy: %d scenario(s), %d failure(s) in %.1fs' %
+          (len(results), failures, time.time() - t0))
+    xp.cleanup_stubs()
+    return 1 if failures else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

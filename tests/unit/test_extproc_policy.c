@@ -1,0 +1,482 @@
+/* Tests for src/extproc_policy.c: the policy decider, called the way the
+ * engine calls it. Routing and mode overrides, header values (tokens of
+ * each kind bound to their field and record, in-place spans, removal,
+ * deny in requests only), a tenant that fails closed, JSON bodies kept
+ * valid, chunk boundaries guarded, the record notes, and the key cache's
+ * quiescent points. A test DEK stands in for the KMS (testkeys.h); tokens
+ * are opened with the sealing engine to prove where they are bound. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "sealtap/extproc.h"
+#include "sealtap/keys.h"
+#include "sealtap/policy.h"
+#include "sealtap/seal.h"
+#include "h2_json.h"
+#include "testkeys.h"
+
+static const char test_policy[] =
+	"tenants:\n"
+	"  acme: {kms: pkcs11, kek: k1}\n"
+	"  beta: {kms: pkcs11, kek: k2}\n"
+	"deny: {status: 451, body: \"no\\n\", details: test_denied}\n"
+	"rule_sets:\n"
+	"  shop:\n"
+	"    extends: builtin\n"
+	"    headers: {x-secret: tokenize, x-drop: redact, x-hash: hash}\n"
+	"    cookies: {sid: tokenize, theme: keep}\n"
+	"    query: {token: seal}\n"
+	"    json: {\"$.ssn\": seal, \"$.card\": seal}\n"
+	"    detectors: {card: deny, email: tokenize}\n"
+	"  quiet:\n"
+	"    headers: {authorization: seal}\n"
+	"routes:\n"
+	"  - {name: beta, match: {authority: beta.test}, tenant: beta, rules: shop}\n"
+	"  - {name: quiet, match: {path_prefix: /static/}, rules: quiet}\n"
+	"default: {tenant: acme, rules: shop}\n";
+
+#define FILL 0x33
+#define RID "00000000000000a1"
+
+struct fx {
+	struct policy *pol;
+	struct keys_cache *keys;
+	struct extproc_policy *pp;
+	struct extproc_decider d;
+	struct st_counters ctr;
+	struct extproc_xdec xd;
+	struct extproc_buf out;
+	char key_id[32];
+};
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	char err[256];
+	f->pol = policy_load_text("t.yaml", test_policy, sizeof(test_policy) - 1,
+				  err, sizeof(err));
+	if (!f->pol)
+		print_error("%s\n", err);
+	assert_non_null(f->pol);
+	static const char *const ok[] = { "acme" }, *const failed[] = { "beta" };
+	f->keys = testkeys_new(1, ok, 1, FILL, failed, 1);
+	assert_non_null(f->keys);
+	snprintf(f->key_id, sizeof(f->key_id), "%s", testkeys_id);
+	f->pp = extproc_policy_new(f->pol, f->keys, 0, &f->ctr);
+	assert_non_null(f->pp);
+	extproc_policy_online(f->pp, true);
+	f->d = extproc_policy_decider(f->pp);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	extproc_policy_online(f->pp, false);
+	extproc_policy_free(f->pp);
+	keys_cache_free(f->keys);
+	policy_free(f->pol);
+	extproc_buf_free(&f->out);
+	extproc_buf_free(&f->xd.applied);
+	extproc_buf_free(&f->xd.findings[0]);
+	extproc_buf_free(&f->xd.findings[1]);
+	free(f);
+	return 0;
+}
+
+/* A new exchange of |authority| and |path|: the decider's begin(). */
+static bool start(struct fx *f, const char *authority, const char *path,
+		  struct extproc_mode *m)
+{
+	extproc_buf_free(&f->xd.applied);
+	extproc_buf_free(&f->xd.findings[0]);
+	extproc_buf_free(&f->xd.findings[1]);
+	memset(&f->xd, 0, sizeof(f->xd));
+	memcpy(f->xd.record_id, RID, 16);
+	struct policy_request rq = {
+		.authority = authority, .authority_len = strlen(authority),
+		.path = path, .path_len = strlen(path),
+	};
+	struct extproc_mode none = { 0 };
+	return f->d.ops->begin(f->d.self, &f->xd, &rq, m ? m : &none);
+}
+
+static enum extproc_verdict header(struct fx *f, enum extproc_part part,
+				   const char *name, const char *value,
+				   struct extproc_decision *d)
+{
+	f->out.len = 0;
+	memset(d, 0, sizeof(*d));
+	d->out = &f->out;
+	return f->d.ops->decide_header(f->d.self, &f->xd, part,
+				       (const uint8_t *)name, strlen(name),
+				       (const uint8_t *)value, strlen(value), d);
+}
+
+static enum extproc_verdict body(struct fx *f, enum extproc_part part,
+				 const char *ctype, const char *data,
+				 uint64_t off, bool last,
+				 struct extproc_decision *d)
+{
+	f->out.len = 0;
+	memset(d, 0, sizeof(*d));
+	d->out = &f->out;
+	struct extproc_chunk c = {
+		.part = part, .data = (const uint8_t *)data, .len = strlen(data),
+		.off = off, .last = last, .ctype = (const uint8_t *)ctype,
+		.ctype_len = ctype ? strlen(ctype) : 0,
+	};
+	return f->d.ops->decide_body(f->d.self, &f->xd, &c, d);
+}
+
+/* Opens token |tok| (|n| bytes) of tenant acme made for |field| in record
+ * RID; returns the plaintext (static) or NULL. Hash tokens are checked
+ * against |plain|. */
+static const char *open_tok(struct fx *f, const char *field, const char *tok,
+			    size_t n, const char *plain)
+{
+	static char pt[512];
+	uint8_t dek[SEAL_DEK_LEN];
+	memset(dek, FILL, sizeof(dek));
+	int rc = -1;
+	if (n > 6 && tok[5] == 'g') {
+		struct seal_gcm *g;
+		assert_int_equal(seal_gcm_new(dek, "acme", f->key_id, NULL, &g), 0);
+		rc = seal_token_open_gcm(g, field, strlen(field), RID, 16, tok,
+					 n, (uint8_t *)pt, sizeof(pt) - 1);
+		seal_gcm_free(g);
+	} else if (n > 6 && tok[5] == 's') {
+		struct seal_siv *s;
+		assert_int_equal(seal_siv_new(dek, "acme", f->key_id, &s), 0);
+		rc = seal_token_open_siv(s, field, strlen(field), tok, n,
+					 (uint8_t *)pt, sizeof(pt) - 1);
+		seal_siv_free(s);
+	} else if (n > 6 && tok[5] == 'h') {
+		struct seal_hash *h;
+		assert_int_equal(seal_hash_new(dek, "acme", f->key_id, &h), 0);
+		rc = seal_token_check_hash(h, field, strlen(field),
+					   (const uint8_t *)plain, strlen(plain),
+					   tok, n);
+		seal_hash_free(h);
+		if (rc == 0)
+			return plain;
+	}
+	if (rc < 0)
+		return NULL;
+	pt[rc] = '\0';
+	return pt;
+}
+
+/* Length of the token at the start of |s| ([A-Za-z0-9._-]). */
+static size_t tok_len(const char *s, size_t n)
+{
+	size_t i = 0;
+	while (i < n && (strchr("._-", s[i]) || (s[i] >= '0' && s[i] <= '9') ||
+			 (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z')))
+		i++;
+	return i;
+}
+
+/* ---- routing and modes ---------------------------------------------------- */
+
+static void test_begin(void **state)
+{
+	struct fx *f = *state;
+	static const struct {
+		const char *authority, *path;
+		int req, resp;           /* announced */
+		const char *route, *tenant;
+		bool override;
+		int want_req, want_resp;
+	} t[] = {
+		{ "shop.test", "/", 0, 0, "default", "acme", true, 2, 2 },
+		{ "shop.test", "/", 1, 0, "default", "acme", true, 1, 2 },
+		{ "shop.test", "/", 3, 4, "default", "acme", false, 3, 4 },
+		{ "beta.test", "/x", 0, 1, "beta", "beta", true, 2, 1 },
+		{ "shop.test", "/static/a.js", 0, 0, "quiet", "acme", false, 0, 0 },
+		{ "", "", 0, 0, "default", "acme", true, 2, 2 },
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(*t); i++) {
+		struct extproc_mode m = { t[i].req, t[i].resp };
+		bool o = start(f, t[i].authority, t[i].path, &m);
+		assert_int_equal(o, t[i].override);
+		assert_string_equal(f->xd.route_name, t[i].route);
+		assert_string_equal(f->xd.tenant, t[i].tenant);
+		assert_int_equal(m.request_body, t[i].want_req);
+		assert_int_equal(m.response_body, t[i].want_resp);
+	}
+}
+
+/* ---- header values ---------------------------------------------------------- */
+
+struct hcase {
+	enum extproc_part part;
+	const char *name, *value;
+	enum extproc_verdict want;
+	const char *prefix; /* REPLACE: the new value starts like this */
+	const char *field;  /* REPLACE: the token after |prefix| opens here */
+	const char *plain;  /* ... to this */
+	const char *suffix; /* ... and this follows it */
+};
+
+static const struct hcase hcases[] = {
+	{ EXTPROC_REQ_HEADERS, "authorization", "Bearer abc.def", EXTPROC_REPLACE,
+	  "stk1.g.", "request.headers:authorization", "Bearer abc.def", "" },
+	{ EXTPROC_REQ_HEADERS, "x-secret", "s3cr3t", EXTPROC_REPLACE,
+	  "stk1.s.", "request.headers:x-secret", "s3cr3t", "" },
+	{ EXTPROC_REQ_HEADERS, "x-hash", "h4sh", EXTPROC_REPLACE,
+	  "stk1.h.", "request.headers:x-hash", "h4sh", "" },
+	{ EXTPROC_REQ_HEADERS, "cookie", "sid=abc123; theme=dark", EXTPROC_REPLACE,
+	  "sid=stk1.s.", "request.headers:cookie", "abc123", "; theme=dark" },
+	{ EXTPROC_REQ_HEADERS, "referer", "https://x.test/?token=t0k&p=1",
+	  EXTPROC_REPLACE, "https://x.test/?token=stk1.g.",
+	  "request.headers:referer", "t0k", "&p=1" },
+	{ EXTPROC_REQ_HEADERS, "x-note", "mail bob@example.com now",
+	  EXTPROC_REPLACE, "mail stk1.s.", "request.headers:x-note",
+	  "bob@example.com", " now" },
+	{ EXTPROC_REQ_TRAILERS, "x-secret", "tr41l", EXTPROC_REPLACE,
+	  "stk1.s.", "request.trailers:x-secret", "tr41l", "" },
+	{ EXTPROC_RESP_HEADERS, "set-cookie", "sid=r1; Path=/", EXTPROC_REPLACE,
+	  "sid=stk1.s.", "response.headers:set-cookie", "r1", "; Path=/" },
+	/* deny is for requests; in a response the value is sealed */
+	{ EXTPROC_RESP_HEADERS, "location", "/pay?c=4111111111111111",
+	  EXTPROC_REPLACE, "/pay?c=stk1.g.", "response.headers:location",
+	  "4111111111111111", "" },
+	{ EXTPROC_REQ_HEADERS, "x-drop", "gone", EXTPROC_REMOVE, NULL, NULL, NULL, NULL },
+	{ EXTPROC_REQ_HEADERS, "accept", "*/*", EXTPROC_KEEP, NULL, NULL, NULL, NULL },
+	{ EXTPROC_REQ_HEADERS, ":path", "/a?card=4111111111111111", EXTPROC_DENY,
+	  NULL, NULL, NULL, NULL },
+	{ EXTPROC_REQ_TRAILERS, "x-n", "4111 1111 1111 1111", EXTPROC_DENY,
+	  NULL, NULL, NULL, NULL },
+};
+
+static void test_headers(void **state)
+{
+	struct fx *f = *state;
+	start(f, "shop.test", "/", NULL);
+	for (size_t i = 0; i < sizeof(hcases) / sizeof(*hcases); i++) {
+		const struct hcase *c = &hcases[i];
+		struct extproc_decision d;
+		enum extproc_verdict v = header(f, c->part, c->name, c->value, &d);
+		if (v != c->want)
+			print_error("case %zu (%s): verdict %d, want %d\n", i,
+				    c->name, v, c->want);
+		assert_int_equal(v, c->want);
+		assert_int_equal(d.verdict, v);
+		if (v == EXTPROC_DENY) {
+			assert_int_equal(d.status, 451);
+			assert_string_equal(d.body, "no\n");
+			assert_string_equal(d.details, "test_denied");
+			assert_string_equal(d.rule, "shop/detector/card");
+			continue;
+		}
+		if (v != EXTPROC_REPLACE)
+			continue;
+		const char *o = (const char *)f->out.p;
+		size_t n = f->out.len, pl = strlen(c->prefix);
+		assert_null(memmem(o, n, c->plain, strlen(c->plain)));
+		assert_true(n > pl);
+		assert_memory_equal(o, c->prefix, pl);
+		/* the token starts where the span started */
+		size_t ts = pl - (c->prefix[pl - 1] == '.' ? 7 : 0);
+		size_t tl = tok_len(o + ts, n - ts);
+		const char *pt = open_tok(f, c->field, o + ts, tl, c->plain);
+		if (!pt || strcmp(pt, c->plain))
+			print_error("case %zu: token %.*s does not open to %s\n",
+				    i, (int)tl, o + ts, c->plain);
+		assert_non_null(pt);
+		assert_string_equal(pt, c->plain);
+		assert_int_equal(n - ts - tl, strlen(c->suffix));
+		assert_memory_equal(o + ts + tl, c->suffix, strlen(c->suffix));
+	}
+	/* tokenize is deterministic, seal is not */
+	struct extproc_decision d;
+	header(f, EXTPROC_REQ_HEADERS, "x-secret", "same", &d);
+	char *a = strndup((const char *)f->out.p, f->out.len);
+	header(f, EXTPROC_REQ_HEADERS, "x-secret", "same", &d);
+	assert_int_equal(f->out.len, strlen(a));
+	assert_memory_equal(f->out.p, a, strlen(a));
+	free(a);
+	/* the record's "sealed" list: valid JSON, one entry per span */
+	char *list = malloc(f->xd.applied.len + 3);
+	sprintf(list, "[%.*s]", (int)f->xd.applied.len, (const char *)f->xd.applied.p);
+	struct jv *j = j_parse(list, strlen(list));
+	assert_non_null(j);
+	assert_true(j_is_str(j_get(j_at(j, 0), "where"), "request.headers:authorization"));
+	assert_true(j_is_str(j_get(j_at(j, 0), "rule"), "builtin/header/authorization"));
+	assert_true(j_is_str(j_get(j_at(j, 0), "action"), "seal"));
+	bool drop = false;
+	for (size_t i = 0; i < j->n; i++)
+		if (j_is_str(j_get(j_at(j, i), "where"), "request.headers:x-drop"))
+			drop = j_is_str(j_get(j_at(j, i), "action"), "redact");
+	assert_true(drop);
+	j_free(j);
+	free(list);
+	assert_null(memmem(f->xd.applied.p, f->xd.applied.len, "s3cr3t", 6));
+}
+
+/* A tenant without a usable key: whole values removed, parts starred,
+ * counted; never the value. */
+static void test_fail_closed(void **state)
+{
+	struct fx *f = *state;
+	start(f, "beta.test", "/", NULL);
+	uint64_t before = f->ctr.v[ST_CTR_seal_failed_closed];
+	struct extproc_decision d;
+	assert_int_equal(header(f, EXTPROC_REQ_HEADERS, "authorization",
+				"Bearer zzz", &d), EXTPROC_REMOVE);
+	assert_int_equal(header(f, EXTPROC_REQ_HEADERS, "cookie",
+				"sid=abc; theme=dark", &d), EXTPROC_REPLACE);
+	assert_int_equal(f->out.len, strlen("sid=***; theme=dark"));
+	assert_memory_equal(f->out.p, "sid=***; theme=dark", f->out.len);
+	assert_int_equal(f->ctr.v[ST_CTR_seal_failed_closed], before + 2);
+	assert_null(memmem(f->xd.applied.p, f->xd.applied.len, "\"seal\"", 6));
+	/* deny does not need a key */
+	assert_int_equal(header(f, EXTPROC_REQ_HEADERS, ":path",
+				"/p/4111111111111111", &d), EXTPROC_DENY);
+}
+
+/* ---- bodies ------------------------------------------------------------------ */
+
+static void test_json_body(void **state)
+{
+	struct fx *f = *state;
+	start(f, "shop.test", "/", NULL);
+	static const char in[] =
+		"{\"ssn\":\"123-45-6789\",\"card\":4111111111111111,"
+		"\"n\":[1,2],\"mail\":\"bob@example.com\"}";
+	struct extproc_decision d;
+	/* in a response the card detector's deny seals */
+	assert_int_equal(body(f, EXTPROC_RESP_BODY, "application/json", in,
+			      100, true, &d), EXTPROC_REPLACE);
+	struct jv *j = j_parse((const char *)f->out.p, f->out.len);
+	assert_non_null(j); /* still valid JSON */
+	struct jv *v = j_get(j, "ssn");
+	assert_int_equal(v->t, J_STR);
+	assert_string_equal(open_tok(f, "response.body:shop/json/$.ssn", v->s,
+				     v->slen, NULL), "123-45-6789");
+	v = j_get(j, "card"); /* a number became a quoted token */
+	assert_int_equal(v->t, J_STR);
+	assert_string_equal(open_tok(f, "response.body:shop/json/$.card", v->s,
+				     v->slen, NULL), "4111111111111111");
+	v = j_get(j, "mail");
+	assert_string_equal(open_tok(f, "response.body:shop/detector/email",
+				     v->s, v->slen, NULL), "bob@example.com");
+	assert_int_equal(j_get(j, "n")->n, 2);
+	j_free(j);
+	/* findings: offsets in the whole body (the chunk started at 100) */
+	char *list = malloc(f->xd.findings[1].len + 3);
+	sprintf(list, "[%.*s]", (int)f->xd.findings[1].len,
+		(const char *)f->xd.findings[1].p);
+	j = j_parse(list, strlen(list));
+	assert_non_null(j);
+	assert_int_equal(j->n, 3);
+	assert_true(j_is_str(j_get(j_at(j, 0), "where"), "response.body:shop/json/$.ssn"));
+	assert_int_equal(j_get(j_at(j, 0), "offset")->i, 108);
+	assert_int_equal(j_get(j_at(j, 0), "length")->i, 11);
+	assert_true(j_is_str(j_get(j_at(j, 1), "action"), "seal"));
+	j_free(j);
+	free(list);
+	assert_int_equal(f->xd.findings[0].len, 0);
+	/* in a request the detector's deny denies (the $.card path rule
+	 * above took that value before the detectors saw it) */
+	assert_int_equal(body(f, EXTPROC_REQ_BODY, "application/json",
+			      "{\"pay\":\"4111111111111111\"}", 0, true, &d),
+			 EXTPROC_DENY);
+	assert_string_equal(d.rule, "shop/detector/card");
+	/* a route without body rules, or a type never scanned: kept */
+	assert_int_equal(body(f, EXTPROC_REQ_BODY, "image/png", "bob@example.com",
+			      5, false, &d), EXTPROC_KEEP);
+	start(f, "shop.test", "/static/x", NULL);
+	assert_int_equal(body(f, EXTPROC_REQ_BODY, "text/plain", "bob@example.com",
+			      5, false, &d), EXTPROC_KEEP);
+}
+
+/* Chunks scanned alone: what touches a boundary inside the body is
+ * redacted, so a value cut in two is never passed on in halves. */
+static void test_chunk_boundaries(void **state)
+{
+	struct fx *f = *state;
+	static const struct {
+		const char *in;
+		uint64_t off;
+		bool last;
+		enum extproc_verdict want;
+		const char *out;
+	} t[] = {
+		{ "pay 5500 0000 ", 0, false, EXTPROC_REPLACE, "pay **********" },
+		{ "0000 0004 now", 14, true, EXTPROC_REPLACE, "********* now" },
+		{ "key=AKIAIOSF", 0, false, EXTPROC_REPLACE, "************" },
+		{ "hello, world", 0, false, EXTPROC_REPLACE, "hello, *****" },
+		{ "hello, world", 7, false, EXTPROC_REPLACE, "*****, *****" },
+		{ "tail words.", 7, false, EXTPROC_REPLACE, "**** ******" },
+		{ "(x) {y}", 7, false, EXTPROC_KEEP, NULL },
+		{ "whole 5500 0000", 0, true, EXTPROC_KEEP, NULL },
+	};
+	start(f, "shop.test", "/", NULL);
+	for (size_t i = 0; i < sizeof(t) / sizeof(*t); i++) {
+		struct extproc_decision d;
+		enum extproc_verdict v = body(f, EXTPROC_RESP_BODY, "text/plain",
+					      t[i].in, t[i].off, t[i].last, &d);
+		if (v != t[i].want || (t[i].out && (f->out.len != strlen(t[i].out) ||
+						    memcmp(f->out.p, t[i].out, f->out.len))))
+			print_error("case %zu: %d %.*s\n", i, v, (int)f->out.len,
+				    f->out.p ? (const char *)f->out.p : "");
+		assert_int_equal(v, t[i].want);
+		if (t[i].out) {
+			assert_int_equal(f->out.len, strlen(t[i].out));
+			assert_memory_equal(f->out.p, t[i].out, f->out.len);
+		}
+	}
+}
+
+/* ---- keys ---------------------------------------------------------------------- */
+
+/* A retired key snapshot is reclaimed only after the thread passes a
+ * quiescent point -- also when it made no decision since (idle). */
+static void test_quiescent(void **state)
+{
+	struct fx *f = *state;
+	struct keys_cache_stats st;
+	extproc_policy_quiescent(f->pp);
+	keys_cache_reclaim(f->keys);
+	for (int busy = 0; busy < 2; busy++) {
+		if (busy) {
+			struct extproc_decision d;
+			start(f, "shop.test", "/", NULL);
+			assert_int_equal(header(f, EXTPROC_REQ_HEADERS, "x-secret",
+						"v", &d), EXTPROC_REPLACE);
+		}
+		char name[16];
+		snprintf(name, sizeof(name), "gone%d", busy);
+		assert_int_equal(keys_cache_fail(f->keys, name, true), 0);
+		assert_int_equal(keys_cache_publish(f->keys), 0);
+		keys_cache_reclaim(f->keys);
+		keys_cache_stats(f->keys, &st);
+		assert_int_equal(st.snapshots_pending, 1);
+		extproc_policy_quiescent(f->pp);
+		keys_cache_reclaim(f->keys);
+		keys_cache_stats(f->keys, &st);
+		assert_int_equal(st.snapshots_pending, 0);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_begin),
+		cmocka_unit_test(test_headers),
+		cmocka_unit_test(test_fail_closed),
+		cmocka_unit_test(test_json_body),
+		cmocka_unit_test(test_chunk_boundaries),
+		cmocka_unit_test(test_quiescent),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
