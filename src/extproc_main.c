@@ -68,8 +68,9 @@ static int fail(int code, const char *fmt, ...)
 	return code;
 }
 
-/* Fills |x| from |cfg| (pointers into |cfg|, which must outlive |x|). */
-static void to_extproc_cfg(const struct st_config *cfg, struct extproc_cfg *x)
+/* See extproc.h. */
+void extproc_cfg_from_config(const struct st_config *cfg,
+			     struct extproc_cfg *x)
 {
 	memset(x, 0, sizeof(*x));
 	for (unsigned i = 0; i < cfg->extproc.nlisten && i < EXTPROC_MAX_LISTEN; i++)
@@ -100,40 +101,53 @@ static void to_extproc_cfg(const struct st_config *cfg, struct extproc_cfg *x)
 }
 
 /* Loads the policy (or the built-in one) and unwraps the DEKs of its
- * tenants into the DEK cache, one reader per event-loop thread, before any
- * thread starts. A tenant without a usable key fails closed (logged), it
- * does not stop the server. 0 or -errno with |err|. */
-static int start_policy(const struct st_config *cfg, const char *path,
-			struct policy **pol, struct keys_runtime **keys,
-			char *err, size_t errlen)
+ * tenants into the DEK cache, |readers| cache readers, before any thread
+ * starts. A tenant without a usable key fails closed (logged), it does
+ * not stop the server. 0 or -errno with |err|; on error nothing is left
+ * to free. Shared with sealtap run. */
+int extproc_start_policy(const struct st_config *cfg, const char *path,
+			 unsigned readers, struct policy **pol,
+			 struct keys_runtime **keys, char *err, size_t errlen)
 {
 	*pol = path ? policy_load(path, err, errlen)
 		    : policy_builtin(err, errlen);
 	if (!*pol)
 		return -EINVAL;
-	unsigned n = policy_tenant_count(*pol);
-	const char **names = calloc(n ? n : 1, sizeof(*names));
-	if (!names) {
-		snprintf(err, errlen, "out of memory");
-		return -ENOMEM;
+	int rc = keys_runtime_start_policy(cfg, *pol, readers, keys, err,
+					   errlen);
+	if (rc) {
+		policy_free(*pol);
+		*pol = NULL;
+		return rc;
 	}
-	for (unsigned i = 0; i < n; i++)
-		names[i] = policy_tenant_at(*pol, i)->name;
-	int rc = keys_runtime_start(cfg, names, n, cfg->extproc.threads, keys,
-				    err, errlen);
-	free(names);
-	if (rc == 0) {
-		char ok[16], failed[16];
-		snprintf(ok, sizeof(ok), "%u", keys_runtime_ok(*keys));
-		snprintf(failed, sizeof(failed), "%u", keys_runtime_failed(*keys));
-		log_kv(LOG_LEVEL_INFO, "policy loaded", "policy",
-		       path ? path : "built-in", "tenants_with_keys", ok,
-		       "tenants_failed_closed", failed, NULL);
-	}
-	return rc;
+	log_kv(LOG_LEVEL_INFO, "policy loaded", "policy",
+	       path ? path : "built-in", NULL);
+	return 0;
 }
 
-static int write_ready(struct extproc_server *srv, const char *path)
+void extproc_config_override(struct st_config *cfg,
+			     const char *const *listen, unsigned nlisten,
+			     unsigned threads, const char *health)
+{
+	if (nlisten) {
+		for (unsigned i = 0; i < cfg->extproc.nlisten; i++) {
+			free(cfg->extproc.listen[i]);
+			cfg->extproc.listen[i] = NULL;
+		}
+		cfg->extproc.nlisten = 0;
+		for (unsigned i = 0; i < nlisten; i++)
+			cfg->extproc.listen[cfg->extproc.nlisten++] =
+				strdup(listen[i]);
+	}
+	if (threads)
+		cfg->extproc.threads = threads;
+	if (health) {
+		free(cfg->extproc.health_listen);
+		cfg->extproc.health_listen = strdup(health);
+	}
+}
+
+int extproc_write_ready(struct extproc_server *srv, const char *path)
 {
 	char tmp[4200];
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -242,21 +256,8 @@ int extproc_main(int argc, char **argv)
 	} else {
 		config_defaults(&cfg);
 	}
-	if (nlisten) {
-		for (unsigned i = 0; i < cfg.extproc.nlisten; i++) {
-			free(cfg.extproc.listen[i]);
-			cfg.extproc.listen[i] = NULL;
-		}
-		cfg.extproc.nlisten = 0;
-		for (unsigned i = 0; i < nlisten; i++)
-			cfg.extproc.listen[cfg.extproc.nlisten++] = strdup(listen[i]);
-	}
-	if (threads)
-		cfg.extproc.threads = (uint32_t)threads;
-	if (health) {
-		free(cfg.extproc.health_listen);
-		cfg.extproc.health_listen = strdup(health);
-	}
+	extproc_config_override(&cfg, listen, nlisten, (unsigned)threads,
+				health);
 	if (out_dir) {
 		free(cfg.export_.dir);
 		cfg.export_.dir = strdup(out_dir);
@@ -291,14 +292,14 @@ int extproc_main(int argc, char **argv)
 
 	struct policy *pol = NULL;
 	struct keys_runtime *keys = NULL;
-	int rc = start_policy(&cfg, policy_path, &pol, &keys, err, sizeof(err));
+	int rc = extproc_start_policy(&cfg, policy_path, cfg.extproc.threads,
+				      &pol, &keys, err, sizeof(err));
 	if (rc < 0) {
-		policy_free(pol);
 		config_free(&cfg);
 		return fail(rc == -EINVAL ? XP_USAGE : XP_RUNTIME, "%s", err);
 	}
 	struct extproc_cfg xc;
-	to_extproc_cfg(&cfg, &xc);
+	extproc_cfg_from_config(&cfg, &xc);
 	xc.policy = pol;
 	xc.keys = keys_runtime_cache(keys);
 	struct extproc_server *srv;
@@ -327,7 +328,7 @@ int extproc_main(int argc, char **argv)
 		addrs[0] = '\0';
 	}
 	log_kv(LOG_LEVEL_INFO, "extproc listening", "addresses", addrs, NULL);
-	if (ready && (rc = write_ready(srv, ready)) < 0) {
+	if (ready && (rc = extproc_write_ready(srv, ready)) < 0) {
 		extproc_server_shutdown(srv);
 		extproc_server_free(srv);
 		keys_runtime_stop(keys);
@@ -373,6 +374,8 @@ int extproc_main(int argc, char **argv)
 	extproc_server_counters(srv, &sum);
 	extproc_server_free(srv);
 	/* Keys last: the threads that read them are gone. */
+	keys_runtime_halt(keys);
+	keys_runtime_counters(keys, &sum.seal);
 	keys_runtime_stop(keys);
 	policy_free(pol);
 	print_counters(&sum, (double)(t1.tv_sec - t0.tv_sec) +

@@ -1515,7 +1515,8 @@ static int worker_init(struct xp_worker *w, const struct extproc_cfg *cfg,
 	w->rbuf = malloc(RBUF_SIZE);
 	w->cbs = make_callbacks();
 	w->ctx.arena = extproc_arena_new(256u << 10);
-	w->pd = extproc_policy_new(cfg->policy, cfg->keys, id, &w->ctr.seal);
+	w->pd = extproc_policy_new(cfg->policy, cfg->keys,
+				   cfg->key_reader_base + id, &w->ctr.seal);
 	if (!w->base || !w->rbuf || !w->cbs || !w->ctx.arena || !w->pd)
 		return -ENOMEM;
 	if (nghttp2_option_new(&w->opt))

@@ -101,6 +101,7 @@ int keys_kms_open(const struct st_config *cfg, struct kms **out, char *err,
 		.pin_env = or_default(cfg->kms.pin_env, KMS_PIN_ENV_DEFAULT),
 	};
 	struct kms_backend *b;
+	softhsm_env(cfg);
 	int rc = kms_pkcs11_open(&p11, &b, err, errlen);
 	if (rc)
 		return rc;
@@ -744,7 +745,6 @@ int keys_runtime_start(const struct st_config *cfg,
 		keys_runtime_stop(rt);
 		return rc;
 	}
-	softhsm_env(cfg);
 	uint64_t now = real_ns();
 	for (unsigned i = 0; i < n; i++) {
 		struct rt_tenant *t = &rt->t[i];

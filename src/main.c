@@ -14,6 +14,7 @@
 #include "sealtap/keys.h"
 #include "sealtap/log.h"
 #include "sealtap/open.h"
+#include "sealtap/run.h"
 
 #define SEALTAP_VERSION "0.1.0"
 
@@ -41,6 +42,8 @@ static void usage_main(FILE *out)
 "                    client and server sessions, TCP segmentation)\n"
 "  extproc           Envoy ext_proc callout backend (gRPC over HTTP/2):\n"
 "                    header/body mutations, deny rules, records\n"
+"  run               the tap and the ext_proc backend in one process,\n"
+"                    one policy, one set of keys, one record directory\n"
 "  keys              tenants' data-encryption keys: init (dev token and\n"
 "                    KEK), create, rotate, list\n"
 "  config-reference  print every configuration option as commented YAML\n"
@@ -49,9 +52,33 @@ static void usage_main(FILE *out)
 "\n"
 "  open              print records with sealed values opened (key holders)\n"
 "\n"
-"reserved for later releases: run\n"
-"\n"
+
 "Run 'sealtap <command> --help' for a command's options.\n");
+}
+
+static void usage_run(FILE *out)
+{
+	fprintf(out,
+"usage: sealtap run [tap options] [ext_proc options] [-- EAL arguments]\n"
+"\n"
+"The tap (see 'sealtap tap --help'; live with --port, or offline with\n"
+"--pcap) and the ext_proc server (see 'sealtap extproc --help') in one\n"
+"process: one policy, one keys runtime, records of both in export.dir.\n"
+"The server drains (GOAWAY) when the tap stops (SIGINT/SIGTERM, --duration,\n"
+"or the end of the captures).\n"
+"\n"
+"ext_proc options (the extproc: section of the configuration otherwise):\n"
+"  -l, --listen ADDR          listen on host:port (repeatable; port 0 picks\n"
+"                             a free one)\n"
+"  -t, --threads N            event-loop threads (extproc.threads)\n"
+"      --health-listen ADDR   plain HTTP/1.1 health port (GET / -> 200)\n"
+"      --ready-file FILE      once listening, write the bound addresses as\n"
+"                             JSON to FILE\n"
+"\n"
+"Output: the tap's summary, the ext_proc summary, then one JSON object\n"
+"(last line of stdout) with the tap's figures and counters and the\n"
+"server's counters under \"extproc\".\n"
+"Exit status as for sealtap tap.\n");
 }
 
 static void usage_tap(FILE *out)
@@ -118,7 +145,9 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *out)
 	return 0;
 }
 
-static void print_summary(const struct capture_result *res)
+/* The tap's summary; with |x| (sealtap run) the ext_proc server's too. */
+static void print_summary(const struct capture_result *res,
+			  const struct extproc_counters *x)
 {
 	const uint64_t *v = res->total.v;
 	uint64_t pkts = v[ST_CTR_rx_packets], bytes = v[ST_CTR_rx_bytes];
@@ -174,11 +203,33 @@ static void print_summary(const struct capture_result *res)
 	       (unsigned long long)res->records_written,
 	       (unsigned long long)res->record_files, res->record_dir);
 	counters_write_json(stdout, &res->total);
+	if (x) {
+		printf(",\"extproc\":");
+		extproc_counters_write_json(stdout, x);
+	}
 	printf("}\n");
 	fflush(stdout);
 }
 
-static int cmd_tap(int argc, char **argv)
+static void print_extproc_line(const struct extproc_counters *x)
+{
+	const uint64_t *v = x->v;
+	printf("sealtap run: ext_proc %llu connections, %llu streams, %llu "
+	       "mutations, %llu denials, %llu stream errors, %llu records\n",
+	       (unsigned long long)v[EXTPROC_CTR_conns_accepted],
+	       (unsigned long long)v[EXTPROC_CTR_streams_process],
+	       (unsigned long long)(v[EXTPROC_CTR_mutations_replaced] +
+				    v[EXTPROC_CTR_mutations_removed] +
+				    v[EXTPROC_CTR_mutations_added] +
+				    v[EXTPROC_CTR_mutations_body]),
+	       (unsigned long long)v[EXTPROC_CTR_denials],
+	       (unsigned long long)v[EXTPROC_CTR_streams_error],
+	       (unsigned long long)v[EXTPROC_CTR_records]);
+}
+
+/* `sealtap tap`, and with |run| `sealtap run` (the same options plus the
+ * ext_proc server's). */
+static int cmd_tap(int argc, char **argv, bool run)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -191,11 +242,20 @@ static int cmd_tap(int argc, char **argv)
 		{ "out", required_argument, NULL, 'o' },
 		{ "analyzer", required_argument, NULL, 'a' },
 		{ "policy", required_argument, NULL, 'y' },
-		{ "log-level", required_argument, NULL, 'l' },
+		{ "log-level", required_argument, NULL, 'G' },
 		{ "no-progress", no_argument, NULL, 'n' },
 		{ "help", no_argument, NULL, 'h' },
+		/* sealtap run only */
+		{ "listen", required_argument, NULL, 'L' },
+		{ "threads", required_argument, NULL, 't' },
+		{ "health-listen", required_argument, NULL, 'H' },
+		{ "ready-file", required_argument, NULL, 'R' },
 		{ NULL, 0, NULL, 0 },
 	};
+	const char *name = run ? "run" : "tap";
+	const char *listen[EXTPROC_MAX_LISTEN], *health = NULL, *ready = NULL;
+	unsigned nlisten = 0;
+	uint64_t threads = 0;
 	const char *config_path = NULL, *pcaps[MAX_PCAPS];
 	const char *port = NULL, *log_level = NULL, *out_dir = NULL;
 	const char *analyzer = NULL;
@@ -204,9 +264,27 @@ static int cmd_tap(int argc, char **argv)
 	bool no_progress = false;
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "c:r:w:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, run ? "c:r:w:hl:t:" : "c:r:w:h",
+				opts, NULL)) != -1) {
 		uint64_t v;
+		if (!run && (c == 'L' || c == 't' || c == 'H' || c == 'R'))
+			return fail(EXIT_USAGE, "ext_proc options belong to "
+				    "'sealtap run' (or 'sealtap extproc')");
 		switch (c) {
+		case 'l': /* short -l of run */
+		case 'L':
+			if (nlisten >= EXTPROC_MAX_LISTEN)
+				return fail(EXIT_USAGE, "at most %d --listen",
+					    EXTPROC_MAX_LISTEN);
+			listen[nlisten++] = optarg;
+			break;
+		case 't':
+			if (parse_u64(optarg, 128, &threads) < 0 || !threads)
+				return fail(EXIT_USAGE, "--threads '%s': give "
+					    "a number from 1 to 128", optarg);
+			break;
+		case 'H': health = optarg; break;
+		case 'R': ready = optarg; break;
 		case 'c': config_path = optarg; break;
 		case 'r':
 			if (o.npcaps >= MAX_PCAPS)
@@ -239,11 +317,17 @@ static int cmd_tap(int argc, char **argv)
 		case 'o': out_dir = optarg; break;
 		case 'a': analyzer = optarg; break;
 		case 'y': o.policy_path = optarg; break;
-		case 'l': log_level = optarg; break;
+		case 'G': log_level = optarg; break;
 		case 'n': no_progress = true; break;
-		case 'h': usage_tap(stdout); return EXIT_OK;
+		case 'h':
+			if (run)
+				usage_run(stdout);
+			else
+				usage_tap(stdout);
+			return EXIT_OK;
 		default: /* getopt already named the bad option */
-			return fail(EXIT_USAGE, "see 'sealtap tap --help'");
+			return fail(EXIT_USAGE, "see 'sealtap %s --help'",
+				    name);
 		}
 	}
 	/* Whatever follows "--" goes to the DPDK EAL. */
@@ -278,6 +362,8 @@ static int cmd_tap(int argc, char **argv)
 	}
 	if (workers)
 		cfg.capture.workers = (uint32_t)workers;
+	extproc_config_override(&cfg, listen, nlisten, (unsigned)threads,
+				health);
 	if (port) {
 		free(cfg.capture.port);
 		cfg.capture.port = strdup(port);
@@ -302,15 +388,25 @@ static int cmd_tap(int argc, char **argv)
 	}
 	o.progress = !no_progress && isatty(STDERR_FILENO);
 
+	if (run && o.analyzer != CAPTURE_ANALYZER_H2) {
+		config_free(&cfg);
+		return fail(EXIT_USAGE, "sealtap run writes records: drop "
+			    "--analyzer/--stream-digests (or use sealtap tap)");
+	}
 	struct capture_result res;
-	int rc = capture_run(&cfg, &o, &res, err, sizeof(err));
+	static struct extproc_counters xsum; /* large */
+	int rc = run ? run_tap_and_extproc(&cfg, &o, ready, &res, &xsum, err,
+					   sizeof(err))
+		     : capture_run(&cfg, &o, &res, err, sizeof(err));
 	config_free(&cfg);
 	if (rc < 0)
 		return fail(rc == -EINVAL || rc == -ENOTSUP || rc == -ENOENT
 				    ? EXIT_USAGE
 				    : EXIT_RUNTIME,
 			    "%s", err);
-	print_summary(&res);
+	if (run)
+		print_extproc_line(&xsum);
+	print_summary(&res, run ? &xsum : NULL);
 	if (res.input_error[0])
 		return fail(EXIT_INPUT, "%s", res.input_error);
 	return EXIT_OK;
@@ -330,7 +426,9 @@ int main(int argc, char **argv)
 	}
 	const char *cmd = argv[1];
 	if (!strcmp(cmd, "tap"))
-		return cmd_tap(argc - 1, argv + 1);
+		return cmd_tap(argc - 1, argv + 1, false);
+	if (!strcmp(cmd, "run"))
+		return cmd_tap(argc - 1, argv + 1, true);
 	if (!strcmp(cmd, "gen"))
 		return gen_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "extproc"))
@@ -349,6 +447,8 @@ int main(int argc, char **argv)
 	    !strcmp(cmd, "-h")) {
 		if (argc > 2 && !strcmp(argv[2], "tap"))
 			usage_tap(stdout);
+		else if (argc > 2 && !strcmp(argv[2], "run"))
+			usage_run(stdout);
 		else if (argc > 2 && !strcmp(argv[2], "keys"))
 			return keys_main(2, (char *[]){ "keys", "--help", NULL });
 		else if (argc > 2 && !strcmp(argv[2], "gen"))
@@ -360,10 +460,5 @@ int main(int argc, char **argv)
 			usage_main(stdout);
 		return EXIT_OK;
 	}
-	static const char *const reserved[] = { "run" };
-	for (size_t i = 0; i < ST_ARRAY_SIZE(reserved); i++)
-		if (!strcmp(cmd, reserved[i]))
-			return fail(EXIT_USAGE, "'%s' is not part of this "
-				    "release yet; see 'sealtap help'", cmd);
 	return fail(EXIT_USAGE, "unknown command '%s'; see 'sealtap help'", cmd);
 }

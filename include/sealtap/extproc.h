@@ -81,6 +81,8 @@ struct extproc_cfg {
 	const struct policy *policy;    /* NULL: the built-in policy */
 	struct keys_cache *keys;        /* one reader per thread; NULL:
 					   every tenant fails closed */
+	unsigned key_reader_base;       /* thread i is cache reader base + i
+					   (sealtap run: after the tap's) */
 	bool records;                   /* write exchange records */
 	/* exporter (export.* options) */
 	const char *record_dir;
@@ -453,6 +455,30 @@ struct extproc_counters *extproc_session_counters(struct extproc_session *s);
 void extproc_session_free(struct extproc_session *s);
 
 /* ---- CLI ---- */
+
+struct st_config;
+struct keys_runtime;
+/* Loads the policy file |path| (NULL: the built-in policy) and starts the
+ * keys runtime for its tenants with |readers| DEK cache readers. 0, or
+ * -EINVAL (policy) / -errno with |err| and nothing to free. The caller
+ * frees *|pol| (policy_free) and *|keys| (keys_runtime_stop) after the
+ * readers have stopped. */
+int extproc_start_policy(const struct st_config *cfg, const char *path,
+			 unsigned readers, struct policy **pol,
+			 struct keys_runtime **keys, char *err, size_t errlen);
+
+/* Fills |x| from the extproc and export sections of |cfg| (pointers into
+ * |cfg|, which must outlive |x|); policy and keys are left NULL. */
+void extproc_cfg_from_config(const struct st_config *cfg,
+			     struct extproc_cfg *x);
+/* Command-line overrides of the extproc section: |listen| (|nlisten| > 0
+ * replaces extproc.listen), |threads| (> 0), |health| (non-NULL). */
+void extproc_config_override(struct st_config *cfg,
+			     const char *const *listen, unsigned nlisten,
+			     unsigned threads, const char *health);
+/* Writes the bound addresses as JSON to |path| (atomically: temp file and
+ * rename), for tests and supervisors. 0 or -errno. */
+int extproc_write_ready(struct extproc_server *srv, const char *path);
 
 /* `sealtap extproc [options]`: exit code as main() returns it. */
 int extproc_main(int argc, char **argv);

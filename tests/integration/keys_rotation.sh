@@ -94,7 +94,10 @@ live_run() {
 		--port net_pcap0 --out "$T/$name.rec" --no-progress \
 		-- --vdev net_pcap0,iface=lo >"$T/$name.out" 2>"$T/$name.err" &
 	TAPPID=$!
-	for _ in $(seq 100); do grep -q '"policy loaded"' "$T/$name.err" && break; sleep 0.1; done
+	for _ in $(seq 600); do
+		grep -q '"port started"' "$T/$name.err" && grep -q '"policy loaded"' "$T/$name.err" && break
+		sleep 0.1
+	done
 	grep -q '"policy loaded"' "$T/$name.err" || { cat "$T/$name.err"; fail "$name: tap did not start"; }
 	sleep 0.5
 	for i in $(seq "$n"); do

@@ -1,0 +1,96 @@
+/* `sealtap run`: tap and ext_proc server side by side. See run.h. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "sealtap/keys_runtime.h"
+#include "sealtap/log.h"
+#include "sealtap/policy.h"
+#include "sealtap/run.h"
+
+/* Starts the server with the shared policy and keys; |xc| (filled here)
+ * must outlive it. Its event-loop
+ * threads are made with SIGINT/SIGTERM blocked (they inherit the mask),
+ * so those signals reach the tap's handlers on the main thread. */
+static int start_server(const struct st_config *cfg, const struct policy *pol,
+			struct keys_runtime *keys, const char *ready_file,
+			struct extproc_cfg *xc, struct extproc_server **out,
+			char *err, size_t errlen)
+{
+	extproc_cfg_from_config(cfg, xc);
+	xc->policy = pol;
+	xc->keys = keys_runtime_cache(keys);
+	xc->key_reader_base = cfg->capture.workers;
+	sigset_t set, old;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	signal(SIGPIPE, SIG_IGN);
+	struct extproc_server *srv;
+	int rc = extproc_server_new(xc, &srv, err, errlen);
+	if (rc == 0 && (rc = extproc_server_start(srv, err, errlen)) < 0) {
+		extproc_server_shutdown(srv);
+		extproc_server_free(srv);
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc < 0)
+		return rc;
+	if (ready_file && (rc = extproc_write_ready(srv, ready_file)) < 0) {
+		snprintf(err, errlen, "--ready-file %s: %s", ready_file,
+			 strerror(-rc));
+		extproc_server_shutdown(srv);
+		extproc_server_join(srv);
+		extproc_server_free(srv);
+		return rc;
+	}
+	char addrs[1024] = "";
+	FILE *mf = fmemopen(addrs, sizeof(addrs), "w");
+	if (mf) {
+		extproc_server_write_addrs(srv, mf);
+		fclose(mf);
+	}
+	log_kv(LOG_LEVEL_INFO, "extproc listening", "addresses", addrs, NULL);
+	*out = srv;
+	return 0;
+}
+
+int run_tap_and_extproc(const struct st_config *cfg, struct capture_opts *o,
+			const char *ready_file, struct capture_result *res,
+			struct extproc_counters *xsum, char *err,
+			size_t errlen)
+{
+	struct policy *pol;
+	struct keys_runtime *keys;
+	memset(res, 0, sizeof(*res));
+	memset(xsum, 0, sizeof(*xsum));
+	int rc = extproc_start_policy(cfg, o->policy_path,
+				      cfg->capture.workers +
+					      cfg->extproc.threads,
+				      &pol, &keys, err, errlen);
+	if (rc < 0)
+		return rc;
+	struct extproc_server *srv = NULL;
+	struct extproc_cfg xc; /* the server keeps a pointer: lives to the end */
+	rc = start_server(cfg, pol, keys, ready_file, &xc, &srv, err, errlen);
+	if (rc == 0) {
+		o->policy = pol;
+		o->keys = keys;
+		o->reader_base = 0;
+		rc = capture_run(cfg, o, res, err, errlen);
+		log_kv(LOG_LEVEL_INFO, "extproc stopping: GOAWAY, draining",
+		       NULL);
+		extproc_server_shutdown(srv);
+		extproc_server_join(srv);
+		extproc_server_counters(srv, xsum);
+		extproc_server_free(srv);
+	}
+	/* Keys last: every reader (workers, event-loop threads) is gone. */
+	keys_runtime_halt(keys);
+	keys_runtime_counters(keys, &res->total);
+	keys_runtime_stop(keys);
+	policy_free(pol);
+	return rc;
+}

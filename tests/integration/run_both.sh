@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# `sealtap run`: the tap and the ext_proc server in one process. In a
+# private network namespace, the tap captures the loopback through a real
+# DPDK port (net_pcap) while curl sends HTTP/2 requests to nghttpd, and a
+# python3-grpcio client plays Envoy against the ext_proc server on the same
+# loopback. Both faces seal under the one DEK of the built-in policy's
+# tenant (a real SoftHSM2 token made here): the ext_proc reply carries a
+# token in raw_value, the records of both (source tap and extproc) land in
+# one directory, `sealtap open` recovers every canary, and no canary
+# appears in plaintext in records, logs or the summary. SIGINT stops the
+# tap and drains the server.
+set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+it_init run_both
+need_bin
+need_root
+need_tools nghttpd curl ip ethtool softhsm2-util protoc
+"$PY" -c 'import grpc, google.protobuf' 2>/dev/null || skip "python3-grpcio / python3-protobuf not installed"
+
+R=$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
+eval "$("$IT_ROOT/scripts/softhsm-env.sh" "$T/hsm" 2>/dev/null)"
+export SEALTAP_PKCS11_PIN=4321
+cd "$T"
+"$BIN" keys init >/dev/null 2>"$T/keys.err" || { cat "$T/keys.err"; fail "keys init"; }
+"$BIN" keys create --tenant default >/dev/null 2>>"$T/keys.err" || { cat "$T/keys.err"; fail "keys create"; }
+printf 'eal: { hugepages: off }\n' >"$T/run.yaml"
+
+NS="runboth$$"
+cleanup_ns() {
+	[[ -n ${NG:-} ]] && kill "$NG" 2>/dev/null
+	[[ -n ${RUNPID:-} ]] && kill "$RUNPID" 2>/dev/null
+	ip netns del "$NS" 2>/dev/null
+}
+trap 'cleanup_ns; it_cleanup' EXIT
+ip netns add "$NS" || fail "netns"
+ip netns exec "$NS" ip link set lo mtu 1500 up
+ip netns exec "$NS" ethtool -K lo tso off gso off gro off >/dev/null 2>&1
+mkdir -p "$T/www"
+echo hello >"$T/www/r"
+ip netns exec "$NS" nghttpd --no-tls -d "$T/www" 8080 >/dev/null 2>&1 &
+NG=$!
+
+ip netns exec "$NS" "$BIN" run -c "$T/run.yaml" --port net_pcap0 \
+	--listen 127.0.0.1:0 --ready-file "$T/ready.json" --out "$T/rec" --no-progress \
+	-- --vdev net_pcap0,iface=lo >"$T/out" 2>"$T/err" &
+RUNPID=$!
+# Up when the server wrote its addresses and the tap's port runs.
+for _ in $(seq 600); do [[ -s $T/ready.json ]] && grep -q '"port started"' "$T/err" && break; sleep 0.1; done
+sleep 0.5 # workers launched
+[[ -s $T/ready.json ]] && grep -q '"port started"' "$T/err" || { cat "$T/err"; fail "sealtap run did not start"; }
+ok "sealtap run is up: $(cat "$T/ready.json")"
+sleep 0.5
+
+# The tap's face: curl through the captured loopback.
+for i in 1 2 3 4 5; do
+	c="CANARYtap${R}n$i"
+	echo "$c" >>"$T/canaries"
+	ip netns exec "$NS" curl -s -o /dev/null --http2-prior-knowledge \
+		-H "authorization: Bearer $c" "http://127.0.0.1:8080/r" || fail "curl"
+done
+
+# The ext_proc face: Envoy's request_headers for one request.
+XC="CANARYxp${R}"
+echo "$XC" >>"$T/canaries"
+ip netns exec "$NS" "$PY" - "$T/ready.json" "$XC" "$IT_ROOT/tests/integration/extproc" <<'PYEOF' >"$T/xp.out" 2>&1 || { cat "$T/xp.out"; fail "ext_proc client"; }
+import json, re, sys
+sys.path.insert(0, sys.argv[3])
+import grpc, xp
+pb = xp.stubs()
+addr = json.load(open(sys.argv[1]))["listen"][0]
+canary = sys.argv[2]
+with grpc.insecure_channel(addr) as ch:
+    c = xp.Call(ch, pb)
+    c.send(pb.ep.ProcessingRequest(request_headers=xp.headers(pb, [
+        (":authority", "shop.test"), (":path", "/cart"), (":method", "GET"),
+        (":scheme", "https"), ("authorization", "Bearer " + canary)], eos=True)))
+    r = c.recv()
+    muts = r.request_headers.response.header_mutation.set_headers
+    auth = [m.header.raw_value.decode() for m in muts if m.header.key == "authorization"]
+    if len(auth) != 1 or not re.fullmatch(r"stk1\.g\.default-1\.[A-Za-z0-9_-]+", auth[0]):
+        raise SystemExit("authorization not sealed by default-1: %r" % auth)
+    if canary in str(r):
+        raise SystemExit("canary in the reply")
+    c.half_close()
+    code, _ = c.finish()
+    if code != grpc.StatusCode.OK:
+        raise SystemExit("stream ended %s" % code)
+print("ext_proc reply: authorization ->", auth[0][:24] + "...")
+xp.cleanup_stubs()
+PYEOF
+ok "$(tail -1 "$T/xp.out")"
+
+sleep 1
+kill -INT "$RUNPID"
+wait "$RUNPID"
+rc=$?
+RUNPID=""
+[[ $rc == 0 ]] || { tail -20 "$T/err"; fail "sealtap run exited $rc"; }
+no_sanitizer_report "$T/err"
+grep -q '"extproc stopping: GOAWAY, draining"' "$T/err" || fail "server not drained"
+
+"$PY" - "$T/out" <<'PYEOF' || fail "summary"
+import json, sys
+s = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+c, x = s["counters"], s["extproc"]
+assert c.get("h2_exchanges", 0) >= 5, c
+assert c.get("seal_sealed", 0) >= 5, c
+assert x.get("streams_process", 0) == 1, x
+assert x.get("records", 0) == 1, x
+assert x.get("seal_sealed", 0) >= 1, x
+assert c.get("keys_installed", 0) == 1, c
+print("summary: tap %d exchanges, %d sealed; ext_proc %d stream, %d sealed" %
+      (c["h2_exchanges"], c["seal_sealed"], x["streams_process"], x["seal_sealed"]))
+PYEOF
+cat "$T"/rec/*.ndjson >"$T/all.ndjson"
+grep -q '"source":"extproc"' "$T/all.ndjson" || fail "no ext_proc record"
+grep -q '"source":"tap"' "$T/all.ndjson" || fail "no tap record"
+for f in "$T/all.ndjson" "$T/out" "$T/err"; do
+	for c in $(cat "$T/canaries"); do
+		grep -aqF "$c" "$f" && fail "canary $c in plaintext in $(basename "$f")"
+	done
+done
+"$BIN" open "$T"/rec/*.ndjson >"$T/opened" 2>"$T/open.err" || { cat "$T/open.err"; fail "open exited $?"; }
+for c in $(cat "$T/canaries"); do
+	grep -aqF "$c" "$T/opened" || fail "canary $c not recovered by sealtap open"
+done
+ok "records of both faces in one directory, every canary sealed and opened, none in plaintext"
+echo PASS
