@@ -163,24 +163,7 @@ int extproc_write_ready(struct extproc_server *srv, const char *path)
 
 static void print_counters(const struct extproc_counters *c, double wall)
 {
-	const uint64_t *v = c->v;
-	printf("sealtap extproc: %llu connections, %llu streams (%llu "
-	       "ext_proc, %llu health), %llu messages, %llu replies, %llu "
-	       "mutations, %llu denials, %llu stream errors, %llu records in "
-	       "%.1f s\n",
-	       (unsigned long long)v[EXTPROC_CTR_conns_accepted],
-	       (unsigned long long)v[EXTPROC_CTR_streams_opened],
-	       (unsigned long long)v[EXTPROC_CTR_streams_process],
-	       (unsigned long long)v[EXTPROC_CTR_streams_health],
-	       (unsigned long long)v[EXTPROC_CTR_msgs],
-	       (unsigned long long)v[EXTPROC_CTR_replies],
-	       (unsigned long long)(v[EXTPROC_CTR_mutations_replaced] +
-				    v[EXTPROC_CTR_mutations_removed] +
-				    v[EXTPROC_CTR_mutations_added] +
-				    v[EXTPROC_CTR_mutations_body]),
-	       (unsigned long long)v[EXTPROC_CTR_denials],
-	       (unsigned long long)v[EXTPROC_CTR_streams_error],
-	       (unsigned long long)v[EXTPROC_CTR_records], wall);
+	extproc_write_summary(stdout, "sealtap extproc", c, wall);
 	printf("{\"wall_s\":%.3f,\"counters\":", wall);
 	extproc_counters_write_json(stdout, c);
 	printf("}\n");

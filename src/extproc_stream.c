@@ -401,6 +401,28 @@ void extproc_counters_write_json(FILE *out, const struct extproc_counters *c)
 	fputs("]}}", out);
 }
 
+void extproc_write_summary(FILE *out, const char *who,
+			   const struct extproc_counters *c, double wall_s)
+{
+	const uint64_t *v = c->v;
+	fprintf(out, "%s: %llu connections, %llu streams (%llu ext_proc, "
+		"%llu health), %llu messages, %llu replies, %llu mutations, "
+		"%llu denials, %llu stream errors, %llu records in %.1f s\n",
+		who, (unsigned long long)v[EXTPROC_CTR_conns_accepted],
+		(unsigned long long)v[EXTPROC_CTR_streams_opened],
+		(unsigned long long)v[EXTPROC_CTR_streams_process],
+		(unsigned long long)v[EXTPROC_CTR_streams_health],
+		(unsigned long long)v[EXTPROC_CTR_msgs],
+		(unsigned long long)v[EXTPROC_CTR_replies],
+		(unsigned long long)(v[EXTPROC_CTR_mutations_replaced] +
+				     v[EXTPROC_CTR_mutations_removed] +
+				     v[EXTPROC_CTR_mutations_added] +
+				     v[EXTPROC_CTR_mutations_body]),
+		(unsigned long long)v[EXTPROC_CTR_denials],
+		(unsigned long long)v[EXTPROC_CTR_streams_error],
+		(unsigned long long)v[EXTPROC_CTR_records], wall_s);
+}
+
 void extproc_counters_write_text(FILE *out, const struct extproc_counters *c)
 {
 	for (unsigned i = 0; i < EXTPROC_CTR__COUNT; i++)

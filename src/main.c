@@ -211,22 +211,6 @@ static void print_summary(const struct capture_result *res,
 	fflush(stdout);
 }
 
-static void print_extproc_line(const struct extproc_counters *x)
-{
-	const uint64_t *v = x->v;
-	printf("sealtap run: ext_proc %llu connections, %llu streams, %llu "
-	       "mutations, %llu denials, %llu stream errors, %llu records\n",
-	       (unsigned long long)v[EXTPROC_CTR_conns_accepted],
-	       (unsigned long long)v[EXTPROC_CTR_streams_process],
-	       (unsigned long long)(v[EXTPROC_CTR_mutations_replaced] +
-				    v[EXTPROC_CTR_mutations_removed] +
-				    v[EXTPROC_CTR_mutations_added] +
-				    v[EXTPROC_CTR_mutations_body]),
-	       (unsigned long long)v[EXTPROC_CTR_denials],
-	       (unsigned long long)v[EXTPROC_CTR_streams_error],
-	       (unsigned long long)v[EXTPROC_CTR_records]);
-}
-
 /* `sealtap tap`, and with |run| `sealtap run` (the same options plus the
  * ext_proc server's). */
 static int cmd_tap(int argc, char **argv, bool run)
@@ -405,7 +389,8 @@ static int cmd_tap(int argc, char **argv, bool run)
 				    : EXIT_RUNTIME,
 			    "%s", err);
 	if (run)
-		print_extproc_line(&xsum);
+		extproc_write_summary(stdout, "sealtap run: ext_proc", &xsum,
+				      res.wall_s);
 	print_summary(&res, run ? &xsum : NULL);
 	if (res.input_error[0])
 		return fail(EXIT_INPUT, "%s", res.input_error);

@@ -180,6 +180,10 @@ uint64_t extproc_counters_quantile(const struct extproc_counters *c, double q);
 /* Non-zero counters (the seal_* ones included) and latency quantiles as
  * one JSON object. */
 void extproc_counters_write_json(FILE *out, const struct extproc_counters *c);
+/* One line for humans: connections, streams, messages, mutations,
+ * denials, errors, records; |who| starts it ("sealtap extproc"). */
+void extproc_write_summary(FILE *out, const char *who,
+			   const struct extproc_counters *c, double wall_s);
 /* "name value  # help" lines, non-zero only. */
 void extproc_counters_write_text(FILE *out, const struct extproc_counters *c);
 

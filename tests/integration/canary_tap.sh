@@ -27,13 +27,8 @@ CARD2="5500 0000 0000 0004"     # Luhn-valid, with spaces
 CANARIES=("$C_AUTH" "$C_COOKIE" "$C_SECRET" "$C_QUERY" "$C_SSN" "$C_EMAIL" "$CARD" "$CARD2")
 
 # ---- keys: a private SoftHSM2 token, one DEK per tenant ----
-eval "$("$IT_ROOT/scripts/softhsm-env.sh" "$T/hsm" 2>/dev/null)"
-export SEALTAP_PKCS11_PIN=4321
 cd "$T"
-"$BIN" keys init >/dev/null 2>"$T/keys.err" || { cat "$T/keys.err"; fail "keys init"; }
-for tn in acme beta; do
-	"$BIN" keys create --tenant $tn >/dev/null 2>>"$T/keys.err" || { cat "$T/keys.err"; fail "keys create $tn"; }
-done
+dev_keys acme beta
 
 cat >"$T/policy.yaml" <<'YAML'
 version: 1

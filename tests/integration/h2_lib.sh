@@ -43,10 +43,7 @@ h2_in_ns() { ip netns exec "$h2_ns" "$@"; }
 # h2_ns_up: a namespace with a realistic loopback.
 h2_ns_up() {
 	h2_ns=sealtap-h2t-$$-$RANDOM
-	ip netns add "$h2_ns" || fail "cannot create namespace $h2_ns"
-	h2_in_ns ip link set lo mtu 1500 up
-	h2_in_ns ethtool -K lo tso off gso off gro off >/dev/null 2>&1 ||
-		h2_in_ns ethtool -K lo tso off gso off >/dev/null
+	ns_make "$h2_ns"
 }
 
 # h2_bg NAME CMD...: runs CMD in the namespace, in its own process group.

@@ -23,13 +23,8 @@ need_root
 need_tools nghttpd curl ip ethtool softhsm2-util
 
 R=$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
-eval "$("$IT_ROOT/scripts/softhsm-env.sh" "$T/hsm" 2>/dev/null)"
-export SEALTAP_PKCS11_PIN=4321
 cd "$T"
-"$BIN" keys init >/dev/null 2>"$T/keys.err" || { cat "$T/keys.err"; fail "keys init"; }
-for tn in acme gamma; do
-	"$BIN" keys create --tenant $tn >/dev/null 2>>"$T/keys.err" || { cat "$T/keys.err"; fail "keys create $tn"; }
-done
+dev_keys acme gamma
 # Damage gamma's wrapped DEK: still valid base64, no longer unwraps.
 "$PY" - "$T/keys.json" <<'PYEOF' || fail "cannot damage gamma's DEK"
 import base64, json, sys
@@ -58,22 +53,13 @@ default:
   rules: builtin
 YAML
 
-NS="keyrot$$"
 cleanup_ns() {
-	[[ -n ${NG:-} ]] && kill "$NG" 2>/dev/null
 	[[ -n ${TAPPID:-} ]] && kill "$TAPPID" 2>/dev/null
 	[[ -d $T/hsm/tokens.gone ]] && mv "$T/hsm/tokens.gone" "$T/hsm/tokens"
-	ip netns del "$NS" 2>/dev/null
+	ns_down
 }
 trap 'cleanup_ns; it_cleanup' EXIT
-ip netns add "$NS" || fail "netns"
-ip netns exec "$NS" ip link set lo mtu 1500 up
-ip netns exec "$NS" ethtool -K lo tso off gso off gro off >/dev/null 2>&1
-mkdir -p "$T/www"
-echo hello >"$T/www/r"
-ip netns exec "$NS" nghttpd --no-tls -d "$T/www" 8080 >/dev/null 2>&1 &
-NG=$!
-sleep 0.3
+ns_up "keyrot$$"
 
 # request HOST CANARY: one HTTP/2 request carrying CANARY in authorization.
 request() {

@@ -179,3 +179,44 @@ loss_capture() {
 	((n > 0)) || fail "$name: three captures with $* and not one retransmission"
 	ok "$name: tshark counts $n retransmissions (tcp.analysis.retransmission)"
 }
+
+# dev_keys TENANT...: a private SoftHSM2 token under $T/hsm (SOFTHSM2_CONF
+# exported), PIN 4321 in SEALTAP_PKCS11_PIN, the dev KEK, and one DEK per
+# TENANT in ./keys.json (run from $T).
+dev_keys() {
+	local tn
+	eval "$("$IT_ROOT/scripts/softhsm-env.sh" "$T/hsm" 2>/dev/null)" || fail "softhsm-env.sh"
+	export SEALTAP_PKCS11_PIN=4321
+	"$BIN" keys init >/dev/null 2>"$T/keys.err" || { cat "$T/keys.err"; fail "keys init"; }
+	for tn in "$@"; do
+		"$BIN" keys create --tenant "$tn" >/dev/null 2>>"$T/keys.err" ||
+			{ cat "$T/keys.err"; fail "keys create $tn"; }
+	done
+}
+
+# ns_make NAME: a network namespace whose loopback has a 1500-byte MTU and
+# no segmentation offloads, so captures on it hold real segments.
+ns_make() {
+	ip netns add "$1" || fail "cannot create namespace $1"
+	ip netns exec "$1" ip link set lo mtu 1500 up
+	ip netns exec "$1" ethtool -K lo tso off gso off gro off >/dev/null 2>&1 ||
+		ip netns exec "$1" ethtool -K lo tso off gso off >/dev/null
+}
+
+# ns_up NAME: ns_make NAME ($NS) with nghttpd on port 8080 serving
+# $T/www/r ($NG its PID). ns_down removes both; call it from the EXIT trap.
+ns_up() {
+	NS=$1
+	ns_make "$NS"
+	mkdir -p "$T/www"
+	echo hello >"$T/www/r"
+	ip netns exec "$NS" nghttpd --no-tls -d "$T/www" 8080 >/dev/null 2>&1 &
+	NG=$!
+	sleep 0.3
+}
+ns_down() {
+	[[ -n ${NG:-} ]] && kill "$NG" 2>/dev/null
+	NG=""
+	[[ -n ${NS:-} ]] && ip netns del "$NS" 2>/dev/null
+	return 0
+}

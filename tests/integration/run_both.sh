@@ -18,27 +18,16 @@ need_tools nghttpd curl ip ethtool softhsm2-util protoc
 "$PY" -c 'import grpc, google.protobuf' 2>/dev/null || skip "python3-grpcio / python3-protobuf not installed"
 
 R=$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
-eval "$("$IT_ROOT/scripts/softhsm-env.sh" "$T/hsm" 2>/dev/null)"
-export SEALTAP_PKCS11_PIN=4321
 cd "$T"
-"$BIN" keys init >/dev/null 2>"$T/keys.err" || { cat "$T/keys.err"; fail "keys init"; }
-"$BIN" keys create --tenant default >/dev/null 2>>"$T/keys.err" || { cat "$T/keys.err"; fail "keys create"; }
+dev_keys default
 printf 'eal: { hugepages: off }\n' >"$T/run.yaml"
 
-NS="runboth$$"
 cleanup_ns() {
-	[[ -n ${NG:-} ]] && kill "$NG" 2>/dev/null
 	[[ -n ${RUNPID:-} ]] && kill "$RUNPID" 2>/dev/null
-	ip netns del "$NS" 2>/dev/null
+	ns_down
 }
 trap 'cleanup_ns; it_cleanup' EXIT
-ip netns add "$NS" || fail "netns"
-ip netns exec "$NS" ip link set lo mtu 1500 up
-ip netns exec "$NS" ethtool -K lo tso off gso off gro off >/dev/null 2>&1
-mkdir -p "$T/www"
-echo hello >"$T/www/r"
-ip netns exec "$NS" nghttpd --no-tls -d "$T/www" 8080 >/dev/null 2>&1 &
-NG=$!
+ns_up "runboth$$"
 
 ip netns exec "$NS" "$BIN" run -c "$T/run.yaml" --port net_pcap0 \
 	--listen 127.0.0.1:0 --ready-file "$T/ready.json" --out "$T/rec" --no-progress \
