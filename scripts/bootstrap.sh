@@ -15,7 +15,7 @@ BUILD_PKGS=(
 # Real peers and oracles used by the tests and benchmarks.
 TEST_PKGS=(
   nghttp2-client nghttp2-server curl tcpdump tshark iproute2 iptables ethtool
-  redis-server softhsm2 opensc python3 python3-grpcio python3-protobuf python3-h2
+  redis-server softhsm2 opensc python3 python3-grpcio python3-protobuf python3-h2 python3-cryptography
   protobuf-compiler gdb
 )
 

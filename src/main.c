@@ -13,6 +13,7 @@
 #include "sealtap/gen.h"
 #include "sealtap/keys.h"
 #include "sealtap/log.h"
+#include "sealtap/mem_secret.h"
 #include "sealtap/open.h"
 #include "sealtap/run.h"
 
@@ -405,6 +406,19 @@ static int cmd_config_reference(void)
 
 int main(int argc, char **argv)
 {
+	/* Key material off the dumped heap (mem_secret.h). The allocator and
+	 * OpenSSL's routing were set up by a constructor, before anything could
+	 * allocate through OpenSSL; this reads the outcome. Failing closed:
+	 * without it, derived keys, OpenSSL's key schedules and TLS keys would
+	 * sit on the ordinary heap, where a core dump writes them out. */
+	int sm = mem_secret_init();
+	if (sm < 0)
+		return fail(EXIT_RUNTIME, "secret memory: %s",
+			    sm == -EBUSY
+				    ? "OpenSSL allocated before main() and cannot "
+				      "be routed to not-dumped memory"
+				    : "cannot reserve not-dumped memory for key "
+				      "material (mmap/madvise refused)");
 	if (argc < 2) {
 		usage_main(stderr);
 		return EXIT_USAGE;

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <openssl/crypto.h>
 
 #include "sealtap/config.h"
@@ -26,11 +27,13 @@
 #include "sealtap/keys_runtime.h"
 #include "sealtap/kms.h"
 #include "sealtap/log.h"
+#include "sealtap/mem.h"
 #include "sealtap/open.h"
 #include "sealtap/seal.h"
 
 #define OPEN_MAX_KEYS 256
 #define OPEN_DEPTH 16
+#define OPEN_OUTBUF 65536 /* stdout's buffer */
 
 struct open_key {
 	char tenant[KEYS_TENANT_MAX + 1];
@@ -49,7 +52,7 @@ struct open_env {
 	const char *only_tenant;
 	const char *only_field;
 	unsigned long opened, refused, kept;
-	uint8_t *plain; /* SEAL_VALUE_MAX */
+	uint8_t *plain; /* SEAL_VALUE_MAX, not dumped */
 };
 
 /* ---- keys ------------------------------------------------------------ */
@@ -507,11 +510,22 @@ int open_main(int argc, char **argv)
 		config_free(&e.cfg);
 		return 2;
 	}
-	e.plain = malloc(SEAL_VALUE_MAX);
+	/* Opened values are plaintext: the buffer they are opened into and
+	 * stdout's buffer, which they pass through, are not dumped (mem.h);
+	 * the contexts and OpenSSL's memory are secret memory already
+	 * (mem_secret.h). stdout keeps its buffer until exit, so it is only
+	 * wiped once flushed, never unmapped. */
+	static char *outbuf;
+	if (!outbuf && (outbuf = mem_nodump_alloc(OPEN_OUTBUF)))
+		setvbuf(stdout, outbuf, isatty(STDOUT_FILENO) ? _IOLBF : _IOFBF,
+			OPEN_OUTBUF);
+	e.plain = mem_nodump_alloc(SEAL_VALUE_MAX);
 	int rc = e.plain ? 0 : -ENOMEM;
 	for (int i = optind; i < argc && rc == 0; i++)
 		rc = open_file(&e, argv[i]);
 	fflush(stdout);
+	if (outbuf)
+		OPENSSL_cleanse(outbuf, OPEN_OUTBUF);
 	fprintf(stderr, "sealtap open: %lu values opened, %lu refused, %lu "
 		"hashed (one-way)\n", e.opened, e.refused, e.kept);
 	for (unsigned i = 0; i < e.nkeys; i++) {
@@ -520,7 +534,7 @@ int open_main(int argc, char **argv)
 	}
 	if (e.plain)
 		OPENSSL_cleanse(e.plain, SEAL_VALUE_MAX);
-	free(e.plain);
+	mem_nodump_free(e.plain, SEAL_VALUE_MAX);
 	kms_free(e.kms);
 	keys_store_free(e.store);
 	config_free(&e.cfg);

@@ -27,6 +27,7 @@
 #endif
 
 #include "sealtap/common.h"
+#include "sealtap/mem_secret.h"
 #include "sealtap/seal.h"
 
 /* ---- key derivation ------------------------------------------------------- */
@@ -283,9 +284,10 @@ static int gcm_new_with_key(const uint8_t *key, const char *tenant,
 		return -EINVAL;
 	if (!seal_backend_available(b))
 		return -ENOTSUP;
-	struct seal_gcm *g = aligned_alloc(ST_CACHE_LINE,
-					   (sizeof(*g) + ST_CACHE_LINE - 1) &
-						   ~(size_t)(ST_CACHE_LINE - 1));
+	/* Secret memory (mem_secret.h): |g| holds the expanded key (ipsec-mb
+	 * key schedule and GHASH powers) and is never in a core dump. */
+	struct seal_gcm *g = mem_secret_aligned_alloc(ST_CACHE_LINE,
+						      sizeof(*g));
 	if (!g)
 		return -ENOMEM;
 	memset(g, 0, sizeof(*g));
@@ -345,12 +347,12 @@ void seal_gcm_free(struct seal_gcm *g)
 	if (!g)
 		return;
 	/* EVP_CIPHER_CTX_free cleanses OpenSSL's copy of the key schedule
-	 * (NULL with ipsec-mb); the ipsec-mb schedule and GHASH powers live
-	 * in |g| itself. */
+	 * (NULL with ipsec-mb), itself in secret memory like all of
+	 * OpenSSL's; the ipsec-mb schedule and GHASH powers live in |g|,
+	 * which mem_secret_free wipes. */
 	EVP_CIPHER_CTX_free(g->enc);
 	EVP_CIPHER_CTX_free(g->dec);
-	OPENSSL_cleanse(g, sizeof(*g));
-	free(g);
+	mem_secret_free(g);
 }
 
 enum seal_backend seal_gcm_backend(const struct seal_gcm *g)

@@ -17,7 +17,8 @@
  * with HKDF-SHA256 (RFC 5869) under a distinct label (seal_key_derive), so a
  * GCM key, a SIV key and an HMAC key made from one DEK are independent, and a
  * weakness of one use cannot be carried to another. Contexts hold only the
- * derived keys and wipe them (OPENSSL_cleanse) when freed.
+ * derived keys; they and everything OpenSSL allocates for them live in
+ * secret memory (mem_secret.h: not in core dumps, wiped when freed).
  *
  * Nonces (GCM). 96 bits = fixed field (32) || invocation counter (64), the
  * deterministic construction of NIST SP 800-38D §8.2.1 and RFC 5116 §3.2.

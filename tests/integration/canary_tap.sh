@@ -156,9 +156,17 @@ if "$BIN" open "$T/moved.ndjson" >/dev/null 2>"$T/moved.err"; then
 fi
 grep -q "does not open" "$T/moved.err" || fail "no refusal message"
 ok "a token moved to another field is refused"
-# ---- a core dump of a running tap holds no canary and no DEK ----
+# ---- a core dump of a running tap holds no canary, no DEK, no derived key ----
 # The tap replays the capture from memory for a while; gcore (which honours
-# MADV_DONTDUMP, as the kernel's dumper does) snapshots it mid-run.
+# MADV_DONTDUMP, as the kernel's dumper does) snapshots it mid-run. Besides
+# the canaries and the DEKs, the core must not hold the keys the engine
+# derives from each DEK (HKDF-SHA256, salt and labels read from seal.h): the
+# GCM key, both halves of the SIV key, the HMAC key. Each is searched whole
+# and in 16-byte pieces: AES key schedules (OpenSSL's, intel-ipsec-mb's)
+# start with the key's bytes as 16-byte round keys, so a key schedule on
+# the dumped heap is found too. The derivation done here is checked first:
+# a GCM and a SIV token of each tenant's records must open with the keys
+# computed here (otherwise "clean" would prove nothing).
 if command -v gcore >/dev/null; then
 	"$BIN" tap --pcap "$T/c.pcap" --policy "$T/policy.yaml" --out "$T/rec2" \
 		--preload 5000000 --no-progress >/dev/null 2>&1 &
@@ -170,22 +178,85 @@ if command -v gcore >/dev/null; then
 	[[ -s $T/core.$TAPPID ]] || { cat "$T/gcore.log"; fail "gcore made no core"; }
 	"$PY" - "$(ls "$SOFTHSM2_CONF" >/dev/null && echo /usr/lib/softhsm/libsofthsm2.so)" \
 		"$SEALTAP_PKCS11_PIN" "$T/keys.json" "$T/core.$TAPPID" \
-		"$IT_ROOT/tests/tools" "${CANARIES[@]}" <<'PYEOF' ||
-import sys
+		"$IT_ROOT/tests/tools" "$IT_ROOT/include/sealtap/seal.h" "$T/rec" \
+		"${CANARIES[@]}" <<'PYEOF' ||
+import base64, glob, hashlib, hmac, json, mmap, re, sys
 sys.path.insert(0, sys.argv[5])
 from p11unwrap import deks as unwrap
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, AESSIV
 mod, pin, store, core = sys.argv[1], sys.argv[2].encode(), sys.argv[3], sys.argv[4]
-canaries = [c.encode() for c in sys.argv[6:]]
-deks = [key for _, key in unwrap(mod, "sealtap-dev", pin, store)]
-data = open(core, "rb").read()
-bad = [c.decode() for c in canaries if c in data]
-bad += ["DEK bytes" for k in deks if k in data or k[:16] in data]
-print("core: %d MB searched for %d canaries and %d DEKs: %s" %
-      (len(data) >> 20, len(canaries), len(deks), "clean" if not bad else "FOUND " + ", ".join(bad)))
+hdr, recdir = open(sys.argv[6]).read(), sys.argv[7]
+canaries = [c.encode() for c in sys.argv[8:]]
+
+def define(name):
+    return re.search(r'#define %s "([^"]*)"' % name, hdr).group(1).encode()
+
+def hkdf(ikm, info, n):  # RFC 5869 with SHA-256, written out
+    prk = hmac.new(define("SEAL_KDF_SALT"), ikm, hashlib.sha256).digest()
+    okm, t, i = b"", b"", 1
+    while len(okm) < n:
+        t = hmac.new(prk, t + info + bytes([i]), hashlib.sha256).digest()
+        okm, i = okm + t, i + 1
+    return okm[:n]
+
+def lp(b):
+    return bytes([len(b)]) + b
+
+deks = unwrap(mod, "sealtap-dev", pin, store)
+derived = {}  # key id -> {name: bytes}
+for kid, dek in deks:
+    siv = hkdf(dek, define("SEAL_KDF_LABEL_SIV"), 64)
+    derived[kid] = {"GCM key": hkdf(dek, define("SEAL_KDF_LABEL_GCM"), 32),
+                    "SIV key K1 (S2V/CMAC)": siv[:32],
+                    "SIV key K2 (CTR)": siv[32:],
+                    "HMAC key": hkdf(dek, define("SEAL_KDF_LABEL_HASH"), 32)}
+
+# The derivation is the engine's: tokens of the first run's records open.
+checked = set()
+for line in (l for f in glob.glob(recdir + "/*.ndjson") for l in open(f)):
+    r = json.loads(line)
+    hs = dict(r["request"]["headers"])
+    for name, pat in (("x-secret", r"^(stk1\.g\.[^.]+\.\S+)$"),
+                      ("cookie", r"sid=(stk1\.s\.[^.;]+\.[^;\s]+)")):
+        m = re.search(pat, hs.get(name, ""))
+        if not m:
+            continue
+        _, kind, kid, payload = m.group(1).split(".")
+        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+        field = ("request.headers:" + name).encode()
+        a = (b"\x01" + kind.encode() + lp(r["tenant"].encode()) +
+             lp(kid.encode()) + lp(field))
+        if kind == "g":
+            AESGCM(derived[kid]["GCM key"]).decrypt(
+                raw[:12], raw[12:], a + lp(r["id"].encode()))
+        else:
+            AESSIV(derived[kid]["SIV key K1 (S2V/CMAC)"] +
+                   derived[kid]["SIV key K2 (CTR)"]).decrypt(raw, [a])
+        checked.add((kid, kind))
+if len(checked) != 2 * len(deks):
+    sys.exit("derivation check: opened only %s (test broken)" % sorted(checked))
+
+# mapped, not read: a sanitizer build's core is larger than memory
+f = open(core, "rb")
+data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+found = lambda b: data.find(b) != -1
+bad = [c.decode() for c in canaries if found(c)]
+bad += ["DEK bytes of " + kid for kid, k in deks
+        if found(k) or found(k[:16]) or found(k[16:])]
+for kid, keys in sorted(derived.items()):
+    for name, k in keys.items():
+        pieces = [k] + [k[i:i + 16] for i in range(0, len(k), 16)]
+        if any(found(p) for p in pieces):
+            bad.append("%s of %s" % (name, kid))
+print("core: %d MB searched for %d canaries, %d DEKs and %d derived keys "
+      "(derivation checked on %d tokens): %s" %
+      (len(data) >> 20, len(canaries), len(deks),
+       sum(len(k) for k in derived.values()), len(checked),
+       "clean" if not bad else "FOUND " + ", ".join(bad)))
 sys.exit(1 if bad else 0)
 PYEOF
-		fail "a core dump of the tap holds plaintext"
-	ok "core dump of a running tap: no canary, no DEK bytes"
+		fail "a core dump of the tap holds plaintext or key material"
+	ok "core dump of a running tap: no canary, no DEK bytes, no derived key"
 	rm -f "$T/core.$TAPPID"
 else
 	echo "SKIP core dump part: gdb (gcore) not installed"
