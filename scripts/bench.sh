@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks. Usage: scripts/bench.sh capture|tap|seal|extproc [options]
+# Benchmarks. Usage: scripts/bench.sh capture|tap|seal|detect|extproc [options]
 #
 #   capture   decode + flow + TCP reassembly from memory with 1 worker,
 #             next to dpdk-testpmd --forward-mode=rxonly on the same capture
@@ -11,6 +11,9 @@
 #   seal      seals/s on one core for 16..16384-byte values through the
 #             engine (single and batched) next to raw OpenSSL EVP and raw
 #             intel-ipsec-mb GCM (bench/seal.sh).
+#   detect    content detectors on one core: the SSE scan next to the
+#             byte-at-a-time reference, on random bytes, text and JSON
+#             (bench/detect.sh).
 #
 # Options: --pcap FILE (default: bench/data/ref-h2.pcap, made on demand by
 # scripts/make-capture.sh --bench from real nghttpd/h2load traffic),
@@ -30,6 +33,9 @@ shift
 # The sealing benchmark has its own driver (no captures, no EAL).
 if [[ $what == seal ]]; then
 	exec bash bench/seal.sh "$@"
+fi
+if [[ $what == detect ]]; then
+	exec bash bench/detect.sh "$@"
 fi
 if [[ $what == extproc ]]; then
 	exec bash bench/extproc.sh "$@"
@@ -236,5 +242,5 @@ PYEOF
 case $what in
 capture) bench_capture ;;
 tap) bench_tap ;;
-*) echo "bench.sh: unknown benchmark '$what' (available: capture, tap, seal, extproc)" >&2; exit 2 ;;
+*) echo "bench.sh: unknown benchmark '$what' (available: capture, tap, seal, detect, extproc)" >&2; exit 2 ;;
 esac

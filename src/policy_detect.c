@@ -6,7 +6,10 @@
  * (IBAN, JWT, bearer token, API keys). Each detector then looks at a
  * bounded window ahead, so the pass is linear in the input whatever it
  * holds. Hits are reported in order and never overlap: scanning resumes
- * after a hit, and an e-mail's look-back stops at the previous hit.
+ * after a hit, and an e-mail's look-back stops at the previous hit. The
+ * triggers are found 16 bytes at a time with SSE (pol_detect_run); the
+ * byte-at-a-time loop they replace is kept as the reference it is tested
+ * against (pol_detect_run_ref). Both run the same per-position checks.
  *
  * What each detector accepts (docs/policy.md "Detectors" has examples):
  *
@@ -501,56 +504,81 @@ static size_t apikey_at(const uint8_t *t, size_t n, size_t i)
 	return 0;
 }
 
-void pol_detect_run(const uint8_t *t, size_t n, unsigned mask,
-		    pol_emit_fn emit, void *ctx)
+/* ---- the scan -------------------------------------------------------------- */
+
+/* What the scan finds at |i|: a hit that starts at |i| (or, for an '@',
+ * around it, its local part not reaching below |floor|). Returns its length
+ * (0: none) and sets *|start| and *|det|. Both scanners below call it; they
+ * differ only in which positions they call it at.
+ *
+ * It returns a hit only at an '@' followed by a letter or digit (the first
+ * domain label), or at a word start (|i| is 0 or t[i-1] is not a letter or
+ * digit) whose first three bytes are what the detector needs: see the T_*
+ * classes below, which the fast scan relies on. A change to a detector's
+ * first bytes must change them too (the tests compare the two scans on
+ * every value of those bytes). */
+static size_t hit_at(const uint8_t *t, size_t n, size_t i, size_t floor,
+		     unsigned mask, size_t *start, unsigned *det)
+{
+	uint8_t c = t[i];
+	size_t len = 0;
+	bool word = i == 0 || !is_alnum(t[i - 1]);
+	*start = i;
+	*det = 0;
+	if (is_digit(c)) {
+		if (word) {
+			if ((mask & (1u << POLICY_DET_SSN)) &&
+			    (len = ssn_at(t, n, i)))
+				*det = POLICY_DET_SSN;
+			else if ((mask & (1u << POLICY_DET_CARD)) &&
+				 (len = card_at(t, n, i)))
+				*det = POLICY_DET_CARD;
+		}
+	} else if (c == '@') {
+		if (mask & (1u << POLICY_DET_EMAIL)) {
+			len = email_at(t, n, i, floor, start);
+			*det = POLICY_DET_EMAIL;
+		}
+	} else if (word && is_alpha(c)) {
+		if ((mask & (1u << POLICY_DET_BEARER)) && (c | 0x20) == 'b' &&
+		    (len = bearer_at(t, n, i, start)))
+			*det = POLICY_DET_BEARER;
+		else if ((mask & (1u << POLICY_DET_JWT)) && c == 'e' &&
+			 (i == 0 || !is_b64url(t[i - 1])) &&
+			 (len = jwt_at(t, n, i)))
+			*det = POLICY_DET_JWT;
+		else if ((mask & (1u << POLICY_DET_API_KEY)) &&
+			 (len = apikey_at(t, n, i)))
+			*det = POLICY_DET_API_KEY;
+		else if ((mask & (1u << POLICY_DET_IBAN)) && is_upper(c) &&
+			 (len = iban_at(t, n, i)))
+			*det = POLICY_DET_IBAN;
+	}
+	return len;
+}
+
+/* The reference scan, one byte at a time: after a hit it resumes at the
+ * hit's end (which is also the floor of the next e-mail's local part);
+ * after a letter or digit that starts nothing it skips the rest of the
+ * word, since no hit starts inside a word. The fast scan below must emit
+ * exactly what this one does (tests/unit/test_policy_detect.c and
+ * tests/fuzz/fuzz_detect.c compare them). */
+void pol_detect_run_ref(const uint8_t *t, size_t n, unsigned mask,
+			pol_emit_fn emit, void *ctx)
 {
 	size_t i = 0, floor = 0;
 	mask &= POLICY_DET_ALL;
 	if (!mask)
 		return;
 	while (i < n) {
-		uint8_t c = t[i];
-		size_t len = 0, start = i;
-		unsigned det = 0;
-		bool word = i == 0 || !is_alnum(t[i - 1]);
-		if (is_digit(c)) {
-			if (word) {
-				if ((mask & (1u << POLICY_DET_SSN)) &&
-				    (len = ssn_at(t, n, i)))
-					det = POLICY_DET_SSN;
-				else if ((mask & (1u << POLICY_DET_CARD)) &&
-					 (len = card_at(t, n, i)))
-					det = POLICY_DET_CARD;
-			}
-		} else if (c == '@') {
-			if (mask & (1u << POLICY_DET_EMAIL)) {
-				len = email_at(t, n, i, floor, &start);
-				det = POLICY_DET_EMAIL;
-			}
-		} else if (word && is_alpha(c)) {
-			if ((mask & (1u << POLICY_DET_BEARER)) &&
-			    (c | 0x20) == 'b' &&
-			    (len = bearer_at(t, n, i, &start)))
-				det = POLICY_DET_BEARER;
-			else if ((mask & (1u << POLICY_DET_JWT)) && c == 'e' &&
-				 (i == 0 || !is_b64url(t[i - 1])) &&
-				 (len = jwt_at(t, n, i)))
-				det = POLICY_DET_JWT;
-			else if ((mask & (1u << POLICY_DET_API_KEY)) &&
-				 (len = apikey_at(t, n, i)))
-				det = POLICY_DET_API_KEY;
-			else if ((mask & (1u << POLICY_DET_IBAN)) &&
-				 is_upper(c) && (len = iban_at(t, n, i)))
-				det = POLICY_DET_IBAN;
-		}
+		size_t start;
+		unsigned det;
+		size_t len = hit_at(t, n, i, floor, mask, &start, &det);
 		if (len) {
 			if (!emit(ctx, (uint32_t)start, (uint32_t)len, det))
 				return;
-			i = start + len;
-			floor = i;
-		} else if (is_alnum(c)) {
-			/* No letter or digit inside a word starts a hit:
-			 * skip to the end of the word. */
+			i = floor = start + len;
+		} else if (is_alnum(t[i])) {
 			i++;
 			while (i < n && is_alnum(t[i]))
 				i++;
@@ -559,6 +587,266 @@ void pol_detect_run(const uint8_t *t, size_t n, unsigned mask,
 		}
 	}
 }
+
+#ifdef __SSSE3__
+#include <tmmintrin.h>
+
+/* The fast scan. The reference spends about 16 cycles a byte, most of
+ * them in mispredicted branches: every byte is a digit, a letter or
+ * neither, at a word start or not. Yet hit_at() can only return a hit at
+ * the few positions listed above it. In 16 bytes at a time this scan
+ * computes which positions are such candidates, as a bitmask, and calls
+ * hit_at() only there, in order; after a hit it restarts at the hit's end
+ * like the reference. Calling hit_at() at more positions than needed
+ * changes nothing (it finds no hit where the reference finds none:
+ * hit_at() decides alone, from the bytes, |floor| and |mask|); the test
+ * only has to let through every position where a hit is possible.
+ *
+ * A candidate is a word start whose first three bytes fit one of the
+ * trigger classes below, or an '@' followed by a letter or digit. Three
+ * bytes rather than one or two, because two are not selective enough:
+ * [A-Z][A-Z] starts 1 position in 80 of random bytes and "be" a lot of
+ * English words; with the third byte about 1 position in 600 of random
+ * bytes is a candidate (mostly '@'), 1 in 200 of English text (numbers of
+ * three digits or more).
+ *
+ * Byte classes come from two 16-entry tables indexed by the low and the
+ * high nibble (pshufb): c is in class k when bit k is set in both
+ * lo[c & 15] and hi[c >> 4]. Bytes 0x80-0xff have high nibbles 8-15, all
+ * zero in the hi tables: in no class; so is 0x00. A class so built is a
+ * product of a set of high and a set of low nibbles; where the wanted set
+ * is not one (A-Z), the class is a superset (0x40-0x5f), which only costs
+ * a few more calls. */
+
+/* Trigger classes: first byte, second byte, third byte. */
+#define T_NUM 0x01   /* [0-9] [0-9 -] [0-9 -]: ssn, card */
+#define T_IBAN 0x02  /* [A-Z] [A-Z] [0-9] */
+#define T_BEAR 0x04  /* [Bb] [Ee] [Aa] */
+#define T_JWT 0x08   /* e [yw] base64url ('{' is "ey" or "ew") */
+#define T_KEY_A 0x10 /* A [IKS] [Iz]: AKIA, ASIA, AIza */
+#define T_KEY_K 0x20 /* [rs] k _: sk_, rk_ */
+#define T_KEY_G 0x40 /* g [hil] [aoprstu]: gh?_, github_pat_, glpat- */
+#define T_KEY_X 0x80 /* x o x: xox?- */
+
+static const uint8_t first_hi[16] = {
+	[0x3] = T_NUM,
+	[0x4] = T_IBAN | T_BEAR | T_KEY_A, /* 0x40-0x4f */
+	[0x5] = T_IBAN,
+	[0x6] = T_BEAR | T_JWT | T_KEY_G,
+	[0x7] = T_KEY_K | T_KEY_X,
+};
+static const uint8_t first_lo[16] = {
+	[0x0] = T_NUM | T_IBAN,
+	[0x1] = T_NUM | T_IBAN | T_KEY_A,	  /* A */
+	[0x2] = T_NUM | T_IBAN | T_BEAR | T_KEY_K, /* B b r */
+	[0x3] = T_NUM | T_IBAN | T_KEY_K,	  /* s */
+	[0x4] = T_NUM | T_IBAN,
+	[0x5] = T_NUM | T_IBAN | T_JWT, /* e */
+	[0x6] = T_NUM | T_IBAN,
+	[0x7] = T_NUM | T_IBAN | T_KEY_G, /* g */
+	[0x8] = T_NUM | T_IBAN | T_KEY_X, /* x */
+	[0x9] = T_NUM | T_IBAN,
+	[0xa ... 0xf] = T_IBAN,
+};
+
+static const uint8_t second_hi[16] = {
+	[0x2] = T_NUM,
+	[0x3] = T_NUM,
+	[0x4] = T_IBAN | T_BEAR | T_KEY_A,
+	[0x5] = T_IBAN | T_KEY_A,
+	[0x6] = T_BEAR | T_KEY_K | T_KEY_G | T_KEY_X,
+	[0x7] = T_JWT,
+};
+static const uint8_t second_lo[16] = {
+	[0x0] = T_NUM | T_IBAN, /* ' ' */
+	[0x1] = T_NUM | T_IBAN,
+	[0x2] = T_NUM | T_IBAN,
+	[0x3] = T_NUM | T_IBAN | T_KEY_A, /* S */
+	[0x4] = T_NUM | T_IBAN,
+	[0x5] = T_NUM | T_IBAN | T_BEAR, /* E e */
+	[0x6] = T_NUM | T_IBAN,
+	[0x7] = T_NUM | T_IBAN | T_JWT,			    /* w */
+	[0x8] = T_NUM | T_IBAN | T_KEY_G,		    /* h */
+	[0x9] = T_NUM | T_IBAN | T_JWT | T_KEY_A | T_KEY_G, /* y I i */
+	[0xa] = T_IBAN,
+	[0xb] = T_IBAN | T_KEY_A | T_KEY_K, /* K k */
+	[0xc] = T_IBAN | T_KEY_G,	    /* l */
+	[0xd] = T_IBAN | T_NUM,		    /* - */
+	[0xe] = T_IBAN,
+	[0xf] = T_IBAN | T_KEY_X, /* o */
+};
+
+static const uint8_t third_hi[16] = {
+	[0x2] = T_NUM | T_JWT,
+	[0x3] = T_NUM | T_IBAN | T_JWT,
+	[0x4] = T_BEAR | T_JWT | T_KEY_A,
+	[0x5] = T_JWT | T_KEY_K,
+	[0x6] = T_BEAR | T_JWT | T_KEY_G,
+	[0x7] = T_JWT | T_KEY_A | T_KEY_G | T_KEY_X,
+};
+static const uint8_t third_lo[16] = {
+	[0x0] = T_JWT | T_NUM | T_IBAN | T_KEY_G, /* ' ' p */
+	[0x1] = T_JWT | T_NUM | T_IBAN | T_BEAR | T_KEY_G, /* A a */
+	[0x2] = T_JWT | T_NUM | T_IBAN | T_KEY_G, /* r */
+	[0x3] = T_JWT | T_NUM | T_IBAN | T_KEY_G, /* s */
+	[0x4] = T_JWT | T_NUM | T_IBAN | T_KEY_G, /* t */
+	[0x5] = T_JWT | T_NUM | T_IBAN | T_KEY_G, /* u */
+	[0x6] = T_JWT | T_NUM | T_IBAN,
+	[0x7] = T_JWT | T_NUM | T_IBAN,
+	[0x8] = T_JWT | T_NUM | T_IBAN | T_KEY_X, /* x */
+	[0x9] = T_JWT | T_NUM | T_IBAN | T_KEY_A, /* I */
+	[0xa] = T_JWT | T_KEY_A,		  /* z */
+	[0xb] = T_JWT,
+	[0xc] = T_JWT,
+	[0xd] = T_JWT | T_NUM,		  /* - */
+	[0xe] = T_JWT,
+	[0xf] = T_JWT | T_KEY_K | T_KEY_G, /* _ o */
+};
+
+/* Letters and digits, exactly: 0-9, A-O a-o, P-Z p-z. A byte wrongly
+ * taken for one would hide the word start after it, one wrongly taken for
+ * something else the e-mail before it. */
+#define A_DIG 0x01
+#define A_AO 0x02
+#define A_PZ 0x04
+static const uint8_t alnum_hi[16] = {
+	[0x3] = A_DIG, [0x4] = A_AO, [0x5] = A_PZ, [0x6] = A_AO, [0x7] = A_PZ,
+};
+static const uint8_t alnum_lo[16] = {
+	[0x0] = A_DIG | A_PZ,
+	[0x1 ... 0x9] = A_DIG | A_AO | A_PZ,
+	[0xa] = A_AO | A_PZ,
+	[0xb ... 0xf] = A_AO,
+};
+
+/* 16 bytes of input, classified. */
+struct blk {
+	__m128i raw;
+	__m128i first, second, third; /* T_* classes in each role */
+	__m128i word; /* 0xff where the byte is not a letter or digit */
+};
+
+static inline __m128i lookup(const uint8_t *lo_tbl, const uint8_t *hi_tbl,
+			     __m128i lo, __m128i hi)
+{
+	return _mm_and_si128(
+		_mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)lo_tbl), lo),
+		_mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)hi_tbl), hi));
+}
+
+static inline struct blk classify(__m128i v)
+{
+	__m128i nib = _mm_set1_epi8(0x0f);
+	__m128i lo = _mm_and_si128(v, nib);
+	__m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), nib);
+	return (struct blk){
+		.raw = v,
+		.first = lookup(first_lo, first_hi, lo, hi),
+		.second = lookup(second_lo, second_hi, lo, hi),
+		.third = lookup(third_lo, third_hi, lo, hi),
+		.word = _mm_cmpeq_epi8(lookup(alnum_lo, alnum_hi, lo, hi),
+				       _mm_setzero_si128()),
+	};
+}
+
+/* t[pos .. pos+16), zeros past |n|: a zero byte is in no class, so past
+ * the end nothing is a candidate and nothing is read. */
+static inline __m128i window(const uint8_t *t, size_t n, size_t pos)
+{
+	if (pos + 16 <= n)
+		return _mm_loadu_si128((const __m128i *)(t + pos));
+	uint8_t b[16] = { 0 };
+	if (pos < n)
+		memcpy(b, t + pos, n - pos);
+	return _mm_loadu_si128((const __m128i *)b);
+}
+
+/* Bit k set: position k of |cur| is a candidate. |prev_word| has the
+ * byte before |cur| in its last lane, |nx| is the 16 bytes after it;
+ * |trig| holds the T_* classes of the detectors on, |email| 0xff if it
+ * is on. */
+static inline unsigned candidates(__m128i prev_word, const struct blk *cur,
+				  const struct blk *nx, __m128i trig,
+				  __m128i email)
+{
+	__m128i at_start = _mm_alignr_epi8(cur->word, prev_word, 15);
+	__m128i second = _mm_alignr_epi8(nx->second, cur->second, 1);
+	__m128i third = _mm_alignr_epi8(nx->third, cur->third, 2);
+	__m128i cls = _mm_and_si128(_mm_and_si128(cur->first, second),
+				    _mm_and_si128(third, trig));
+	__m128i c = _mm_andnot_si128(
+		_mm_cmpeq_epi8(cls, _mm_setzero_si128()), at_start);
+	__m128i at = _mm_cmpeq_epi8(cur->raw, _mm_set1_epi8('@'));
+	__m128i next_word = _mm_alignr_epi8(nx->word, cur->word, 1);
+	at = _mm_and_si128(_mm_andnot_si128(next_word, at), email);
+	return (unsigned)_mm_movemask_epi8(_mm_or_si128(c, at));
+}
+
+static unsigned trigger_classes(unsigned mask)
+{
+	unsigned t = 0;
+	if (mask & ((1u << POLICY_DET_SSN) | (1u << POLICY_DET_CARD)))
+		t |= T_NUM;
+	if (mask & (1u << POLICY_DET_IBAN))
+		t |= T_IBAN;
+	if (mask & (1u << POLICY_DET_BEARER))
+		t |= T_BEAR;
+	if (mask & (1u << POLICY_DET_JWT))
+		t |= T_JWT;
+	if (mask & (1u << POLICY_DET_API_KEY))
+		t |= T_KEY_A | T_KEY_K | T_KEY_G | T_KEY_X;
+	return t;
+}
+
+/* The first hit at |pos| or after, as the reference finds it when it
+ * resumes at |pos| (the end of the previous hit, so also the e-mail floor);
+ * 0 if there is none. Each block of 16 is classified once; the block after
+ * it is read ahead for the second and third bytes of its last positions. */
+static size_t next_hit(const uint8_t *t, size_t n, size_t pos, unsigned mask,
+		       size_t *start, unsigned *det)
+{
+	size_t floor = pos;
+	__m128i trig = _mm_set1_epi8((char)trigger_classes(mask));
+	__m128i email = _mm_set1_epi8(mask & (1u << POLICY_DET_EMAIL) ? -1 : 0);
+	__m128i prev_word = _mm_set1_epi8(pos && is_alnum(t[pos - 1]) ? 0 : -1);
+	struct blk cur = classify(window(t, n, pos));
+	for (; pos < n; pos += 16) {
+		struct blk nx = classify(window(t, n, pos + 16));
+		unsigned m = candidates(prev_word, &cur, &nx, trig, email);
+		while (m) {
+			size_t i = pos + (size_t)__builtin_ctz(m);
+			size_t len = hit_at(t, n, i, floor, mask, start, det);
+			if (len)
+				return len;
+			m &= m - 1;
+		}
+		prev_word = cur.word;
+		cur = nx;
+	}
+	return 0;
+}
+
+void pol_detect_run(const uint8_t *t, size_t n, unsigned mask,
+		    pol_emit_fn emit, void *ctx)
+{
+	size_t pos = 0, start, len;
+	unsigned det;
+	mask &= POLICY_DET_ALL;
+	if (!mask)
+		return;
+	while ((len = next_hit(t, n, pos, mask, &start, &det))) {
+		if (!emit(ctx, (uint32_t)start, (uint32_t)len, det))
+			return;
+		pos = start + len;
+	}
+}
+#else
+void pol_detect_run(const uint8_t *t, size_t n, unsigned mask,
+		    pol_emit_fn emit, void *ctx)
+{
+	pol_detect_run_ref(t, n, mask, emit, ctx);
+}
+#endif
 
 /* ---- public --------------------------------------------------------------- */
 

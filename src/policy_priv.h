@@ -240,6 +240,12 @@ typedef bool (*pol_emit_fn)(void *ctx, uint32_t off, uint32_t len,
  * trigger byte (an e-mail at most 64 bytes back and 253 ahead). */
 void pol_detect_run(const uint8_t *t, size_t n, unsigned mask,
 		    pol_emit_fn emit, void *ctx);
+/* The same scan one byte at a time: slower, and the reference that
+ * pol_detect_run() (which looks at 16 bytes at a time for the few
+ * positions a hit can start at) must agree with, call for call. For tests,
+ * the fuzzer and bench/bench_detect. */
+void pol_detect_run_ref(const uint8_t *t, size_t n, unsigned mask,
+			pol_emit_fn emit, void *ctx);
 
 /* Validators, for tests. |d| digits only. */
 bool pol_luhn_ok(const uint8_t *d, size_t n);

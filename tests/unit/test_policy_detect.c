@@ -1,7 +1,11 @@
 /* Tests for src/policy_detect.c: the content detectors, one table per
  * detector with valid and invalid examples, hits inside larger strings,
- * the validators (Luhn, SSN ranges, IBAN lengths and mod-97), and inputs
- * built to make a careless scanner slow or walk off the end. */
+ * the validators (Luhn, SSN ranges, IBAN lengths and mod-97), inputs
+ * built to make a careless scanner slow or walk off the end, and the SSE
+ * scan (pol_detect_run) against the byte-at-a-time reference
+ * (pol_detect_run_ref) on random bytes, planted values at every offset and
+ * buffer end, every detector mask, and every value of the bytes its
+ * candidate test looks at. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -419,6 +423,450 @@ static void test_detect_edges(void **state)
 	free(b);
 }
 
+/* ---- fast scan == reference scan -------------------------------------------------- */
+
+/* pol_detect_run() finds trigger positions 16 bytes at a time and must
+ * emit exactly what the byte-at-a-time pol_detect_run_ref() emits: the
+ * same (offset, length, detector) calls in the same order, and the same
+ * calls up to the one whose emit() returned false. */
+
+#define REC_MAX 512
+
+struct rec {
+	uint32_t off[REC_MAX], len[REC_MAX];
+	uint8_t det[REC_MAX];
+	unsigned n;
+	unsigned stop; /* emit() returns false on this call (1-based); 0 never */
+};
+
+static bool rec_emit(void *ctx, uint32_t off, uint32_t len, unsigned det)
+{
+	struct rec *r = ctx;
+	if (r->n == REC_MAX)
+		return false; /* same cap for both scanners */
+	r->off[r->n] = off;
+	r->len[r->n] = len;
+	r->det[r->n] = (uint8_t)det;
+	r->n++;
+	return r->n != r->stop;
+}
+
+static uint64_t rng_state = 0x2545f4914f6cdd1dull;
+
+static uint64_t rnd(void)
+{
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return rng_state * 0x2545f4914f6cdd1dull;
+}
+
+static unsigned rn(unsigned k)
+{
+	return (unsigned)((rnd() >> 16) % k);
+}
+
+static void dump(const char *what, const struct rec *r, const uint8_t *t)
+{
+	print_error("  %s: %u hits\n", what, r->n);
+	for (unsigned k = 0; k < r->n; k++)
+		print_error("    %u+%u %s \"%.*s\"\n", r->off[k], r->len[k],
+			    policy_detector_name(r->det[k]), (int)r->len[k],
+			    (const char *)t + r->off[k]);
+}
+
+/* Hits by detector, for the planted test to check it is not vacuous. */
+static unsigned long same_by_det[POLICY_DET_COUNT];
+
+/* Both scanners on |t| (|n| bytes, the caller makes it the end of a heap
+ * block so AddressSanitizer sees reads past it); fails the test on any
+ * difference. Returns the number of hits. */
+static unsigned same_on(const uint8_t *t, size_t n, unsigned mask,
+			unsigned stop)
+{
+	static struct rec fast, ref;
+	fast.n = ref.n = 0;
+	fast.stop = ref.stop = stop;
+	pol_detect_run(t, n, mask, rec_emit, &fast);
+	pol_detect_run_ref(t, n, mask, rec_emit, &ref);
+	bool ok = fast.n == ref.n;
+	for (unsigned k = 0; ok && k < ref.n; k++)
+		ok = fast.off[k] == ref.off[k] && fast.len[k] == ref.len[k] &&
+		     fast.det[k] == ref.det[k];
+	if (!ok) {
+		print_error("fast != reference: mask 0x%x stop %u, %zu bytes:\n",
+			    mask, stop, n);
+		for (size_t i = 0; i < n; i++)
+			print_error("%s%02x", i % 32 ? " " : "\n  ", t[i]);
+		print_error("\n");
+		dump("reference", &ref, t);
+		dump("fast", &fast, t);
+	}
+	assert_true(ok);
+	for (unsigned k = 0; k < ref.n; k++)
+		same_by_det[ref.det[k]]++;
+	return ref.n;
+}
+
+/* same_on() on a copy of |s| that ends where its heap block ends and
+ * starts |shift| bytes into it (so also at every address alignment), with
+ * no stop and then with a stop at a random hit. */
+static unsigned same(const uint8_t *s, size_t n, unsigned mask, size_t shift)
+{
+	uint8_t *b = malloc(shift + n ? shift + n : 1);
+	assert_non_null(b);
+	memcpy(b + shift, s, n);
+	unsigned hits = same_on(b + shift, n, mask, 0);
+	if (hits)
+		same_on(b + shift, n, mask, 1 + rn(hits));
+	free(b);
+	return hits;
+}
+
+/* (a) Random bytes: uniform, and from a small alphabet of trigger and
+ * separator bytes where near-misses (and some hits) are dense. Every mask
+ * in turn. */
+static void test_fast_random(void **state)
+{
+	(void)state;
+	static const char dense[] = "0123456789     ---@@..__AAKSIbBeEywrskghilxo"
+				    "DEGB=\"\t\n/+~";
+	size_t total = 0;
+	for (unsigned round = 0; total < (8u << 20); round++) {
+		size_t n = rn(4) ? rn(300) : rn(20000);
+		uint8_t *b = malloc(n + 1);
+		bool uniform = round % 2 == 0;
+		for (size_t i = 0; i < n; i++)
+			b[i] = uniform ? (uint8_t)rnd()
+				       : (uint8_t)dense[rn(sizeof(dense) - 1)];
+		same(b, n, round % 128, rn(16));
+		same(b, n, ALL, 0);
+		free(b);
+		total += n;
+	}
+}
+
+/* ---- planted hits ---- */
+
+struct buf {
+	uint8_t b[8192];
+	size_t n;
+};
+
+static void put(struct buf *b, const char *s, size_t n)
+{
+	if (b->n + n > sizeof(b->b))
+		n = sizeof(b->b) - b->n;
+	memcpy(b->b + b->n, s, n);
+	b->n += n;
+}
+
+static void puts_(struct buf *b, const char *s)
+{
+	put(b, s, strlen(s));
+}
+
+static void putc_(struct buf *b, char c)
+{
+	put(b, &c, 1);
+}
+
+/* |n| characters of |set|. */
+static void put_from(struct buf *b, const char *set, unsigned n)
+{
+	size_t k = strlen(set);
+	for (unsigned i = 0; i < n; i++)
+		putc_(b, set[rn((unsigned)k)]);
+}
+
+#define DIGITS "0123456789"
+#define UPNUM "ABCDEFGHIJKLMNOPQRSTUVWXYZ" DIGITS
+#define ALNUM "abcdefghijklmnopqrstuvwxyz" UPNUM
+
+/* Most generators make a valid value and now and then a near-miss (one
+ * length or character off). */
+static bool miss(void)
+{
+	return rn(8) == 0;
+}
+
+static void gen_card(struct buf *b)
+{
+	uint8_t d[20];
+	unsigned nd = 13 + rn(7);
+	if (miss())
+		nd = 11 + rn(10);
+	d[0] = (uint8_t)(miss() ? '0' + rn(10) : '2' + rn(5));
+	for (unsigned k = 1; k < nd; k++)
+		d[k] = (uint8_t)('0' + rn(10));
+	for (unsigned c = 0; c < 10 && !pol_luhn_ok(d, nd); c++)
+		d[nd - 1] = (uint8_t)('0' + c);
+	if (miss())
+		d[nd - 1] = (uint8_t)('0' + rn(10));
+	char sep = rn(3) == 0 ? 0 : rn(2) ? ' ' : '-';
+	bool fours = rn(2);
+	for (unsigned k = 0; k < nd; k++) {
+		if (k && sep && (fours ? k % 4 == 0 : rn(4) == 0))
+			putc_(b, miss() ? (char)(sep ^ ' ' ^ '-') : sep);
+		putc_(b, (char)d[k]);
+	}
+}
+
+static void gen_ssn(struct buf *b)
+{
+	char s[32];
+	unsigned a = 1 + rn(899), g = 1 + rn(99), v = 1 + rn(9999);
+	if (miss())
+		a = rn(1000);
+	char sep = rn(3) ? '-' : ' ';
+	snprintf(s, sizeof(s), "%03u%c%02u%c%04u", a, sep, g,
+		 miss() ? '-' : sep, v);
+	puts_(b, s);
+}
+
+static void gen_email(struct buf *b)
+{
+	if (rn(4) == 0)
+		putc_(b, '.');
+	put_from(b, ALNUM "._%+-", 1 + rn(miss() ? 80 : 20));
+	put_from(b, ALNUM, 1);
+	putc_(b, '@');
+	unsigned labels = 1 + rn(3);
+	for (unsigned l = 0; l < labels; l++) {
+		put_from(b, "abcdefghijklmnopqrstuvwxyz" DIGITS, 1);
+		put_from(b, "abcdefghijklmnopqrstuvwxyz" DIGITS "-", rn(12));
+		put_from(b, "abcdefghijklmnopqrstuvwxyz" DIGITS, 1);
+		putc_(b, '.');
+	}
+	put_from(b, "abcdefghijklmnopqrstuvwxyz", miss() ? 1 : 2 + rn(5));
+}
+
+/* Appends the decimal digits of |c| for mod-97 (letters are 10..35). */
+static unsigned mod97(unsigned r, uint8_t c)
+{
+	if (c >= '0' && c <= '9')
+		return (r * 10 + (c - '0')) % 97;
+	return (r * 100 + (c - 'A' + 10)) % 97;
+}
+
+static void gen_iban(struct buf *b)
+{
+	static const char *const cc[] = { "DE", "GB", "FR", "NL", "NO",
+					   "MT", "BR", "LC", "CH", "BE" };
+	const char *c = cc[rn(sizeof(cc) / sizeof(*cc))];
+	unsigned len = pol_iban_length((const uint8_t *)c);
+	uint8_t s[40];
+	s[0] = (uint8_t)c[0];
+	s[1] = (uint8_t)c[1];
+	for (unsigned k = 4; k < len; k++)
+		s[k] = (uint8_t)(rn(4) ? DIGITS[rn(10)] : UPNUM[rn(26)]);
+	unsigned r = 0;
+	for (unsigned k = 4; k < len; k++)
+		r = mod97(r, s[k]);
+	r = mod97(mod97(mod97(mod97(r, s[0]), s[1]), '0'), '0');
+	s[2] = (uint8_t)('0' + (98 - r) / 10);
+	s[3] = (uint8_t)('0' + (98 - r) % 10);
+	assert_true(pol_iban_ok(s, len));
+	if (miss())
+		s[4 + rn(len - 4)] = (uint8_t)UPNUM[rn(36)];
+	bool spaced = rn(2);
+	for (unsigned k = 0; k < len; k++) {
+		if (spaced && k && k % 4 == 0)
+			putc_(b, ' ');
+		putc_(b, (char)s[k]);
+	}
+}
+
+#define B64URL ALNUM "-_"
+
+static void gen_jwt(struct buf *b)
+{
+	static const char *const hdr[] = {
+		"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9", /* alg HS256 */
+		"eyJhbGciOiJub25lIn0",			/* alg none */
+		"ewogImFsZyI6ICJSUzI1NiIKfQ",		/* with newlines */
+		"eyJ0eXAiOiJKV1QifQ",			/* no alg */
+		"eyJhbGci",				/* truncated */
+	};
+	puts_(b, hdr[rn(sizeof(hdr) / sizeof(*hdr))]);
+	unsigned parts = rn(4) ? 3 : rn(2) ? 5 : 2 + rn(5);
+	for (unsigned p = 1; p < parts; p++) {
+		putc_(b, '.');
+		put_from(b, B64URL, p == 1 ? 1 + rn(40) : rn(44));
+	}
+}
+
+static void gen_bearer(struct buf *b)
+{
+	static const char *const scheme[] = { "Bearer", "bearer", "BEARER",
+					      "bEaReR" };
+	puts_(b, scheme[rn(4)]);
+	put_from(b, " \t", miss() ? 0 : 1 + rn(3));
+	put_from(b, ALNUM "-._~+/", 4 + rn(40));
+	put_from(b, "=", rn(3));
+	if (miss())
+		putc_(b, '"');
+}
+
+static void gen_key(struct buf *b)
+{
+	static const char *const k[] = {
+		"AKIA", "ASIA", "AIza", "sk_live_", "sk_test_", "rk_live_",
+		"rk_test_", "ghp_", "gho_", "ghu_", "ghs_", "ghr_",
+		"github_pat_", "glpat-", "xoxb-", "xoxa-", "xoxp-", "xoxr-",
+		"xoxs-",
+	};
+	unsigned i = rn(sizeof(k) / sizeof(*k));
+	puts_(b, k[i]);
+	int d = miss() ? (int)rn(5) - 2 : 0; /* a length near the limit */
+	switch (i) {
+	case 0: case 1: put_from(b, UPNUM, (unsigned)(16 + d)); break;
+	case 2: put_from(b, B64URL, (unsigned)(35 + d)); break;
+	case 3: case 4: case 5: case 6:
+		put_from(b, ALNUM, (unsigned)(10 + d) + rn(20));
+		break;
+	case 12: put_from(b, ALNUM "_", (unsigned)(22 + d) + rn(20)); break;
+	case 13: put_from(b, B64URL, (unsigned)(20 + d) + rn(10)); break;
+	default:
+		if (i >= 14)
+			put_from(b, ALNUM "-", (unsigned)(10 + d) + rn(10));
+		else
+			put_from(b, ALNUM, (unsigned)(36 + d) + rn(6));
+	}
+}
+
+/* Random bytes, from a mixed alphabet with high bytes. */
+static void gen_filler(struct buf *b)
+{
+	for (unsigned k = rn(24); k > 0; k--)
+		putc_(b, rn(4) ? (char)ALNUM " .,-@:"[rn(sizeof(ALNUM) + 6)]
+			       : (char)rnd());
+}
+
+static void (*const gens[])(struct buf *) = {
+	gen_card, gen_ssn, gen_email, gen_iban, gen_jwt, gen_bearer, gen_key,
+	gen_filler,
+};
+
+/* Separators, among them none, letters and digits (which glue values to
+ * their neighbours, so no hit) and bytes >= 0x80. */
+static const char *const seps[] = {
+	" ", "  ", "\n", ", ", "\"", "\":\"", "=", "&", "/", ";", "\t", "",
+	"x", "9", "-", "_", ".", "@", "<", ">", "{\"k\":\"", "(", "\xc3\xa9",
+	"\x80", "\xff", "\r\n", "+", "'",
+};
+
+/* A mixture of 1-12 values and fillers with random separators. */
+static void gen_mixture(struct buf *b)
+{
+	b->n = 0;
+	for (unsigned k = 1 + rn(12); k > 0; k--) {
+		puts_(b, seps[rn(sizeof(seps) / sizeof(*seps))]);
+		gens[rn(sizeof(gens) / sizeof(*gens))](b);
+	}
+	if (rn(2))
+		puts_(b, seps[rn(sizeof(seps) / sizeof(*seps))]);
+}
+
+/* (b) Mixtures of planted values, each behind 0-31 bytes of filler (so at
+ * every offset from a 16-byte block), and cut at each of its last 40
+ * bytes (so every value also meets the buffer end). */
+static void test_fast_planted(void **state)
+{
+	(void)state;
+	static struct buf mix, b;
+	memset(same_by_det, 0, sizeof(same_by_det));
+	for (unsigned round = 0; round < 3000; round++) {
+		gen_mixture(&mix);
+		for (unsigned off = 0; off < 32; off++) {
+			b.n = 0;
+			for (unsigned k = 0; k < off; k++)
+				putc_(&b, rn(2) ? ' ' : (char)ALNUM[rn(62)]);
+			put(&b, (const char *)mix.b, mix.n);
+			same(b.b, b.n, ALL, off % 16);
+			same(b.b, b.n, 1 + rn(ALL), 0);
+		}
+		for (size_t cut = mix.n > 40 ? mix.n - 40 : 0; cut < mix.n;
+		     cut++)
+			same(mix.b, cut, ALL, 0);
+	}
+	/* Not vacuous: every detector found its planted values often. */
+	for (unsigned d = 0; d < POLICY_DET_COUNT; d++) {
+		if (same_by_det[d] < 1000)
+			print_error("%s: only %lu hits\n",
+				    policy_detector_name(d), same_by_det[d]);
+		assert_true(same_by_det[d] >= 1000);
+	}
+}
+
+/* (c) Every combination of detectors on the same mixtures. */
+static void test_fast_masks(void **state)
+{
+	(void)state;
+	static struct buf mix;
+	for (unsigned round = 0; round < 300; round++) {
+		gen_mixture(&mix);
+		for (unsigned mask = 0; mask <= ALL; mask++)
+			same(mix.b, mix.n, mask, round % 16);
+	}
+	/* Bits outside POLICY_DET_ALL are ignored by both. */
+	gen_mixture(&mix);
+	same(mix.b, mix.n, ~0u, 0);
+}
+
+/* Every value of the two bytes around the start of a hit, i.e. the bytes
+ * the fast scanner's candidate test looks at: before it and its first
+ * byte, its first and second bytes, its second and third bytes. With all
+ * detectors and with the hit's own alone, so a gap in one detector's
+ * trigger class cannot hide behind another's. */
+static void test_fast_trigger_bytes(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *s;
+		unsigned mask;
+	} hits[] = {
+		{ "4111 1111 1111 1111", CARD },
+		{ "4-111-1111-1111-1111", CARD },
+		{ "5500000000000004", CARD },
+		{ "123-45-6789", SSN },
+		{ "123 45 6789", SSN },
+		{ "DE89370400440532013000", IBAN },
+		{ "a@b.co", EMAIL },
+		{ "bob@example.com", EMAIL },
+		{ "eyJhbGciOiJub25lIn0.e30.", JWT },
+		{ "ewogImFsZyI6ICJSUzI1NiIKfQ.e30.c2ln", JWT },
+		{ "Bearer abcdefgh12345", BEARER },
+		{ "bEARER abcdefgh12345", BEARER },
+		{ "AKIAIOSFODNN7EXAMPLE", KEY },
+		{ "ASIAIOSFODNN7EXAMPLE", KEY },
+		{ "AIzaSyA1234567890abcdefghijklmnopqrs_-x", KEY },
+		{ "sk_live_4eC39HqLyjWDarjtT1zdp7dc", KEY },
+		{ "rk_test_4eC39HqLyjWDarjtT1zdp7dc", KEY },
+		{ "ghp_0123456789abcdefghijABCDEFGHIJ012345", KEY },
+		{ "github_pat_11ABCDEFG0123456789_abcdefghijKLMNOPQRSTUV", KEY },
+		{ "glpat-0123456789abcdefGHIJ", KEY },
+		{ "xoxb-123456789012-abcdefABCDEF", KEY },
+	};
+	for (size_t h = 0; h < sizeof(hits) / sizeof(*hits); h++) {
+		size_t n = strlen(hits[h].s) + 2;
+		uint8_t *t = malloc(n);
+		for (size_t at = 0; at < 3; at++) {
+			memcpy(t + 1, hits[h].s, n - 2);
+			t[0] = t[n - 1] = ' ';
+			/* The unchanged value is found by both. */
+			assert_int_equal(same_on(t, n, hits[h].mask, 0), 1);
+			for (unsigned v = 0; v < 65536; v++) {
+				t[at] = (uint8_t)v;
+				t[at + 1] = (uint8_t)(v >> 8);
+				same_on(t, n, ALL, 0);
+				same_on(t, n, hits[h].mask, 0);
+			}
+		}
+		free(t);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -428,6 +876,10 @@ int main(void)
 		cmocka_unit_test(test_detect_table),
 		cmocka_unit_test(test_detect_args_and_max),
 		cmocka_unit_test(test_detect_edges),
+		cmocka_unit_test(test_fast_random),
+		cmocka_unit_test(test_fast_planted),
+		cmocka_unit_test(test_fast_masks),
+		cmocka_unit_test(test_fast_trigger_bytes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
