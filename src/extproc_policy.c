@@ -81,12 +81,14 @@ static struct record_seal_sink sink(struct extproc_buf *b)
 	return (struct record_seal_sink){ buf_put, b, b->len != 0 };
 }
 
-/* |s| over |b|, or NULL (no notes) once |b| reached NOTES_MAX. */
-static struct record_seal_sink *notes_sink(struct extproc_buf *b,
+/* |s| over |b|, or NULL (no notes) once |b| reached NOTES_MAX or when
+ * no record is written (|xd|->notes). */
+static struct record_seal_sink *notes_sink(const struct extproc_xdec *xd,
+					   struct extproc_buf *b,
 					   struct record_seal_sink *s)
 {
 	*s = sink(b);
-	return b->len < NOTES_MAX ? s : NULL;
+	return xd->notes && b->len < NOTES_MAX ? s : NULL;
 }
 
 /* ---- routing ---------------------------------------------------------------- */
@@ -171,7 +173,7 @@ static enum extproc_verdict pd_header(void *self, struct extproc_xdec *xd,
 	size_t undo = xd->applied.len;
 	int red = record_seal_replace(pp->rs, xd->route, &w, false, 0, sp,
 				      (unsigned)n, value, vlen, &out,
-				      notes_sink(&xd->applied, &ns));
+				      notes_sink(xd, &xd->applied, &ns));
 	if (red < 0) {
 		xd->applied.len = undo; /* out of memory: fail closed */
 		return d->verdict = EXTPROC_REMOVE;
@@ -269,7 +271,7 @@ static enum extproc_verdict pd_body(void *self, struct extproc_xdec *xd,
 	size_t undo = found->len;
 	if (record_seal_replace(pp->rs, xd->route, &w, true, c->off, sp,
 				(unsigned)n, c->data, c->len, &out,
-				notes_sink(found, &ns)) < 0) {
+				notes_sink(xd, found, &ns)) < 0) {
 		found->len = undo; /* out of memory: fail closed */
 		return d->verdict = EXTPROC_REMOVE;
 	}

@@ -1531,6 +1531,7 @@ static int worker_init(struct xp_worker *w, const struct extproc_cfg *cfg,
 				   ? cfg->request_id_header
 				   : NULL;
 	w->ctx.max_record = 1u << 20;
+	w->ctx.records = cfg->records;
 	w->tick_ev = event_new(w->base, -1, EV_PERSIST, tick_cb, w);
 	w->goaway_ev = evtimer_new(w->base, goaway_cb, w);
 	w->shutdown_ev = event_new(w->base, -1, 0, shutdown_cb, w);

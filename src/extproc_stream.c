@@ -732,6 +732,7 @@ static bool begin(struct extproc_xchg *x, struct extproc_ctx *ctx,
 	}
 	mo->request_body = announced(x->side[0].body_mode);
 	mo->response_body = announced(x->side[1].body_mode);
+	x->xd.notes = ctx->records;
 	return ctx->decider.ops->begin(ctx->decider.self, &x->xd, &rq, mo);
 }
 
@@ -793,6 +794,8 @@ static void record_field(struct extproc_xchg *x, struct extproc_ctx *ctx,
 			 const uint8_t *n, size_t nl, const uint8_t *v,
 			 size_t vl, enum extproc_verdict verdict)
 {
+	if (!ctx->records)
+		return; /* building a record nobody writes costs a tenth */
 	if (rec->len > ctx->max_record) {
 		x->anomalies |= A_TOO_BIG;
 		return;

@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <openssl/crypto.h>
 
 #include "sealtap/keys.h"
 #include "sealtap/log.h"
@@ -487,9 +486,9 @@ int record_seal_replace(struct record_sealer *rs, const struct policy_route *r,
 {
 	struct splice o = { .out = out, .notes = notes, .body = body,
 			    .off = off };
-	int red = splice(rs, r, w, sp, n, in, len, &o);
-	OPENSSL_cleanse(rs->token, TOKEN_CAP);
-	return red;
+	/* rs->token held only sealed output (no plaintext): nothing to wipe;
+	 * wiping its ~88 KB per value cost a fifth of ext_proc's time. */
+	return splice(rs, r, w, sp, n, in, len, &o);
 }
 
 unsigned record_seal_body(struct record_sealer *rs,

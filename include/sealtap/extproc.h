@@ -261,6 +261,8 @@ struct extproc_xdec {
 	const void *route;        /* the decider's choice for the exchange */
 	const char *tenant;       /* for the record: whose keys seal; NULL */
 	const char *route_name;   /* for the record; NULL */
+	bool notes;               /* the engine writes a record: fill
+				     |applied| and |findings| */
 	struct extproc_buf applied;     /* record "sealed": JSON objects,
 					   comma-separated */
 	struct extproc_buf findings[2]; /* record "body_findings" of the
@@ -354,6 +356,7 @@ struct extproc_ctx {
 	struct extproc_counters *ctr;
 	const char *request_id_header; /* NULL: none added */
 	uint32_t max_record;           /* bytes of one record */
+	bool records;                  /* write records (else none is built) */
 	struct extproc_arena *arena;   /* protobuf-c allocations */
 	struct extproc_buf scratch;    /* decisions */
 };

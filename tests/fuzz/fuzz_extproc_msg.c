@@ -61,6 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		ctx.ctr = &ctr;
 		ctx.request_id_header = EXTPROC_REQUEST_ID_DEFAULT;
 		ctx.max_record = 64u << 10;
+		ctx.records = true;
 		ctx.arena = extproc_arena_new(4096);
 	}
 	struct extproc_xchg_info info = { .peer = "fuzz:1", .stream_id = 1,

@@ -100,6 +100,7 @@ static bool start(struct fx *f, const char *authority, const char *path,
 	extproc_buf_free(&f->xd.findings[1]);
 	memset(&f->xd, 0, sizeof(f->xd));
 	memcpy(f->xd.record_id, RID, 16);
+	f->xd.notes = true; /* as when records are written */
 	struct policy_request rq = {
 		.authority = authority, .authority_len = strlen(authority),
 		.path = path, .path_len = strlen(path),

@@ -233,6 +233,7 @@ static void fixture_init(struct fixture *f)
 	f->ctx.ctr = &f->ctr;
 	f->ctx.request_id_header = EXTPROC_REQUEST_ID_DEFAULT;
 	f->ctx.max_record = 1 << 20;
+	f->ctx.records = true;
 	f->ctx.arena = extproc_arena_new(4096);
 	assert_non_null(f->ctx.arena);
 }
