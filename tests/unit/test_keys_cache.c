@@ -17,6 +17,7 @@
 #include <pthread.h>
 
 #include "../../src/keys_cache.c"
+#include "smaps.h"
 
 #define HOUR (3600ull * ST_NS_PER_SEC)
 
@@ -71,39 +72,6 @@ static bool all_zero(const uint8_t *p, size_t n)
 }
 
 /* ---- memory protections ----------------------------------------------------------- */
-
-/* VmFlags of the mapping holding |addr| (from /proc/self/smaps). */
-static bool vmflags_of(const void *addr, char *flags, size_t cap)
-{
-	FILE *f = fopen("/proc/self/smaps", "r");
-	char line[512];
-	bool in = false;
-	uintptr_t a = (uintptr_t)addr;
-	assert_non_null(f);
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long lo, hi;
-		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
-		    strchr(line, ' ') == line + strcspn(line, " ")) {
-			in = a >= lo && a < hi;
-			continue;
-		}
-		if (in && !strncmp(line, "VmFlags:", 8)) {
-			if (snprintf(flags, cap, "%s", line + 8) >= (int)cap)
-				flags[cap - 1] = '\0';
-			fclose(f);
-			return true;
-		}
-	}
-	fclose(f);
-	return false;
-}
-
-static bool has_flag(const char *flags, const char *f)
-{
-	char want[8];
-	snprintf(want, sizeof(want), " %s", f);
-	return strstr(flags, want) != NULL;
-}
 
 /* Permissions ("rw-p", "---p") of the mapping holding |addr|. */
 static bool perms_of(const void *addr, char perms[5])

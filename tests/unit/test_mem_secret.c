@@ -40,41 +40,9 @@
 
 #include "sealtap/mem_secret.h"
 #include "sealtap/seal.h"
+#include "smaps.h"
 
 /* ---- helpers ---------------------------------------------------------------- */
-
-/* VmFlags of the mapping holding |addr| (from /proc/self/smaps). */
-static bool vmflags_of(const void *addr, char *flags, size_t cap)
-{
-	FILE *f = fopen("/proc/self/smaps", "r");
-	char line[512];
-	bool in = false;
-	uintptr_t a = (uintptr_t)addr;
-	assert_non_null(f);
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long lo, hi;
-		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
-		    strchr(line, ' ') == line + strcspn(line, " ")) {
-			in = a >= lo && a < hi;
-			continue;
-		}
-		if (in && !strncmp(line, "VmFlags:", 8)) {
-			if (snprintf(flags, cap, "%s", line + 8) >= (int)cap)
-				flags[cap - 1] = '\0';
-			fclose(f);
-			return true;
-		}
-	}
-	fclose(f);
-	return false;
-}
-
-static bool has_flag(const char *flags, const char *f)
-{
-	char want[8];
-	snprintf(want, sizeof(want), " %s", f);
-	return strstr(flags, want) != NULL;
-}
 
 /* |p| is secret memory: in the region, in a not-dumped mapping. */
 static void assert_secret(const void *p)
