@@ -10,10 +10,10 @@
 #             each next to testpmd rxonly on the same capture.
 #   seal      seals/s on one core for 16..16384-byte values through the
 #             engine (single and batched) next to raw OpenSSL EVP and raw
-#             intel-ipsec-mb GCM (bench/seal.sh).
+#             intel-ipsec-mb GCM (bench/bench_seal.c).
 #   detect    content detectors on one core: the SSE scan next to the
 #             byte-at-a-time reference, on random bytes, text and JSON
-#             (bench/detect.sh).
+#             (bench/bench_detect.c).
 #
 # Options: --pcap FILE (default: bench/data/ref-h2.pcap, made on demand by
 # scripts/make-capture.sh --bench from real nghttpd/h2load traffic),
@@ -30,12 +30,15 @@ what=${1:-}
 [[ -n $what ]] || { echo "usage: scripts/bench.sh capture [--pcap FILE] [--passes N] [--seconds S] [--workers N]" >&2; exit 2; }
 shift
 
-# The sealing benchmark has its own driver (no captures, no EAL).
-if [[ $what == seal ]]; then
-	exec bash bench/seal.sh "$@"
-fi
-if [[ $what == detect ]]; then
-	exec bash bench/detect.sh "$@"
+# seal and detect are one C program each (no captures, no EAL), run from
+# the release build; their options are the program's (--help).
+if [[ $what == seal || $what == detect ]]; then
+	BUILD=${SEALTAP_BENCH_BUILD:-build-release}
+	if [[ ! -f $BUILD/build.ninja ]]; then
+		meson setup "$BUILD" -Dbuildtype=release -Dtests=false >/dev/null
+	fi
+	ninja -C "$BUILD" "bench/bench_$what" >/dev/null
+	exec "$BUILD/bench/bench_$what" "$@"
 fi
 if [[ $what == extproc ]]; then
 	exec bash bench/extproc.sh "$@"
