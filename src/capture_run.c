@@ -29,6 +29,7 @@
 #include "sealtap/policy.h"
 #include "sealtap/record_seal.h"
 #include "sealtap/log.h"
+#include "sealtap/mem.h"
 #include "sealtap/stream_digest.h"
 #include "sealtap/worker.h"
 
@@ -401,6 +402,9 @@ static void queue_loop(struct wctx *wc)
 static int worker_lcore(void *arg)
 {
 	struct wctx *wc = arg;
+	if (mem_nodump_stack() != 0)
+		log_kv(LOG_LEVEL_WARN, "worker stack stays in core dumps "
+		       "(madvise refused)", NULL);
 	if (wc->ring)
 		ring_loop(wc);
 	else
@@ -971,6 +975,10 @@ int capture_run(const struct st_config *cfg, const struct capture_opts *o,
 	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
+	/* This thread is the RX stage: packet bytes pass through its stack. */
+	if (mem_nodump_stack() != 0)
+		log_kv(LOG_LEVEL_WARN, "RX stage stack stays in core dumps "
+		       "(madvise refused)", NULL);
 	res->workers = r.nworkers;
 	res->rss = r.rss;
 	unsigned lc = rte_get_next_lcore(-1, 1, 0);

@@ -58,6 +58,7 @@
 #include "sealtap/export.h"
 #include "sealtap/extproc.h"
 #include "sealtap/log.h"
+#include "sealtap/mem.h"
 #include "sealtap/record.h"
 
 #define RBUF_SIZE (64u * 1024)      /* one read from a socket */
@@ -1488,6 +1489,10 @@ static void shutdown_cb(evutil_socket_t fd, short what, void *arg)
 static void *worker_main(void *arg)
 {
 	struct xp_worker *w = arg;
+	/* Header and body values pass through this thread's stack. */
+	if (mem_nodump_stack() != 0)
+		log_kv(LOG_LEVEL_WARN, "extproc thread stack stays in core "
+		       "dumps (madvise refused)", NULL);
 	extproc_policy_online(w->pd, true);
 	/* One pass of the loop at a time, so the thread passes a key
 	 * quiescent point after every batch of events; the 1 s tick makes a

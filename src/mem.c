@@ -1,5 +1,9 @@
 /* Not-dumped anonymous mappings. See mem.h. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "sealtap/mem.h"
 
@@ -182,6 +186,30 @@ void *mem_heap_realloc(struct mem_heap *h, void *p, size_t n)
 	memcpy(q, p, b->size);
 	mem_heap_release(h, p);
 	return q;
+}
+
+int mem_nodump_stack(void)
+{
+	pthread_attr_t a;
+	void *addr;
+	size_t size;
+	if (pthread_getattr_np(pthread_self(), &a) != 0)
+		return -EINVAL;
+	int rc = pthread_attr_getstack(&a, &addr, &size);
+	pthread_attr_destroy(&a);
+	if (rc != 0)
+		return -rc;
+	/* The main thread's stack is reported at its rlimit size, beyond
+	 * what is mapped yet: madvise marks the mapped part (the [stack]
+	 * area keeps the flag as it grows) and says ENOMEM for the rest. */
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t lo = ((uintptr_t)addr + page - 1) & ~(page - 1);
+	uintptr_t hi = ((uintptr_t)addr + size) & ~(page - 1);
+	if (hi <= lo)
+		return -EINVAL;
+	if (madvise((void *)lo, hi - lo, MADV_DONTDUMP) != 0 && errno != ENOMEM)
+		return -errno;
+	return 0;
 }
 
 void mem_scrub_registers(void)

@@ -36,6 +36,14 @@ void *mem_heap_calloc(struct mem_heap *h, size_t nmemb, size_t size);
 void *mem_heap_realloc(struct mem_heap *h, void *p, size_t n);
 void mem_heap_release(struct mem_heap *h, void *p);
 
+/* Excludes the calling thread's stack from core dumps. For threads that
+ * handle traffic: parsers, detectors and the sealer keep short-lived
+ * plaintext copies in locals (a card number's digits for the Luhn check,
+ * a percent-decoded query value), and a stack is otherwise dumped. Called
+ * first thing by the workers, the RX stage and the ext_proc event loops.
+ * 0 or -errno. */
+int mem_nodump_stack(void);
+
 /* Clears the vector registers of the calling thread. Copying key bytes
  * (memcpy, AES key expansion) leaves them in SSE/AVX/AVX-512 registers,
  * and a core dump or gcore writes every thread's registers out. Called by

@@ -38,6 +38,7 @@
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
+#include "sealtap/mem.h"
 #include "sealtap/mem_secret.h"
 #include "sealtap/seal.h"
 #include "smaps.h"
@@ -509,6 +510,36 @@ static void test_threads(void **state)
 	assert_int_equal(bad_blocks, 0);
 }
 
+/* mem_nodump_stack(): the calling thread's stack leaves core dumps (a
+ * thread that parses traffic keeps plaintext in locals), for a created
+ * thread and for the main thread. */
+static void *stack_thread(void *arg)
+{
+	char local[64], flags[256];
+	memset(local, 1, sizeof(local));
+	assert_true(vmflags_of(local, flags, sizeof(flags)));
+	*(bool *)arg = has_flag(flags, "dd"); /* before: must be false */
+	assert_int_equal(mem_nodump_stack(), 0);
+	assert_true(vmflags_of(local, flags, sizeof(flags)));
+	assert_true(has_flag(flags, "dd"));
+	return NULL;
+}
+
+static void test_nodump_stack(void **state)
+{
+	(void)state;
+	pthread_t t;
+	bool before = true;
+	assert_int_equal(pthread_create(&t, NULL, stack_thread, &before), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_false(before);
+	char local[64], flags[256];
+	memset(local, 2, sizeof(local));
+	assert_int_equal(mem_nodump_stack(), 0);
+	assert_true(vmflags_of(local, flags, sizeof(flags)));
+	assert_true(has_flag(flags, "dd"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -520,6 +551,7 @@ int main(void)
 		cmocka_unit_test(test_openssl_routed),
 		cmocka_unit_test(test_no_key_in_dumpable_memory),
 		cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_nodump_stack),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
