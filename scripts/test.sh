@@ -87,7 +87,8 @@ for t in tests/integration/*; do
 	if [[ -n ${ONLY:-} && $t != *"$ONLY"* ]]; then continue; fi
 	echo "--- $t"
 	timeout 600 "$t"
-	record "integration:$(basename "$t")" $?
+	rc=$? # before the $(basename) below, which would reset $?
+	record "integration:$(basename "$t")" "$rc"
 done
 
 if [[ ${SKIP_FUZZ:-0} != 1 ]]; then
