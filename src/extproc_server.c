@@ -42,6 +42,7 @@
 #include <strings.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,6 +50,7 @@
 #include <event2/thread.h>
 #include <nghttp2/nghttp2.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 
 /* protoc-c's *__INIT macros leave the braces of oneof unions out */
@@ -59,6 +61,7 @@
 #include "sealtap/extproc.h"
 #include "sealtap/log.h"
 #include "sealtap/mem.h"
+#include "sealtap/mem_secret.h"
 #include "sealtap/record.h"
 
 #define RBUF_SIZE (64u * 1024)      /* one read from a socket */
@@ -1700,6 +1703,78 @@ static void ssl_err(char *err, size_t errlen, const char *what,
 	ERR_clear_error();
 }
 
+#define TLS_KEY_FILE_MAX (1u << 20)
+
+/* Reads the private key file |path| into secret memory (not dumped, wiped
+ * when freed) with plain read(2), so the PEM text never sits in a stdio
+ * buffer on the ordinary heap as SSL_CTX_use_PrivateKey_file() would leave
+ * it. Returns the bytes (free with mem_secret_free after wiping) or NULL
+ * with |err|. */
+static uint8_t *read_key_file(const char *path, size_t *len, char *err,
+			      size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		snprintf(err, errlen, "extproc.tls_key: cannot open %s: %s",
+			 path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	if (st.st_size <= 0 || (uint64_t)st.st_size > TLS_KEY_FILE_MAX) {
+		snprintf(err, errlen, "extproc.tls_key: %s: %lld bytes is not "
+			 "a PEM private key (empty or over 1 MiB)", path,
+			 (long long)st.st_size);
+		close(fd);
+		return NULL;
+	}
+	uint8_t *buf = mem_secret_alloc((size_t)st.st_size);
+	size_t got = 0;
+	while (buf && got < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	if (!buf || got != (size_t)st.st_size) {
+		snprintf(err, errlen, "extproc.tls_key: cannot read %s", path);
+		if (buf) {
+			OPENSSL_cleanse(buf, (size_t)st.st_size);
+			mem_secret_free(buf);
+		}
+		return NULL;
+	}
+	*len = got;
+	return buf;
+}
+
+/* SSL_CTX_use_PrivateKey_file() without the stdio copy: the key is parsed
+ * from secret memory (OpenSSL's own allocations are secret memory too). */
+static int load_private_key(SSL_CTX *ctx, const char *path, char *err,
+			    size_t errlen)
+{
+	size_t len;
+	uint8_t *pem = read_key_file(path, &len, err, errlen);
+	if (!pem)
+		return -1;
+	BIO *b = BIO_new_mem_buf(pem, (int)len);
+	EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+	int ok = k && SSL_CTX_use_PrivateKey(ctx, k) == 1;
+	EVP_PKEY_free(k);
+	BIO_free(b);
+	OPENSSL_cleanse(pem, len);
+	mem_secret_free(pem);
+	if (!ok) {
+		ssl_err(err, errlen, "extproc.tls_key: cannot load", path);
+		return -1;
+	}
+	return 0;
+}
+
 static SSL_CTX *make_ssl_ctx(const struct extproc_cfg *cfg, char *err,
 			     size_t errlen)
 {
@@ -1720,10 +1795,8 @@ static SSL_CTX *make_ssl_ctx(const struct extproc_cfg *cfg, char *err,
 		ssl_err(err, errlen, "extproc.tls_cert: cannot load", cfg->tls_cert);
 		goto fail;
 	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1) {
-		ssl_err(err, errlen, "extproc.tls_key: cannot load", cfg->tls_key);
+	if (load_private_key(ctx, cfg->tls_key, err, errlen) != 0)
 		goto fail;
-	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
 		ssl_err(err, errlen, "extproc.tls_key: does not match the "
 			"certificate", cfg->tls_key);

@@ -46,5 +46,24 @@ mkdir -p "$T/bad"
 timeout 300 "$PY" "$D/bad_input.py" --workdir "$T/bad" || rc=1
 mkdir -p "$T/life"
 timeout 120 "$PY" "$D/lifecycle.py" --workdir "$T/life" || rc=1
+# TLS key files that cannot serve: one line naming the key, exit 2.
+mkdir -p "$T/tlskey"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/tlskey/k.pem" -out "$T/tlskey/c.pem" \
+	-days 1 -subj /CN=localhost >/dev/null 2>&1 || fail "openssl req"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/tlskey/other.pem" -out "$T/tlskey/o.pem" \
+	-days 1 -subj /CN=other >/dev/null 2>&1 || fail "openssl req"
+echo "not a key" >"$T/tlskey/garbage.pem"
+for bad in garbage:"cannot load" missing:"cannot open" other:"cannot load .*mismatch"; do
+	key=${bad%%:*} want=${bad#*:}
+	printf 'extproc:\n  tls_cert: %s\n  tls_key: %s\n' "$T/tlskey/c.pem" "$T/tlskey/$key.pem" >"$T/tlskey/$key.yaml"
+	krc=0
+	timeout 20 "$BIN" extproc -c "$T/tlskey/$key.yaml" --listen 127.0.0.1:0 --duration 1 \
+		--no-records >/dev/null 2>"$T/tlskey/$key.err" || krc=$?
+	[[ $krc == 2 ]] && grep -qE "extproc.tls_key: $want" "$T/tlskey/$key.err" ||
+		{ cat "$T/tlskey/$key.err"; echo "FAIL: tls key $key: exit $krc"; rc=1; }
+done
+printf 'extproc:\n  tls_cert: %s\n  tls_key: %s\n' "$T/tlskey/c.pem" "$T/tlskey/k.pem" >"$T/tlskey/ok.yaml"
+timeout 20 "$BIN" extproc -c "$T/tlskey/ok.yaml" --listen 127.0.0.1:0 --duration 0.5 \
+	--no-records >/dev/null 2>"$T/tlskey/ok.err" || { cat "$T/tlskey/ok.err"; echo "FAIL: tls key ok"; rc=1; }
 [[ $rc == 0 ]] || fail "see the FAIL lines above (KEEP=1 keeps $T)"
-ok "ext_proc conformance over h2c, TLS and mTLS; policy with real keys; bad input; life cycle"
+ok "ext_proc conformance over h2c, TLS and mTLS; policy with real keys; bad input; TLS key files; life cycle"
