@@ -37,8 +37,8 @@ static void usage_main(FILE *out)
 "A confidential HTTP/2 traffic processor.\n"
 "\n"
 "commands:\n"
-"  tap               capture path: pcap files or a DPDK port -> decode ->\n"
-"                    flows -> TCP reassembly (HTTP/2 records: later)\n"
+"  tap               pcap files or a DPDK port -> decode -> flows -> TCP\n"
+"                    reassembly -> HTTP/2 -> policy -> sealed records\n"
 "  gen               write a pcap of synthetic HTTP/2 traffic (nghttp2\n"
 "                    client and server sessions, TCP segmentation)\n"
 "  extproc           Envoy ext_proc callout backend (gRPC over HTTP/2):\n"
@@ -47,11 +47,10 @@ static void usage_main(FILE *out)
 "                    one policy, one set of keys, one record directory\n"
 "  keys              tenants' data-encryption keys: init (dev token and\n"
 "                    KEK), create, rotate, list\n"
+"  open              print records with sealed values opened (key holders)\n"
 "  config-reference  print every configuration option as commented YAML\n"
 "  version           print the version\n"
 "  help [command]    this text, or a command's options\n"
-"\n"
-"  open              print records with sealed values opened (key holders)\n"
 "\n"
 
 "Run 'sealtap <command> --help' for a command's options.\n");
