@@ -17,6 +17,7 @@
 #include <openssl/crypto.h>
 
 #include "sealtap/common.h"
+#include "sealtap/log.h"
 #include "sealtap/mem_secret.h"
 
 /* ---- the region ---------------------------------------------------------- */
@@ -108,6 +109,27 @@ static void foreign_free(void *p)
 {
 	explicit_bzero(p, malloc_usable_size(p));
 	free(p);
+}
+
+/* Misuse (a block freed twice, a pointer into a block's middle): counted,
+ * reported once, and the block left alone. Library code does not end the
+ * process; leaving one block unfreed is the safe outcome. */
+static uint64_t bad_blocks;
+
+static void bad_block(const void *p)
+{
+	if (__atomic_fetch_add(&bad_blocks, 1, __ATOMIC_RELAXED) == 0) {
+		char a[32];
+		snprintf(a, sizeof(a), "%p", p);
+		log_kv(LOG_LEVEL_ERROR, "mem_secret: free or realloc of a "
+		       "block that is not live (double free or bad pointer); "
+		       "left alone", "pointer", a, NULL);
+	}
+}
+
+uint64_t mem_secret_bad_blocks(void)
+{
+	return __atomic_load_n(&bad_blocks, __ATOMIC_RELAXED);
 }
 
 #if defined(SEALTAP_SECRET_JEMALLOC)
@@ -385,13 +407,13 @@ static void *backend_alloc(size_t n, size_t align, bool zero)
 	return base + off;
 }
 
+/* The header of live block |p|, or NULL (counted) if |p| is not one. */
 static struct jhdr *hdr_of(void *p)
 {
 	struct jhdr *h = (struct jhdr *)p - 1;
 	if (ST_UNLIKELY(h->magic != J_LIVE)) {
-		fprintf(stderr, "sealtap: mem_secret_free/realloc of %p: not "
-			"a live block (double free or bad pointer)\n", p);
-		abort();
+		bad_block(p);
+		return NULL;
 	}
 	return h;
 }
@@ -408,6 +430,8 @@ static size_t backend_usable(void *p)
 static void backend_free(void *p)
 {
 	struct jhdr *h = hdr_of(p);
+	if (!h)
+		return;
 	struct tstate *t = &tls;
 	unsigned c = h->cls;
 	if (ST_LIKELY(c != J_DIRECT)) {
@@ -433,6 +457,8 @@ static void backend_free(void *p)
 static void *backend_realloc(void *p, size_t n)
 {
 	struct jhdr *h = hdr_of(p);
+	if (!h)
+		return NULL;
 	if (n <= h->size)
 		return p; /* shrinking: |size| stays, so free wipes it all */
 	if (n <= backend_usable(p)) {
@@ -604,25 +630,22 @@ NO_ASAN static void *backend_alloc(size_t n, size_t align, bool zero)
 	return b + off;
 }
 
+/* The header of live block |p|, or NULL (counted) if |p| is not one. */
 NO_ASAN static struct shdr *hdr_of(void *p)
 {
 	struct shdr *h = (struct shdr *)p - 1;
 	if (h->magic != H_LIVE) {
-		fprintf(stderr, "sealtap: mem_secret_free/realloc of %p: not "
-			"a live block (double free or bad pointer)\n", p);
-		abort();
+		bad_block(p);
+		return NULL;
 	}
 	return h;
-}
-
-NO_ASAN static size_t backend_usable(void *p)
-{
-	return hdr_of(p)->size;
 }
 
 NO_ASAN static void backend_free(void *p)
 {
 	struct shdr *h = hdr_of(p);
+	if (!h)
+		return;
 	uint8_t *b = (uint8_t *)p - h->off;
 	size_t len = block_len(h);
 	uint16_t cls = h->cls;
@@ -644,9 +667,18 @@ NO_ASAN static void backend_free(void *p)
 	pthread_mutex_unlock(&h_mu);
 }
 
+/* The header is a red zone: read it without ASan's check. */
+NO_ASAN static size_t live_size(const struct shdr *h)
+{
+	return h->size;
+}
+
 static void *backend_realloc(void *p, size_t n)
 {
-	size_t have = backend_usable(p);
+	struct shdr *h = hdr_of(p);
+	if (!h)
+		return NULL;
+	size_t have = live_size(h);
 	void *q = backend_alloc(n, 16, false);
 	if (!q)
 		return NULL;

@@ -56,14 +56,17 @@
  * it sees zeros where the parent's secrets (OpenSSL's objects included)
  * were.
  *
- * Misuse is fatal: freeing a block twice, or a pointer into the middle of
- * one, aborts with a message (each block carries a live marker).
+ * Misuse (freeing a block twice, or a pointer into the middle of one) is
+ * caught by a live marker in each block: logged once, counted
+ * (mem_secret_bad_blocks), and the block is left alone; realloc of such a
+ * pointer returns NULL.
  */
 #ifndef SEALTAP_MEM_SECRET_H
 #define SEALTAP_MEM_SECRET_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Address space reserved for secret memory (a quarter, a sixteenth ...
  * down to 1 GiB when RLIMIT_AS refuses it). Nothing of it is committed
@@ -98,5 +101,8 @@ void mem_secret_free(void *p);
 
 /* True if |p| lies in the secret region. */
 bool mem_secret_owns(const void *p);
+
+/* Frees and reallocs refused because the block was not live. */
+uint64_t mem_secret_bad_blocks(void);
 
 #endif

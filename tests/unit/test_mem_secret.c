@@ -540,6 +540,25 @@ static void test_nodump_stack(void **state)
 	assert_true(has_flag(flags, "dd"));
 }
 
+/* A block freed twice, or a pointer into a block's middle, is refused and
+ * counted, never a crash; realloc of it returns NULL. */
+static void test_bad_free(void **state)
+{
+	(void)state;
+	uint64_t before = mem_secret_bad_blocks();
+	uint8_t *p = mem_secret_alloc(100);
+	assert_non_null(p);
+	mem_secret_free(p);
+	mem_secret_free(p);
+	assert_int_equal(mem_secret_bad_blocks(), before + 1);
+	uint8_t *q = mem_secret_alloc(200);
+	assert_non_null(q);
+	assert_null(mem_secret_realloc(q + 64, 400));
+	assert_int_equal(mem_secret_bad_blocks(), before + 2);
+	mem_secret_free(q);
+	assert_int_equal(mem_secret_bad_blocks(), before + 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -552,6 +571,7 @@ int main(void)
 		cmocka_unit_test(test_no_key_in_dumpable_memory),
 		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_nodump_stack),
+		cmocka_unit_test(test_bad_free),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
