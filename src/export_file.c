@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sealtap/common.h"
 #include "sealtap/export.h"
 #include "sealtap/log.h"
 
@@ -35,13 +36,6 @@ struct export_file {
 	uint32_t batch_len;
 	struct export_stats st;
 };
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* The file being written: private to this exporter (pid and instance),
  * so two exporters sharing a directory (sealtap run, or a tap and an
@@ -73,7 +67,7 @@ static int open_next(struct export_file *ef)
 		return -errno;
 	}
 	ef->file_bytes = 0;
-	ef->opened_ns = mono_ns();
+	ef->opened_ns = st_mono_ns();
 	return 0;
 }
 
@@ -138,7 +132,7 @@ static void write_batch(struct export_file *ef)
 	ef->st.bytes += ef->batch_len - left;
 	ef->file_bytes += ef->batch_len - left;
 	ef->batch_len = 0;
-	ef->last_write_ns = mono_ns();
+	ef->last_write_ns = st_mono_ns();
 	if (ef->file_bytes >= ef->cfg.max_bytes)
 		close_current(ef);
 }
@@ -164,17 +158,17 @@ static void take(void *u, const void *rec, uint32_t len)
 static void *run(void *arg)
 {
 	struct export_file *ef = arg;
-	ef->last_write_ns = mono_ns();
+	ef->last_write_ns = st_mono_ns();
 	for (;;) {
 		int stopping = atomic_load(&ef->stop);
 		unsigned got = 0;
 		for (unsigned i = 0; i < ef->nrings; i++)
 			got += export_ring_drain(&ef->rings[i], take, ef);
-		uint64_t now = mono_ns();
+		uint64_t now = st_mono_ns();
 		if (ef->batch_len &&
 		    now - ef->last_write_ns >= ef->cfg.flush_ns)
 			write_batch(ef);
-		if (ef->fd >= 0 && mono_ns() - ef->opened_ns >= ef->cfg.max_age_ns) {
+		if (ef->fd >= 0 && st_mono_ns() - ef->opened_ns >= ef->cfg.max_age_ns) {
 			write_batch(ef);
 			close_current(ef);
 		}

@@ -57,6 +57,7 @@
 #pragma GCC diagnostic ignored "-Wmissing-braces"
 #include "ext_proc.pb-c.h"
 #include "health.pb-c.h"
+#include "sealtap/common.h"
 #include "sealtap/export.h"
 #include "sealtap/extproc.h"
 #include "sealtap/log.h"
@@ -184,20 +185,6 @@ struct extproc_server {
 	uint64_t nonce;
 	atomic_int shutdown;
 };
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * ST_NS_PER_SEC + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t wall_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * ST_NS_PER_SEC + (uint64_t)ts.tv_nsec;
-}
 
 static void conn_close(struct xp_conn *c);
 static bool conn_flush(struct xp_conn *c);
@@ -472,7 +459,7 @@ static void stream_headers_done(struct xp_stream *s)
 			.peer = c->peer,
 			.stream_id = (uint32_t)s->id,
 			.id = record_hash64(seq, sizeof(seq), w->id),
-			.start_ns = wall_ns(),
+			.start_ns = st_wall_ns(),
 		};
 		s->x = extproc_xchg_new(&info);
 		if (!s->x) {
@@ -545,7 +532,7 @@ static void health_reply(struct xp_stream *s, const uint8_t *msg, size_t len)
 static void stream_message(struct xp_stream *s, const uint8_t *msg, size_t len)
 {
 	struct xp_worker *w = s->c->w;
-	uint64_t t0 = mono_ns();
+	uint64_t t0 = st_mono_ns();
 	s->nmsgs++;
 	EXTPROC_INC(&w->ctr, msgs);
 	if (s->kind == K_HEALTH) {
@@ -560,7 +547,7 @@ static void stream_message(struct xp_stream *s, const uint8_t *msg, size_t len)
 		return;
 	}
 	if (s->out.len > before) {
-		extproc_counters_lat(&w->ctr, mono_ns() - t0);
+		extproc_counters_lat(&w->ctr, st_mono_ns() - t0);
 		stream_start_response(s);
 	}
 }
@@ -797,6 +784,20 @@ static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *f,
 	return 0;
 }
 
+/* Sends the final GOAWAY (RFC 9113 §6.8: it names the last stream that
+ * will be processed; later ones are refused) with |code| and |debug|, and
+ * with |close| closes the connection once the output is written. */
+static void conn_goaway(struct xp_conn *c, uint32_t code, const char *debug,
+			bool close)
+{
+	nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
+			      nghttp2_session_get_last_proc_stream_id(c->h2),
+			      code, (const uint8_t *)debug,
+			      debug ? strlen(debug) : 0);
+	c->goaway_sent = true;
+	c->close_after_write = c->close_after_write || close;
+}
+
 static void premature_reset(struct xp_conn *c)
 {
 	struct xp_worker *w = c->w;
@@ -809,12 +810,8 @@ static void premature_reset(struct xp_conn *c)
 	c->reset_tokens -= 1.0;
 	if (c->reset_tokens < 0 && !c->goaway_sent) {
 		EXTPROC_INC(&w->ctr, conns_flood);
-		nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
-				      nghttp2_session_get_last_proc_stream_id(c->h2),
-				      NGHTTP2_ENHANCE_YOUR_CALM,
-				      (const uint8_t *)"stream reset flood", 18);
-		c->goaway_sent = true;
-		c->close_after_write = true;
+		conn_goaway(c, NGHTTP2_ENHANCE_YOUR_CALM, "stream reset flood",
+			    true);
 	}
 }
 
@@ -856,7 +853,7 @@ static int on_stream_close(nghttp2_session *h2, int32_t id, uint32_t code,
 		end = EXTPROC_END_TIMEOUT;
 	if (s->x && w->cfg->records) {
 		size_t n = extproc_xchg_record(s->x, &w->ctx, end, code,
-					       s->grpc_status, wall_ns(),
+					       s->grpc_status, st_wall_ns(),
 					       &w->rec);
 		if (n && w->ring) {
 			if (export_ring_push(w->ring, w->rec.p, (uint32_t)n) == 0)
@@ -1104,7 +1101,7 @@ static bool tls_handshake(struct xp_conn *c)
 static void conn_readable(struct xp_conn *c)
 {
 	struct xp_worker *w = c->w;
-	c->last_ns = mono_ns();
+	c->last_ns = st_mono_ns();
 	if (c->state == C_TLS && !tls_handshake(c))
 		return;
 	for (int i = 0; i < READS_PER_EVENT; i++) {
@@ -1141,7 +1138,7 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
 		conn_readable(c);
 		return;
 	}
-	c->last_ns = mono_ns();
+	c->last_ns = st_mono_ns();
 	if (!conn_flush(c))
 		return;
 	/* TLS reads that wanted to write may have data waiting */
@@ -1197,7 +1194,7 @@ static void conn_end_streams(struct xp_conn *c, enum extproc_end end)
 		if (!s->x || !w->cfg->records)
 			continue;
 		size_t n = extproc_xchg_record(s->x, &w->ctx, end, 0,
-					       s->grpc_status, wall_ns(),
+					       s->grpc_status, st_wall_ns(),
 					       &w->rec);
 		if (n && w->ring) {
 			if (export_ring_push(w->ring, w->rec.p, (uint32_t)n) == 0)
@@ -1219,7 +1216,7 @@ static struct xp_conn *conn_new(struct xp_worker *w, int fd,
 	c->w = w;
 	c->fd = fd;
 	c->seq = ++w->conn_seq;
-	c->created_ns = c->last_ns = c->reset_ns = mono_ns();
+	c->created_ns = c->last_ns = c->reset_ns = st_mono_ns();
 	c->reset_tokens = RESET_BUDGET;
 	if (sa) {
 		char host[INET6_ADDRSTRLEN] = "?";
@@ -1382,7 +1379,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct xp_worker *w = arg;
 	const struct extproc_cfg *cfg = w->cfg;
-	uint64_t now = mono_ns();
+	uint64_t now = st_mono_ns();
 	struct xp_conn *next;
 	for (struct xp_conn *c = w->conns; c; c = next) {
 		next = c->next;
@@ -1397,11 +1394,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 		if (!c->nstreams && now - c->last_ns > cfg->idle_timeout_ns &&
 		    !c->goaway_sent) {
 			EXTPROC_INC(&w->ctr, conns_idle_timeout);
-			nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
-					      nghttp2_session_get_last_proc_stream_id(c->h2),
-					      NGHTTP2_NO_ERROR, NULL, 0);
-			c->goaway_sent = true;
-			c->close_after_write = true;
+			conn_goaway(c, NGHTTP2_NO_ERROR, NULL, true);
 			conn_flush(c);
 			continue;
 		}
@@ -1441,12 +1434,7 @@ static void goaway_cb(evutil_socket_t fd, short what, void *arg)
 		next = c->next;
 		if (c->state != C_H2 || c->goaway_sent)
 			continue;
-		/* RFC 9113 §6.8: the final GOAWAY names the last stream
-		 * that will be processed; later ones are refused. */
-		nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
-				      nghttp2_session_get_last_proc_stream_id(c->h2),
-				      NGHTTP2_NO_ERROR, NULL, 0);
-		c->goaway_sent = true;
+		conn_goaway(c, NGHTTP2_NO_ERROR, NULL, false);
 		conn_flush(c);
 	}
 	if (!w->conns)
@@ -1461,7 +1449,7 @@ static void shutdown_cb(evutil_socket_t fd, short what, void *arg)
 	if (w->draining)
 		return;
 	w->draining = true;
-	w->drain_deadline = mono_ns() + w->cfg->shutdown_timeout_ns;
+	w->drain_deadline = st_mono_ns() + w->cfg->shutdown_timeout_ns;
 	for (unsigned i = 0; i < w->nlst; i++) {
 		event_del(w->lst[i].ev);
 		close(w->lst[i].fd);
@@ -1839,7 +1827,7 @@ int extproc_server_new(const struct extproc_cfg *cfg,
 	s->health_fd = -1;
 	s->nworkers = cfg->threads ? cfg->threads : 1;
 	if (getrandom(&s->nonce, sizeof(s->nonce), 0) != sizeof(s->nonce))
-		s->nonce = wall_ns();
+		s->nonce = st_wall_ns();
 	s->workers = calloc(s->nworkers, sizeof(*s->workers));
 	s->rings = calloc(s->nworkers, sizeof(*s->rings));
 	/* every fd -1 first: a failure below frees all workers */
@@ -2088,7 +2076,7 @@ int extproc_session_feed(struct extproc_session *s, const uint8_t *data,
 	if (s->dead)
 		return -1;
 	struct xp_conn *c = s->c;
-	c->last_ns = mono_ns();
+	c->last_ns = st_mono_ns();
 	if (c->state != C_CLOSING)
 		conn_input(c, data, len);
 	conn_flush(c);

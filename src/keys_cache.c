@@ -582,13 +582,6 @@ static void drop_key(struct keys_cache *c, struct ctl_tenant *t)
 	c->dirty = true;
 }
 
-static uint64_t now_real_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * ST_NS_PER_SEC + (uint64_t)ts.tv_nsec;
-}
-
 int keys_cache_install(struct keys_cache *c, const char *tenant, int slot,
 		       const struct keys_dek_meta *m)
 {
@@ -606,7 +599,7 @@ int keys_cache_install(struct keys_cache *c, const char *tenant, int slot,
 		rc = -EINVAL;
 	else if (m->seals_before >= c->cfg.max_seals ||
 		 (c->cfg.max_seals - m->seals_before) / c->cfg.workers == 0 ||
-		 now_real_ns() >= expires)
+		 st_wall_ns() >= expires)
 		rc = -EKEYEXPIRED;
 	struct ctl_tenant *t = rc ? NULL : tenant_add(c, tenant);
 	if (!rc && !t)

@@ -22,6 +22,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "sealtap/common.h"
 #include "sealtap/keys_runtime.h"
 #include "sealtap/kms.h"
 #include "sealtap/log.h"
@@ -69,13 +70,6 @@ struct keys_runtime {
 static const char *or_default(const char *v, const char *def)
 {
 	return v && v[0] ? v : def;
-}
-
-static uint64_t real_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * ST_NS_PER_SEC + (uint64_t)ts.tv_nsec;
 }
 
 /* kms.softhsm_dir makes the dev token directory the one SoftHSM2 uses,
@@ -605,7 +599,7 @@ static void work_tenant(struct keys_runtime *rt, struct rt_tenant *t,
 static void work(struct keys_runtime *rt, uint64_t now)
 {
 	for (unsigned i = 0; i < rt->nt; i++) {
-		if (real_ns() - now > RT_WORK_NS)
+		if (st_wall_ns() - now > RT_WORK_NS)
 			return; /* the rest next tick: keep ticks regular */
 		work_tenant(rt, &rt->t[i], now);
 	}
@@ -665,7 +659,7 @@ static void *control_main(void *arg)
 	struct keys_runtime *rt = arg;
 	pthread_setname_np(pthread_self(), "st_keys");
 	while (wait_tick(rt)) {
-		uint64_t now = real_ns();
+		uint64_t now = st_wall_ns();
 		keys_cache_tick(rt->cache, now);
 		watch_kms(rt);
 		watch_store(rt, now);
@@ -745,7 +739,7 @@ int keys_runtime_start(const struct st_config *cfg,
 		keys_runtime_stop(rt);
 		return rc;
 	}
-	uint64_t now = real_ns();
+	uint64_t now = st_wall_ns();
 	for (unsigned i = 0; i < n; i++) {
 		struct rt_tenant *t = &rt->t[i];
 		snprintf(t->name, sizeof(t->name), "%s", tenants[i]);

@@ -27,6 +27,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "sealtap/common.h"
 #include "sealtap/kms.h"
 #include "sealtap/mem.h"
 #include "sealtap/log.h"
@@ -166,20 +167,6 @@ struct kms {
 	struct kms_health health;
 };
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t real_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static uint64_t rng_next(struct kms *k)
 {
 	k->rng ^= k->rng >> 12;
@@ -240,12 +227,12 @@ static void note_outcome(struct kms *k, int rc, const char *msg)
 	bool up = rc == 0 || cls == KMS_CORRUPT || cls == KMS_NOT_FOUND;
 
 	if (rc == 0) {
-		h->last_ok_ns = real_ns();
+		h->last_ok_ns = st_wall_ns();
 		h->consecutive_failures = 0;
 	} else {
 		h->failures++;
 		h->consecutive_failures++;
-		h->last_fail_ns = real_ns();
+		h->last_fail_ns = st_wall_ns();
 		h->last_rc = rc;
 		h->last_class = cls;
 		snprintf(h->last_msg, sizeof(h->last_msg), "%s", msg);
@@ -319,7 +306,7 @@ static void finish_attempt(struct kms *k, struct kms_req *r, int rc)
 	if (r->cls == KMS_TRANSIENT && r->attempts < k->cfg.max_attempts &&
 	    !k->stopping) {
 		r->not_before_ =
-			mono_ns() + kms_backoff_ns(&k->cfg, r->attempts,
+			st_mono_ns() + kms_backoff_ns(&k->cfg, r->attempts,
 						   rng_next(k));
 		r->state_ = (r->state_ & REQ_SYNC) | REQ_QUEUED;
 		k->health.retries++;
@@ -338,7 +325,7 @@ static void probe(struct kms *k)
 	int rc = kms_backend_health(k->backend, msg, sizeof(msg));
 	pthread_mutex_lock(&k->lock);
 	note_outcome(k, rc, msg);
-	k->last_activity_ns = mono_ns();
+	k->last_activity_ns = st_mono_ns();
 }
 
 static void wait_for_work(struct kms *k, uint64_t now)
@@ -367,7 +354,7 @@ static void *kms_thread(void *arg)
 	struct kms *k = arg;
 	pthread_mutex_lock(&k->lock);
 	while (!k->stopping) {
-		uint64_t now = mono_ns();
+		uint64_t now = st_mono_ns();
 		promote_due(k, now);
 		struct kms_req *r = ready_pop(k);
 		if (!r) {
@@ -387,7 +374,7 @@ static void *kms_thread(void *arg)
 		/* The backend moved key bytes through vector registers. */
 		mem_scrub_registers();
 		pthread_mutex_lock(&k->lock);
-		k->last_activity_ns = mono_ns();
+		k->last_activity_ns = st_mono_ns();
 		finish_attempt(k, r, rc);
 	}
 	pthread_mutex_unlock(&k->lock);
@@ -419,10 +406,10 @@ int kms_new(struct kms_backend *b, const struct kms_async_cfg *cfg,
 	k->backend = b;
 	k->cfg = *cfg;
 	k->health.up = true; /* until shown otherwise */
-	k->last_activity_ns = mono_ns();
+	k->last_activity_ns = st_mono_ns();
 	if (RAND_bytes((unsigned char *)&k->rng, sizeof(k->rng)) != 1 ||
 	    k->rng == 0)
-		k->rng = mono_ns() | 1;
+		k->rng = st_mono_ns() | 1;
 	k->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (k->efd < 0) {
 		rc = -errno;

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "sealtap/common.h"
 #include "sealtap/keys.h"
 #include "sealtap/log.h"
 #include "sealtap/mem.h"
@@ -129,13 +130,6 @@ bool record_seal_scans_bodies(const struct policy_route *r)
 	return r && policy_route_scans_bodies(r);
 }
 
-static uint64_t wall_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* The cipher contexts for |tenant|'s current DEK, made at first use; NULL
  * if the tenant has no usable key (fail closed). */
 static struct key_ctx *key_for(struct record_sealer *rs, const char *tenant)
@@ -212,7 +206,7 @@ static int make_token(struct record_sealer *rs, uint8_t action,
 	 * or age) is spent must not seal with it, even before the keys
 	 * thread withdraws it at its next tick. */
 	if (!k || (rs->cache && keys_cache_charge(rs->cache, rs->worker,
-						  k->dek, 1, wall_ns()))) {
+						  k->dek, 1, st_wall_ns()))) {
 		ST_CTR_INC(rs->c, seal_failed_closed);
 		return -1;
 	}

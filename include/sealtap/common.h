@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define ST_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define ST_CACHE_LINE 64
@@ -16,6 +17,21 @@
 
 #define ST_NS_PER_SEC 1000000000ull
 #define ST_NS_PER_MS 1000000ull
+
+/* Wall clock (CLOCK_REALTIME) and monotonic clock, in ns. */
+static inline uint64_t st_wall_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * ST_NS_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+static inline uint64_t st_mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * ST_NS_PER_SEC + (uint64_t)ts.tv_nsec;
+}
 
 /* Directions of a flow: index into per-direction arrays. Direction 0 is the
  * side whose (address, port) sorts lower in the canonical key; it says

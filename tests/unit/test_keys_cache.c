@@ -23,7 +23,7 @@
 
 static uint64_t now_ns(void)
 {
-	return now_real_ns();
+	return st_wall_ns();
 }
 
 static struct keys_cache_cfg base_cfg(unsigned workers)
