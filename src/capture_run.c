@@ -339,11 +339,15 @@ static void process_burst(struct worker *w, struct rte_mbuf **m, unsigned n)
 /* Software dispatch: take bursts from our ring until the RX stage is done
  * and the ring is empty. */
 /* End of a burst, or an idle spin: the worker holds no key snapshot, so
- * the keys thread may reclaim retired ones (RCU quiescent point). */
+ * the keys thread may reclaim retired ones (RCU quiescent point). Its
+ * vector registers still hold the last bytes memcpy moved (packet data,
+ * body values); cleared, so a core dump of an idle or between-bursts
+ * worker has none (mem.h). */
 static inline void burst_done(struct wctx *wc)
 {
 	if (wc->sealer)
 		record_seal_quiescent(wc->sealer);
+	mem_scrub_registers();
 }
 
 static void ring_loop(struct wctx *wc)
@@ -606,6 +610,8 @@ static int rx_offline(struct run *r, struct source *s, struct capture_result *re
 		if (n < burst)
 			rte_pktmbuf_free_bulk(&m[n], burst - n);
 		dispatch(r, m, n);
+		/* Packet bytes were copied through the vector registers. */
+		mem_scrub_registers();
 		if (r->o->progress)
 			progress(r, &last_progress);
 	}
@@ -633,6 +639,8 @@ static void rx_live(struct run *r, uint64_t deadline)
 			ST_CTR_ADD(&r->rx, rx_bytes, m[i]->pkt_len);
 		}
 		dispatch(r, m, n);
+		/* The PMD copied packet bytes on this thread. */
+		mem_scrub_registers();
 	}
 }
 

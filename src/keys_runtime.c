@@ -658,6 +658,12 @@ static void *control_main(void *arg)
 {
 	struct keys_runtime *rt = arg;
 	pthread_setname_np(pthread_self(), "st_keys");
+	/* DEK bytes pass through this thread's registers while it makes and
+	 * unwraps keys; on a crash they are saved in a signal frame on this
+	 * stack (mem_crash_guard_install). */
+	if (mem_nodump_stack() != 0)
+		log_kv(LOG_LEVEL_WARN, "keys thread stack stays in core dumps "
+		       "(madvise refused)", NULL);
 	while (wait_tick(rt)) {
 		uint64_t now = st_wall_ns();
 		keys_cache_tick(rt->cache, now);

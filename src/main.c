@@ -13,6 +13,7 @@
 #include "sealtap/gen.h"
 #include "sealtap/keys.h"
 #include "sealtap/log.h"
+#include "sealtap/mem.h"
 #include "sealtap/mem_secret.h"
 #include "sealtap/open.h"
 #include "sealtap/run.h"
@@ -418,6 +419,10 @@ int main(int argc, char **argv)
 				      "be routed to not-dumped memory"
 				    : "cannot reserve not-dumped memory for key "
 				      "material (mmap/madvise refused)");
+	/* A crash dump must not show traffic in CPU registers (mem.h). */
+	if (mem_crash_guard_install() < 0)
+		return fail(EXIT_RUNTIME, "cannot install the core dump "
+			    "guard (sigaction refused)");
 	if (argc < 2) {
 		usage_main(stderr);
 		return EXIT_USAGE;

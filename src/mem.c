@@ -215,27 +215,23 @@ int mem_nodump_stack(void)
 void mem_scrub_registers(void)
 {
 #if defined(__x86_64__)
-	if (__builtin_cpu_supports("avx512f")) {
-		/* zmm16-31 exist only with AVX-512 and vzeroall leaves them;
-		 * the assembler takes these whatever -march says. */
-		__asm__ volatile(
-			"vpxord %%zmm16, %%zmm16, %%zmm16\n\t"
-			"vpxord %%zmm17, %%zmm17, %%zmm17\n\t"
-			"vpxord %%zmm18, %%zmm18, %%zmm18\n\t"
-			"vpxord %%zmm19, %%zmm19, %%zmm19\n\t"
-			"vpxord %%zmm20, %%zmm20, %%zmm20\n\t"
-			"vpxord %%zmm21, %%zmm21, %%zmm21\n\t"
-			"vpxord %%zmm22, %%zmm22, %%zmm22\n\t"
-			"vpxord %%zmm23, %%zmm23, %%zmm23\n\t"
-			"vpxord %%zmm24, %%zmm24, %%zmm24\n\t"
-			"vpxord %%zmm25, %%zmm25, %%zmm25\n\t"
-			"vpxord %%zmm26, %%zmm26, %%zmm26\n\t"
-			"vpxord %%zmm27, %%zmm27, %%zmm27\n\t"
-			"vpxord %%zmm28, %%zmm28, %%zmm28\n\t"
-			"vpxord %%zmm29, %%zmm29, %%zmm29\n\t"
-			"vpxord %%zmm30, %%zmm30, %%zmm30\n\t"
-			"vpxord %%zmm31, %%zmm31, %%zmm31\n\t" ::: "memory");
-	}
+	/* ymm16-31 / zmm16-31 exist only with AVX-512, and vzeroall leaves
+	 * them. The 256-bit form where AVX512VL allows (an EVEX write clears
+	 * the upper bits too): a 512-bit instruction can lower the core's
+	 * clock for a while, and this runs after every burst. The assembler
+	 * takes these whatever -march says. */
+#define CLR(r, n) "vpxord %%" r n ", %%" r n ", %%" r n "\n\t"
+#define CLR16(r)                                                         \
+	CLR(r, "16") CLR(r, "17") CLR(r, "18") CLR(r, "19") CLR(r, "20")  \
+	CLR(r, "21") CLR(r, "22") CLR(r, "23") CLR(r, "24") CLR(r, "25")  \
+	CLR(r, "26") CLR(r, "27") CLR(r, "28") CLR(r, "29") CLR(r, "30")  \
+	CLR(r, "31")
+	if (__builtin_cpu_supports("avx512vl"))
+		__asm__ volatile(CLR16("ymm") ::: "memory");
+	else if (__builtin_cpu_supports("avx512f"))
+		__asm__ volatile(CLR16("zmm") ::: "memory");
+#undef CLR16
+#undef CLR
 	if (__builtin_cpu_supports("avx")) {
 		__asm__ volatile("vzeroall" ::: "memory");
 	} else {

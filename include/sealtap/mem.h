@@ -49,3 +49,14 @@ int mem_nodump_stack(void);
  * and a core dump or gcore writes every thread's registers out. Called by
  * the threads that touch DEKs once they are done with them. */
 void mem_scrub_registers(void);
+
+/* Installs handlers for the signals whose default action dumps core
+ * (SIGABRT, SIGSEGV, SIGBUS, SIGQUIT, ...). The first thread to take one
+ * parks every other thread in a handler that clears its registers, clears
+ * its own, then lets the default action run: the dump shows no thread's
+ * registers as they were while handling traffic (those are saved in the
+ * signal frame on the thread's stack, which mem_nodump_stack keeps out of
+ * the dump). Not installed in sanitizer builds (their runtime owns these
+ * signals). A dump taken from outside without a signal (gdb's gcore)
+ * still shows each thread's registers where it was stopped. 0 or -errno. */
+int mem_crash_guard_install(void);

@@ -156,35 +156,69 @@ if "$BIN" open "$T/moved.ndjson" >/dev/null 2>"$T/moved.err"; then
 fi
 grep -q "does not open" "$T/moved.err" || fail "no refusal message"
 ok "a token moved to another field is refused"
-# ---- a core dump of a running tap holds no canary, no DEK, no derived key ----
-# The tap replays the capture from memory for a while; gcore (which honours
-# MADV_DONTDUMP, as the kernel's dumper does) snapshots it mid-run. Besides
-# the canaries and the DEKs, the core must not hold the keys the engine
-# derives from each DEK (HKDF-SHA256, salt and labels read from seal.h): the
-# GCM key, both halves of the SIV key, the HMAC key. Each is searched whole
-# and in 16-byte pieces: AES key schedules (OpenSSL's, intel-ipsec-mb's)
-# start with the key's bytes as 16-byte round keys, so a key schedule on
-# the dumped heap is found too. The derivation done here is checked first:
-# a GCM and a SIV token of each tenant's records must open with the keys
-# computed here (otherwise "clean" would prove nothing).
-if command -v gcore >/dev/null; then
-	"$BIN" tap --pcap "$T/c.pcap" --policy "$T/policy.yaml" --out "$T/rec2" \
+# ---- core dumps of a running tap hold no canary, no DEK, no derived key ----
+# The tap replays the capture from memory for a while and is dumped
+# mid-run twice:
+#   - by the kernel, on SIGABRT with core dumps enabled. The whole file must
+#     be clean, thread registers included: sealtap's crash guard parks every
+#     thread in a handler that clears its registers before the default
+#     action dumps (mem_crash_guard_install);
+#   - by gcore, which stops the threads from outside wherever they are: the
+#     memory it writes must be clean. A thread stopped in the middle of a
+#     burst holds that burst's bytes in its registers, and nothing in the
+#     process can clear them first (workers clear theirs after every
+#     burst); such register hits are listed, not failed.
+# Both honour MADV_DONTDUMP. Besides the canaries and the DEKs, a core must
+# not hold the keys the engine derives from each DEK (HKDF-SHA256, salt and
+# labels read from seal.h): the GCM key, both halves of the SIV key, the
+# HMAC key. Each is searched whole and in 16-byte pieces: AES key schedules
+# (OpenSSL's, intel-ipsec-mb's) start with the key's bytes as 16-byte round
+# keys, so a key schedule on the dumped heap is found too. The derivation
+# done here is checked first: a GCM and a SIV token of each tenant's records
+# must open with the keys computed here (otherwise "clean" would prove
+# nothing).
+start_replay() {
+	"$BIN" tap --pcap "$T/c.pcap" --policy "$T/policy.yaml" --out "$T/$1" \
 		--preload 5000000 --no-progress >/dev/null 2>&1 &
 	TAPPID=$!
-	sleep 2
+	sleep "${CANARY_CORE_AT:-2}"
+	cp "/proc/$TAPPID/maps" "$T/maps.$1"
+}
+CORES=()
+# The kernel's dump, into $T whatever core_pattern said (put back on exit).
+OLD_PATTERN=$(cat /proc/sys/kernel/core_pattern)
+trap 'echo "$OLD_PATTERN" >/proc/sys/kernel/core_pattern; it_cleanup' EXIT
+echo "$T/kcore.%p" >/proc/sys/kernel/core_pattern ||
+	fail "cannot set core_pattern"
+ulimit -c unlimited
+start_replay rec-k
+kill -ABRT "$TAPPID"
+wait "$TAPPID" 2>/dev/null
+st=$?
+echo "$OLD_PATTERN" >/proc/sys/kernel/core_pattern
+ulimit -c 0
+[[ $st -eq 134 ]] || fail "the tap ended with $st on SIGABRT, not 134"
+[[ -s $T/kcore.$TAPPID ]] || fail "the kernel wrote no core"
+CORES+=("$T/kcore.$TAPPID=all=$T/maps.rec-k")
+if command -v gcore >/dev/null; then
+	start_replay rec-g
 	gcore -o "$T/core" "$TAPPID" >"$T/gcore.log" 2>&1
 	kill "$TAPPID" 2>/dev/null
 	wait "$TAPPID" 2>/dev/null
 	[[ -s $T/core.$TAPPID ]] || { cat "$T/gcore.log"; fail "gcore made no core"; }
-	"$PY" - "$(ls "$SOFTHSM2_CONF" >/dev/null && echo /usr/lib/softhsm/libsofthsm2.so)" \
-		"$SEALTAP_PKCS11_PIN" "$T/keys.json" "$T/core.$TAPPID" \
-		"$IT_ROOT/tests/tools" "$IT_ROOT/include/sealtap/seal.h" "$T/rec" \
-		"${CANARIES[@]}" <<'PYEOF' ||
-import base64, glob, hashlib, hmac, json, mmap, re, sys
+	CORES+=("$T/core.$TAPPID=memory=$T/maps.rec-g")
+else
+	echo "SKIP gcore part: gdb (gcore) not installed"
+fi
+"$PY" - "$(ls "$SOFTHSM2_CONF" >/dev/null && echo /usr/lib/softhsm/libsofthsm2.so)" \
+	"$SEALTAP_PKCS11_PIN" "$T/keys.json" "$(IFS=,; echo "${CORES[*]}")" \
+	"$IT_ROOT/tests/tools" "$IT_ROOT/include/sealtap/seal.h" "$T/rec" \
+	"${CANARIES[@]}" <<'PYEOF' ||
+import base64, glob, hashlib, hmac, json, mmap, re, struct, sys
 sys.path.insert(0, sys.argv[5])
 from p11unwrap import deks as unwrap
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, AESSIV
-mod, pin, store, core = sys.argv[1], sys.argv[2].encode(), sys.argv[3], sys.argv[4]
+mod, pin, store, cores = sys.argv[1], sys.argv[2].encode(), sys.argv[3], sys.argv[4]
 hdr, recdir = open(sys.argv[6]).read(), sys.argv[7]
 canaries = [c.encode() for c in sys.argv[8:]]
 
@@ -236,29 +270,70 @@ for line in (l for f in glob.glob(recdir + "/*.ndjson") for l in open(f)):
 if len(checked) != 2 * len(deks):
     sys.exit("derivation check: opened only %s (test broken)" % sorted(checked))
 
-# mapped, not read: a sanitizer build's core is larger than memory
-f = open(core, "rb")
-data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-found = lambda b: data.find(b) != -1
-bad = [c.decode() for c in canaries if found(c)]
-bad += ["DEK bytes of " + kid for kid, k in deks
-        if found(k) or found(k[:16]) or found(k[16:])]
+
+def loads_of(data):
+    """(file offset, address, size) of each PT_LOAD segment: the memory."""
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    phnum, = struct.unpack_from("<H", data, 0x38)
+    out = []
+    for i in range(phnum):
+        t, _, off, va, _, fsz = struct.unpack_from("<IIQQQQ", data,
+                                                   phoff + 56 * i)
+        if t == 1:
+            out.append((off, va, fsz))
+    return out
+
+def places(data, loads, spans, needle):
+    """Where a needle sits: the mapping /proc/PID/maps named there, or
+    "registers" for a hit outside every PT_LOAD (the notes)."""
+    pos, out = data.find(needle), []
+    while pos != -1 and len(out) < 8:
+        va = next((v + pos - o for o, v, n in loads if o <= pos < o + n), None)
+        out.append("registers" if va is None else "%#x in %s" % (va, next(
+            (s for lo, hi, s in spans if lo <= va < hi), "?")))
+        pos = data.find(needle, pos + 1)
+    return out
+
+needles = [(c.decode(), [c]) for c in canaries]
+needles += [("DEK bytes of " + kid, [k, k[:16], k[16:]]) for kid, k in deks]
 for kid, keys in sorted(derived.items()):
     for name, k in keys.items():
-        pieces = [k] + [k[i:i + 16] for i in range(0, len(k), 16)]
-        if any(found(p) for p in pieces):
-            bad.append("%s of %s" % (name, kid))
-print("core: %d MB searched for %d canaries, %d DEKs and %d derived keys "
-      "(derivation checked on %d tokens): %s" %
-      (len(data) >> 20, len(canaries), len(deks),
-       sum(len(k) for k in derived.values()), len(checked),
-       "clean" if not bad else "FOUND " + ", ".join(bad)))
-sys.exit(1 if bad else 0)
+        needles.append(("%s of %s" % (name, kid),
+                        [k] + [k[i:i + 16] for i in range(0, len(k), 16)]))
+
+failed = False
+for spec in cores.split(","):
+    path, mode, maps = spec.split("=")
+    # mapped, not read: a sanitizer build's core is larger than memory
+    f = open(path, "rb")
+    data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    loads = loads_of(data)
+    spans = []
+    for l in open(maps):
+        lo, hi = (int(x, 16) for x in l.split()[0].split("-"))
+        spans.append((lo, hi, l.strip()))
+    bad, regs = [], []
+    for label, pieces in needles:
+        where = [w for p in pieces for w in places(data, loads, spans, p)]
+        if not where:
+            continue
+        if mode == "memory" and all(w == "registers" for w in where):
+            regs.append(label)
+            continue
+        bad.append(label)
+        for w in where:
+            print("  %s: %s" % (label, w))
+    print("%s core: %d MB searched for %d canaries, %d DEKs and %d derived "
+          "keys (derivation checked on %d tokens): %s%s" %
+          ("kernel" if mode == "all" else "gcore", len(data) >> 20,
+           len(canaries), len(deks), sum(len(k) for k in derived.values()),
+           len(checked), "clean" if not bad else "FOUND " + ", ".join(bad),
+           "; in the registers of a thread stopped mid-burst: " +
+           ", ".join(regs) if regs else ""))
+    failed |= bool(bad)
+sys.exit(1 if failed else 0)
 PYEOF
-		fail "a core dump of the tap holds plaintext or key material"
-	ok "core dump of a running tap: no canary, no DEK bytes, no derived key"
-	rm -f "$T/core.$TAPPID"
-else
-	echo "SKIP core dump part: gdb (gcore) not installed"
-fi
+	fail "a core dump of the tap holds plaintext or key material"
+ok "core dumps of a running tap: no canary, no DEK bytes, no derived key"
+for c in "${CORES[@]}"; do rm -f "${c%%=*}"; done
 echo PASS
