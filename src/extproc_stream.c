@@ -36,6 +36,8 @@
 #pragma GCC diagnostic ignored "-Wmissing-braces"
 #include "ext_proc.pb-c.h"
 #include "sealtap/extproc.h"
+#include "sealtap/mem.h"
+#include "sealtap/mem_secret.h"
 #include "sealtap/policy.h"
 #include "sealtap/record.h"
 
@@ -150,7 +152,10 @@ bool extproc_buf_reserve(struct extproc_buf *b, size_t n)
 			return false;
 		want *= 2;
 	}
-	uint8_t *p = realloc(b->p, want);
+	/* Secret memory: these buffers hold request and response bytes
+	 * (gRPC messages, bodies, header values) in plaintext; not dumped,
+	 * wiped when freed or moved. */
+	uint8_t *p = mem_secret_realloc(b->p, want);
 	if (!p)
 		return false;
 	b->p = p;
@@ -171,7 +176,7 @@ bool extproc_buf_put(struct extproc_buf *b, const void *s, size_t n)
 
 void extproc_buf_free(struct extproc_buf *b)
 {
-	free(b->p);
+	mem_secret_free(b->p);
 	b->p = NULL;
 	b->len = b->cap = 0;
 }
@@ -255,7 +260,7 @@ static void *arena_alloc(void *u, size_t n)
 	/* Large or overflowing: from the heap, freed at reset. */
 	if (n > SIZE_MAX - sizeof(struct big))
 		return NULL;
-	struct big *b = malloc(sizeof(*b) + n);
+	struct big *b = mem_secret_alloc(sizeof(*b) + n);
 	if (!b)
 		return NULL;
 	b->next = a->bigs;
@@ -275,7 +280,9 @@ struct extproc_arena *extproc_arena_new(size_t block)
 	struct extproc_arena *a = calloc(1, sizeof(*a));
 	if (!a)
 		return NULL;
-	a->base = malloc(block);
+	/* Decoded messages (header values, bodies) live here: not
+	 * dumped (mem.h). */
+	a->base = mem_nodump_alloc(block);
 	if (!a->base) {
 		free(a);
 		return NULL;
@@ -292,7 +299,7 @@ void extproc_arena_reset(struct extproc_arena *a)
 	while (a->bigs) {
 		struct big *b = a->bigs;
 		a->bigs = b->next;
-		free(b);
+		mem_secret_free(b);
 	}
 	a->used = 0;
 }
@@ -302,7 +309,7 @@ void extproc_arena_free(struct extproc_arena *a)
 	if (!a)
 		return;
 	extproc_arena_reset(a);
-	free(a->base);
+	mem_nodump_free(a->base, a->size);
 	free(a);
 }
 

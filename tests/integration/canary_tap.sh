@@ -214,9 +214,10 @@ fi
 	"$SEALTAP_PKCS11_PIN" "$T/keys.json" "$(IFS=,; echo "${CORES[*]}")" \
 	"$IT_ROOT/tests/tools" "$IT_ROOT/include/sealtap/seal.h" "$T/rec" \
 	"${CANARIES[@]}" <<'PYEOF' ||
-import base64, glob, hashlib, hmac, json, mmap, re, struct, sys
+import base64, glob, hashlib, hmac, json, re, sys
 sys.path.insert(0, sys.argv[5])
 from p11unwrap import deks as unwrap
+from coresearch import Core
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, AESSIV
 mod, pin, store, cores = sys.argv[1], sys.argv[2].encode(), sys.argv[3], sys.argv[4]
 hdr, recdir = open(sys.argv[6]).read(), sys.argv[7]
@@ -270,30 +271,6 @@ for line in (l for f in glob.glob(recdir + "/*.ndjson") for l in open(f)):
 if len(checked) != 2 * len(deks):
     sys.exit("derivation check: opened only %s (test broken)" % sorted(checked))
 
-
-def loads_of(data):
-    """(file offset, address, size) of each PT_LOAD segment: the memory."""
-    phoff, = struct.unpack_from("<Q", data, 0x20)
-    phnum, = struct.unpack_from("<H", data, 0x38)
-    out = []
-    for i in range(phnum):
-        t, _, off, va, _, fsz = struct.unpack_from("<IIQQQQ", data,
-                                                   phoff + 56 * i)
-        if t == 1:
-            out.append((off, va, fsz))
-    return out
-
-def places(data, loads, spans, needle):
-    """Where a needle sits: the mapping /proc/PID/maps named there, or
-    "registers" for a hit outside every PT_LOAD (the notes)."""
-    pos, out = data.find(needle), []
-    while pos != -1 and len(out) < 8:
-        va = next((v + pos - o for o, v, n in loads if o <= pos < o + n), None)
-        out.append("registers" if va is None else "%#x in %s" % (va, next(
-            (s for lo, hi, s in spans if lo <= va < hi), "?")))
-        pos = data.find(needle, pos + 1)
-    return out
-
 needles = [(c.decode(), [c]) for c in canaries]
 needles += [("DEK bytes of " + kid, [k, k[:16], k[16:]]) for kid, k in deks]
 for kid, keys in sorted(derived.items()):
@@ -304,17 +281,10 @@ for kid, keys in sorted(derived.items()):
 failed = False
 for spec in cores.split(","):
     path, mode, maps = spec.split("=")
-    # mapped, not read: a sanitizer build's core is larger than memory
-    f = open(path, "rb")
-    data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    loads = loads_of(data)
-    spans = []
-    for l in open(maps):
-        lo, hi = (int(x, 16) for x in l.split()[0].split("-"))
-        spans.append((lo, hi, l.strip()))
+    core = Core(path, maps)
     bad, regs = [], []
     for label, pieces in needles:
-        where = [w for p in pieces for w in places(data, loads, spans, p)]
+        where = [w for p in pieces for w in core.places(p)]
         if not where:
             continue
         if mode == "memory" and all(w == "registers" for w in where):
@@ -325,7 +295,7 @@ for spec in cores.split(","):
             print("  %s: %s" % (label, w))
     print("%s core: %d MB searched for %d canaries, %d DEKs and %d derived "
           "keys (derivation checked on %d tokens): %s%s" %
-          ("kernel" if mode == "all" else "gcore", len(data) >> 20,
+          ("kernel" if mode == "all" else "gcore", core.size >> 20,
            len(canaries), len(deks), sum(len(k) for k in derived.values()),
            len(checked), "clean" if not bad else "FOUND " + ", ".join(bad),
            "; in the registers of a thread stopped mid-burst: " +

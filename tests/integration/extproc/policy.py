@@ -16,7 +16,9 @@ plays Envoy. Checks that
   - every exchange has a record with tenant, route and the rules applied,
     holding the same tokens the mutations carried; `sealtap open` recovers
     every planted canary exactly from the records;
-  - no canary appears in plain in records, logs, counters or replies.
+  - no canary appears in plain in records, logs, counters or replies, nor
+    in a core of the server (gcore) taken after every scenario with its
+    connection still open.
 
 usage: policy.py --workdir DIR --keys-yaml FILE
 FILE holds the kms:/keys: configuration sections of the token and store;
@@ -481,6 +483,33 @@ def check_open(srv, keys_cfg, env, failures):
     return failures + bad
 
 
+def check_core(srv, failures):
+    """The server, idle after every scenario with the client's connection
+    open, dumped by gcore: no canary anywhere in the core, neither in
+    memory nor in the registers of its threads (idle event loops clear
+    theirs after every callback)."""
+    got = srv.gcore()
+    if got is None:
+        print('SKIP core: gdb (gcore) not installed')
+        return failures
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..',
+                                    'tools'))
+    from coresearch import Core
+    core = Core(*got)
+    hits = {c: core.places(c.encode()) for c in ALL_CANARIES}
+    hits = {c: w for c, w in hits.items() if w}
+    size = core.size
+    core.close()
+    os.unlink(got[0])
+    if hits:
+        for c, where in sorted(hits.items()):
+            print('  %s: %s' % (c, '; '.join(where)))
+        print('FAIL: core of the server holds %d canaries' % len(hits))
+        return failures + 1
+    print('ok: core of the server (%d MB): no canary' % (size >> 20))
+    return failures
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--workdir', required=True)
@@ -517,6 +546,8 @@ def main():
             print('FAIL: server died after %s' % fn.__name__)
             failures += 1
             break
+    if not args.only:
+        failures = check_core(srv, failures)
     ch.close()
     ctr = srv.stop()
     if not args.only:

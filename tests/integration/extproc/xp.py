@@ -10,6 +10,7 @@ import glob
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -120,6 +121,23 @@ class Server:
         self.health_port = int(info['health'].rsplit(':', 1)[1])
         self.counters = None
         self.summary = None
+
+    def gcore(self):
+        """A core of the running server by gdb's gcore, and a copy of its
+        /proc/PID/maps from just before: (core path, maps path), or None
+        when gdb is not installed."""
+        if not shutil.which('gcore'):
+            return None
+        maps = os.path.join(self.dir, 'maps')
+        shutil.copy('/proc/%d/maps' % self.proc.pid, maps)
+        base = os.path.join(self.dir, 'core')
+        subprocess.run(['gcore', '-o', base, str(self.proc.pid)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=120)
+        path = '%s.%d' % (base, self.proc.pid)
+        if not os.path.exists(path):
+            raise RuntimeError('gcore made no core')
+        return path, maps
 
     def usr1_counters(self):
         """Counters now (SIGUSR1 prints them as one JSON line)."""
