@@ -1,4 +1,10 @@
-/* Offline source: pcap/pcapng via libpcap, streamed or preloaded. */
+/* Offline source: pcap/pcapng via libpcap, streamed or preloaded.
+ *
+ * Packet bytes are plaintext, so none is left where a core dump would
+ * write it: libpcap reads the file through a stdio buffer that is ours
+ * (not dumped, wiped and unmapped at close), and each packet in libpcap's
+ * own read buffer is wiped once the caller is done with it (at the next
+ * read, or at close), so that buffer only ever holds the packet in use. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,57 +15,78 @@
 #include "sealtap/decode.h"
 #include "sealtap/mem.h"
 
+/* The stdio buffer libpcap reads the file through. */
+#define PCAP_IOBUF (256u * 1024)
+
 struct capture_pcap {
 	pcap_t *pc;
 	int link;
 	uint64_t count; /* packets read so far, for error messages */
+	uint8_t *iobuf; /* PCAP_IOBUF bytes, not dumped; the FILE's buffer */
+	uint8_t *last;  /* the packet handed out last, in libpcap's buffer */
+	uint32_t last_len;
 	char path[512];
 };
+
+/* Wipes the packet handed out last (libpcap's buffer is writable; the
+ * pointer is const only in its API). */
+static void wipe_last(struct capture_pcap *p)
+{
+	if (p->last)
+		explicit_bzero(p->last, p->last_len);
+	p->last = NULL;
+}
 
 int capture_pcap_open(const char *path, struct capture_pcap **out, char *err,
 		      size_t errlen)
 {
 	char perr[PCAP_ERRBUF_SIZE] = "";
-	FILE *probe = fopen(path, "rb");
-	if (!probe) {
+	struct capture_pcap *p = calloc(1, sizeof(*p));
+	if (p)
+		p->iobuf = mem_nodump_alloc(PCAP_IOBUF);
+	if (!p || !p->iobuf) {
+		free(p);
+		snprintf(err, errlen, "out of memory opening '%s'", path);
+		return -ENOMEM;
+	}
+	FILE *f = fopen(path, "rb");
+	if (!f) {
 		int e = errno;
 		snprintf(err, errlen, "cannot open capture '%s': %s", path,
 			 strerror(e));
+		capture_pcap_close(p);
 		return -e;
 	}
-	fclose(probe);
+	/* Before any read: the file's bytes go through our buffer. */
+	setvbuf(f, (char *)p->iobuf, _IOFBF, PCAP_IOBUF);
 	/* Nanosecond precision: pcapng and ns pcaps keep theirs, us pcaps
 	 * are scaled by libpcap. */
-	pcap_t *pc = pcap_open_offline_with_tstamp_precision(
-		path, PCAP_TSTAMP_PRECISION_NANO, perr);
+	pcap_t *pc = pcap_fopen_offline_with_tstamp_precision(
+		f, PCAP_TSTAMP_PRECISION_NANO, perr);
 	if (!pc) {
-		/* libpcap's text already names the problem (missing file,
-		 * unknown format); strip its trailing newline if any. */
+		fclose(f); /* libpcap leaves it to the caller on failure */
+		/* libpcap's text already names the problem (unknown
+		 * format, truncated header); strip its trailing newline. */
 		size_t n = strlen(perr);
 		while (n && (perr[n - 1] == '\n' || perr[n - 1] == '.'))
 			perr[--n] = 0;
 		snprintf(err, errlen, "cannot read capture '%s': %s", path,
 			 perr[0] ? perr : "unknown error");
+		capture_pcap_close(p);
 		return -EINVAL;
 	}
+	p->pc = pc;
 	int link = pcap_datalink(pc);
 	if (!decode_link_supported(link)) {
-		const char *nm = pcap_datalink_val_to_name(pcap_datalink(pc));
+		const char *nm = pcap_datalink_val_to_name(link);
 		snprintf(err, errlen,
 			 "capture '%s' has link type %d (%s), which sealtap "
 			 "does not decode; supported: Ethernet, raw IP, Linux "
 			 "cooked (SLL, SLL2), BSD loopback",
 			 path, link, nm ? nm : "unknown");
-		pcap_close(pc);
+		capture_pcap_close(p);
 		return -ENOTSUP;
 	}
-	struct capture_pcap *p = calloc(1, sizeof(*p));
-	if (!p) {
-		pcap_close(pc);
-		snprintf(err, errlen, "out of memory opening '%s'", path);
-		return -ENOMEM;
-	}
-	p->pc = pc;
 	p->link = link;
 	snprintf(p->path, sizeof(p->path), "%s", path);
 	*out = p;
@@ -70,7 +97,14 @@ void capture_pcap_close(struct capture_pcap *p)
 {
 	if (!p)
 		return;
-	pcap_close(p->pc);
+	if (p->pc) {
+		wipe_last(p);
+		pcap_close(p->pc); /* closes the FILE; the buffer stays ours */
+	}
+	if (p->iobuf) {
+		explicit_bzero(p->iobuf, PCAP_IOBUF);
+		mem_nodump_free(p->iobuf, PCAP_IOBUF);
+	}
 	free(p);
 }
 
@@ -85,9 +119,12 @@ int capture_pcap_next(struct capture_pcap *p, const uint8_t **data,
 {
 	struct pcap_pkthdr *h;
 	const u_char *d;
+	wipe_last(p);
 	int rc = pcap_next_ex(p->pc, &h, &d);
 	if (rc == 1) {
 		p->count++;
+		p->last = (uint8_t *)(uintptr_t)d;
+		p->last_len = h->caplen;
 		*data = d;
 		*caplen = h->caplen;
 		*wirelen = h->len;

@@ -54,8 +54,9 @@ void capture_pcap_close(struct capture_pcap *p);
 int capture_pcap_link(const struct capture_pcap *p);
 
 /* Reads the next packet. Returns 1 with the packet (borrowed: valid until
- * the next call), 0 at end of file, or -EIO with a reason in |err| when the
- * file is truncated or corrupt. */
+ * the next call, which wipes it, as closing does: packet bytes do not
+ * linger in libpcap's buffer), 0 at end of file, or -EIO with a reason in
+ * |err| when the file is truncated or corrupt. */
 int capture_pcap_next(struct capture_pcap *p, const uint8_t **data,
 		      uint32_t *caplen, uint32_t *wirelen, uint64_t *ts_ns,
 		      char *err, size_t errlen);
