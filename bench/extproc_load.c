@@ -196,8 +196,7 @@ struct conn {
 
 /* Connections with something submitted or read since their last flush:
  * only these are flushed, so a loop turn costs what happened in it, not
- * the number of connections (nghttp2_session_mem_send on 64 idle
- * sessions per turn was a fifth of the generator's time). */
+ * one nghttp2_session_mem_send per connection. */
 static struct conn *dirty_head;
 
 static void mark_dirty(struct conn *c)
@@ -487,10 +486,9 @@ static uint64_t interval, next_start; /* ns between starts; the next one */
 static unsigned rr;                   /* round robin over connections */
 
 /* Starts every stream owed by |now|, round robin; a full connection
- * passes its turn to the next one. Called between connection reads too:
- * reading 64 connections' replies takes long enough that starts waiting
- * for the whole batch left late and in a burst, and that showed as the
- * server's latency. */
+ * passes its turn to the next one. Called between connection reads too,
+ * so starts do not wait behind a whole batch of reads (up to one per
+ * connection) and then leave late and in a burst. */
 static void start_due(uint64_t now)
 {
 	while (next_start <= now) {
