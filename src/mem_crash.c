@@ -2,7 +2,7 @@
  *
  * A core dump holds every thread's registers. A worker caught while it
  * copies a request body has that body's bytes in its vector registers
- * (glibc's memcpy keeps up to 128 bytes in ymm16-19 and leaves them there),
+ * (glibc's AVX-512 memcpy leaves the last bytes it moved in zmm16 and up),
  * and the dump writes them out although the memory they came from is not
  * dumped. So on a signal whose default action dumps core, the thread that
  * took it first parks every other thread of the process in a handler that
