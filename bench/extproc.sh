@@ -20,6 +20,9 @@
 # Each figure is measured --reps times round by round (the machine may be
 # shared): the best run is reported (highest rate; lowest p99 for the
 # latency runs) with the median beside it.
+# Each latency figure comes with how busy the server's event-loop thread
+# and the generator were (server_cpu_pct, client_cpu_pct): near 100 means
+# that side was saturated and queueing is in the figure.
 #
 # Usage: bench/extproc.sh [--seconds S] [--reps N] [--connections N]
 #                         [--depth D] [--server-cpu N] [--client-cpu N]
@@ -100,9 +103,34 @@ stop_server() { # name: SIGTERM by PID, then LAST_SUMMARY = its summary line
 	LAST_SUMMARY=$(tail -1 "$W/$1.out")
 }
 
-load1() { # extra args...
-	"$LOAD" --port "$PORT" --cpu "$CCPU" --connections "$CONNS" \
-		--duration "$SECS" --warmup 1 "$@"
+# CPU clock ticks (user + system) the server's event-loop thread has used
+loop_ticks() {
+	local t
+	for t in /proc/"$SPID"/task/*; do
+		if [[ $(cat "$t/comm") == extproc-* ]]; then
+			awk '{ print $14 + $15 }' "$t/stat"
+			return
+		fi
+	done
+	echo 0
+}
+# load1 extra args...: one run, its JSON with server_cpu_pct added (the
+# event-loop thread's share of one core over the run, warm-up included;
+# client_cpu_pct is the generator's own, over the measured window): a
+# figure near 100 means that side was saturated.
+load1() {
+	local a b t0 t1 out
+	a=$(loop_ticks)
+	t0=$(date +%s.%N)
+	out=$("$LOAD" --port "$PORT" --cpu "$CCPU" --connections "$CONNS" \
+		--duration "$SECS" --warmup 1 "$@")
+	t1=$(date +%s.%N)
+	b=$(loop_ticks)
+	$PY -c 'import json, sys
+r = json.loads(sys.argv[1])
+a, b, hz, t0, t1 = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
+r["server_cpu_pct"] = round(100.0 * (b - a) / hz / (t1 - t0))
+print(json.dumps(r))' "$out" "$a" "$b" "$(getconf CLK_TCK)" "$t0" "$t1"
 }
 # load extra args...: REPS runs; the best as JSON with "median_*" added
 load() {
@@ -124,7 +152,7 @@ PYEOF
 }
 field() { $PY -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 show() { # label json
-	echo "  $1: $(field "$2" streams_per_s) streams/s, p50 $(field "$2" p50_us) us, p99 $(field "$2" p99_us) us, p99.9 $(field "$2" p999_us) us (median of $REPS: p99 $(field "$2" median_p99_us) us)" >&2
+	echo "  $1: $(field "$2" streams_per_s) streams/s, p50 $(field "$2" p50_us) us, p99 $(field "$2" p99_us) us, p99.9 $(field "$2" p999_us) us (median of $REPS: p99 $(field "$2" median_p99_us) us); server loop $(field "$2" server_cpu_pct)% busy, generator $(field "$2" client_cpu_pct)%" >&2
 }
 
 echo "extproc bench: server event loop on cpu $SCPU, load generator on cpu $CCPU, $CONNS connections, ${SECS}s per run" >&2
@@ -172,6 +200,9 @@ echo "  reference h2load -> nghttpd (1 thread): ${H2RPS:-?} req/s" >&2
 $PY - "$MAX" "$MAXR" "$L50" "$L90" "${H2RPS:-0}" "$SUMMARY" "$SCPU" "$CCPU" "$RMAX" "$RL50" "$RSUMMARY" <<'PYEOF'
 import json, sys
 mx, mxr, l50, l90 = (json.loads(a) for a in sys.argv[1:5])
+LAT_KEYS = ("target_rate", "streams_per_s", "p50_us", "p99_us", "p999_us",
+            "median_p50_us", "median_p99_us", "median_p999_us",
+            "server_cpu_pct", "client_cpu_pct")
 h2 = float(sys.argv[5] or 0)
 srv = json.loads(sys.argv[6]) if sys.argv[6].startswith('{') else {}
 c = srv.get('counters', {})
@@ -186,15 +217,15 @@ out = {
     "max_streams_per_s": mx["streams_per_s"], "median_max_streams_per_s": mx["median_streams_per_s"],
     "max_streams_per_s_with_response_headers": mxr["streams_per_s"],
     "max_messages_per_s_with_response_headers": mxr["messages_per_s"],
-    "at_50pct": {k: l50[k] for k in ("target_rate", "streams_per_s", "p50_us", "p99_us", "p999_us", "median_p50_us", "median_p99_us", "median_p999_us")},
-    "at_90pct": {k: l90[k] for k in ("target_rate", "streams_per_s", "p50_us", "p99_us", "p999_us", "median_p50_us", "median_p99_us", "median_p999_us")},
+    "at_50pct": {k: l50[k] for k in LAT_KEYS},
+    "at_90pct": {k: l90[k] for k in LAT_KEYS},
     "failed_streams": sum(x["failed"] for x in (mx, mxr, l50, l90, rmx, rl50)),
     "bad_replies": sum(x["bad_replies"] for x in (mx, mxr, l50, l90, rmx, rl50)),
     "server_errors": c.get("streams_error", 0) + rc.get("streams_error", 0),
     "values_sealed": c.get("seal_sealed", 0), "values_failed_closed": c.get("seal_failed_closed", 0),
     "with_records": {
         "max_streams_per_s": rmx["streams_per_s"],
-        "at_50pct": {k: rl50[k] for k in ("target_rate", "streams_per_s", "p50_us", "p99_us", "p999_us", "median_p50_us", "median_p99_us", "median_p999_us")},
+        "at_50pct": {k: rl50[k] for k in LAT_KEYS},
         "records_written": rc.get("records", 0), "records_dropped": rc.get("records_dropped", 0),
     },
     "h2load_nghttpd_req_per_s": h2,
