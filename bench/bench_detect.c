@@ -20,6 +20,7 @@
  * Table on stderr; the last line on stdout is one JSON object. */
 #include <getopt.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,9 +196,10 @@ struct result {
 	double best, median; /* MB/s */
 };
 
-/* Both scanners on |o|, round-robin; fails if their hit counts differ. */
-static void measure(const struct out *o, struct result *fast,
-		    struct result *ref, double *hits_per_mib)
+/* Both scanners on |o|, round-robin. Returns -1 if their hit counts
+ * differ (the fast scan would be measured doing something else). */
+static int measure(const struct out *o, struct result *fast,
+		   struct result *ref, double *hits_per_mib)
 {
 	scan_fn fn[2] = { pol_detect_run, pol_detect_run_ref };
 	struct result *res[2] = { fast, ref };
@@ -215,7 +217,7 @@ static void measure(const struct out *o, struct result *fast,
 	if (hits[0] != hits[1]) {
 		fprintf(stderr, "bench_detect: fast scan found %lu hits, "
 				"reference %lu\n", hits[0], hits[1]);
-		exit(1);
+		return -1;
 	}
 	for (int r = 0; r < opt_reps; r++)
 		for (int v = 0; v < 2; v++)
@@ -227,10 +229,12 @@ static void measure(const struct out *o, struct result *fast,
 					   rates[v][opt_reps / 2] };
 	}
 	*hits_per_mib = (double)hits[0] * (double)(1u << 20) / (double)o->n;
+	return 0;
 }
 
 /* ---- main ------------------------------------------------------------------- */
 
+/* Prints the usage; main() returns 2 after it. */
 static void usage(void)
 {
 	fprintf(stderr,
@@ -239,7 +243,6 @@ static void usage(void)
 		"  --reps     measurements per figure, best reported (default 5, "
 		"at most %d)\n",
 		MAX_REPS);
-	exit(2);
 }
 
 int main(int argc, char **argv)
@@ -250,17 +253,20 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	int o;
+	bool bad = false;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (o == 's')
 			opt_seconds = atof(optarg);
 		else if (o == 'r')
 			opt_reps = atoi(optarg);
 		else
-			usage();
+			bad = true;
 	}
-	if (optind != argc || opt_seconds <= 0 || opt_reps < 1 ||
-	    opt_reps > MAX_REPS)
+	if (bad || optind != argc || opt_seconds <= 0 || opt_reps < 1 ||
+	    opt_reps > MAX_REPS) {
 		usage();
+		return 2;
+	}
 
 	/* Pin to the CPU we started on, as bench_seal does. */
 	int cpu = sched_getcpu();
@@ -291,7 +297,10 @@ int main(int argc, char **argv)
 		"ref MB/s", "speedup", "hits/MiB");
 	for (int i = 0; i < NSETS; i++) {
 		sets[i].gen(&d);
-		measure(&d, &fast[i], &ref[i], &hits[i]);
+		if (measure(&d, &fast[i], &ref[i], &hits[i]) < 0) {
+			free(d.b);
+			return 1;
+		}
 		fprintf(stderr, "%-8s %12.1f %12.1f %8.2f %10.0f\n", sets[i].name,
 			fast[i].best, ref[i].best, fast[i].best / ref[i].best,
 			hits[i]);

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "../../src/policy_priv.h"
+#include "seed_file.h"
 
 #define CALLS_MAX 256
 
@@ -73,15 +74,10 @@ static void write_seeds(const char *dir)
 	};
 #undef S
 	for (size_t i = 0; i < sizeof(seeds) / sizeof(*seeds); i++) {
-		char path[512];
-		snprintf(path, sizeof(path), "%s/seed-%02zu", dir, i);
-		FILE *f = fopen(path, "wb");
-		if (!f) {
-			perror(path);
-			exit(1);
-		}
-		fwrite(seeds[i].s, 1, seeds[i].len, f);
-		fclose(f);
+		char name[32];
+		snprintf(name, sizeof(name), "seed-%02zu", i);
+		if (!fuzz_seed_write(dir, name, seeds[i].s, seeds[i].len, "", 0))
+			return;
 	}
 }
 

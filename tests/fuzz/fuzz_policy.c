@@ -43,6 +43,7 @@
 
 #include "../../src/policy_priv.h"
 #include "sealtap/common.h"
+#include "seed_file.h"
 
 static const char rich_policy[] =
 	"limits: {body_bytes: 4KiB, json_depth: 8, unscanned: redact}\n"
@@ -350,16 +351,11 @@ static void write_seeds(const char *dir)
 		  "ABCDEFGHIJ012345 sk_live_4eC39HqLyjWDarjtT1zdp7dc" },
 	};
 	for (size_t i = 0; i < sizeof(seeds) / sizeof(*seeds); i++) {
-		char path[512];
-		snprintf(path, sizeof(path), "%s/seed-%02zu", dir, i);
-		FILE *f = fopen(path, "wb");
-		if (!f) {
-			perror(path);
-			exit(1);
-		}
-		fwrite(seeds[i].head, 1, seeds[i].hl, f);
-		fwrite(seeds[i].rest, 1, strlen(seeds[i].rest), f);
-		fclose(f);
+		char name[32];
+		snprintf(name, sizeof(name), "seed-%02zu", i);
+		if (!fuzz_seed_write(dir, name, seeds[i].head, seeds[i].hl,
+				     seeds[i].rest, strlen(seeds[i].rest)))
+			return;
 	}
 }
 

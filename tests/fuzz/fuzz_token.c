@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "sealtap/seal.h"
+#include "seed_file.h"
 
 static const uint8_t fz_dek[SEAL_DEK_LEN] = {
 	'f', 'u', 'z', 'z', ' ', 'o', 'n', 'l', 'y', ' ', 'k', 'e', 'y', ' ',
@@ -200,7 +201,6 @@ static void write_seeds(const char *dir)
 	static const char *values[] = {"", "x", "alice@example.com",
 				       "Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig"};
 	int n = 0;
-	char path[4096];
 	for (int kind = 0; kind < 4; kind++) {
 		for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
 			uint8_t buf[512];
@@ -232,18 +232,10 @@ static void write_seeds(const char *dir)
 				memcpy(buf + len, values[i], vl);
 				len += vl;
 			}
-			snprintf(path, sizeof(path), "%s/seed-%d-%zu", dir,
-				 kind, i);
-			FILE *f = fopen(path, "wb");
-			if (!f || fwrite(buf, 1, len, f) != len) {
-				fprintf(stderr, "fuzz_token: cannot write %s\n",
-					path);
-				if (f)
-					fclose(f);
-				continue;
-			}
-			fclose(f);
-			n++;
+			char name[32];
+			snprintf(name, sizeof(name), "seed-%d-%zu", kind, i);
+			if (fuzz_seed_write(dir, name, buf, len, "", 0))
+				n++;
 		}
 	}
 	fprintf(stderr, "fuzz_token: wrote %d seeds to %s\n", n, dir);

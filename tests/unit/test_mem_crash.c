@@ -2,8 +2,9 @@
  * they were while it held plaintext.
  *
  * Each case runs in a fork child, so the signals really kill a process:
- *   - the default action of abort(), a segfault and a SIGQUIT sent from
- *     outside still happens with the guard installed, with threads running;
+ *   - the default action of SIGABRT (raised as abort() raises it), a
+ *     segfault and a SIGQUIT sent from outside still happens with the
+ *     guard installed, with threads running;
  *   - a real kernel core dump (core_pattern naming a file in the current
  *     directory) of a child whose thread keeps 32 random bytes only in its
  *     vector registers (ymm1, and ymm17 where AVX-512 has it) holds neither
@@ -67,24 +68,19 @@ static void need_guard(void)
 
 /* ---- the child -------------------------------------------------------------- */
 
-struct plant {
-	int ready_fd; /* the secret is written here once it is in registers */
-	bool nodump_stack;
-};
-
 /* Loads 32 bytes into ymm1 (and ymm17 with AVX-512) and spins without
  * touching a vector register again. The stack copy is wiped first, and
- * the stack is not dumped: the registers are the only place left. */
+ * the stack is not dumped: the registers are the only place left. The
+ * secret goes to |arg| (a pipe's write end) once made; a planter that
+ * fails writes nothing, and the parent's read comes up short. */
 static void *planter(void *arg)
 {
-	struct plant *p = arg;
+	int ready_fd = *(int *)arg;
 	uint8_t s[SECRET_LEN] __attribute__((aligned(32)));
-	if (p->nodump_stack && mem_nodump_stack() != 0)
-		_exit(90);
-	if (getrandom(s, sizeof(s), 0) != (ssize_t)sizeof(s))
-		_exit(91);
-	if (write(p->ready_fd, s, sizeof(s)) != (ssize_t)sizeof(s))
-		_exit(92);
+	if (mem_nodump_stack() != 0 ||
+	    getrandom(s, sizeof(s), 0) != (ssize_t)sizeof(s) ||
+	    write(ready_fd, s, sizeof(s)) != (ssize_t)sizeof(s))
+		return NULL;
 	__asm__ volatile("vmovdqu (%0), %%ymm1" ::"r"(s) : "memory");
 	if (__builtin_cpu_supports("avx512vl"))
 		__asm__ volatile("vmovdqu64 (%0), %%ymm17" ::"r"(s) : "memory");
@@ -110,8 +106,9 @@ enum how { HOW_ABORT, HOW_SEGV, HOW_WAIT };
 static volatile uintptr_t unmapped = 8;
 
 /* The child: guard or not, a planter and two idle threads, then dies as
- * told (HOW_WAIT: until the parent sends a signal). */
-static void child(bool guard, enum how how, int ready_fd, bool dump)
+ * told (HOW_WAIT: until the parent sends a signal). Returns only if its
+ * set-up fails, with a code the parent reports. */
+static int child(bool guard, enum how how, int ready_fd, bool dump)
 {
 	/* cmocka catches some of these signals to report a crashing test;
 	 * the child must die of them as a program does. */
@@ -121,24 +118,24 @@ static void child(bool guard, enum how how, int ready_fd, bool dump)
 		signal(sigs[i], SIG_DFL);
 	struct rlimit rl = { dump ? RLIM_INFINITY : 0, dump ? RLIM_INFINITY : 0 };
 	if (setrlimit(RLIMIT_CORE, &rl))
-		_exit(93);
+		return 93;
 	prctl(PR_SET_DUMPABLE, 1);
 	if (guard && mem_crash_guard_install() != 0)
-		_exit(94);
+		return 94;
 	pthread_t t;
-	struct plant pl = { ready_fd, true };
-	if (pthread_create(&t, NULL, planter, &pl))
-		_exit(95);
+	if (pthread_create(&t, NULL, planter, &ready_fd))
+		return 95;
 	for (int i = 0; i < 2; i++)
 		if (pthread_create(&t, NULL, spinner, NULL))
-			_exit(96);
+			return 96;
 	/* The planter wrote the secret before loading it; give it a
 	 * moment to reach its spin loop. */
 	struct timespec ts = { 0, 50 * 1000000L };
 	nanosleep(&ts, NULL);
 	switch (how) {
 	case HOW_ABORT:
-		abort();
+		raise(SIGABRT); /* what abort() does first */
+		break;
 	case HOW_SEGV:
 		*(volatile int *)unmapped = 1;
 		break;
@@ -146,7 +143,7 @@ static void child(bool guard, enum how how, int ready_fd, bool dump)
 		for (;;)
 			pause();
 	}
-	_exit(97);
+	return 97; /* still alive after its signal */
 }
 
 /* Forks a child; returns its pid with the secret it planted in |secret|. */
@@ -158,7 +155,8 @@ static pid_t spawn(bool guard, enum how how, bool dump, uint8_t *secret)
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		close(fds[0]);
-		child(guard, how, fds[1], dump);
+		/* A fork child of a test never returns into cmocka. */
+		_exit(child(guard, how, fds[1], dump));
 	}
 	close(fds[1]);
 	size_t got = 0;
