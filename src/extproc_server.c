@@ -1126,9 +1126,6 @@ static void conn_readable(struct xp_conn *c)
 			event_active(c->rd, EV_READ, 0);
 	}
 	conn_flush(c);
-	/* Request bytes went through the vector registers (memcpy, the
-	 * detectors); an idle loop keeps none of them (mem.h). */
-	mem_scrub_registers();
 }
 
 static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
@@ -1148,9 +1145,7 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	c->last_ns = st_mono_ns();
-	bool alive = conn_flush(c);
-	mem_scrub_registers();
-	if (!alive)
+	if (!conn_flush(c))
 		return;
 	/* TLS reads that wanted to write may have data waiting */
 	if (c->ssl && SSL_pending(c->ssl))
@@ -1501,8 +1496,13 @@ static void *worker_main(void *arg)
 	 * pass even when the thread is idle, so it never holds up the
 	 * reclamation of retired key snapshots for long. */
 	while (event_base_loop(w->base, EVLOOP_ONCE) == 0 &&
-	       !event_base_got_exit(w->base))
+	       !event_base_got_exit(w->base)) {
 		extproc_policy_quiescent(w->pd);
+		/* Request bytes went through the vector registers (memcpy,
+		 * the detectors); the loop sleeps with none of them (mem.h),
+		 * as the tap's workers do after a burst. */
+		mem_scrub_registers();
+	}
 	/* leftovers after loopexit (drain deadline) */
 	while (w->conns)
 		conn_close(w->conns);
