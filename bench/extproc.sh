@@ -5,13 +5,17 @@
 # request_headers message with 15 realistic headers (an authorization
 # value that gets sealed: the built-in policy, with a DEK for its tenant
 # in a SoftHSM2 token made here), optionally response_headers too, over
-# many connections. Measured in the same run:
+# many connections, each stream closed as Envoy closes it by default
+# (half-close + RST_STREAM(CANCEL) in one write, no wait for the server's
+# trailers; --close graceful: half-close, then the server's grpc-status 0,
+# as Envoy with ext_proc_graceful_grpc_close). Measured in the same run:
 #   1. the maximum streams/s (closed loop, --depth streams in flight per
 #      connection), with request_headers only and with response_headers;
 #   2. latency p50/p99/p99.9 at 50% and 90% of that maximum (open loop:
 #      streams start on a fixed schedule; latency runs from the scheduled
 #      start to the reply);
-#   3. the plain HTTP/2 ceiling: h2load -> nghttpd (one nghttpd thread,
+#   3. the maximum and the latency at 50% with the other close;
+#   4. the plain HTTP/2 ceiling: h2load -> nghttpd (one nghttpd thread,
 #      same cores) requests/s.
 # Measured twice: records off (the protocol alone; the figures the target
 # is about) and records on (written to /dev/shm by the exporter thread,
@@ -26,6 +30,7 @@
 #
 # Usage: bench/extproc.sh [--seconds S] [--reps N] [--connections N]
 #                         [--depth D] [--server-cpu N] [--client-cpu N]
+#                         [--close reset|graceful]
 # A table goes to stderr; the last line of stdout is one JSON object.
 set -euo pipefail
 
@@ -40,6 +45,7 @@ DEPTH=16
 NCPU=$(nproc)
 SCPU=$((NCPU > 1 ? 1 : 0))
 CCPU=0
+CLOSE=reset
 while (($#)); do
 	case $1 in
 	--seconds) SECS=$2; shift 2 ;;
@@ -48,9 +54,15 @@ while (($#)); do
 	--depth) DEPTH=$2; shift 2 ;;
 	--server-cpu) SCPU=$2; shift 2 ;;
 	--client-cpu) CCPU=$2; shift 2 ;;
+	--close) CLOSE=$2; shift 2 ;;
 	*) echo "extproc.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 done
+case $CLOSE in
+reset) OTHER=graceful ;;
+graceful) OTHER=reset ;;
+*) echo "extproc.sh: --close takes reset or graceful" >&2; exit 2 ;;
+esac
 
 if [[ ! -f $BUILD/build.ninja ]]; then
 	meson setup "$BUILD" -Dbuildtype=release -Dtests=false >/dev/null
@@ -123,7 +135,8 @@ load1() {
 	a=$(loop_ticks)
 	t0=$(date +%s.%N)
 	out=$("$LOAD" --port "$PORT" --cpu "$CCPU" --connections "$CONNS" \
-		--duration "$SECS" --warmup 1 "$@")
+		--duration "$SECS" --warmup 1 --close "$CLOSE" "$@") ||
+		{ echo "extproc.sh: extproc_load failed" >&2; exit 1; }
 	t1=$(date +%s.%N)
 	b=$(loop_ticks)
 	$PY -c 'import json, sys
@@ -155,7 +168,7 @@ show() { # label json
 	echo "  $1: $(field "$2" streams_per_s) streams/s, p50 $(field "$2" p50_us) us, p99 $(field "$2" p99_us) us, p99.9 $(field "$2" p999_us) us (median of $REPS: p99 $(field "$2" median_p99_us) us); server loop $(field "$2" server_cpu_pct)% busy, generator $(field "$2" client_cpu_pct)%" >&2
 }
 
-echo "extproc bench: server event loop on cpu $SCPU, load generator on cpu $CCPU, $CONNS connections, ${SECS}s per run" >&2
+echo "extproc bench: server event loop on cpu $SCPU, load generator on cpu $CCPU, $CONNS connections, ${SECS}s per run, close: $CLOSE" >&2
 # 1. the protocol alone (records off)
 start_server plain --no-records
 MAX=$(load --depth "$DEPTH")
@@ -169,6 +182,16 @@ L50=$(load --depth 1024 --rate "$R50")
 L90=$(load --depth 1024 --rate "$R90")
 show "records off, at 50% ($R50/s)" "$L50"
 show "records off, at 90% ($R90/s)" "$L90"
+# 3. the other way of closing streams, for comparison
+MAIN_CLOSE=$CLOSE
+CLOSE=$OTHER
+OMAX=$(load --depth "$DEPTH")
+OMAXS=$(field "$OMAX" streams_per_s)
+OR50=$($PY -c "print(int(float('$OMAXS') * 0.5))")
+OL50=$(load --depth 1024 --rate "$OR50")
+echo "  records off, close $OTHER, max (request_headers): $OMAXS streams/s" >&2
+show "records off, close $OTHER, at 50% ($OR50/s)" "$OL50"
+CLOSE=$MAIN_CLOSE
 stop_server plain
 SUMMARY=$LAST_SUMMARY
 
@@ -197,7 +220,7 @@ kill -TERM "$NPID"; wait "$NPID" 2>/dev/null || true
 NPID=
 echo "  reference h2load -> nghttpd (1 thread): ${H2RPS:-?} req/s" >&2
 
-$PY - "$MAX" "$MAXR" "$L50" "$L90" "${H2RPS:-0}" "$SUMMARY" "$SCPU" "$CCPU" "$RMAX" "$RL50" "$RSUMMARY" <<'PYEOF'
+$PY - "$MAX" "$MAXR" "$L50" "$L90" "${H2RPS:-0}" "$SUMMARY" "$SCPU" "$CCPU" "$RMAX" "$RL50" "$RSUMMARY" "$OMAX" "$OL50" <<'PYEOF'
 import json, sys
 mx, mxr, l50, l90 = (json.loads(a) for a in sys.argv[1:5])
 LAT_KEYS = ("target_rate", "streams_per_s", "p50_us", "p99_us", "p999_us",
@@ -209,24 +232,32 @@ c = srv.get('counters', {})
 rmx, rl50 = json.loads(sys.argv[9]), json.loads(sys.argv[10])
 rsrv = json.loads(sys.argv[11]) if sys.argv[11].startswith('{') else {}
 rc = rsrv.get('counters', {})
+omx, ol50 = json.loads(sys.argv[12]), json.loads(sys.argv[13])
+runs = (mx, mxr, l50, l90, rmx, rl50, omx, ol50)
 out = {
     "bench": "extproc",
     "server_threads": 1, "server_cpu": int(sys.argv[7]), "client_cpu": int(sys.argv[8]),
     "connections": mx["connections"], "depth": mx["depth"], "records": False,
+    "close": mx["close"],
     "reps": mx["reps"],
     "max_streams_per_s": mx["streams_per_s"], "median_max_streams_per_s": mx["median_streams_per_s"],
     "max_streams_per_s_with_response_headers": mxr["streams_per_s"],
     "max_messages_per_s_with_response_headers": mxr["messages_per_s"],
     "at_50pct": {k: l50[k] for k in LAT_KEYS},
     "at_90pct": {k: l90[k] for k in LAT_KEYS},
-    "failed_streams": sum(x["failed"] for x in (mx, mxr, l50, l90, rmx, rl50)),
-    "bad_replies": sum(x["bad_replies"] for x in (mx, mxr, l50, l90, rmx, rl50)),
+    "failed_streams": sum(x["failed"] for x in runs),
+    "bad_replies": sum(x["bad_replies"] for x in runs),
+    "conns_died": sum(x["conns_died"] for x in runs),
     "server_errors": c.get("streams_error", 0) + rc.get("streams_error", 0),
     "values_sealed": c.get("seal_sealed", 0), "values_failed_closed": c.get("seal_failed_closed", 0),
     "with_records": {
         "max_streams_per_s": rmx["streams_per_s"],
         "at_50pct": {k: rl50[k] for k in LAT_KEYS},
         "records_written": rc.get("records", 0), "records_dropped": rc.get("records_dropped", 0),
+    },
+    "other_close": {
+        "close": omx["close"], "max_streams_per_s": omx["streams_per_s"],
+        "at_50pct": {k: ol50[k] for k in LAT_KEYS},
     },
     "h2load_nghttpd_req_per_s": h2,
     "target_streams_per_s": 100000, "target_p99_us_at_50pct": 1000,

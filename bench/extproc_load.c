@@ -2,9 +2,16 @@
  * pattern against `sealtap extproc`.
  *
  * Envoy opens one gRPC stream per HTTP request on a few long-lived
- * connections, sends request_headers (and, later, response_headers), waits
- * for each reply, then half-closes and the server ends the stream with
- * grpc-status 0. This program does the same over --connections
+ * connections, sends request_headers (and, later, response_headers) and
+ * waits for each reply. Then it closes the stream, in one of two ways:
+ *   --close reset (Envoy's default): a half-close (empty DATA with
+ *     END_STREAM) followed at once by RST_STREAM(CANCEL), in the same
+ *     write; the server's trailers are never awaited (Envoy's
+ *     ExternalProcessorStreamImpl::close: closeStream, then resetStream);
+ *   --close graceful (Envoy with the runtime flag
+ *     envoy.reloadable_features.ext_proc_graceful_grpc_close): a
+ *     half-close, then the server ends the stream with grpc-status 0.
+ * This program does the same over --connections
  * connections from one thread (epoll), with the same ~15 realistic request
  * headers each time (authorization included, so the server has a value to
  * replace), encoded once with protobuf-c.
@@ -224,8 +231,9 @@ static struct {
 	unsigned conns, depth;
 	double duration, warmup, rate;
 	bool resp_headers;
+	bool graceful; /* --close graceful: wait for the server's trailers */
 	int cpu;
-} opt = { "127.0.0.1", "9000", 64, 16, 5, 1, 0, false, -1 };
+} opt = { "127.0.0.1", "9000", 64, 16, 5, 1, 0, false, false, -1 };
 
 static struct conn *conns;
 static int ep;
@@ -372,13 +380,31 @@ static int on_data(nghttp2_session *h2, uint8_t flags, int32_t id,
 	return 0;
 }
 
+/* --close reset: RST_STREAM(CANCEL) right behind the half-close, queued
+ * while the half-close is being written so both leave in one write. */
+static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *f,
+			 void *user)
+{
+	(void)user;
+	if (!opt.graceful && f->hd.type == NGHTTP2_DATA &&
+	    (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+		nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE,
+					  f->hd.stream_id, NGHTTP2_CANCEL);
+	return 0;
+}
+
 static int on_close(nghttp2_session *h2, int32_t id, uint32_t code, void *user)
 {
 	(void)user;
 	struct stream *s = nghttp2_session_get_stream_user_data(h2, id);
 	if (!s)
 		return 0;
-	if (code == 0 && s->eof_sent)
+	/* a stream is done when every reply came and it was closed the
+	 * chosen way: the server's grpc-status 0 (graceful) or our own
+	 * cancel after the half-close (reset) */
+	bool ok = opt.graceful ? code == NGHTTP2_NO_ERROR
+			       : code == NGHTTP2_CANCEL;
+	if (ok && s->eof_sent)
 		done_streams += measuring;
 	else
 		failed_streams++;
@@ -430,6 +456,18 @@ static int conn_open(struct conn *c)
 	return 0;
 }
 
+/* A connection the server closed (or that failed): out of epoll, so a
+ * dead socket does not wake the loop again, and counted in the output
+ * (conns_died) so a run that lost connections is not taken for a good
+ * one. Its streams never finish: they are not in "streams". */
+static void conn_die(struct conn *c)
+{
+	if (c->dead)
+		return;
+	c->dead = true;
+	epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+}
+
 static uint8_t wbuf[1 << 20];
 
 static void conn_flush(struct conn *c)
@@ -459,7 +497,7 @@ static void conn_flush(struct conn *c)
 					usleep(10);
 					continue;
 				}
-				c->dead = true;
+				conn_die(c);
 				return;
 			}
 			off += (size_t)w;
@@ -476,12 +514,9 @@ static void conn_read(struct conn *c)
 		ssize_t n = recv(c->fd, rbuf, sizeof(rbuf), 0);
 		if (n < 0 && errno == EAGAIN)
 			break;
-		if (n <= 0) {
-			c->dead = true;
-			return;
-		}
-		if (nghttp2_session_mem_recv(c->h2, rbuf, (size_t)n) < 0) {
-			c->dead = true;
+		if (n <= 0 ||
+		    nghttp2_session_mem_recv(c->h2, rbuf, (size_t)n) < 0) {
+			conn_die(c);
 			return;
 		}
 		/* a short read drained the socket (level-triggered epoll
@@ -540,7 +575,7 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: extproc_load [--host H] [--port P] [--connections N] "
 		"[--depth D] [--duration S] [--warmup S] [--rate R] "
-		"[--response-headers] [--cpu N]\n");
+		"[--response-headers] [--close reset|graceful] [--cpu N]\n");
 	exit(2);
 }
 
@@ -551,7 +586,8 @@ int main(int argc, char **argv)
 		{ "connections", 1, NULL, 'c' }, { "depth", 1, NULL, 'm' },
 		{ "duration", 1, NULL, 'd' },	  { "warmup", 1, NULL, 'w' },
 		{ "rate", 1, NULL, 'r' },	  { "response-headers", 0, NULL, 'R' },
-		{ "cpu", 1, NULL, 'C' },	  { NULL, 0, NULL, 0 },
+		{ "cpu", 1, NULL, 'C' },	  { "close", 1, NULL, 'x' },
+		{ NULL, 0, NULL, 0 },
 	};
 	int ch;
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -565,6 +601,12 @@ int main(int argc, char **argv)
 		case 'r': opt.rate = atof(optarg); break;
 		case 'R': opt.resp_headers = true; break;
 		case 'C': opt.cpu = atoi(optarg); break;
+		case 'x':
+			if (!strcmp(optarg, "graceful"))
+				opt.graceful = true;
+			else if (strcmp(optarg, "reset"))
+				usage();
+			break;
 		default: usage();
 		}
 	}
@@ -584,6 +626,7 @@ int main(int argc, char **argv)
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_close);
 	nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+	nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
 
 	ep = epoll_create1(0);
 	conns = calloc(opt.conns, sizeof(*conns));
@@ -604,6 +647,7 @@ int main(int argc, char **argv)
 	 * adds its delays to the latency it reports. */
 	uint64_t cpu_at_measure = 0;
 	struct epoll_event evs[256];
+	unsigned dead = 0;
 	for (;;) {
 		uint64_t now = now_ns();
 		if (!measuring && now >= t_measure) {
@@ -652,7 +696,7 @@ int main(int argc, char **argv)
 				c->wbuf_pending = 0;
 			}
 		}
-		unsigned dead = 0;
+		dead = 0;
 		for (unsigned i = 0; i < opt.conns; i++)
 			dead += conns[i].dead;
 		if (dead == opt.conns) {
@@ -661,14 +705,15 @@ int main(int argc, char **argv)
 		}
 	}
 	double secs = opt.duration;
-	printf("{\"mode\":\"%s\",\"connections\":%u,\"depth\":%u,"
-	       "\"response_headers\":%s,\"target_rate\":%.0f,"
+	printf("{\"mode\":\"%s\",\"close\":\"%s\",\"connections\":%u,"
+	       "\"depth\":%u,\"response_headers\":%s,\"target_rate\":%.0f,"
 	       "\"duration_s\":%.2f,\"streams\":%llu,\"streams_per_s\":%.0f,"
 	       "\"messages_per_s\":%.0f,\"failed\":%llu,\"bad_replies\":%llu,"
 	       "\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
 	       "\"max_backlog\":%llu,\"started_in_window\":%llu,"
-	       "\"client_cpu_pct\":%.0f}\n",
-	       opt.rate > 0 ? "open" : "closed", opt.conns, opt.depth,
+	       "\"client_cpu_pct\":%.0f,\"conns_died\":%u}\n",
+	       opt.rate > 0 ? "open" : "closed",
+	       opt.graceful ? "graceful" : "reset", opt.conns, opt.depth,
 	       opt.resp_headers ? "true" : "false", opt.rate, secs,
 	       (unsigned long long)done_streams, (double)done_streams / secs,
 	       (double)hist_n / secs, (unsigned long long)failed_streams,
@@ -676,6 +721,6 @@ int main(int argc, char **argv)
 	       (double)hist_q(0.99) / 1e3, (double)hist_q(0.999) / 1e3,
 	       (unsigned long long)backlog_max,
 	       (unsigned long long)(started_streams - measured_start_count),
-	       (double)(cpu_ns() - cpu_at_measure) / (secs * 1e7));
+	       (double)(cpu_ns() - cpu_at_measure) / (secs * 1e7), dead);
 	return 0;
 }

@@ -1532,6 +1532,16 @@ static int worker_init(struct xp_worker *w, const struct extproc_cfg *cfg,
 	/* RFC 9113 §6.5.2 is advisory for the receiver; nghttp2 keeps its
 	 * own protections (SETTINGS/PING flood limits) at their defaults. */
 	nghttp2_option_set_max_send_header_block_length(w->opt, 64u << 10);
+	/* nghttp2's own RST_STREAM limit (1,000, then 33 per second, since
+	 * the rapid-reset fix) tears the connection down with
+	 * INTERNAL_ERROR. Envoy ends every ext_proc stream with a half-close
+	 * followed by RST_STREAM(CANCEL), so one busy Envoy connection
+	 * passes that limit within seconds. The server limits resets itself
+	 * (premature_reset(): only resets of streams that never carried a
+	 * message count), so nghttp2's limit is lifted: 2^32 per second
+	 * cannot overflow its 64-bit token arithmetic. */
+	nghttp2_option_set_stream_reset_rate_limit(w->opt, 1ull << 32,
+						   1ull << 32);
 	w->ctx.decider = extproc_policy_decider(w->pd);
 	w->ctx.ctr = &w->ctr;
 	w->ctx.request_id_header = cfg->request_id_header &&

@@ -2,14 +2,19 @@
 """sealtap extproc life cycle: several event-loop threads sharing the port
 (SO_REUSEPORT), and graceful shutdown -- on SIGTERM a stream in flight
 finishes (GOAWAY, then drain), new connections are refused, the process
-exits 0 and writes its summary.
+exits 0 and writes its summary; and thousands of streams on one connection
+each closed the way Envoy closes them by default (half-close, then
+RST_STREAM(CANCEL)), played by bench/extproc_load, keep that connection
+up (nghttp2's own reset limit would tear it down after 1,000).
 
 usage: lifecycle.py --workdir DIR
 """
 import argparse
+import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 
@@ -21,6 +26,45 @@ import grpc  # noqa: E402
 pb = xp.stubs()
 EP = pb.ep
 OPTS = [('grpc.use_local_subchannel_pool', 1)]
+
+
+def envoy_close_many(workdir):
+    """Streams closed as Envoy closes them, at full speed on one
+    connection for 1.5 s: none may fail and the connection must stay
+    up. Returns the number of failures."""
+    load = os.environ.get('SEALTAP_LOAD') or os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(xp.BIN))),
+        'bench', 'extproc_load')
+    if not os.access(load, os.X_OK):
+        print('FAIL: no load generator at %s' % load)
+        return 1
+    srv = xp.Server(workdir, 'envoy-close')
+    try:
+        out = subprocess.run(
+            [load, '--port', str(srv.port), '--connections', '1',
+             '--depth', '8', '--duration', '1.5', '--warmup', '0',
+             '--close', 'reset'],
+            capture_output=True, timeout=60, text=True)
+    finally:
+        ctr = srv.stop()
+    failures = 0
+    try:
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        print('FAIL: extproc_load: %s %s' % (out.stdout, out.stderr))
+        return 1
+    # nghttp2's default allows 1,000 resets, then 33 per second
+    want = 1000 + 33 * 2 + 1
+    if r['conns_died'] or r['failed'] or r['bad_replies'] or r['streams'] < want:
+        print('FAIL: half-close + cancel on one connection: %s %s' % (r, out.stderr))
+        failures += 1
+    elif ctr.get('streams_cancelled', 0) < r['streams'] or ctr.get('conns_flood'):
+        print('FAIL: server counters %r' % ctr)
+        failures += 1
+    else:
+        print('ok: %d streams on one connection closed with half-close + '
+              'RST_STREAM(CANCEL), connection kept' % r['streams'])
+    return failures
 
 
 def main():
@@ -92,6 +136,7 @@ def main():
         print('FAIL: streams_ok %r' % ctr.get('streams_ok'))
         failures += 1
     ch.close()
+    failures += envoy_close_many(args.workdir)
     xp.cleanup_stubs()
     print('lifecycle: %d failure(s)' % failures)
     return 1 if failures else 0
