@@ -168,6 +168,19 @@ show() { # label json
 	echo "  $1: $(field "$2" streams_per_s) streams/s, p50 $(field "$2" p50_us) us, p99 $(field "$2" p99_us) us, p99.9 $(field "$2" p999_us) us (median of $REPS: p99 $(field "$2" median_p99_us) us); server loop $(field "$2" server_cpu_pct)% busy, generator $(field "$2" client_cpu_pct)%" >&2
 }
 
+# max_half LABEL: the closed-loop maximum (request_headers) and the
+# latency at half of it, shown under LABEL; the two runs' JSON in HMAX and
+# HL50.
+max_half() {
+	local m r
+	HMAX=$(load --depth "$DEPTH")
+	m=$(field "$HMAX" streams_per_s)
+	r=$($PY -c "print(int(float('$m') * 0.5))")
+	HL50=$(load --depth 1024 --rate "$r")
+	echo "  $1, max (request_headers): $m streams/s" >&2
+	show "$1, at 50% ($r/s)" "$HL50"
+}
+
 echo "extproc bench: server event loop on cpu $SCPU, load generator on cpu $CCPU, $CONNS connections, ${SECS}s per run, close: $CLOSE" >&2
 # 1. the protocol alone (records off)
 start_server plain --no-records
@@ -182,27 +195,19 @@ L50=$(load --depth 1024 --rate "$R50")
 L90=$(load --depth 1024 --rate "$R90")
 show "records off, at 50% ($R50/s)" "$L50"
 show "records off, at 90% ($R90/s)" "$L90"
-# 3. the other way of closing streams, for comparison
+# 2. the other way of closing streams, for comparison
 MAIN_CLOSE=$CLOSE
 CLOSE=$OTHER
-OMAX=$(load --depth "$DEPTH")
-OMAXS=$(field "$OMAX" streams_per_s)
-OR50=$($PY -c "print(int(float('$OMAXS') * 0.5))")
-OL50=$(load --depth 1024 --rate "$OR50")
-echo "  records off, close $OTHER, max (request_headers): $OMAXS streams/s" >&2
-show "records off, close $OTHER, at 50% ($OR50/s)" "$OL50"
+max_half "records off, close $OTHER"
+OMAX=$HMAX OL50=$HL50
 CLOSE=$MAIN_CLOSE
 stop_server plain
 SUMMARY=$LAST_SUMMARY
 
-# 2. with records (exporter thread on the load generator's core)
+# 3. with records (exporter thread on the load generator's core)
 start_server rec --out "$W/records"
-RMAX=$(load --depth "$DEPTH")
-RMAXS=$(field "$RMAX" streams_per_s)
-RR50=$($PY -c "print(int(float('$RMAXS') * 0.5))")
-RL50=$(load --depth 1024 --rate "$RR50")
-echo "  records on, max (request_headers):     $RMAXS streams/s" >&2
-show "records on, at 50% ($RR50/s)" "$RL50"
+max_half "records on"
+RMAX=$HMAX RL50=$HL50
 stop_server rec
 RSUMMARY=$LAST_SUMMARY
 
