@@ -40,11 +40,7 @@ enum {
 };
 enum { J_OK = 0, J_EOF = 1, J_ERR = 2 };
 
-struct jframe {
-	uint64_t set[W]; /* NFA states at this container's node */
-	uint32_t index;  /* next array index */
-	uint8_t type, state;
-};
+#define jframe pol_jframe
 
 struct jx {
 	struct pol_scan *sc;
@@ -55,6 +51,10 @@ struct jx {
 	unsigned depth, depth_max;
 	bool live;          /* the rule set has JSON paths */
 	uint64_t pending[W]; /* set of the member whose key was just read */
+	/* chunks (pol_json_scan_chunk); NULL / 0 for a whole body */
+	struct policy_json_stream *js;
+	bool last;          /* the input ends where the body ends */
+	uint32_t carry;     /* leading bytes carried from the chunk before */
 	struct jframe st[POL_JSON_DEPTH_MAX];
 };
 
@@ -308,6 +308,82 @@ static bool num_emit(void *ctx, uint32_t off, uint32_t len, unsigned det)
 	return false; /* one is enough: the whole number goes */
 }
 
+/* A number or literal a chunk boundary cuts (|p| < x->carry: its start
+ * was in the chunk before; |at_end|: it goes on in the next one). It
+ * cannot become one quoted token in two parts, so each part is redacted
+ * as '9's (a number of the same length), unless a rule keeps it. Literals
+ * have no detectors: they only matter under a rule. */
+static int cut_scalar(struct jx *x, const struct pol_jstate *acc, bool num,
+		      uint32_t p, uint32_t e, bool at_end)
+{
+	bool keep = acc && acc->action == POLICY_ACTION_KEEP;
+	if (!keep && (num || acc) && e > p)
+		pol_out_add(x->sc, p, e - p, POLICY_ACTION_REDACT,
+			    POLICY_KIND_LIMIT, 0, POLICY_SPAN_JSON_NUMBER,
+			    POLICY_RULE_LIMIT_CHUNK,
+			    x->sc->p->rule_names[POLICY_RULE_LIMIT_CHUNK]);
+	x->pos = e;
+	return at_end ? J_EOF : J_OK;
+}
+
+/* Skips a container from |i| with the bracket count and string state in
+ * |js|, which carry over chunk boundaries. Returns the offset one past its
+ * closing bracket, or x->end (then js->skipping stays set). String
+ * contents are not checked here: the container is one span either way. */
+static uint32_t skip_run(struct policy_json_stream *js, const uint8_t *s,
+			 uint32_t i, uint32_t end)
+{
+	for (; i < end; i++) {
+		uint8_t c = s[i];
+		if (js->skip_in_str) {
+			if (js->skip_esc)
+				js->skip_esc = 0;
+			else if (c == '\\')
+				js->skip_esc = 1;
+			else if (c == '"')
+				js->skip_in_str = 0;
+		} else if (c == '"') {
+			js->skip_in_str = 1;
+		} else if (c == '{' || c == '[') {
+			js->skip_depth++;
+		} else if ((c == '}' || c == ']') && --js->skip_depth == 0) {
+			js->skipping = 0;
+			return i + 1;
+		}
+	}
+	return end;
+}
+
+/* The span of a container taken whole by |acc| (or, NULL, skipped for
+ * depth) over [|p|, |e|): OPEN_* when it began before this input or goes
+ * on after it. */
+static void skip_span(struct jx *x, const struct pol_jstate *acc, uint32_t p,
+		      uint32_t e, bool open_before, bool open_after)
+{
+	struct pol_scan *sc = x->sc;
+	if (e <= p)
+		return;
+	if (acc) {
+		uint8_t f = POLICY_SPAN_JSON_VALUE;
+		if (open_before)
+			f |= POLICY_SPAN_OPEN_BEFORE;
+		if (open_after)
+			f |= POLICY_SPAN_OPEN_AFTER;
+		rule_span(x, acc, p, e - p, f);
+		return;
+	}
+	/* Too deep to follow paths: the container is one unscanned region
+	 * (fail closed). */
+	sc->flags |= POLICY_SCAN_DEPTH;
+	uint8_t a = sc->p->limits.unscanned;
+	if (a > POLICY_ACTION_KEEP)
+		pol_out_add(sc, p, e - p, a, POLICY_KIND_LIMIT, 0, 0,
+			    POLICY_RULE_LIMIT_DEPTH,
+			    sc->p->rule_names[POLICY_RULE_LIMIT_DEPTH]);
+	else
+		pol_scan_text(sc, p, e - p, POL_ENC_RAW, x->mask, 0);
+}
+
 /* The value at x->pos, whose node has NFA set |set|. */
 static int value(struct jx *x, const uint64_t *set)
 {
@@ -336,25 +412,19 @@ static int value(struct jx *x, const uint64_t *set)
 	if (c == '{' || c == '[') {
 		if (acc || x->depth == x->depth_max) {
 			bool closed;
-			uint32_t e = skip_container(s, p, x->end, &closed);
-			if (acc) {
-				rule_span(x, acc, p, e - p,
-					  POLICY_SPAN_JSON_VALUE);
+			uint32_t e;
+			if (x->js) {
+				struct policy_json_stream *js = x->js;
+				js->skipping = 1;
+				js->skip_depth = 0;
+				js->skip_in_str = js->skip_esc = 0;
+				js->skip_acc = acc;
+				e = skip_run(js, s, p, x->end);
+				closed = !js->skipping;
 			} else {
-				/* Too deep to follow paths: the container
-				 * is one unscanned region (fail closed). */
-				sc->flags |= POLICY_SCAN_DEPTH;
-				uint8_t a = sc->p->limits.unscanned;
-				if (a > POLICY_ACTION_KEEP)
-					pol_out_add(sc, p, e - p, a,
-						    POLICY_KIND_LIMIT, 0, 0,
-						    POLICY_RULE_LIMIT_DEPTH,
-						    sc->p->rule_names
-							    [POLICY_RULE_LIMIT_DEPTH]);
-				else
-					pol_scan_text(sc, p, e - p, POL_ENC_RAW,
-						      x->mask, 0);
+				e = skip_container(s, p, x->end, &closed);
 			}
+			skip_span(x, acc, p, e, false, x->js && !closed);
 			x->pos = e;
 			return closed ? J_OK : J_EOF;
 		}
@@ -376,6 +446,13 @@ static int value(struct jx *x, const uint64_t *set)
 		return J_ERR;
 	if (e == -1)
 		return J_ERR;
+	/* In a chunk, a number that reaches the end may go on in the next
+	 * one: it is cut, as a value that needed more bytes. */
+	bool cut_end = e == -2 || (x->js && !x->last && num &&
+				   (uint32_t)e == x->end);
+	if (x->js && (cut_end || p < x->carry))
+		return cut_scalar(x, acc, num, p, cut_end ? x->end : (uint32_t)e,
+				  cut_end);
 	if (e == -2) {
 		x->pos = x->end;
 		return J_EOF;
@@ -425,7 +502,10 @@ static int key(struct jx *x, struct jframe *f)
 				kl = -2;
 			}
 		}
-		if (kl > (long)POL_NAME_MAX)
+		/* a carried key that lost its start is longer than any
+		 * rule's name */
+		if (kl > (long)POL_NAME_MAX ||
+		    (x->js && x->js->carry_cut && p < x->carry))
 			kl = -2;
 		jstep(x->nfa, f->set, k, kl, 0, x->pending);
 	} else {
@@ -435,44 +515,64 @@ static int key(struct jx *x, struct jframe *f)
 	return J_OK;
 }
 
-void pol_json_scan(struct pol_scan *sc, uint32_t off, uint32_t len)
+static void jx_init(struct jx *x, struct pol_scan *sc, uint32_t off,
+		    uint32_t len)
 {
-	struct jx x;
-	x.sc = sc;
-	x.nfa = &sc->rs->json;
-	x.s = sc->base;
-	x.pos = off;
-	x.end = off + len;
-	x.mask = sc->rs->det_mask[POL_SCOPE_BODY];
-	x.depth = 0;
-	x.depth_max = ST_MIN(sc->p->limits.json_depth, POL_JSON_DEPTH_MAX);
-	x.live = x.nfa->nstates > 0;
-	const uint64_t *root = x.nfa->start;
+	x->sc = sc;
+	x->nfa = &sc->rs->json;
+	x->s = sc->base;
+	x->pos = off;
+	x->end = off + len;
+	x->mask = sc->rs->det_mask[POL_SCOPE_BODY];
+	x->depth = 0;
+	x->depth_max = ST_MIN(sc->p->limits.json_depth, POL_JSON_DEPTH_MAX);
+	x->live = x->nfa->nstates > 0;
+	x->js = NULL;
+	x->last = true;
+	x->carry = 0;
+}
+
+/* Where a token the input cut begins, and the parser as it was before it,
+ * so the next chunk parses that token again, whole. */
+struct cut {
+	uint32_t tok;   /* x->end: no token open */
+	unsigned depth;
+	uint8_t state;
+	uint32_t index;
+};
+
+/* The parser loop from x->pos. Returns J_OK at the end of the input
+ * between tokens, J_EOF with |cut| filled when the input ends inside a
+ * token, J_ERR after a syntax error (the rest is then unscanned). */
+static int json_run(struct jx *x, struct cut *cut)
+{
+	struct pol_scan *sc = x->sc;
+	const uint64_t *root = x->nfa->start;
 	uint64_t child[W];
 
-	/* A UTF-8 byte order mark is tolerated (RFC 8259 §8.1). */
-	if (len >= 3 && memcmp(x.s + off, "\xef\xbb\xbf", 3) == 0)
-		x.pos += 3;
+	cut->tok = x->end;
 	while (!sc->full) {
-		while (x.pos < x.end && is_ws(x.s[x.pos]))
-			x.pos++;
-		if (x.pos >= x.end)
-			return;
-		uint32_t tok = x.pos;
-		uint8_t c = x.s[x.pos];
+		while (x->pos < x->end && is_ws(x->s[x->pos]))
+			x->pos++;
+		if (x->pos >= x->end)
+			return J_OK;
+		uint32_t tok = x->pos;
+		uint8_t c = x->s[x->pos];
 		int r = J_OK;
-		if (x.depth == 0) {
-			r = value(&x, root);
+		struct jframe *f = x->depth ? &x->st[x->depth - 1] : NULL;
+		*cut = (struct cut){ tok, x->depth, f ? f->state : 0,
+				     f ? f->index : 0 };
+		if (!f) {
+			r = value(x, root);
 		} else {
-			struct jframe *f = &x.st[x.depth - 1];
 			switch (f->state) {
 			case S_KEY_OR_END:
 			case S_KEY:
 				if (c == '}' && f->state == S_KEY_OR_END) {
-					x.depth--;
-					x.pos++;
+					x->depth--;
+					x->pos++;
 				} else if (c == '"') {
-					r = key(&x, f);
+					r = key(x, f);
 					f->state = S_COLON;
 				} else {
 					r = J_ERR;
@@ -482,7 +582,7 @@ void pol_json_scan(struct pol_scan *sc, uint32_t off, uint32_t len)
 				if (c != ':') {
 					r = J_ERR;
 				} else {
-					x.pos++;
+					x->pos++;
 					f->state = S_VALUE;
 				}
 				break;
@@ -490,31 +590,31 @@ void pol_json_scan(struct pol_scan *sc, uint32_t off, uint32_t len)
 			case S_VALUE_OR_END:
 				if (c == ']' && f->state == S_VALUE_OR_END &&
 				    f->type == F_ARR) {
-					x.depth--;
-					x.pos++;
+					x->depth--;
+					x->pos++;
 					break;
 				}
 				f->state = S_COMMA_OR_END;
 				if (f->type == F_OBJ) {
-					r = value(&x, x.pending);
+					r = value(x, x->pending);
 				} else {
-					if (x.live && set_any(f->set))
-						jstep(x.nfa, f->set, NULL, -1,
+					if (x->live && set_any(f->set))
+						jstep(x->nfa, f->set, NULL, -1,
 						      f->index, child);
 					else
 						memset(child, 0, sizeof(child));
 					f->index++;
-					r = value(&x, child);
+					r = value(x, child);
 				}
 				break;
 			case S_COMMA_OR_END:
 				if (c == ',') {
-					x.pos++;
+					x->pos++;
 					f->state = f->type == F_OBJ ? S_KEY
 								    : S_VALUE;
 				} else if (c == (f->type == F_OBJ ? '}' : ']')) {
-					x.depth--;
-					x.pos++;
+					x->depth--;
+					x->pos++;
 				} else {
 					r = J_ERR;
 				}
@@ -522,13 +622,115 @@ void pol_json_scan(struct pol_scan *sc, uint32_t off, uint32_t len)
 			}
 		}
 		if (r == J_EOF)
-			return;
+			return J_EOF;
 		if (r == J_ERR) {
 			sc->flags |= POLICY_SCAN_MALFORMED;
-			rest(&x, tok, POLICY_RULE_LIMIT_MALFORMED);
+			rest(x, tok, POLICY_RULE_LIMIT_MALFORMED);
+			return J_ERR;
+		}
+	}
+	return J_ERR; /* out of span slots: the caller closes the rest */
+}
+
+void pol_json_scan(struct pol_scan *sc, uint32_t off, uint32_t len)
+{
+	struct jx x;
+	struct cut cut;
+	jx_init(&x, sc, off, len);
+	/* A UTF-8 byte order mark is tolerated (RFC 8259 §8.1). */
+	if (len >= 3 && memcmp(x.s + off, "\xef\xbb\xbf", 3) == 0)
+		x.pos += 3;
+	json_run(&x, &cut);
+}
+
+/* Keeps the token the chunk's end cut, [|tok|, x->end), as the next
+ * chunk's carry. A string longer than the carry keeps its opening quote
+ * and its last bytes, from a character boundary (never inside an escape,
+ * whose second half would read as a quote or a backslash). False for
+ * anything else that long (a number of 4 KiB): the body goes dead. */
+static bool keep_carry(struct jx *x, uint32_t tok)
+{
+	struct policy_json_stream *js = x->js;
+	const uint8_t *s = x->s;
+	uint32_t n = x->end - tok;
+	js->carry_cut = 0;
+	if (n <= POLICY_JSON_CARRY) {
+		memmove(js->carry, s + tok, n);
+		js->carry_len = n;
+		return true;
+	}
+	if (s[tok] != '"')
+		return false;
+	uint32_t from = x->end - (POLICY_JSON_CARRY - 1), i = tok + 1;
+	while (i < from)
+		i += s[i] == '\\' ? (s[i + 1] == 'u' ? 6 : 2) : 1;
+	js->carry[0] = '"';
+	if (i > x->end)
+		i = x->end;
+	memmove(js->carry + 1, s + i, x->end - i);
+	js->carry_len = 1 + (x->end - i);
+	js->carry_cut = 1;
+	return true;
+}
+
+void pol_json_scan_chunk(struct pol_scan *sc, uint32_t len,
+			 struct policy_json_stream *js, bool last)
+{
+	struct jx x;
+	struct cut cut;
+	jx_init(&x, sc, 0, len);
+	x.js = js;
+	x.last = last;
+	x.carry = js->carry_len;
+	x.depth = js->depth;
+	memcpy(x.st, js->st, x.depth * sizeof(x.st[0]));
+	memcpy(x.pending, js->pending, sizeof(x.pending));
+	if (!js->started) {
+		js->started = 1;
+		if (len >= 3 && memcmp(x.s, "\xef\xbb\xbf", 3) == 0)
+			x.pos += 3;
+	}
+	if (js->skipping) {
+		/* nothing is carried while skipping: the container goes on
+		 * at byte 0 */
+		uint32_t e = skip_run(js, x.s, 0, x.end);
+		skip_span(&x, js->skip_acc, 0, e, true, js->skipping != 0);
+		x.pos = e;
+	}
+	int r = js->skipping ? J_OK : json_run(&x, &cut);
+	js->carry_len = 0;
+	if (last)
+		return;
+	if (r == J_ERR || sc->full) {
+		js->dead = 1;
+		return;
+	}
+	if (r == J_EOF && !js->skipping) {
+		/* the parser as before the cut token, which the next chunk
+		 * reads again from the carry */
+		x.depth = cut.depth;
+		if (x.depth) {
+			x.st[x.depth - 1].state = cut.state;
+			x.st[x.depth - 1].index = cut.index;
+		}
+		if (!keep_carry(&x, cut.tok)) {
+			js->dead = 1;
 			return;
 		}
 	}
+	js->depth = x.depth;
+	memcpy(js->st, x.st, x.depth * sizeof(x.st[0]));
+	memcpy(js->pending, x.pending, sizeof(x.pending));
+}
+
+size_t policy_json_stream_size(void)
+{
+	return sizeof(struct policy_json_stream);
+}
+
+void policy_json_stream_init(struct policy_json_stream *js)
+{
+	memset(js, 0, sizeof(*js));
 }
 
 /* ---- helpers for other modules -------------------------------------------- */

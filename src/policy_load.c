@@ -2311,6 +2311,7 @@ static struct policy *load_text(const char *name, const char *text,
 		[POLICY_RULE_LIMIT_BODY] = "limit/body_bytes",
 		[POLICY_RULE_LIMIT_DEPTH] = "limit/json_depth",
 		[POLICY_RULE_LIMIT_MALFORMED] = "limit/malformed_json",
+		[POLICY_RULE_LIMIT_CHUNK] = "limit/chunk_boundary",
 	};
 	for (unsigned i = 0; i < ST_ARRAY_SIZE(limit_names); i++) {
 		uint16_t id;

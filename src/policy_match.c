@@ -743,6 +743,80 @@ int policy_scan_body(const struct policy_route *r, const void *ctype,
 	return (int)sc.n;
 }
 
+/* Drops the spans that cover only the first |carry| bytes of the input
+ * (handled with the chunk before), clips the ones that start there, and
+ * makes offsets relative to the chunk. Returns the new count. */
+static unsigned clip_carry(struct policy_span *sp, unsigned n, uint32_t carry)
+{
+	unsigned k = 0;
+	for (unsigned i = 0; i < n; i++) {
+		struct policy_span s = sp[i];
+		if (s.off + s.len <= carry)
+			continue;
+		if (s.off < carry) {
+			s.len -= carry - s.off;
+			s.off = carry;
+			if (s.flags & POLICY_SPAN_JSON_VALUE)
+				s.flags |= POLICY_SPAN_OPEN_BEFORE;
+		}
+		s.off -= carry;
+		sp[k++] = s;
+	}
+	return k;
+}
+
+int policy_scan_body_chunk(const struct policy_route *r, const void *ctype,
+			   size_t ctype_len, struct policy_json_stream *js,
+			   const void *chunk, size_t len, bool last,
+			   void *scratch, struct policy_span *spans,
+			   unsigned max, unsigned *flags)
+{
+	if (!js || !scratch || (!chunk && len) || len > UINT32_MAX - POLICY_JSON_CARRY)
+		return -EINVAL;
+	if (!r || body_kind(ctype, ctype ? ctype_len : 0) != BODY_JSON ||
+	    !r->rules->scans_bodies)
+		return policy_scan_body(r, ctype, ctype_len, chunk, len, spans,
+					max, flags);
+	if (!spans || max == 0 || (!ctype && ctype_len))
+		return -EINVAL;
+	if (len == 0 && !js->carry_len)
+		return 0;
+	struct pol_view view;
+	struct pol_scan sc;
+	if (js->dead) {
+		scan_init(&sc, r, chunk, len, spans, max, &view);
+		sc.flags |= POLICY_SCAN_MALFORMED;
+		pol_scan_rest(&sc, 0, POLICY_RULE_LIMIT_MALFORMED, true);
+		if (flags)
+			*flags |= sc.flags;
+		return (int)sc.n;
+	}
+	/* the carried token, then the chunk: one input for the parser */
+	uint8_t *in = scratch;
+	uint32_t carry = js->carry_len;
+	bool whole = carry && !js->carry_cut;
+	memcpy(in, js->carry, carry);
+	if (len)
+		memcpy(in + carry, chunk, len);
+	uint32_t total = carry + (uint32_t)len;
+	scan_init(&sc, r, in, total, spans, max, &view);
+	uint32_t lim = r->policy->limits.body_bytes;
+	uint32_t n = total > lim ? lim : total;
+	bool cut = total > n;
+	pol_json_scan_chunk(&sc, n, js, last || cut);
+	if (cut && !sc.full) {
+		sc.flags |= POLICY_SCAN_BODY_CUT;
+		pol_scan_rest(&sc, n, POLICY_RULE_LIMIT_BODY, false);
+	}
+	if (cut || sc.full)
+		js->dead = 1;
+	sc.n = clip_carry(spans, sc.n, carry);
+	explicit_bzero(in, total);
+	if (flags)
+		*flags |= sc.flags | (whole ? POLICY_SCAN_RESUMED : 0);
+	return (int)sc.n;
+}
+
 /* ---- routes ------------------------------------------------------------------------ */
 
 /* Longest path a regex route is matched against; longer paths never

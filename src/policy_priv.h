@@ -262,6 +262,38 @@ bool pol_ssn_ok(unsigned area, unsigned group, unsigned serial);
  * values) with the rule set's JSON paths and the body detectors. */
 void pol_json_scan(struct pol_scan *sc, uint32_t off, uint32_t len);
 
+/* One frame of the JSON parser's stack: a container being parsed. */
+struct pol_jframe {
+	uint64_t set[POL_JSON_WORDS]; /* NFA states at this container */
+	uint32_t index;               /* next array index */
+	uint8_t type, state;
+};
+
+struct pol_jstate;
+
+/* policy.h struct policy_json_stream: the parser between chunks. */
+struct policy_json_stream {
+	uint8_t dead;      /* error or cut: the rest of the body is unscanned */
+	uint8_t started;   /* a chunk was seen (a byte order mark may lead) */
+	uint8_t carry_cut; /* |carry| lost the start of its (string) token */
+	uint8_t skipping;  /* inside a container taken or skipped whole */
+	uint8_t skip_in_str, skip_esc;
+	uint32_t skip_depth;
+	const struct pol_jstate *skip_acc; /* its rule; NULL: too deep */
+	unsigned depth;
+	uint64_t pending[POL_JSON_WORDS];
+	struct pol_jframe st[POL_JSON_DEPTH_MAX];
+	uint32_t carry_len;
+	uint8_t carry[POLICY_JSON_CARRY];
+};
+
+/* pol_json_scan() of [|off|, |off| + |len|) of sc->base, which starts with
+ * the |js|->carry_len carried bytes, parsed on from |js| and saved back to
+ * it unless |last|. Spans are relative to sc->base (the caller clips the
+ * carried part away). */
+void pol_json_scan_chunk(struct pol_scan *sc, uint32_t len,
+			 struct policy_json_stream *js, bool last);
+
 /* True if |len| bytes at |s| are exactly one JSON object (blanks around
  * allowed) with the top-level key |key|. Bounded depth; no allocation. */
 bool pol_json_object_has_key(const uint8_t *s, size_t len, const char *key);

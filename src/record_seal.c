@@ -275,10 +275,11 @@ static bool put_str(const struct record_seal_sink *s, const char *str)
 }
 
 /* '*' for each of |n| bytes. */
-static bool put_stars(const struct record_seal_sink *s, size_t n)
+/* |n| copies of |c|. */
+static bool put_fill(const struct record_seal_sink *s, char c, size_t n)
 {
 	char tmp[256];
-	memset(tmp, '*', sizeof(tmp));
+	memset(tmp, c, sizeof(tmp));
 	while (n) {
 		size_t k = n > sizeof(tmp) ? sizeof(tmp) : n;
 		if (!put(s, tmp, k))
@@ -359,16 +360,24 @@ static bool put_gap(const struct splice *o, const uint8_t *p, size_t n)
 }
 
 /* A span's replacement: its token, or '*' per byte. A whole JSON value
- * (number, object ...) goes in quotes so the JSON around stays valid. */
+ * (number, object ...) goes in quotes so the JSON around stays valid; one
+ * cut by chunk boundaries gets the opening quote in its first part and
+ * the closing one in its last. A number cut by a boundary is redacted as
+ * '9's: each part alone cannot be a quoted token, and a number of 9s is
+ * still a number. */
 static bool put_span(const struct splice *o, const struct policy_span *sp,
 		     const char *tok, size_t tlen)
 {
 	if (!o->out)
 		return true;
+	if (sp->flags & POLICY_SPAN_JSON_NUMBER)
+		return put_fill(o->out, '9', sp->len);
 	bool quote = !o->json && (sp->flags & POLICY_SPAN_JSON_VALUE);
-	return (!quote || put(o->out, "\"", 1)) &&
-	       (tok ? put(o->out, tok, tlen) : put_stars(o->out, sp->len)) &&
-	       (!quote || put(o->out, "\"", 1));
+	bool open = quote && !(sp->flags & POLICY_SPAN_OPEN_BEFORE);
+	bool close = quote && !(sp->flags & POLICY_SPAN_OPEN_AFTER);
+	return (!open || put(o->out, "\"", 1)) &&
+	       (tok ? put(o->out, tok, tlen) : put_fill(o->out, '*', sp->len)) &&
+	       (!close || put(o->out, "\"", 1));
 }
 
 static bool put_note(struct record_sealer *rs, const struct splice *o,

@@ -107,6 +107,16 @@ const char *policy_detector_name(enum policy_detector d);
 #define POLICY_SPAN_JSON_VALUE 0x02  /* a whole non-string value (number,
 					object, array, literal): replace it
 					with a quoted token */
+/* Chunked JSON (policy_scan_body_chunk()): */
+#define POLICY_SPAN_OPEN_BEFORE 0x04 /* a JSON_VALUE span whose value began
+					in an earlier chunk: no opening
+					quote */
+#define POLICY_SPAN_OPEN_AFTER 0x08  /* ... that goes on in a later chunk:
+					no closing quote */
+#define POLICY_SPAN_JSON_NUMBER 0x10 /* a number (or a literal under a
+					rule) cut by a chunk boundary:
+					redacted as '9's, so it stays a
+					JSON number of the same length */
 
 struct policy_span {
 	uint32_t off;     /* first byte, from the start of the input */
@@ -127,12 +137,17 @@ struct policy_span {
 #define POLICY_SCAN_DEPTH 0x08      /* JSON deeper than limits.json_depth */
 #define POLICY_SCAN_RAW 0x10        /* an encoded value too long to decode
 				       was scanned in its encoded form */
+#define POLICY_SCAN_RESUMED 0x20    /* policy_scan_body_chunk(): the chunk
+				       was parsed on from the previous one
+				       with the whole token cut by the
+				       boundary in view */
 
 /* Rule ids of the built-in limit "rules" (same in every policy). */
 #define POLICY_RULE_LIMIT_SPANS 0     /* "limit/spans" */
 #define POLICY_RULE_LIMIT_BODY 1      /* "limit/body_bytes" */
 #define POLICY_RULE_LIMIT_DEPTH 2     /* "limit/json_depth" */
 #define POLICY_RULE_LIMIT_MALFORMED 3 /* "limit/malformed_json" */
+#define POLICY_RULE_LIMIT_CHUNK 4     /* "limit/chunk_boundary" */
 
 /* ---- objects ---------------------------------------------------------------- */
 
@@ -299,6 +314,46 @@ int policy_scan_value(const struct policy_route *r, const void *name,
 int policy_scan_body(const struct policy_route *r, const void *ctype,
 		     size_t ctype_len, const void *body, size_t len,
 		     struct policy_span *spans, unsigned max, unsigned *flags);
+
+/* A JSON body that arrives in chunks (ext_proc STREAMED): what the
+ * scanner keeps from one chunk to the next -- the open containers with
+ * their path states, a container being skipped whole, and the raw bytes of
+ * the token the boundary cut (at most POLICY_JSON_CARRY bytes: a longer
+ * string keeps its last ones). It holds body bytes: the caller puts it in
+ * memory that is wiped and not dumped (mem_secret). */
+struct policy_json_stream;
+#define POLICY_JSON_CARRY 4096u
+size_t policy_json_stream_size(void);
+void policy_json_stream_init(struct policy_json_stream *js);
+
+/* policy_scan_body() for the next |len| bytes of a body that arrives in
+ * chunks, |last| for its final chunk. A JSON body is parsed on from where
+ * the previous chunk of |js| left it, so paths and detectors work as in a
+ * whole body; spans are relative to |chunk| and cover only its bytes:
+ *   - a value cut by the boundary is seen whole in the chunk after it
+ *     (its part there gets the span); its part in the chunk before it was
+ *     handled with what that chunk held (a caller that cannot take bytes
+ *     back guards them, as ext_proc does);
+ *   - an object or array a rule takes whole gets a span in every chunk it
+ *     touches, with POLICY_SPAN_OPEN_BEFORE / _OPEN_AFTER so the quotes of
+ *     its token come out once;
+ *   - a number cut by a boundary (or a literal a rule takes) cannot become
+ *     a quoted token in two parts: each part is one span with
+ *     POLICY_SPAN_JSON_NUMBER, rule POLICY_RULE_LIMIT_CHUNK, action redact
+ *     (the replacement keeps it a number);
+ *   - after a syntax error, a cut at limits.body_bytes (of one chunk) or
+ *     running out of span slots, the rest of the body is one unscanned
+ *     span per chunk (limits.unscanned).
+ * |scratch| holds at least |len| + POLICY_JSON_CARRY bytes: the carried
+ * token and the chunk, side by side (body bytes: memory as for |js|).
+ * Other content types are scanned as policy_scan_body() does, chunk by
+ * chunk. Returns as policy_scan_body(); ORs POLICY_SCAN_RESUMED when the
+ * chunk was parsed on with the whole cut token in view. */
+int policy_scan_body_chunk(const struct policy_route *r, const void *ctype,
+			   size_t ctype_len, struct policy_json_stream *js,
+			   const void *chunk, size_t len, bool last,
+			   void *scratch, struct policy_span *spans,
+			   unsigned max, unsigned *flags);
 
 /* Runs the detectors in |mask| (bits 1 << POLICY_DET_*) over |len| bytes
  * of |text| with no policy: spans with action NONE, kind DETECTOR, rule

@@ -1,0 +1,321 @@
+/* Tests for policy_scan_body_chunk(): a JSON body cut into chunks at every
+ * offset (and into three at many pairs of offsets) must come out, after
+ * each chunk's spans are applied to it alone and the parts joined, as
+ * valid JSON in which no value a path rule takes is left (not even a
+ * piece); with the boundaries between tokens the output equals the whole
+ * body's. Also: a dead stream stays dead, a carried key longer than the
+ * carry matches no rule, a container taken whole across three chunks. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../../src/policy_priv.h"
+
+static const char policy_text[] =
+	"tenants: {t: {kms: pkcs11, kek: k}}\n"
+	"rule_sets:\n"
+	"  r:\n"
+	"    json:\n"
+	"      \"$.ssn\": redact\n"
+	"      \"$..secret\": redact\n"
+	"      \"$.obj\": redact\n"
+	"      \"$.num\": redact\n"
+	"      \"$.flag\": redact\n"
+	"      \"$.keep\": keep\n"
+	"    detectors:\n"
+	"      email: redact\n"
+	"      card: redact\n";
+
+/* Values path rules take: no piece of them (4 bytes) may be left. */
+static const char *const taken[] = {
+	"123-45-6789", "s3cr3tvalue", "TOPSECRETB", "x}y", "d\\\"]",
+	"987654321", NULL,
+};
+
+static const char *const bodies[] = {
+	"{\"id\": 42, \"ssn\": \"123-45-6789\", \"user\": {\"email\": "
+	"\"alice@example.com\", \"secret\": \"s3cr3tvalue\"}, \"obj\": "
+	"{\"a\": [1, 2, {\"b\": \"x}y\"}], \"c\": \"d\\\"]\"}, \"num\": "
+	"987654321, \"list\": [true, false, null, 1.5e10, \"card 4111 "
+	"1111 1111 1111\"], \"flag\": true, \"esc\": \"\\u0041\\u00e9\", "
+	"\"keep\": 4111111111111111}",
+	"{\"s\\u0073n\": \"123-45-6789\", \"deep\": [[{\"secret\": "
+	"\"TOPSECRETB\"}]]}\n{\"num\": -987654321}\n[1, \"two\", {\"secret\":"
+	" [\"s3cr3tvalue\"]}]",
+};
+
+static struct policy *pol;
+static const struct policy_route *route;
+
+static int setup(void **st)
+{
+	(void)st;
+	char err[512];
+	pol = policy_load_text("chunks.yaml", policy_text, strlen(policy_text),
+			       err, sizeof(err));
+	if (!pol)
+		print_error("%s\n", err);
+	assert_non_null(pol);
+	route = policy_default_route(pol);
+	assert_non_null(route);
+	return 0;
+}
+
+static int teardown(void **st)
+{
+	(void)st;
+	policy_free(pol);
+	return 0;
+}
+
+/* Appends |len| bytes of |in| with |n| spans applied to |out| (at
+ * |*olen|), as record_seal.c puts them back: '9's for a cut number,
+ * quotes around a whole value once, '*' per byte otherwise. */
+static void apply(const uint8_t *in, size_t len, const struct policy_span *sp,
+		  int n, char *out, size_t *olen)
+{
+	size_t pos = 0;
+	for (int i = 0; i < n; i++) {
+		assert_true(sp[i].off >= pos && sp[i].off + sp[i].len <= len);
+		memcpy(out + *olen, in + pos, sp[i].off - pos);
+		*olen += sp[i].off - pos;
+		bool num = sp[i].flags & POLICY_SPAN_JSON_NUMBER;
+		bool val = !num && (sp[i].flags & POLICY_SPAN_JSON_VALUE);
+		if (val && !(sp[i].flags & POLICY_SPAN_OPEN_BEFORE))
+			out[(*olen)++] = '"';
+		memset(out + *olen, num ? '9' : '*', sp[i].len);
+		*olen += sp[i].len;
+		if (val && !(sp[i].flags & POLICY_SPAN_OPEN_AFTER))
+			out[(*olen)++] = '"';
+		pos = sp[i].off + sp[i].len;
+	}
+	memcpy(out + *olen, in + pos, len - pos);
+	*olen += len - pos;
+}
+
+static const char ctype[] = "application/json";
+
+/* |body| cut at the |ncut| offsets in |cuts| (ascending), scanned chunk by
+ * chunk; the joined output into |out| (NUL-terminated). */
+static void scan_chunks(const char *body, const size_t *cuts, int ncut,
+			char *out)
+{
+	struct policy_json_stream *js = malloc(policy_json_stream_size());
+	assert_non_null(js);
+	policy_json_stream_init(js);
+	size_t blen = strlen(body), olen = 0, from = 0;
+	uint8_t *scratch = malloc(blen + POLICY_JSON_CARRY);
+	for (int c = 0; c <= ncut; c++) {
+		size_t to = c < ncut ? cuts[c] : blen;
+		struct policy_span sp[32];
+		unsigned flags = 0;
+		int n = policy_scan_body_chunk(route, ctype, sizeof(ctype) - 1,
+					       js, body + from, to - from,
+					       c == ncut, scratch, sp, 32,
+					       &flags);
+		assert_true(n >= 0);
+		assert_false(flags & POLICY_SCAN_MALFORMED);
+		apply((const uint8_t *)body + from, to - from, sp, n, out,
+		      &olen);
+		from = to;
+	}
+	out[olen] = 0;
+	free(scratch);
+	free(js);
+}
+
+static void whole(const char *body, char *out)
+{
+	struct policy_span sp[32];
+	size_t olen = 0, len = strlen(body);
+	int n = policy_scan_body(route, ctype, sizeof(ctype) - 1, body, len,
+				 sp, 32, NULL);
+	assert_true(n >= 0);
+	apply((const uint8_t *)body, len, sp, n, out, &olen);
+	out[olen] = 0;
+}
+
+static void check_valid(const char *out)
+{
+	struct policy_span sp[32];
+	unsigned flags = 0;
+	int n = policy_scan_body(route, ctype, sizeof(ctype) - 1, out,
+				 strlen(out), sp, 32, &flags);
+	assert_true(n >= 0);
+	if (flags & POLICY_SCAN_MALFORMED)
+		fail_msg("not JSON: %s", out);
+}
+
+static void check_taken(const char *out)
+{
+	for (int i = 0; taken[i]; i++)
+		for (size_t k = 0; k + 4 <= strlen(taken[i]); k++) {
+			char piece[5];
+			memcpy(piece, taken[i] + k, 4);
+			piece[4] = 0;
+			if (strstr(out, piece))
+				fail_msg("\"%s\" of \"%s\" left in %s", piece,
+					 taken[i], out);
+		}
+}
+
+static bool between_tokens(const char *b, size_t k)
+{
+	return strchr(",:{}[] \n", b[k - 1]) && strchr(",:{}[] \n", b[k]);
+}
+
+static void test_every_two_way_cut(void **st)
+{
+	(void)st;
+	for (size_t b = 0; b < sizeof(bodies) / sizeof(bodies[0]); b++) {
+		const char *body = bodies[b];
+		size_t len = strlen(body);
+		char *ref = malloc(2 * len + 64), *out = malloc(2 * len + 64);
+		/* control: the values are there to be taken */
+		unsigned present = 0;
+		for (int i = 0; taken[i]; i++)
+			present += strstr(body, taken[i]) != NULL;
+		assert_true(present >= 3);
+		whole(body, ref);
+		check_valid(ref);
+		check_taken(ref);
+		unsigned same = 0;
+		for (size_t k = 1; k < len; k++) {
+			scan_chunks(body, &k, 1, out);
+			check_valid(out);
+			check_taken(out);
+			if (between_tokens(body, k)) {
+				if (strcmp(out, ref))
+					fail_msg("cut at %zu:\n%s\nwhole:\n%s",
+						 k, out, ref);
+				same++;
+			}
+		}
+		assert_true(same >= 10);
+		free(ref);
+		free(out);
+	}
+}
+
+static void test_three_way_cuts(void **st)
+{
+	(void)st;
+	for (size_t b = 0; b < sizeof(bodies) / sizeof(bodies[0]); b++) {
+		const char *body = bodies[b];
+		size_t len = strlen(body);
+		char *out = malloc(2 * len + 64);
+		for (size_t i = 1; i < len; i += 3)
+			for (size_t j = i + 1; j < len; j += 2) {
+				size_t cuts[2] = { i, j };
+				scan_chunks(body, cuts, 2, out);
+				check_valid(out);
+				check_taken(out);
+			}
+		free(out);
+	}
+}
+
+/* Every byte its own chunk: the carry grows byte by byte. */
+static void test_byte_chunks(void **st)
+{
+	(void)st;
+	const char *body = bodies[0];
+	size_t len = strlen(body);
+	size_t *cuts = malloc(len * sizeof(*cuts));
+	char *out = malloc(2 * len + 64);
+	for (size_t k = 1; k < len; k++)
+		cuts[k - 1] = k;
+	scan_chunks(body, cuts, (int)len - 1, out);
+	check_valid(out);
+	check_taken(out);
+	free(cuts);
+	free(out);
+}
+
+/* A syntax error kills the rest of the body: later chunks are one
+ * unscanned span each. */
+static void test_dead_after_error(void **st)
+{
+	(void)st;
+	struct policy_json_stream *js = malloc(policy_json_stream_size());
+	policy_json_stream_init(js);
+	uint8_t scratch[64 + POLICY_JSON_CARRY];
+	struct policy_span sp[8];
+	unsigned flags = 0;
+	const char a[] = "{\"a\": 1 x", b[] = "\"ok\": 2}";
+	int n = policy_scan_body_chunk(route, ctype, sizeof(ctype) - 1, js, a,
+				       sizeof(a) - 1, false, scratch, sp, 8,
+				       &flags);
+	assert_true(flags & POLICY_SCAN_MALFORMED);
+	assert_int_equal(n, 1);
+	flags = 0;
+	n = policy_scan_body_chunk(route, ctype, sizeof(ctype) - 1, js, b,
+				   sizeof(b) - 1, true, scratch, sp, 8, &flags);
+	assert_int_equal(n, 1);
+	assert_int_equal(sp[0].off, 0);
+	assert_int_equal(sp[0].len, sizeof(b) - 1);
+	assert_int_equal(sp[0].rule_id, POLICY_RULE_LIMIT_MALFORMED);
+	free(js);
+}
+
+/* A key longer than the carry, cut by a boundary, that ends in "ssn":
+ * only its tail is carried, and it must not pass for the key "ssn". */
+static void test_long_key_not_matched(void **st)
+{
+	(void)st;
+	size_t klen = POLICY_JSON_CARRY + 100;
+	char *a = malloc(klen + 8);
+	a[0] = '{';
+	a[1] = '"';
+	memset(a + 2, 'k', klen);
+	a[klen + 2] = 0;
+	const char b[] = "ssn\": \"v1\"}";
+	struct policy_json_stream *js = malloc(policy_json_stream_size());
+	policy_json_stream_init(js);
+	uint8_t *scratch = malloc(klen + 8 + POLICY_JSON_CARRY);
+	struct policy_span sp[8];
+	unsigned flags = 0;
+	int n = policy_scan_body_chunk(route, ctype, sizeof(ctype) - 1, js, a,
+				       strlen(a), false, scratch, sp, 8, &flags);
+	assert_int_equal(n, 0);
+	n = policy_scan_body_chunk(route, ctype, sizeof(ctype) - 1, js, b,
+				   sizeof(b) - 1, true, scratch, sp, 8, &flags);
+	assert_int_equal(n, 0); /* "kkk...ssn" is not "ssn" */
+	assert_false(flags & POLICY_SCAN_MALFORMED);
+	assert_false(flags & POLICY_SCAN_RESUMED);
+	free(a);
+	free(scratch);
+	free(js);
+}
+
+/* An object a rule takes whole, over three chunks: one opening quote,
+ * one closing quote. */
+static void test_container_over_three_chunks(void **st)
+{
+	(void)st;
+	const char *body = "{\"obj\": {\"a\": [1, 2], \"b\": \"c\"}, \"z\": 1}";
+	size_t cuts[2] = { 12, 20 };
+	char out[128];
+	scan_chunks(body, cuts, 2, out);
+	assert_string_equal(out, "{\"obj\": \"***********************\", "
+				 "\"z\": 1}");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_every_two_way_cut),
+		cmocka_unit_test(test_three_way_cuts),
+		cmocka_unit_test(test_byte_chunks),
+		cmocka_unit_test(test_dead_after_error),
+		cmocka_unit_test(test_long_key_not_matched),
+		cmocka_unit_test(test_container_over_three_chunks),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
