@@ -34,6 +34,8 @@
  * plane body bytes; BUFFERED bodies (what the mode_override asks for)
  * come whole and need neither.
  */
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +61,8 @@ struct extproc_policy {
 	struct keys_cache *keys;
 	unsigned worker;
 	struct record_sealer *rs;
+	struct extproc_buf scratch; /* policy_scan_body_chunk()'s input:
+				       carried token + chunk (wiped by it) */
 };
 
 /* Record sections by part: the first half of a token's field. */
@@ -217,13 +221,18 @@ static struct policy_span guard_span(size_t off, size_t len)
 /* Adds a redact span over the hit bytes touching each boundary of |c|
  * inside its body (the start of a chunk that is not the first, the end of
  * one that is not the last), clipped so spans stay sorted and disjoint.
+ * A JSON body parsed on from chunk to chunk needs neither where the
+ * scanner saw the bytes on both sides of the boundary (|flags|
+ * POLICY_SCAN_RESUMED: none at the start) or where the chunk does not end
+ * inside a string (no POLICY_SCAN_CUT_STRING: none at the end).
  * |sp| has room for |n| + 2. Returns the new count. */
 static int guard_boundaries(struct policy_span *sp, int n,
-			    const struct extproc_chunk *c)
+			    const struct extproc_chunk *c, unsigned flags,
+			    bool json_stream)
 {
 	const uint8_t *b = c->data;
 	size_t len = c->len;
-	if (c->off && len) {
+	if (c->off && len && !(flags & POLICY_SCAN_RESUMED)) {
 		size_t h = 0;
 		while (h < len && h < GUARD_MAX && hit_byte(b, len, h))
 			h++;
@@ -235,7 +244,8 @@ static int guard_boundaries(struct policy_span *sp, int n,
 			n++;
 		}
 	}
-	if (!c->last && len) {
+	if (!c->last && len &&
+	    (!json_stream || (flags & POLICY_SCAN_CUT_STRING))) {
 		size_t t = len;
 		while (t > 0 && len - t < GUARD_MAX && hit_byte(b, len, t - 1))
 			t--;
@@ -248,6 +258,30 @@ static int guard_boundaries(struct policy_span *sp, int n,
 	return n;
 }
 
+/* A chunk of a body that comes in several messages: scanned on from
+ * where the side's previous chunk left the scanner (state made on the
+ * first chunk, freed with the exchange). */
+static int scan_chunk(struct extproc_policy *pp, struct extproc_xdec *xd,
+		      const struct extproc_chunk *c, struct policy_span *sp,
+		      unsigned *flags)
+{
+	struct extproc_buf *st = &xd->body_state[c->part == EXTPROC_RESP_BODY];
+	if (!st->len) {
+		size_t sz = policy_json_stream_size();
+		if (!extproc_buf_reserve(st, sz))
+			return -ENOMEM;
+		policy_json_stream_init((struct policy_json_stream *)st->p);
+		st->len = sz;
+	}
+	if (c->len > SIZE_MAX - POLICY_JSON_CARRY ||
+	    !extproc_buf_reserve(&pp->scratch, c->len + POLICY_JSON_CARRY))
+		return -ENOMEM;
+	return policy_scan_body_chunk(xd->route, c->ctype, c->ctype_len,
+				      (struct policy_json_stream *)st->p,
+				      c->data, c->len, c->last, pp->scratch.p,
+				      sp, MAX_SPANS - 2, flags);
+}
+
 static enum extproc_verdict pd_body(void *self, struct extproc_xdec *xd,
 				    const struct extproc_chunk *c,
 				    struct extproc_decision *d)
@@ -256,11 +290,17 @@ static enum extproc_verdict pd_body(void *self, struct extproc_xdec *xd,
 	if (!policy_scans_body(xd->route, c->ctype, c->ctype_len))
 		return d->verdict = EXTPROC_KEEP;
 	struct policy_span sp[MAX_SPANS];
-	int n = policy_scan_body(xd->route, c->ctype, c->ctype_len, c->data,
-				 c->len, sp, MAX_SPANS - 2, NULL);
+	unsigned flags = 0;
+	bool chunked = c->off || !c->last;
+	int n = chunked ? scan_chunk(pp, xd, c, sp, &flags)
+			: policy_scan_body(xd->route, c->ctype, c->ctype_len,
+					   c->data, c->len, sp, MAX_SPANS - 2,
+					   NULL);
 	if (n < 0)
-		return d->verdict = EXTPROC_REMOVE; /* over 4 GiB */
-	n = guard_boundaries(sp, n, c);
+		return d->verdict = EXTPROC_REMOVE; /* no memory, over 4 GiB */
+	n = guard_boundaries(sp, n, c, flags,
+			     chunked && policy_body_is_json(c->ctype,
+							    c->ctype_len));
 	if (!n)
 		return d->verdict = EXTPROC_KEEP;
 	if (denied(pp, c->part, sp, n, d))
@@ -314,6 +354,7 @@ void extproc_policy_free(struct extproc_policy *pp)
 	if (!pp)
 		return;
 	record_seal_free(pp->rs);
+	extproc_buf_free(&pp->scratch);
 	policy_free(pp->own);
 	free(pp);
 }

@@ -698,6 +698,11 @@ bool policy_scans_body(const struct policy_route *r, const void *ctype,
 	       body_kind(ctype, ctype ? ctype_len : 0) != BODY_SKIP;
 }
 
+bool policy_body_is_json(const void *ctype, size_t ctype_len)
+{
+	return body_kind(ctype, ctype ? ctype_len : 0) == BODY_JSON;
+}
+
 int policy_scan_body(const struct policy_route *r, const void *ctype,
 		     size_t ctype_len, const void *body, size_t len,
 		     struct policy_span *spans, unsigned max, unsigned *flags)
@@ -794,7 +799,7 @@ int policy_scan_body_chunk(const struct policy_route *r, const void *ctype,
 	/* the carried token, then the chunk: one input for the parser */
 	uint8_t *in = scratch;
 	uint32_t carry = js->carry_len;
-	bool whole = carry && !js->carry_cut;
+	bool whole = !js->carry_cut;
 	memcpy(in, js->carry, carry);
 	if (len)
 		memcpy(in + carry, chunk, len);
@@ -804,6 +809,8 @@ int policy_scan_body_chunk(const struct policy_route *r, const void *ctype,
 	uint32_t n = total > lim ? lim : total;
 	bool cut = total > n;
 	pol_json_scan_chunk(&sc, n, js, last || cut);
+	if (!last && !cut && !js->dead && js->carry_len && js->carry[0] == '"')
+		sc.flags |= POLICY_SCAN_CUT_STRING;
 	if (cut && !sc.full) {
 		sc.flags |= POLICY_SCAN_BODY_CUT;
 		pol_scan_rest(&sc, n, POLICY_RULE_LIMIT_BODY, false);

@@ -267,6 +267,10 @@ struct extproc_xdec {
 					   comma-separated */
 	struct extproc_buf findings[2]; /* record "body_findings" of the
 					   request and the response */
+	struct extproc_buf body_state[2]; /* the policy's scanner between
+					     chunks of the request and the
+					     response body (body bytes:
+					     secret memory like the rest) */
 };
 
 /* A body chunk shown to a decider: pointers into the message, valid for

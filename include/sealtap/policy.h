@@ -141,6 +141,11 @@ struct policy_span {
 				       was parsed on from the previous one
 				       with the whole token cut by the
 				       boundary in view */
+#define POLICY_SCAN_CUT_STRING 0x40 /* ... and it ends inside a string or
+				       key, whose bytes so far could begin
+				       a detector's hit (the caller guards
+				       them); any other token cut at the
+				       end is handled by the spans */
 
 /* Rule ids of the built-in limit "rules" (same in every policy). */
 #define POLICY_RULE_LIMIT_SPANS 0     /* "limit/spans" */
@@ -315,6 +320,10 @@ int policy_scan_body(const struct policy_route *r, const void *ctype,
 		     size_t ctype_len, const void *body, size_t len,
 		     struct policy_span *spans, unsigned max, unsigned *flags);
 
+/* Whether policy_scan_body() reads a body of content type |ctype| as
+ * JSON. */
+bool policy_body_is_json(const void *ctype, size_t ctype_len);
+
 /* A JSON body that arrives in chunks (ext_proc STREAMED): what the
  * scanner keeps from one chunk to the next -- the open containers with
  * their path states, a container being skipped whole, and the raw bytes of
@@ -348,7 +357,8 @@ void policy_json_stream_init(struct policy_json_stream *js);
  * token and the chunk, side by side (body bytes: memory as for |js|).
  * Other content types are scanned as policy_scan_body() does, chunk by
  * chunk. Returns as policy_scan_body(); ORs POLICY_SCAN_RESUMED when the
- * chunk was parsed on with the whole cut token in view. */
+ * chunk was parsed on with the whole cut token in view (nothing at its
+ * start needs a guard) and POLICY_SCAN_CUT_STRING as said there. */
 int policy_scan_body_chunk(const struct policy_route *r, const void *ctype,
 			   size_t ctype_len, struct policy_json_stream *js,
 			   const void *chunk, size_t len, bool last,

@@ -87,6 +87,8 @@ static int teardown(void **state)
 	extproc_buf_free(&f->xd.applied);
 	extproc_buf_free(&f->xd.findings[0]);
 	extproc_buf_free(&f->xd.findings[1]);
+	extproc_buf_free(&f->xd.body_state[0]);
+	extproc_buf_free(&f->xd.body_state[1]);
 	free(f);
 	return 0;
 }
@@ -98,6 +100,8 @@ static bool start(struct fx *f, const char *authority, const char *path,
 	extproc_buf_free(&f->xd.applied);
 	extproc_buf_free(&f->xd.findings[0]);
 	extproc_buf_free(&f->xd.findings[1]);
+	extproc_buf_free(&f->xd.body_state[0]);
+	extproc_buf_free(&f->xd.body_state[1]);
 	memset(&f->xd, 0, sizeof(f->xd));
 	memcpy(f->xd.record_id, RID, 16);
 	f->xd.notes = true; /* as when records are written */
@@ -438,6 +442,80 @@ static void test_chunk_boundaries(void **state)
 	}
 }
 
+/* A JSON body in two STREAMED chunks, cut at every offset: the parts put
+ * together are valid JSON, no canary is left in plain, and each value the
+ * cut does not touch comes out as it does from the whole body (a path
+ * rule's token opens to the value though its key was before the cut). */
+static void test_json_stream_cuts(void **state)
+{
+	struct fx *f = *state;
+	static const char in[] =
+		"{\"n\": [1, 2], \"ssn\": \"123-45-6789\", \"card\": "
+		"4111111111111111, \"deep\": {\"mail\": \"bob@example.com\"},"
+		" \"t\": true}";
+	static const char *const canary[] = { "123-45-6789", "4111111111111111",
+					      "bob@example.com" };
+	size_t len = sizeof(in) - 1;
+	const char *ssn_at = strstr(in, "123-45-6789");
+	/* a cut in the key "ssn" stars the key's first part (the end
+	 * guard: a key can hold a detector's hit); one in its value seals
+	 * the parts apart */
+	size_t ssn0 = (size_t)(strstr(in, "\"ssn\"") - in) + 1;
+	size_t ssn1 = (size_t)(ssn_at - in) + 11;
+	char *joined = malloc(4096);
+	unsigned opened = 0;
+	for (size_t k = 1; k < len; k++) {
+		struct extproc_decision d;
+		char a[sizeof(in)], b[sizeof(in)];
+		memcpy(a, in, k);
+		a[k] = 0;
+		memcpy(b, in + k, len - k + 1);
+		start(f, "shop.test", "/", NULL);
+		size_t jl = 0;
+		enum extproc_verdict v = body(f, EXTPROC_RESP_BODY,
+					      "application/json", a, 0, false,
+					      &d);
+		const char *o = v == EXTPROC_KEEP ? a : (const char *)f->out.p;
+		size_t ol = v == EXTPROC_KEEP ? k : f->out.len;
+		assert_int_not_equal(v, EXTPROC_REMOVE);
+		memcpy(joined, o, ol);
+		jl = ol;
+		v = body(f, EXTPROC_RESP_BODY, "application/json", b, k, true,
+			 &d);
+		o = v == EXTPROC_KEEP ? b : (const char *)f->out.p;
+		ol = v == EXTPROC_KEEP ? len - k : f->out.len;
+		assert_int_not_equal(v, EXTPROC_REMOVE);
+		memcpy(joined + jl, o, ol);
+		jl += ol;
+		for (size_t c = 0; c < 3; c++)
+			if (memmem(joined, jl, canary[c], strlen(canary[c])))
+				fail_msg("cut %zu: %s in %.*s", k, canary[c],
+					 (int)jl, joined);
+		struct jv *j = j_parse(joined, jl);
+		if (!j)
+			fail_msg("cut %zu: not JSON: %.*s", k, (int)jl, joined);
+		if (k < ssn0 || k > ssn1) {
+			struct jv *s = j_get(j, "ssn");
+			if (!s)
+				fail_msg("cut %zu: %.*s", k, (int)jl, joined);
+			assert_int_equal(s->t, J_STR);
+			assert_string_equal(
+				open_tok(f, "response.body:shop/json/$.ssn",
+					 s->s, s->slen, NULL),
+				"123-45-6789");
+			opened++;
+		}
+		/* a literal cut by the boundary is no detector's: kept */
+		struct jv *t = j_get(j, "t");
+		size_t t0 = (size_t)(strstr(in, "\"t\"") - in) + 1;
+		if (k != t0 + 1 && (!t || t->t != J_BOOL))
+			fail_msg("cut %zu: %.*s", k, (int)jl, joined);
+		j_free(j);
+	}
+	assert_true(opened > len / 2);
+	free(joined);
+}
+
 /* ---- keys ---------------------------------------------------------------------- */
 
 /* A retired key snapshot is reclaimed only after the thread passes a
@@ -477,6 +555,7 @@ int main(void)
 		cmocka_unit_test(test_fail_closed),
 		cmocka_unit_test(test_json_body),
 		cmocka_unit_test(test_chunk_boundaries),
+		cmocka_unit_test(test_json_stream_cuts),
 		cmocka_unit_test(test_quiescent),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

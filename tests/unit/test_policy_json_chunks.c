@@ -284,6 +284,8 @@ static void test_long_key_not_matched(void **st)
 	int n = policy_scan_body_chunk(route, ctype, sizeof(ctype) - 1, js, a,
 				       strlen(a), false, scratch, sp, 8, &flags);
 	assert_int_equal(n, 0);
+	assert_true(flags & POLICY_SCAN_CUT_STRING);
+	flags = 0;
 	n = policy_scan_body_chunk(route, ctype, sizeof(ctype) - 1, js, b,
 				   sizeof(b) - 1, true, scratch, sp, 8, &flags);
 	assert_int_equal(n, 0); /* "kkk...ssn" is not "ssn" */
