@@ -14,6 +14,9 @@
  *   mode % 4 == 2: rest := which (u8) max (u8) ctype (u8) body
  *                  A body scanned with policy_scan_body(); ctype % 8 picks
  *                  the content type from a table (JSON, form, text, ...).
+ *                  Then the same body in chunks with
+ *                  policy_scan_body_chunk(), chunk lengths drawn from
+ *                  ctype / 8 (each chunk in its own exact-size buffer).
  *   mode % 4 == 3: rest := mask (u8) text
  *                  The detectors alone (policy_detect), the cookie and
  *                  query splitters, percent-decoding, and the decoded views
@@ -101,7 +104,8 @@ static void setup(void)
 
 #define FLAGS_ALL                                                              \
 	(POLICY_SCAN_SPANS_FULL | POLICY_SCAN_BODY_CUT |                       \
-	 POLICY_SCAN_MALFORMED | POLICY_SCAN_DEPTH | POLICY_SCAN_RAW)
+	 POLICY_SCAN_MALFORMED | POLICY_SCAN_DEPTH | POLICY_SCAN_RAW |        \
+	 POLICY_SCAN_RESUMED | POLICY_SCAN_CUT_STRING)
 
 static void check(int n, const struct policy_span *sp, unsigned max,
 		  size_t len, unsigned flags, bool detect_only)
@@ -121,6 +125,10 @@ static void check(int n, const struct policy_span *sp, unsigned max,
 				die("detector span");
 			continue;
 		}
+		if ((sp[i].flags & POLICY_SPAN_JSON_NUMBER) &&
+		    (sp[i].action != POLICY_ACTION_REDACT ||
+		     sp[i].kind != POLICY_KIND_LIMIT))
+			die("cut number span");
 		if (!sp[i].rule || sp[i].action <= POLICY_ACTION_KEEP ||
 		    sp[i].action > POLICY_ACTION_DENY ||
 		    sp[i].kind == POLICY_KIND_NONE ||
@@ -150,6 +158,38 @@ static void scan_body(const struct policy_route *r, const char *ct,
 	int n = policy_scan_body(r, ct, ct ? strlen(ct) : 0, b, bl, sp, max,
 				 &flags);
 	check(n, sp, max, bl, flags, false);
+}
+
+/* |b| in chunks whose lengths come from |seed|; every chunk's spans
+ * checked against the chunk. */
+static void scan_chunks(const struct policy_route *r, const char *ct,
+			const uint8_t *b, size_t bl, unsigned max,
+			unsigned seed)
+{
+	struct policy_json_stream *js = malloc(policy_json_stream_size());
+	policy_json_stream_init(js);
+	size_t off = 0;
+	for (unsigned i = 0; off < bl || i == 0; i++) {
+		size_t k = 1 + (size_t)(seed * (i + 1) * 7u + i) % 97u;
+		if (k > bl - off)
+			k = bl - off;
+		bool last = off + k == bl;
+		uint8_t *c = malloc(k ? k : 1), *scratch;
+		memcpy(c, b + off, k);
+		scratch = malloc(k + POLICY_JSON_CARRY);
+		struct policy_span sp[16];
+		unsigned flags = 0;
+		int n = policy_scan_body_chunk(r, ct, ct ? strlen(ct) : 0, js,
+					       c, k, last, scratch, sp, max,
+					       &flags);
+		check(n, sp, max, k, flags, false);
+		free(scratch);
+		free(c);
+		off += k;
+		if (last)
+			break;
+	}
+	free(js);
 }
 
 static void mode_load(const uint8_t *d, size_t n)
@@ -247,6 +287,8 @@ static void mode_body(const uint8_t *d, size_t n)
 	uint8_t *b = malloc(n ? n : 1);
 	memcpy(b, d, n);
 	scan_body(pick(which, NULL, 0), ctypes[ct % 8], b, n, max % 16u + 1);
+	scan_chunks(pick(which, NULL, 0), ctypes[ct % 8], b, n, max % 16u + 1,
+		    ct / 8u + 1);
 	free(b);
 }
 
