@@ -10,7 +10,9 @@ plays Envoy. Checks that
   - a card number in the URL, or in a request body, is denied with the
     policy's immediate_response (status, body, details), echoing nothing;
   - JSON body fields become tokens in BUFFERED, STREAMED and
-    FULL_DUPLEX_STREAMED body mutations and the body stays valid JSON
+    FULL_DUPLEX_STREAMED body mutations and the body stays valid JSON,
+    also a STREAMED body in several chunks (parsed on from one to the
+    next)
     (BUFFERED: content-length set to the new length);
   - mode_override asks for bodies only on routes whose rules read them;
   - every exchange has a record with tenant, route and the rules applied,
@@ -48,7 +50,7 @@ R = base64.b32encode(os.urandom(5)).decode().lower()
 C = {k: 'CANARY%s%s' % (k, R) for k in (
     'auth', 'key', 'secret', 'internal', 'sid', 'sidtwo', 'query', 'ssn',
     'card', 'resp', 'setc', 'trailer', 'globex', 'streamed', 'duplex',
-    'nokey')}
+    'nokey', 'chunked')}
 C_EMAIL = 'canary.%s@example.com' % R
 CARD = '4111111111111111'          # Luhn-valid test card
 CARD2 = '5500 0000 0000 0004'      # Luhn-valid, grouped
@@ -277,6 +279,44 @@ def streamed_json_body(ctx):
     c.half_close()
     assert c.finish()[0] == grpc.StatusCode.OK
     EXPECT[rid] = {('body', 'request.body:shop/json/$.ssn'): C['streamed'],
+                   ('tenant', 'route'): ('acme', 'default')}
+
+
+@scenario
+def streamed_json_in_chunks(ctx):
+    """A STREAMED JSON body in four chunks, cut inside a plain string,
+    inside a number, between tokens and inside an array: every reply
+    parses on from the one before, so the parts put together are JSON and
+    the "ssn" value in the third chunk is sealed by its path rule (its key
+    and the object it is in began chunks earlier)."""
+    kid = ctx['kid']['acme']
+    c = xp.Call(ctx['ch'], pb)
+    c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [
+        (':authority', 'shop.acme.test'), (':path', '/profile'), (':method', 'PUT'),
+        ('content-type', 'application/json')]),
+        protocol_config=pcfg(MODE.STREAMED, MODE.NONE)))
+    r = expect(c, 'request_headers')
+    rid = request_id(mutation(r.request_headers.response.header_mutation)[0])
+    parts = [b'{"note": "hello wor', b'ld", "n": 12', b'345, "ssn": "%s", "tags": [1, ' %
+             C['chunked'].encode(), b'2]}']
+    got = b''
+    for i, p in enumerate(parts):
+        c.send(EP.ProcessingRequest(request_body=EP.HttpBody(body=p, end_of_stream=i == 3)))
+        cr = expect(c, 'request_body').request_body.response
+        got += cr.body_mutation.body if cr.HasField('body_mutation') else p
+    try:
+        j = json.loads(got)
+    except ValueError:
+        xp.fail('chunked JSON body is not JSON: %r' % got)
+    # the cut string: its first part guarded (a detector's hit could go on
+    # past the cut), the rest kept; the cut number: 9s, still a number
+    if j.get('note') != 'hello ***ld' or j.get('n') != 99999 or j.get('tags') != [1, 2]:
+        xp.fail('chunked JSON body: %r' % got)
+    if not is_token(j.get('ssn', ''), 'g', kid):
+        xp.fail('ssn in the third chunk not sealed: %r' % got)
+    c.half_close()
+    assert c.finish()[0] == grpc.StatusCode.OK
+    EXPECT[rid] = {('body', 'request.body:shop/json/$.ssn'): C['chunked'],
                    ('tenant', 'route'): ('acme', 'default')}
 
 
