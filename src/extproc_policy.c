@@ -298,9 +298,13 @@ static enum extproc_verdict pd_body(void *self, struct extproc_xdec *xd,
 					   NULL);
 	if (n < 0)
 		return d->verdict = EXTPROC_REMOVE; /* no memory, over 4 GiB */
-	n = guard_boundaries(sp, n, c, flags,
-			     chunked && policy_body_is_json(c->ctype,
-							    c->ctype_len));
+	/* a JSON parse that broke off (syntax, body_bytes, span slots)
+	 * leaves the end of the chunk to the detectors alone: guarded */
+	bool parsed = chunked &&
+		      policy_body_is_json(c->ctype, c->ctype_len) &&
+		      !(flags & (POLICY_SCAN_MALFORMED | POLICY_SCAN_BODY_CUT |
+				 POLICY_SCAN_SPANS_FULL));
+	n = guard_boundaries(sp, n, c, flags, parsed);
 	if (!n)
 		return d->verdict = EXTPROC_KEEP;
 	if (denied(pp, c->part, sp, n, d))
