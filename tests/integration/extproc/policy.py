@@ -254,16 +254,22 @@ def tokenize_is_deterministic(ctx):
     assert c.finish()[0] == grpc.StatusCode.OK
 
 
-@scenario
-def streamed_json_body(ctx):
-    kid = ctx['kid']['acme']
+def start_streamed(ctx, ctype):
+    """A PUT /profile exchange whose request body comes STREAMED: the
+    call, the request_headers reply and the record id."""
     c = xp.Call(ctx['ch'], pb)
     c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [
         (':authority', 'shop.acme.test'), (':path', '/profile'), (':method', 'PUT'),
-        ('content-type', 'application/json; charset=utf-8')]),
+        ('content-type', ctype)]),
         protocol_config=pcfg(MODE.STREAMED, MODE.NONE)))
     r = expect(c, 'request_headers')
-    rid = request_id(mutation(r.request_headers.response.header_mutation)[0])
+    return c, r, request_id(mutation(r.request_headers.response.header_mutation)[0])
+
+
+@scenario
+def streamed_json_body(ctx):
+    kid = ctx['kid']['acme']
+    c, r, rid = start_streamed(ctx, 'application/json; charset=utf-8')
     mo = r.mode_override
     if mo.request_body_mode != MODE.STREAMED or mo.response_body_mode != MODE.BUFFERED:
         xp.fail('override must keep STREAMED and ask for the response: %r' % mo)
@@ -290,13 +296,7 @@ def streamed_json_in_chunks(ctx):
     the "ssn" value in the third chunk is sealed by its path rule (its key
     and the object it is in began chunks earlier)."""
     kid = ctx['kid']['acme']
-    c = xp.Call(ctx['ch'], pb)
-    c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [
-        (':authority', 'shop.acme.test'), (':path', '/profile'), (':method', 'PUT'),
-        ('content-type', 'application/json')]),
-        protocol_config=pcfg(MODE.STREAMED, MODE.NONE)))
-    r = expect(c, 'request_headers')
-    rid = request_id(mutation(r.request_headers.response.header_mutation)[0])
+    c, _, rid = start_streamed(ctx, 'application/json')
     parts = [b'{"note": "hello wor', b'ld", "n": 12', b'345, "ssn": "%s", "tags": [1, ' %
              C['chunked'].encode(), b'2]}']
     got = b''
