@@ -249,6 +249,15 @@ static int guard_boundaries(struct policy_span *sp, int n,
 		size_t t = len;
 		while (t > 0 && len - t < GUARD_MAX && hit_byte(b, len, t - 1))
 			t--;
+		/* a run that starts right after an escape's backslash
+		 * takes the backslash too: "\u00" or "\n" cut in half must
+		 * not leave a lone backslash before the stars (invalid
+		 * JSON) */
+		size_t bs = 0;
+		while (bs < t && b[t - 1 - bs] == '\\')
+			bs++;
+		if (t < len && (bs & 1))
+			t--;
 		size_t end = n ? sp[n - 1].off + (size_t)sp[n - 1].len : 0;
 		if (t < end)
 			t = end;

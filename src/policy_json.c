@@ -686,6 +686,14 @@ void pol_json_scan_chunk(struct pol_scan *sc, uint32_t len,
 	memcpy(x.st, js->st, x.depth * sizeof(x.st[0]));
 	memcpy(x.pending, js->pending, sizeof(x.pending));
 	if (!js->started) {
+		/* a UTF-8 byte order mark may lead; a first chunk of 1-2 of
+		 * its bytes waits for the rest as a carry */
+		if (!last && len < 3 && memcmp(x.s, "\xef\xbb\xbf", len) == 0) {
+			memmove(js->carry, x.s, len);
+			js->carry_len = len;
+			js->carry_cut = 0;
+			return;
+		}
 		js->started = 1;
 		if (len >= 3 && memcmp(x.s, "\xef\xbb\xbf", 3) == 0)
 			x.pos += 3;
@@ -699,6 +707,7 @@ void pol_json_scan_chunk(struct pol_scan *sc, uint32_t len,
 	}
 	int r = js->skipping ? J_OK : json_run(&x, &cut);
 	js->carry_len = 0;
+	js->carry_cut = 0;
 	if (last)
 		return;
 	if (r == J_ERR || sc->full) {

@@ -799,7 +799,10 @@ int policy_scan_body_chunk(const struct policy_route *r, const void *ctype,
 	/* the carried token, then the chunk: one input for the parser */
 	uint8_t *in = scratch;
 	uint32_t carry = js->carry_len;
-	bool whole = !js->carry_cut;
+	/* the chunk's start was seen in context unless the carry lost the
+	 * start of its token, or a too-deep container is being skipped
+	 * (only the detectors run there, on each chunk's piece alone) */
+	bool whole = !js->carry_cut && !(js->skipping && !js->skip_acc);
 	memcpy(in, js->carry, carry);
 	if (len)
 		memcpy(in + carry, chunk, len);
@@ -809,7 +812,9 @@ int policy_scan_body_chunk(const struct policy_route *r, const void *ctype,
 	uint32_t n = total > lim ? lim : total;
 	bool cut = total > n;
 	pol_json_scan_chunk(&sc, n, js, last || cut);
-	if (!last && !cut && !js->dead && js->carry_len && js->carry[0] == '"')
+	if (!last && !cut && !js->dead &&
+	    ((js->carry_len && js->carry[0] == '"') ||
+	     (js->skipping && !js->skip_acc)))
 		sc.flags |= POLICY_SCAN_CUT_STRING;
 	if (cut && !sc.full) {
 		sc.flags |= POLICY_SCAN_BODY_CUT;

@@ -142,10 +142,11 @@ struct policy_span {
 				       with the whole token cut by the
 				       boundary in view */
 #define POLICY_SCAN_CUT_STRING 0x40 /* ... and it ends inside a string or
-				       key, whose bytes so far could begin
-				       a detector's hit (the caller guards
-				       them); any other token cut at the
-				       end is handled by the spans */
+				       key (or a container too deep to
+				       parse), whose bytes so far could
+				       begin a detector's hit (the caller
+				       guards them); any other token cut at
+				       the end is handled by the spans */
 
 /* Rule ids of the built-in limit "rules" (same in every policy). */
 #define POLICY_RULE_LIMIT_SPANS 0     /* "limit/spans" */

@@ -516,6 +516,38 @@ static void test_json_stream_cuts(void **state)
 	free(joined);
 }
 
+/* The guard at the end of a chunk cut inside a JSON escape takes the
+ * backslash too: the parts put together stay JSON. */
+static void test_json_stream_escape_cut(void **state)
+{
+	struct fx *f = *state;
+	static const char *const a[] = { "{\"m\": \"caf\\u00e9s",
+					 "{\"m\": \"one\\nTh", "{\"m\": \"x\\\\y" };
+	static const char *const b[] = { " ok\"}", "e end\"}", "z\"}" };
+	for (size_t i = 0; i < 3; i++) {
+		struct extproc_decision d;
+		char joined[128];
+		size_t jl;
+		start(f, "shop.test", "/", NULL);
+		enum extproc_verdict v = body(f, EXTPROC_RESP_BODY,
+					      "application/json", a[i], 0,
+					      false, &d);
+		assert_int_equal(v, EXTPROC_REPLACE);
+		memcpy(joined, f->out.p, f->out.len);
+		jl = f->out.len;
+		v = body(f, EXTPROC_RESP_BODY, "application/json", b[i],
+			 strlen(a[i]), true, &d);
+		const char *o = v == EXTPROC_KEEP ? b[i] : (const char *)f->out.p;
+		size_t ol = v == EXTPROC_KEEP ? strlen(b[i]) : f->out.len;
+		memcpy(joined + jl, o, ol);
+		jl += ol;
+		struct jv *j = j_parse(joined, jl);
+		if (!j)
+			fail_msg("not JSON: %.*s", (int)jl, joined);
+		j_free(j);
+	}
+}
+
 /* ---- keys ---------------------------------------------------------------------- */
 
 /* A retired key snapshot is reclaimed only after the thread passes a
@@ -556,6 +588,7 @@ int main(void)
 		cmocka_unit_test(test_json_body),
 		cmocka_unit_test(test_chunk_boundaries),
 		cmocka_unit_test(test_json_stream_cuts),
+		cmocka_unit_test(test_json_stream_escape_cut),
 		cmocka_unit_test(test_quiescent),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -309,6 +309,96 @@ static void test_container_over_three_chunks(void **st)
 				 "\"z\": 1}");
 }
 
+/* Scans |n| chunks of |c| on one stream; the flags of each into |fl|,
+ * the span count of the last returned. */
+static int scan_seq(const struct policy_route *r, const char *const *c,
+		    const size_t *cl, int n, unsigned *fl,
+		    struct policy_span *sp)
+{
+	struct policy_json_stream *js = malloc(policy_json_stream_size());
+	policy_json_stream_init(js);
+	size_t most = 0;
+	for (int i = 0; i < n; i++)
+		most = cl[i] > most ? cl[i] : most;
+	uint8_t *scratch = malloc(most + POLICY_JSON_CARRY);
+	int k = 0;
+	for (int i = 0; i < n; i++) {
+		fl[i] = 0;
+		k = policy_scan_body_chunk(r, ctype, sizeof(ctype) - 1, js,
+					   c[i], cl[i], i == n - 1, scratch, sp,
+					   8, &fl[i]);
+		assert_true(k >= 0);
+	}
+	free(scratch);
+	free(js);
+	return k;
+}
+
+/* After a string longer than the carry, the chunks that follow are
+ * parsed on in full view again (the carry's cut mark does not stay). */
+static void test_long_string_then_resumed(void **st)
+{
+	(void)st;
+	size_t al = 6 + 5000;
+	char *a = malloc(al + 1);
+	memcpy(a, "{\"t\":\"", 6);
+	memset(a + 6, 'a', 5000);
+	a[al] = 0;
+	const char *c[3] = { a, "aaa\",\"n\":", "12345}" };
+	size_t cl[3] = { al, strlen(c[1]), strlen(c[2]) };
+	unsigned fl[3];
+	struct policy_span sp[8];
+	assert_int_equal(scan_seq(route, c, cl, 3, fl, sp), 0);
+	assert_true(fl[0] & POLICY_SCAN_CUT_STRING);
+	assert_false(fl[1] & POLICY_SCAN_RESUMED); /* the carry lost "t":" */
+	assert_true(fl[2] & POLICY_SCAN_RESUMED);
+	free(a);
+}
+
+/* A byte order mark cut by the first boundary. */
+static void test_split_bom(void **st)
+{
+	(void)st;
+	const char *c[2] = { "\xef\xbb", "\xbf{\"ssn\": \"123-45-6789\"}" };
+	size_t cl[2] = { 2, strlen(c[1]) };
+	unsigned fl[2];
+	struct policy_span sp[8];
+	assert_int_equal(scan_seq(route, c, cl, 2, fl, sp), 1);
+	assert_false((fl[0] | fl[1]) & POLICY_SCAN_MALFORMED);
+	assert_int_equal(sp[0].off, 10);
+	assert_int_equal(sp[0].len, 11);
+}
+
+/* In a container too deep to parse (limits.unscanned: keep: only the
+ * detectors run there, on each piece alone), both sides of a boundary
+ * are left for the caller to guard. */
+static void test_deep_keep_guarded(void **st)
+{
+	(void)st;
+	static const char text[] =
+		"tenants: {t: {kms: pkcs11, kek: k}}\n"
+		"limits: {json_depth: 2, unscanned: keep}\n"
+		"rule_sets:\n"
+		"  r:\n"
+		"    json: {\"$.x\": redact}\n"
+		"    detectors: {card: redact}\n";
+	char err[256];
+	struct policy *p = policy_load_text("deep.yaml", text,
+					    sizeof(text) - 1, err, sizeof(err));
+	if (!p)
+		print_error("%s\n", err);
+	assert_non_null(p);
+	const char *c[2] = { "{\"a\":{\"b\":{\"c\":\"4111 1111 ",
+			     "1111 1111\"}}}" };
+	size_t cl[2] = { strlen(c[0]), strlen(c[1]) };
+	unsigned fl[2];
+	struct policy_span sp[8];
+	scan_seq(policy_default_route(p), c, cl, 2, fl, sp);
+	assert_true(fl[0] & POLICY_SCAN_CUT_STRING);
+	assert_false(fl[1] & POLICY_SCAN_RESUMED);
+	policy_free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -318,6 +408,9 @@ int main(void)
 		cmocka_unit_test(test_dead_after_error),
 		cmocka_unit_test(test_long_key_not_matched),
 		cmocka_unit_test(test_container_over_three_chunks),
+		cmocka_unit_test(test_long_string_then_resumed),
+		cmocka_unit_test(test_split_bom),
+		cmocka_unit_test(test_deep_keep_guarded),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
