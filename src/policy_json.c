@@ -21,6 +21,16 @@
  * e-mail address exist), on its decoded form when it has escapes, and on
  * numbers (a card number sent as a JSON number); a hit inside a number
  * covers the whole number so the replacement can be a quoted token.
+ *
+ * Chunks (pol_json_scan_chunk, for ext_proc bodies in several messages):
+ * the same loop, with the stack, the pending member set, a container
+ * being skipped and the token the chunk's end cut kept in a
+ * policy_json_stream. The cut token's bytes (the carry) are put before the
+ * next chunk and parsed again from the state as it was before that token,
+ * so keys match and detectors see values whole; policy_match.c drops the
+ * spans of the carried part. A number cut by a boundary is redacted as 9s
+ * in each part (cut_scalar), and a container a rule takes is skipped with
+ * its bracket and string state carried over (skip_run).
  */
 #include <string.h>
 
