@@ -136,7 +136,7 @@ load1() {
 	t0=$(date +%s.%N)
 	out=$("$LOAD" --port "$PORT" --cpu "$CCPU" --connections "$CONNS" \
 		--duration "$SECS" --warmup 1 --close "$CLOSE" "$@") ||
-		{ echo "extproc.sh: extproc_load failed" >&2; exit 1; }
+		{ echo "extproc.sh: extproc_load failed" >&2; return 1; }
 	t1=$(date +%s.%N)
 	b=$(loop_ticks)
 	$PY -c 'import json, sys

@@ -300,17 +300,19 @@ static enum extproc_verdict pd_body(void *self, struct extproc_xdec *xd,
 		return d->verdict = EXTPROC_KEEP;
 	struct policy_span sp[MAX_SPANS];
 	unsigned flags = 0;
-	bool chunked = c->off || !c->last;
-	int n = chunked ? scan_chunk(pp, xd, c, sp, &flags)
-			: policy_scan_body(xd->route, c->ctype, c->ctype_len,
-					   c->data, c->len, sp, MAX_SPANS - 2,
-					   NULL);
+	/* only JSON has a scanner that carries state between chunks; other
+	 * types are scanned chunk by chunk, guarded at both ends */
+	bool stream = (c->off || !c->last) &&
+		      policy_body_is_json(c->ctype, c->ctype_len);
+	int n = stream ? scan_chunk(pp, xd, c, sp, &flags)
+		       : policy_scan_body(xd->route, c->ctype, c->ctype_len,
+					  c->data, c->len, sp, MAX_SPANS - 2,
+					  NULL);
 	if (n < 0)
 		return d->verdict = EXTPROC_REMOVE; /* no memory, over 4 GiB */
 	/* a JSON parse that broke off (syntax, body_bytes, span slots)
 	 * leaves the end of the chunk to the detectors alone: guarded */
-	bool parsed = chunked &&
-		      policy_body_is_json(c->ctype, c->ctype_len) &&
+	bool parsed = stream &&
 		      !(flags & (POLICY_SCAN_MALFORMED | POLICY_SCAN_BODY_CUT |
 				 POLICY_SCAN_SPANS_FULL));
 	n = guard_boundaries(sp, n, c, flags, parsed);

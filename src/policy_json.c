@@ -50,8 +50,6 @@ enum {
 };
 enum { J_OK = 0, J_EOF = 1, J_ERR = 2 };
 
-#define jframe pol_jframe
-
 struct jx {
 	struct pol_scan *sc;
 	const struct pol_json *nfa;
@@ -65,7 +63,7 @@ struct jx {
 	struct policy_json_stream *js;
 	bool last;          /* the input ends where the body ends */
 	uint32_t carry;     /* leading bytes carried from the chunk before */
-	struct jframe st[POL_JSON_DEPTH_MAX];
+	struct pol_jframe st[POL_JSON_DEPTH_MAX];
 };
 
 static inline bool is_ws(uint8_t c)
@@ -438,7 +436,7 @@ static int value(struct jx *x, const uint64_t *set)
 			x->pos = e;
 			return closed ? J_OK : J_EOF;
 		}
-		struct jframe *f = &x->st[x->depth++];
+		struct pol_jframe *f = &x->st[x->depth++];
 		memcpy(f->set, set, sizeof(f->set));
 		f->index = 0;
 		f->type = c == '{' ? F_OBJ : F_ARR;
@@ -486,7 +484,7 @@ static int value(struct jx *x, const uint64_t *set)
 
 /* A member name at x->pos (a quote): detectors on it, then the member's
  * NFA set into x->pending. */
-static int key(struct jx *x, struct jframe *f)
+static int key(struct jx *x, struct pol_jframe *f)
 {
 	struct pol_scan *sc = x->sc;
 	uint32_t p = x->pos, close;
@@ -569,7 +567,7 @@ static int json_run(struct jx *x, struct cut *cut)
 		uint32_t tok = x->pos;
 		uint8_t c = x->s[x->pos];
 		int r = J_OK;
-		struct jframe *f = x->depth ? &x->st[x->depth - 1] : NULL;
+		struct pol_jframe *f = x->depth ? &x->st[x->depth - 1] : NULL;
 		*cut = (struct cut){ tok, x->depth, f ? f->state : 0,
 				     f ? f->index : 0 };
 		if (!f) {

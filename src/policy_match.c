@@ -796,16 +796,20 @@ int policy_scan_body_chunk(const struct policy_route *r, const void *ctype,
 			*flags |= sc.flags;
 		return (int)sc.n;
 	}
-	/* the carried token, then the chunk: one input for the parser */
-	uint8_t *in = scratch;
+	/* the carried token, then the chunk, side by side in |scratch|;
+	 * without a carry the chunk is parsed where it is (no copy) */
+	const uint8_t *in = chunk;
 	uint32_t carry = js->carry_len;
 	/* the chunk's start was seen in context unless the carry lost the
 	 * start of its token, or a too-deep container is being skipped
 	 * (only the detectors run there, on each chunk's piece alone) */
 	bool whole = !js->carry_cut && !(js->skipping && !js->skip_acc);
-	memcpy(in, js->carry, carry);
-	if (len)
-		memcpy(in + carry, chunk, len);
+	if (carry) {
+		memcpy(scratch, js->carry, carry);
+		if (len)
+			memcpy((uint8_t *)scratch + carry, chunk, len);
+		in = scratch;
+	}
 	uint32_t total = carry + (uint32_t)len;
 	scan_init(&sc, r, in, total, spans, max, &view);
 	uint32_t lim = r->policy->limits.body_bytes;
@@ -823,7 +827,8 @@ int policy_scan_body_chunk(const struct policy_route *r, const void *ctype,
 	if (cut || sc.full)
 		js->dead = 1;
 	sc.n = clip_carry(spans, sc.n, carry);
-	explicit_bzero(in, total);
+	if (carry)
+		explicit_bzero(scratch, total);
 	if (flags)
 		*flags |= sc.flags | (whole ? POLICY_SCAN_RESUMED : 0);
 	return (int)sc.n;

@@ -354,8 +354,9 @@ void policy_json_stream_init(struct policy_json_stream *js);
  *   - after a syntax error, a cut at limits.body_bytes (of one chunk) or
  *     running out of span slots, the rest of the body is one unscanned
  *     span per chunk (limits.unscanned).
- * |scratch| holds at least |len| + POLICY_JSON_CARRY bytes: the carried
- * token and the chunk, side by side (body bytes: memory as for |js|).
+ * |scratch| holds at least |len| + POLICY_JSON_CARRY bytes: when a token
+ * was carried, it and the chunk side by side (body bytes: memory as for
+ * |js|; wiped before return).
  * Other content types are scanned as policy_scan_body() does, chunk by
  * chunk. Returns as policy_scan_body(); ORs POLICY_SCAN_RESUMED when the
  * chunk was parsed on with the whole cut token in view (nothing at its

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "../../src/policy_priv.h"
+#include "policy_text.h"
 
 #define SEAL POLICY_ACTION_SEAL
 #define TOK POLICY_ACTION_TOKENIZE
@@ -45,17 +46,6 @@ static const char policy_text[] =
 	"    detectors:\n"
 	"      email: tokenize\n"
 	"      card: seal\n";
-
-static struct policy *load(const char *text)
-{
-	char err[512];
-	struct policy *p = policy_load_text("test.yaml", text, strlen(text),
-					    err, sizeof(err));
-	if (!p)
-		print_error("%s\n", err);
-	assert_non_null(p);
-	return p;
-}
 
 struct want {
 	const char *text;

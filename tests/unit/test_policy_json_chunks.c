@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "../../src/policy_priv.h"
+#include "policy_text.h"
 
 static const char policy_text[] =
 	"tenants: {t: {kms: pkcs11, kek: k}}\n"
@@ -56,12 +57,7 @@ static const struct policy_route *route;
 static int setup(void **st)
 {
 	(void)st;
-	char err[512];
-	pol = policy_load_text("chunks.yaml", policy_text, strlen(policy_text),
-			       err, sizeof(err));
-	if (!pol)
-		print_error("%s\n", err);
-	assert_non_null(pol);
+	pol = load(policy_text);
 	route = policy_default_route(pol);
 	assert_non_null(route);
 	return 0;
@@ -382,12 +378,7 @@ static void test_deep_keep_guarded(void **st)
 		"  r:\n"
 		"    json: {\"$.x\": redact}\n"
 		"    detectors: {card: redact}\n";
-	char err[256];
-	struct policy *p = policy_load_text("deep.yaml", text,
-					    sizeof(text) - 1, err, sizeof(err));
-	if (!p)
-		print_error("%s\n", err);
-	assert_non_null(p);
+	struct policy *p = load(text);
 	const char *c[2] = { "{\"a\":{\"b\":{\"c\":\"4111 1111 ",
 			     "1111 1111\"}}}" };
 	size_t cl[2] = { strlen(c[0]), strlen(c[1]) };

@@ -57,6 +57,7 @@ static char *t_strdup(const char *s)
 #define realloc t_realloc
 #define strdup t_strdup
 #include "../../src/policy_load.c"
+#include "policy_text.h"
 #undef malloc
 #undef calloc
 #undef realloc
@@ -426,12 +427,7 @@ static void test_extends(void **state)
 		"    json: {\"$.b\": redact}\n"
 		"    detectors: {card: {action: hash, in: [body], name: pan}}\n"
 		"default: {rules: top}\n";
-	char err[512];
-	struct policy *p = policy_load_text("test.yaml", text, strlen(text),
-					    err, sizeof(err));
-	if (!p)
-		print_error("%s\n", err);
-	assert_non_null(p);
+	struct policy *p = load(text);
 	const struct policy_route *r = policy_default_route(p);
 	assert_string_equal(policy_route_rules_name(r), "top");
 	static const struct {

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "../../src/policy_priv.h"
+#include "policy_text.h"
 
 #define NONE POLICY_ACTION_NONE
 #define KEEP POLICY_ACTION_KEEP
@@ -23,17 +24,6 @@
 #define HASH POLICY_ACTION_HASH
 #define RED POLICY_ACTION_REDACT
 #define DENY POLICY_ACTION_DENY
-
-static struct policy *load(const char *text)
-{
-	char err[512];
-	struct policy *p = policy_load_text("test.yaml", text, strlen(text),
-					    err, sizeof(err));
-	if (!p)
-		print_error("%s\n", err);
-	assert_non_null(p);
-	return p;
-}
 
 /* ---- routes ------------------------------------------------------------- */
 
