@@ -26,7 +26,10 @@
 # latency runs) with the median beside it.
 # Each latency figure comes with how busy the server's event-loop thread
 # and the generator were (server_cpu_pct, client_cpu_pct): near 100 means
-# that side was saturated and queueing is in the figure.
+# that side was saturated and queueing is in the figure; and with the
+# generator's own start lag (start_lag_p99_us, start_lag_p999_us: from a
+# stream's scheduled start to its submission), the part of the latency
+# that is the generator's, not the server's.
 #
 # Usage: bench/extproc.sh [--seconds S] [--reps N] [--connections N]
 #                         [--depth D] [--server-cpu N] [--client-cpu N]
@@ -165,7 +168,7 @@ PYEOF
 }
 field() { $PY -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 show() { # label json
-	echo "  $1: $(field "$2" streams_per_s) streams/s, p50 $(field "$2" p50_us) us, p99 $(field "$2" p99_us) us, p99.9 $(field "$2" p999_us) us (median of $REPS: p99 $(field "$2" median_p99_us) us); server loop $(field "$2" server_cpu_pct)% busy, generator $(field "$2" client_cpu_pct)%" >&2
+	echo "  $1: $(field "$2" streams_per_s) streams/s, p50 $(field "$2" p50_us) us, p99 $(field "$2" p99_us) us, p99.9 $(field "$2" p999_us) us (median of $REPS: p99 $(field "$2" median_p99_us) us); server loop $(field "$2" server_cpu_pct)% busy, generator $(field "$2" client_cpu_pct)%, generator start lag p99 $(field "$2" start_lag_p99_us) us, p99.9 $(field "$2" start_lag_p999_us) us" >&2
 }
 
 # max_half LABEL: the closed-loop maximum (request_headers) and the
@@ -230,7 +233,8 @@ import json, sys
 mx, mxr, l50, l90 = (json.loads(a) for a in sys.argv[1:5])
 LAT_KEYS = ("target_rate", "streams_per_s", "p50_us", "p99_us", "p999_us",
             "median_p50_us", "median_p99_us", "median_p999_us",
-            "server_cpu_pct", "client_cpu_pct")
+            "server_cpu_pct", "client_cpu_pct",
+            "start_lag_p99_us", "start_lag_p999_us")
 h2 = float(sys.argv[5] or 0)
 srv = json.loads(sys.argv[6]) if sys.argv[6].startswith('{') else {}
 c = srv.get('counters', {})

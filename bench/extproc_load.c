@@ -23,7 +23,10 @@
  *     second whatever the server does; latency is measured from the
  *     scheduled start to the reply of each message (so queueing caused by
  *     a slow server is counted, not hidden).
- * Latency percentiles come from a log-linear histogram (1/64 octave).
+ * Latency percentiles come from a log-linear histogram (1/64 octave). In
+ * the open loop a second histogram holds each stream's start lag (its
+ * scheduled start to its submission here): the generator's own share of
+ * the latency, so a slow reply can be told from a late request.
  * Output: one JSON object on stdout.
  */
 #ifndef _GNU_SOURCE
@@ -54,33 +57,39 @@
 
 #define PATH "/envoy.service.ext_proc.v3.ExternalProcessor/Process"
 
-/* ---- histogram: 64 sub-buckets per power of two, ns ---- */
+/* ---- histograms: 64 sub-buckets per power of two, ns ---- */
 #define SUB 64
 #define OCTAVES 40
-static uint64_t hist[OCTAVES * SUB];
-static uint64_t hist_n;
+struct hist {
+	uint64_t b[OCTAVES * SUB];
+	uint64_t n;
+};
+/* lat: scheduled (open loop) or sent to reply, every message;
+ * lag (open loop): scheduled start to the stream's submission here, so
+ * a report can tell the generator's own delay from the server's */
+static struct hist lat, lag;
 
-static void hist_add(uint64_t ns)
+static void hist_add(struct hist *h, uint64_t ns)
 {
 	if (ns < SUB) {
-		hist[ns]++;
+		h->b[ns]++;
 	} else {
 		unsigned o = 63 - (unsigned)__builtin_clzll(ns); /* >= 6 */
 		unsigned sub = (unsigned)(ns >> (o - 6)) & (SUB - 1);
 		unsigned b = (o - 5) * SUB + sub;
 		if (b >= OCTAVES * SUB)
 			b = OCTAVES * SUB - 1;
-		hist[b]++;
+		h->b[b]++;
 	}
-	hist_n++;
+	h->n++;
 }
 
-static uint64_t hist_q(double q)
+static uint64_t hist_q(const struct hist *h, double q)
 {
-	uint64_t want = (uint64_t)(q * (double)hist_n), seen = 0;
+	uint64_t want = (uint64_t)(q * (double)h->n), seen = 0;
 	for (unsigned b = 0; b < OCTAVES * SUB; b++) {
-		seen += hist[b];
-		if (seen > want && hist[b]) {
+		seen += h->b[b];
+		if (seen > want && h->b[b]) {
 			if (b < SUB)
 				return b;
 			unsigned o = b / SUB + 5, sub = b % SUB;
@@ -301,6 +310,8 @@ static bool start_stream(struct conn *c, uint64_t t_sched)
 	s->out_len = msg_req_len;
 	s->t_sent = now_ns();
 	s->phase = 1;
+	if (measuring && opt.rate > 0)
+		hist_add(&lag, s->t_sent > t_sched ? s->t_sent - t_sched : 0);
 	nghttp2_data_provider prd = { .source.ptr = s, .read_callback = data_cb };
 	int32_t id = nghttp2_submit_request(c->h2, NULL, hdrs,
 					    sizeof(hdrs) / sizeof(hdrs[0]), &prd, s);
@@ -321,7 +332,7 @@ static void on_reply(struct stream *s)
 	/* open loop: from the scheduled start for the first message */
 	uint64_t from = s->phase == 1 && opt.rate > 0 ? s->t_sched : s->t_sent;
 	if (measuring)
-		hist_add(t - from);
+		hist_add(&lat, t - from);
 	msgs_replied++;
 	s->replies++;
 	if (opt.resp_headers && s->phase == 1) {
@@ -711,16 +722,19 @@ int main(int argc, char **argv)
 	       "\"messages_per_s\":%.0f,\"failed\":%llu,\"bad_replies\":%llu,"
 	       "\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
 	       "\"max_backlog\":%llu,\"started_in_window\":%llu,"
-	       "\"client_cpu_pct\":%.0f,\"conns_died\":%u}\n",
+	       "\"client_cpu_pct\":%.0f,\"conns_died\":%u,"
+	       "\"start_lag_p99_us\":%.1f,\"start_lag_p999_us\":%.1f}\n",
 	       opt.rate > 0 ? "open" : "closed",
 	       opt.graceful ? "graceful" : "reset", opt.conns, opt.depth,
 	       opt.resp_headers ? "true" : "false", opt.rate, secs,
 	       (unsigned long long)done_streams, (double)done_streams / secs,
-	       (double)hist_n / secs, (unsigned long long)failed_streams,
-	       (unsigned long long)bad_replies, (double)hist_q(0.5) / 1e3,
-	       (double)hist_q(0.99) / 1e3, (double)hist_q(0.999) / 1e3,
+	       (double)lat.n / secs, (unsigned long long)failed_streams,
+	       (unsigned long long)bad_replies, (double)hist_q(&lat, 0.5) / 1e3,
+	       (double)hist_q(&lat, 0.99) / 1e3,
+	       (double)hist_q(&lat, 0.999) / 1e3,
 	       (unsigned long long)backlog_max,
 	       (unsigned long long)(started_streams - measured_start_count),
-	       (double)(cpu_ns() - cpu_at_measure) / (secs * 1e7), dead);
+	       (double)(cpu_ns() - cpu_at_measure) / (secs * 1e7), dead,
+	       (double)hist_q(&lag, 0.99) / 1e3, (double)hist_q(&lag, 0.999) / 1e3);
 	return 0;
 }
