@@ -184,6 +184,14 @@ max_half() {
 	show "$1, at 50% ($r/s)" "$HL50"
 }
 
+# The host's DAMON (kernel memory monitoring with a pageout scheme) was
+# measured to line up with latency episodes here (docs/extproc.md
+# "Benchmark"): say whether it ran, so figures from two hosts compare.
+DAMON=false
+for f in /sys/kernel/mm/damon/admin/kdamonds/*/state; do
+	[[ -r $f && $(cat "$f") == on ]] && DAMON=true
+done
+$DAMON && echo "extproc bench: note: the kernel's DAMON is on (kdamond); its sampling can add latency episodes" >&2
 echo "extproc bench: server event loop on cpu $SCPU, load generator on cpu $CCPU, $CONNS connections, ${SECS}s per run, close: $CLOSE" >&2
 # 1. the protocol alone (records off)
 start_server plain --no-records
@@ -228,7 +236,7 @@ kill -TERM "$NPID"; wait "$NPID" 2>/dev/null || true
 NPID=
 echo "  reference h2load -> nghttpd (1 thread): ${H2RPS:-?} req/s" >&2
 
-$PY - "$MAX" "$MAXR" "$L50" "$L90" "${H2RPS:-0}" "$SUMMARY" "$SCPU" "$CCPU" "$RMAX" "$RL50" "$RSUMMARY" "$OMAX" "$OL50" <<'PYEOF'
+$PY - "$MAX" "$MAXR" "$L50" "$L90" "${H2RPS:-0}" "$SUMMARY" "$SCPU" "$CCPU" "$RMAX" "$RL50" "$RSUMMARY" "$OMAX" "$OL50" "$DAMON" <<'PYEOF'
 import json, sys
 mx, mxr, l50, l90 = (json.loads(a) for a in sys.argv[1:5])
 LAT_KEYS = ("target_rate", "streams_per_s", "p50_us", "p99_us", "p999_us",
@@ -269,6 +277,7 @@ out = {
         "at_50pct": {k: ol50[k] for k in LAT_KEYS},
     },
     "h2load_nghttpd_req_per_s": h2,
+    "host_damon_on": sys.argv[14] == "true",
     "target_streams_per_s": 100000, "target_p99_us_at_50pct": 1000,
     "meets_target": mx["streams_per_s"] >= 100000 and l50["p99_us"] < 1000,
 }
