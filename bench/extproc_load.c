@@ -310,8 +310,6 @@ static bool start_stream(struct conn *c, uint64_t t_sched)
 	s->out_len = msg_req_len;
 	s->t_sent = now_ns();
 	s->phase = 1;
-	if (measuring && opt.rate > 0)
-		hist_add(&lag, s->t_sent > t_sched ? s->t_sent - t_sched : 0);
 	nghttp2_data_provider prd = { .source.ptr = s, .read_callback = data_cb };
 	int32_t id = nghttp2_submit_request(c->h2, NULL, hdrs,
 					    sizeof(hdrs) / sizeof(hdrs[0]), &prd, s);
@@ -320,6 +318,9 @@ static bool start_stream(struct conn *c, uint64_t t_sched)
 		return false;
 	}
 	s->id = id;
+	/* after the submission: a refused one is retried, counted once */
+	if (measuring && opt.rate > 0)
+		hist_add(&lag, s->t_sent > t_sched ? s->t_sent - t_sched : 0);
 	c->inflight++;
 	started_streams++;
 	mark_dirty(c);
