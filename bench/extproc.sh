@@ -167,8 +167,16 @@ print(json.dumps(best))
 PYEOF
 }
 field() { $PY -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
-show() { # label json
-	echo "  $1: $(field "$2" streams_per_s) streams/s, p50 $(field "$2" p50_us) us, p99 $(field "$2" p99_us) us, p99.9 $(field "$2" p999_us) us (median of $REPS: p99 $(field "$2" median_p99_us) us); server loop $(field "$2" server_cpu_pct)% busy, generator $(field "$2" client_cpu_pct)%, generator start lag p99 $(field "$2" start_lag_p99_us) us, p99.9 $(field "$2" start_lag_p999_us) us" >&2
+show() { # label json: one line to stderr (one interpreter, not one per field)
+	$PY - "$1" "$2" "$REPS" >&2 <<'PYEOF'
+import json, sys
+label, r, reps = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+print(f"  {label}: {r['streams_per_s']} streams/s, p50 {r['p50_us']} us, "
+      f"p99 {r['p99_us']} us, p99.9 {r['p999_us']} us "
+      f"(median of {reps}: p99 {r['median_p99_us']} us); "
+      f"server loop {r['server_cpu_pct']}% busy, generator {r['client_cpu_pct']}%, "
+      f"generator start lag p99 {r['start_lag_p99_us']} us, p99.9 {r['start_lag_p999_us']} us")
+PYEOF
 }
 
 # max_half LABEL: the closed-loop maximum (request_headers) and the
