@@ -30,6 +30,10 @@ what=${1:-}
 [[ -n $what ]] || { echo "usage: scripts/bench.sh capture [--pcap FILE] [--passes N] [--seconds S] [--workers N]" >&2; exit 2; }
 shift
 
+# Every bench builds from source and most start real peers: install what is
+# missing first, so each one works on a machine that has never seen sealtap.
+bash scripts/bootstrap.sh
+
 # seal and detect are one C program each (no captures, no EAL), run from
 # the release build; their options are the program's (--help).
 if [[ $what == seal || $what == detect ]]; then
@@ -57,8 +61,6 @@ while (($#)); do
 	*) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 done
-
-bash scripts/bootstrap.sh
 
 # Hugepages as in a deployment: reserve 2 MiB pages and mount hugetlbfs for
 # the run if we can (root), and give them back afterwards. Without them
