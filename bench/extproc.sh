@@ -29,7 +29,12 @@
 # that side was saturated and queueing is in the figure; and with the
 # generator's own start lag (start_lag_p99_us, start_lag_p999_us: from a
 # stream's scheduled start to its submission), the part of the latency
-# that is the generator's, not the server's.
+# that is the generator's, not the server's; and with the same latency
+# ended where each reply reached the generator's socket (wire_p50_us,
+# wire_p99_us, wire_p999_us: the kernel's receive timestamp), so a
+# generator that is itself near saturation and reads its replies late
+# does not pass its own wait off as the server's. The target is judged on
+# the end-to-end figure (p99_us), the larger of the two.
 #
 # Usage: bench/extproc.sh [--seconds S] [--reps N] [--connections N]
 #                         [--depth D] [--server-cpu N] [--client-cpu N]
@@ -160,7 +165,7 @@ if runs[0]["mode"] == "closed":
 else:
     ok = [r for r in runs if r["streams_per_s"] >= 0.97 * r["target_rate"]] or runs
     best = min(ok, key=lambda r: r["p99_us"])
-for k in ("streams_per_s", "p50_us", "p99_us", "p999_us"):
+for k in ("streams_per_s", "p50_us", "p99_us", "p999_us", "wire_p99_us"):
     best["median_" + k] = statistics.median(r[k] for r in runs)
 best["reps"] = len(runs)
 print(json.dumps(best))
@@ -175,7 +180,9 @@ print(f"  {label}: {r['streams_per_s']} streams/s, p50 {r['p50_us']} us, "
       f"p99 {r['p99_us']} us, p99.9 {r['p999_us']} us "
       f"(median of {reps}: p99 {r['median_p99_us']} us); "
       f"server loop {r['server_cpu_pct']}% busy, generator {r['client_cpu_pct']}%, "
-      f"generator start lag p99 {r['start_lag_p99_us']} us, p99.9 {r['start_lag_p999_us']} us")
+      f"generator start lag p99 {r['start_lag_p99_us']} us, p99.9 {r['start_lag_p999_us']} us; "
+      f"at the generator's socket: p50 {r['wire_p50_us']} us, p99 {r['wire_p99_us']} us, "
+      f"p99.9 {r['wire_p999_us']} us")
 PYEOF
 }
 
@@ -250,7 +257,8 @@ mx, mxr, l50, l90 = (json.loads(a) for a in sys.argv[1:5])
 LAT_KEYS = ("target_rate", "streams_per_s", "p50_us", "p99_us", "p999_us",
             "median_p50_us", "median_p99_us", "median_p999_us",
             "server_cpu_pct", "client_cpu_pct",
-            "start_lag_p99_us", "start_lag_p999_us")
+            "start_lag_p99_us", "start_lag_p999_us",
+            "wire_p50_us", "wire_p99_us", "wire_p999_us", "median_wire_p99_us")
 h2 = float(sys.argv[5] or 0)
 srv = json.loads(sys.argv[6]) if sys.argv[6].startswith('{') else {}
 c = srv.get('counters', {})

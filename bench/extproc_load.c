@@ -27,6 +27,14 @@
  * the open loop a second histogram holds each stream's start lag (its
  * scheduled start to its submission here): the generator's own share of
  * the latency, so a slow reply can be told from a late request.
+ * A third histogram (wire) ends each latency where the reply reached this
+ * host's socket (the kernel's receive timestamp, SO_TIMESTAMPNS) instead
+ * of where this program read it: a generator that is itself near
+ * saturation leaves replies waiting in its socket, and that wait is the
+ * generator's, not the server's. A read that returns several replies
+ * carries the timestamp of its last segment, so earlier replies in it are
+ * given a later arrival than they had: the error is never in the server's
+ * favour.
  * Output: one JSON object on stdout.
  */
 #ifndef _GNU_SOURCE
@@ -47,6 +55,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -66,8 +75,9 @@ struct hist {
 };
 /* lat: scheduled (open loop) or sent to reply, every message;
  * lag (open loop): scheduled start to the stream's submission here, so
- * a report can tell the generator's own delay from the server's */
-static struct hist lat, lag;
+ * a report can tell the generator's own delay from the server's;
+ * wire: as lat, but to the reply's arrival in this host's socket */
+static struct hist lat, lag, wire;
 
 static void hist_add(struct hist *h, uint64_t ns)
 {
@@ -110,12 +120,22 @@ static uint64_t cpu_ns(void)
 	       (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ull;
 }
 
+static uint64_t ts_ns(const struct timespec *ts)
+{
+	return (uint64_t)ts->tv_sec * 1000000000ull + (uint64_t)ts->tv_nsec;
+}
+
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return ts_ns(&ts);
 }
+
+/* Monotonic time at which the bytes of the read being parsed reached the
+ * socket (set by conn_read before nghttp2 sees them); 0 when the kernel
+ * gave no timestamp, and then the wire histogram is not fed. */
+static uint64_t rx_mono_ns;
 
 /* ---- messages ---- */
 
@@ -332,8 +352,11 @@ static void on_reply(struct stream *s)
 	uint64_t t = now_ns();
 	/* open loop: from the scheduled start for the first message */
 	uint64_t from = s->phase == 1 && opt.rate > 0 ? s->t_sched : s->t_sent;
-	if (measuring)
+	if (measuring) {
 		hist_add(&lat, t - from);
+		if (rx_mono_ns)
+			hist_add(&wire, rx_mono_ns > from ? rx_mono_ns - from : 0);
+	}
 	msgs_replied++;
 	s->replies++;
 	if (opt.resp_headers && s->phase == 1) {
@@ -449,6 +472,7 @@ static int conn_open(struct conn *c)
 	c->fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
 	int one = 1;
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(c->fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one));
 	if (connect(c->fd, res->ai_addr, res->ai_addrlen) < 0 &&
 	    errno != EINPROGRESS) {
 		freeaddrinfo(res);
@@ -517,15 +541,47 @@ static void conn_flush(struct conn *c)
 	}
 }
 
+/* The arrival of a read's last segment on the monotonic clock: its age
+ * (the real-time clock now minus the kernel's real-time stamp) taken from
+ * the monotonic now, so the two clocks need not agree, only tick alike
+ * over that age. 0 if the read carried no timestamp. */
+static uint64_t rx_arrival(struct msghdr *mh)
+{
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm;
+	     cm = CMSG_NXTHDR(mh, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET ||
+		    cm->cmsg_type != SCM_TIMESTAMPNS)
+			continue;
+		struct timespec stamp, real;
+		memcpy(&stamp, CMSG_DATA(cm), sizeof(stamp));
+		uint64_t mono = now_ns();
+		clock_gettime(CLOCK_REALTIME, &real);
+		uint64_t age = ts_ns(&real) > ts_ns(&stamp)
+				       ? ts_ns(&real) - ts_ns(&stamp)
+				       : 0;
+		return mono > age ? mono - age : 0;
+	}
+	return 0;
+}
+
 static void conn_read(struct conn *c)
 {
 	static uint8_t rbuf[1 << 16];
+	union {
+		char buf[CMSG_SPACE(sizeof(struct timespec))];
+		struct cmsghdr align;
+	} ctl;
 	/* replies lead to half-closes, acks and window updates */
 	mark_dirty(c);
 	for (int i = 0; i < 8; i++) {
-		ssize_t n = recv(c->fd, rbuf, sizeof(rbuf), 0);
+		struct iovec iov = { rbuf, sizeof(rbuf) };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+				     .msg_control = ctl.buf,
+				     .msg_controllen = sizeof(ctl.buf) };
+		ssize_t n = recvmsg(c->fd, &mh, 0);
 		if (n < 0 && errno == EAGAIN)
 			break;
+		rx_mono_ns = n > 0 ? rx_arrival(&mh) : 0;
 		if (n <= 0 ||
 		    nghttp2_session_mem_recv(c->h2, rbuf, (size_t)n) < 0) {
 			conn_die(c);
@@ -724,7 +780,9 @@ int main(int argc, char **argv)
 	       "\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
 	       "\"max_backlog\":%llu,\"started_in_window\":%llu,"
 	       "\"client_cpu_pct\":%.0f,\"conns_died\":%u,"
-	       "\"start_lag_p99_us\":%.1f,\"start_lag_p999_us\":%.1f}\n",
+	       "\"start_lag_p99_us\":%.1f,\"start_lag_p999_us\":%.1f,"
+	       "\"replies\":%llu,\"wire_replies\":%llu,\"wire_p50_us\":%.1f,"
+	       "\"wire_p99_us\":%.1f,\"wire_p999_us\":%.1f}\n",
 	       opt.rate > 0 ? "open" : "closed",
 	       opt.graceful ? "graceful" : "reset", opt.conns, opt.depth,
 	       opt.resp_headers ? "true" : "false", opt.rate, secs,
@@ -736,6 +794,10 @@ int main(int argc, char **argv)
 	       (unsigned long long)backlog_max,
 	       (unsigned long long)(started_streams - measured_start_count),
 	       (double)(cpu_ns() - cpu_at_measure) / (secs * 1e7), dead,
-	       (double)hist_q(&lag, 0.99) / 1e3, (double)hist_q(&lag, 0.999) / 1e3);
+	       (double)hist_q(&lag, 0.99) / 1e3, (double)hist_q(&lag, 0.999) / 1e3,
+	       (unsigned long long)lat.n, (unsigned long long)wire.n,
+	       (double)hist_q(&wire, 0.5) / 1e3,
+	       (double)hist_q(&wire, 0.99) / 1e3,
+	       (double)hist_q(&wire, 0.999) / 1e3);
 	return 0;
 }

@@ -64,7 +64,25 @@ def envoy_close_many(workdir):
     else:
         print('ok: %d streams on one connection closed with half-close + '
               'RST_STREAM(CANCEL), connection kept' % r['streams'])
+    failures += check_wire_latency(r)
     return failures
+
+
+def check_wire_latency(r):
+    """The generator's second latency, ended at the reply's arrival in
+    its socket (kernel receive timestamp), must cover every reply and can
+    only be shorter than the one ended when the reply is read: each
+    arrival comes before its read. A missing timestamp, or the real-time
+    stamp taken for a monotonic one, breaks this."""
+    if not r['replies'] or r['wire_replies'] != r['replies']:
+        print('FAIL: wire latency for %d of %d replies' % (r['wire_replies'], r['replies']))
+        return 1
+    if not (0 < r['wire_p50_us'] <= r['p50_us'] and r['wire_p99_us'] <= r['p99_us']):
+        print('FAIL: wire latency not below the read latency: %r' % r)
+        return 1
+    print('ok: reply arrival timestamps: p50 %.1f us at the socket, %.1f us read'
+          % (r['wire_p50_us'], r['p50_us']))
+    return 0
 
 
 def main():
