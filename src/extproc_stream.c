@@ -583,21 +583,13 @@ static char *astrndup(struct extproc_ctx *ctx, const void *s, size_t n)
 	return p;
 }
 
-/* Adds "set |name| to |value|" (raw_value only). The first set of a name
- * overwrites what the data plane has; later ones for the same name append,
- * so repeated headers (two cookie lines) all end up replaced. */
-static void hmut_set(struct extproc_ctx *ctx, struct hmut *m,
+/* Adds "set |name| to |value|" (raw_value only): overwriting every line
+ * the data plane has under that name, or, with |append|, adding a line
+ * after those an earlier option of this mutation set. */
+static void hmut_add(struct extproc_ctx *ctx, struct hmut *m,
 		     const uint8_t *name, size_t nl, const uint8_t *value,
-		     size_t vl)
+		     size_t vl, bool append)
 {
-	bool seen = false;
-	for (size_t i = 0; i < m->nset; i++) {
-		const char *k = m->set[i]->header->key;
-		if (strlen(k) == nl && !strncasecmp(k, (const char *)name, nl)) {
-			seen = true;
-			break;
-		}
-	}
 	HDR_OPTION *o = anew(ctx, sizeof(*o));
 	HDR_VALUE *hv = anew(ctx, sizeof(*hv));
 	char *k = astrndup(ctx, name, nl);
@@ -615,19 +607,32 @@ static void hmut_set(struct extproc_ctx *ctx, struct hmut *m,
 	hv->raw_value.len = vl;
 	o->header = hv;
 	o->append_action =
-		seen ? ENVOY__CONFIG__CORE__V3__HEADER_VALUE_OPTION__HEADER_APPEND_ACTION__APPEND_IF_EXISTS_OR_ADD
-		     : ENVOY__CONFIG__CORE__V3__HEADER_VALUE_OPTION__HEADER_APPEND_ACTION__OVERWRITE_IF_EXISTS_OR_ADD;
+		append ? ENVOY__CONFIG__CORE__V3__HEADER_VALUE_OPTION__HEADER_APPEND_ACTION__APPEND_IF_EXISTS_OR_ADD
+		       : ENVOY__CONFIG__CORE__V3__HEADER_VALUE_OPTION__HEADER_APPEND_ACTION__OVERWRITE_IF_EXISTS_OR_ADD;
 	o->keep_empty_value = vl == 0;
 	m->set[m->nset++] = o;
 }
 
+/* hmut_add for one header of our own (the request id): it appends if the
+ * walk already set lines of that name. One scan of the options, so only
+ * for a single call per message. */
+static void hmut_set(struct extproc_ctx *ctx, struct hmut *m,
+		     const uint8_t *name, size_t nl, const uint8_t *value,
+		     size_t vl)
+{
+	bool seen = false;
+	for (size_t i = 0; i < m->nset && !seen; i++) {
+		const char *k = m->set[i]->header->key;
+		seen = strlen(k) == nl && !strncasecmp(k, (const char *)name, nl);
+	}
+	hmut_add(ctx, m, name, nl, value, vl, seen);
+}
+
+/* Adds |name| to remove_headers: every line of it goes. The caller asks
+ * once per name. */
 static void hmut_remove(struct extproc_ctx *ctx, struct hmut *m,
 			const uint8_t *name, size_t nl)
 {
-	for (size_t i = 0; i < m->nremove; i++)
-		if (strlen(m->remove[i]) == nl &&
-		    !strncasecmp(m->remove[i], (const char *)name, nl))
-			return;
 	char *k = astrndup(ctx, name, nl);
 	if (!k || !grow(ctx, (void ***)&m->remove, &m->capremove, m->nremove)) {
 		m->nomem = true;
@@ -759,24 +764,123 @@ static void note_entity(struct side *s, const uint8_t *n, size_t nl,
 
 /* Adds the decider's replacement or removal of a field to the mutation,
  * unless the field is protected. */
-static void mutate(struct extproc_xchg *x, struct extproc_ctx *ctx,
-		   struct hmut *m, enum extproc_verdict v,
-		   const uint8_t *name, size_t nl)
+/* One field of a header map as the walk decided it. Fields of the same
+ * name form a list (|next|) headed by the first one (|head|), which also
+ * holds what the group needs: a header mutation acts on every line of a
+ * name at once (set overwrites them all, remove drops them all), so a
+ * name is rewritten as a whole. */
+#define HF_NONE UINT32_MAX
+struct hfield {
+	const uint8_t *name, *val, *repl; /* repl: the decider's value */
+	size_t nl, vl, rl;
+	uint32_t head, next, tail; /* tail: in a head only */
+	uint8_t verdict;
+	bool mutated;     /* head: a line of the name is replaced or removed */
+	bool all_removed; /* head: every line of the name is removed */
+};
+
+static uint32_t name_hash(const uint8_t *n, size_t nl)
 {
-	if (v != EXTPROC_REPLACE && v != EXTPROC_REMOVE)
-		return;
-	if (extproc_header_protected(name, nl)) {
-		EXTPROC_INC(ctx->ctr, mutations_protected);
+	uint32_t h = 2166136261u; /* FNV-1a over the lower-cased name */
+	for (size_t i = 0; i < nl; i++) {
+		uint8_t c = n[i];
+		h = (h ^ (uint8_t)(c >= 'A' && c <= 'Z' ? c + 32 : c)) * 16777619u;
+	}
+	return h;
+}
+
+/* Links every field to the first field of its name (case-insensitive):
+ * a hash table of 2n slots from the arena, so a map of many names costs
+ * O(n), not O(n^2). False when out of memory. */
+static bool group_fields(struct extproc_ctx *ctx, struct hfield *f,
+			 uint32_t n)
+{
+	uint32_t size = 16;
+	while (size < 2 * n)
+		size *= 2;
+	uint32_t *slot = arena_alloc(ctx->arena, size * sizeof(*slot));
+	if (!slot)
+		return false;
+	memset(slot, 0xff, size * sizeof(*slot));
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t k = name_hash(f[i].name, f[i].nl) & (size - 1);
+		while (slot[k] != HF_NONE &&
+		       !(f[slot[k]].nl == f[i].nl &&
+			 !strncasecmp((const char *)f[slot[k]].name,
+				      (const char *)f[i].name, f[i].nl)))
+			k = (k + 1) & (size - 1);
+		f[i].next = HF_NONE;
+		if (slot[k] == HF_NONE) {
+			slot[k] = i;
+			f[i].head = f[i].tail = i;
+			f[i].all_removed = true;
+			f[i].mutated = false;
+		} else {
+			struct hfield *h = &f[slot[k]];
+			f[i].head = slot[k];
+			f[h->tail].next = i;
+			h->tail = i;
+		}
+		struct hfield *h = &f[f[i].head];
+		bool changes = f[i].verdict == EXTPROC_REPLACE ||
+			       f[i].verdict == EXTPROC_REMOVE;
+		if (changes && extproc_header_protected(f[i].name, f[i].nl))
+			EXTPROC_INC(ctx->ctr, mutations_protected);
+		else if (changes)
+			h->mutated = true;
+		if (f[i].verdict != EXTPROC_REMOVE)
+			h->all_removed = false;
+	}
+	return true;
+}
+
+/* The mutation for one name with a replaced or removed line: remove it
+ * if every line goes; else set its lines again in their order, replaced
+ * values in their new form and the lines the policy kept as they were, so
+ * no kept line is lost to the overwrite. */
+static void mutate_name(struct extproc_xchg *x, struct extproc_ctx *ctx,
+			struct hmut *m, const struct hfield *f, uint32_t head)
+{
+	const struct hfield *h = &f[head];
+	if (h->all_removed) {
+		hmut_remove(ctx, m, h->name, h->nl);
+		for (uint32_t j = head; j != HF_NONE; j = f[j].next) {
+			EXTPROC_INC(ctx->ctr, mutations_removed);
+			x->mutations++;
+		}
 		return;
 	}
-	if (v == EXTPROC_REPLACE) {
-		hmut_set(ctx, m, name, nl, ctx->scratch.p, ctx->scratch.len);
-		EXTPROC_INC(ctx->ctr, mutations_replaced);
-	} else {
-		hmut_remove(ctx, m, name, nl);
-		EXTPROC_INC(ctx->ctr, mutations_removed);
+	bool append = false;
+	for (uint32_t j = head; j != HF_NONE; j = f[j].next) {
+		const struct hfield *e = &f[j];
+		if (e->verdict == EXTPROC_REMOVE) {
+			EXTPROC_INC(ctx->ctr, mutations_removed);
+			x->mutations++;
+			continue;
+		}
+		bool repl = e->verdict == EXTPROC_REPLACE;
+		hmut_add(ctx, m, e->name, e->nl, repl ? e->repl : e->val,
+			 repl ? e->rl : e->vl, append);
+		append = true;
+		if (repl) {
+			EXTPROC_INC(ctx->ctr, mutations_replaced);
+			x->mutations++;
+		}
 	}
-	x->mutations++;
+}
+
+/* Builds the header mutation from the walk's verdicts: names in the order
+ * they first appear; protected names never (counted). */
+static void mutate_fields(struct extproc_xchg *x, struct extproc_ctx *ctx,
+			  struct hmut *m, struct hfield *f, uint32_t n)
+{
+	if (!group_fields(ctx, f, n)) {
+		m->nomem = true;
+		return;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		if (f[i].head == i && f[i].mutated)
+			mutate_name(x, ctx, m, f, i);
 }
 
 /* Keeps the first request pseudo-header value (its record JSON |j|, |jl|
@@ -829,9 +933,10 @@ static void record_field(struct extproc_xchg *x, struct extproc_ctx *ctx,
 	extproc_buf_put(rec, "]", 1);
 }
 
-/* Walks a header map: asks the decider about every field, collects the
- * mutation and records the field. Returns false with |deny| filled when
- * the decider denies (the walk still records every field). */
+/* Walks a header map: asks the decider about every field and records
+ * it, then builds the mutation from all the verdicts (mutate_fields).
+ * Returns false with |deny| filled when the decider denies (the walk
+ * still records every field). */
 static bool walk_headers(struct extproc_xchg *x, struct extproc_ctx *ctx,
 			 enum extproc_part part, const HDR_MAP *map,
 			 struct extproc_buf *rec, struct hmut *m,
@@ -845,6 +950,13 @@ static bool walk_headers(struct extproc_xchg *x, struct extproc_ctx *ctx,
 	/* one allocation for the usual list instead of a doubling series */
 	if (rec->len <= ctx->max_record)
 		extproc_buf_reserve(rec, nh * 64);
+	struct hfield *f = nh ? arena_alloc(ctx->arena, nh * sizeof(*f)) : NULL;
+	if (nh && (!f || nh >= HF_NONE)) {
+		m->nomem = true;
+		return true;
+	}
+	uint32_t nf = 0;
+	bool any_change = false;
 	for (size_t i = 0; i < nh; i++) {
 		if (!map->headers[i])
 			continue;
@@ -867,9 +979,25 @@ static bool walk_headers(struct extproc_xchg *x, struct extproc_ctx *ctx,
 			*deny = d;
 			denied = true;
 		}
-		mutate(x, ctx, m, v, name, nl);
+		struct hfield *e = &f[nf++];
+		*e = (struct hfield){ .name = name, .nl = nl, .val = val,
+				      .vl = vl, .verdict = (uint8_t)v };
+		if (v == EXTPROC_REPLACE) {
+			/* the scratch is the next field's: keep a copy */
+			uint8_t *r = arena_alloc(ctx->arena, ctx->scratch.len + 1);
+			if (!r) {
+				m->nomem = true;
+				return true;
+			}
+			memcpy(r, ctx->scratch.p, ctx->scratch.len);
+			e->repl = r;
+			e->rl = ctx->scratch.len;
+		}
+		any_change |= v == EXTPROC_REPLACE || v == EXTPROC_REMOVE;
 		record_field(x, ctx, part, rec, name, nl, val, vl, v);
 	}
+	if (!denied && any_change)
+		mutate_fields(x, ctx, m, f, nf);
 	return !denied;
 }
 

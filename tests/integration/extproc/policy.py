@@ -7,6 +7,10 @@ plays Envoy. Checks that
     <base64url>) in raw_value, parts of values (a cookie, a query
     parameter) replaced in place, repeated headers all replaced;
   - a redact rule removes its header; a tenant without a key fails closed;
+  - a name with several lines of which only some change is set again
+    whole, in order, the kept lines as they were (a set overwrites every
+    line of its name in Envoy, so setting only the changed ones would
+    drop the others);
   - a card number in the URL, or in a request body, is denied with the
     policy's immediate_response (status, body, details), echoing nothing;
   - JSON body fields become tokens in BUFFERED, STREAMED and
@@ -52,9 +56,10 @@ C = {k: 'CANARY%s%s' % (k, R) for k in (
     'card', 'resp', 'setc', 'trailer', 'globex', 'streamed', 'duplex',
     'nokey', 'chunked')}
 C_EMAIL = 'canary.%s@example.com' % R
+C_EMAIL2 = 'canary2.%s@example.com' % R
 CARD = '4111111111111111'          # Luhn-valid test card
 CARD2 = '5500 0000 0000 0004'      # Luhn-valid, grouped
-ALL_CANARIES = list(C.values()) + [C_EMAIL, CARD, CARD2]
+ALL_CANARIES = list(C.values()) + [C_EMAIL, C_EMAIL2, CARD, CARD2]
 
 POLICY = """
 version: 1
@@ -250,6 +255,32 @@ def tokenize_is_deterministic(ctx):
     sets, _ = mutation(r.request_headers.response.header_mutation)
     if sets['x-user'][0][0] != ctx['alice']:
         xp.fail('tokenize gave another token for the same value')
+    c.half_close()
+    assert c.finish()[0] == grpc.StatusCode.OK
+
+
+@scenario
+def repeated_names_keep_every_line(ctx):
+    kid = ctx['kid']['acme']
+    c = xp.Call(ctx['ch'], pb)
+    c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [
+        (':authority', 'shop.acme.test'), (':path', '/'),
+        ('x-note', 'hello'), ('x-note', 'mail ' + C_EMAIL2), ('x-note', 'bye'),
+        ('cookie', 'theme=dark'), ('cookie', 'sid=' + C['sidtwo']),
+        ('x-trace', 'a'), ('x-trace', 'b')], eos=True)))
+    r = expect(c, 'request_headers')
+    sets, removed = mutation(r.request_headers.response.header_mutation)
+    ow, ap = HVO.OVERWRITE_IF_EXISTS_OR_ADD, HVO.APPEND_IF_EXISTS_OR_ADD
+    note = sets.get('x-note', [])
+    if [v for v, _ in note][0::2] != ['hello', 'bye'] or [a for _, a in note] != [ow, ap, ap] \
+            or not re.fullmatch('mail ' + TOKEN, note[1][0]) or not has_token(note[1][0], 's', kid):
+        xp.fail('x-note lines not set again whole, in order: %r' % note)
+    ck = sets.get('cookie', [])
+    if len(ck) != 2 or ck[0] != ('theme=dark', ow) or ck[1][1] != ap \
+            or not re.fullmatch('sid=' + TOKEN, ck[1][0]):
+        xp.fail('cookie lines not set again whole, in order: %r' % ck)
+    if 'x-trace' in sets or removed:
+        xp.fail('unchanged or removed lines in the mutation: %r %r' % (sets, removed))
     c.half_close()
     assert c.finish()[0] == grpc.StatusCode.OK
 
