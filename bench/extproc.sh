@@ -26,7 +26,10 @@
 # latency runs) with the median beside it.
 # Each latency figure comes with how busy the server's event-loop thread
 # and the generator were (server_cpu_pct, client_cpu_pct): near 100 means
-# that side was saturated and queueing is in the figure; and with the
+# that side was saturated and queueing is in the figure; with the server
+# thread's CPU per stream at that rate (server_us_per_stream: the sizing
+# figure, which at one stream at a time per connection is much higher
+# than in the closed loop, where requests share reads and writes); and with the
 # generator's own start lag (start_lag_p99_us, start_lag_p999_us: from a
 # stream's scheduled start to its submission), the part of the latency
 # that is the generator's, not the server's; and with the same latency
@@ -137,7 +140,8 @@ loop_ticks() {
 # load1 extra args...: one run, its JSON with server_cpu_pct added (the
 # event-loop thread's share of one core over the run, warm-up included;
 # client_cpu_pct is the generator's own, over the measured window): a
-# figure near 100 means that side was saturated.
+# figure near 100 means that side was saturated; and server_us_per_stream
+# (that share over the stream rate; the warm-up runs at the same rate).
 load1() {
 	local a b t0 t1 out
 	a=$(loop_ticks)
@@ -150,7 +154,9 @@ load1() {
 	$PY -c 'import json, sys
 r = json.loads(sys.argv[1])
 a, b, hz, t0, t1 = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
-r["server_cpu_pct"] = round(100.0 * (b - a) / hz / (t1 - t0))
+busy = (b - a) / hz / (t1 - t0)
+r["server_cpu_pct"] = round(100.0 * busy)
+r["server_us_per_stream"] = round(1e6 * busy / r["streams_per_s"], 2) if r["streams_per_s"] else 0
 print(json.dumps(r))' "$out" "$a" "$b" "$(getconf CLK_TCK)" "$t0" "$t1"
 }
 # load extra args...: REPS runs; the best as JSON with "median_*" added
@@ -179,7 +185,8 @@ label, r, reps = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
 print(f"  {label}: {r['streams_per_s']} streams/s, p50 {r['p50_us']} us, "
       f"p99 {r['p99_us']} us, p99.9 {r['p999_us']} us "
       f"(median of {reps}: p99 {r['median_p99_us']} us); "
-      f"server loop {r['server_cpu_pct']}% busy, generator {r['client_cpu_pct']}%, "
+      f"server loop {r['server_cpu_pct']}% busy ({r['server_us_per_stream']} us per stream), "
+      f"generator {r['client_cpu_pct']}%, "
       f"generator start lag p99 {r['start_lag_p99_us']} us, p99.9 {r['start_lag_p999_us']} us; "
       f"at the generator's socket: p50 {r['wire_p50_us']} us, p99 {r['wire_p99_us']} us, "
       f"p99.9 {r['wire_p999_us']} us")
@@ -213,7 +220,7 @@ start_server plain --no-records
 MAX=$(load --depth "$DEPTH")
 MAXR=$(load --depth "$DEPTH" --response-headers)
 MAXS=$(field "$MAX" streams_per_s)
-echo "  records off, max (request_headers):    $MAXS streams/s" >&2
+echo "  records off, max (request_headers):    $MAXS streams/s ($(field "$MAX" server_us_per_stream) us of server CPU per stream)" >&2
 echo "  records off, max (+ response_headers): $(field "$MAXR" streams_per_s) streams/s, $(field "$MAXR" messages_per_s) messages/s" >&2
 R50=$($PY -c "print(int(float('$MAXS') * 0.5))")
 R90=$($PY -c "print(int(float('$MAXS') * 0.9))")
@@ -256,7 +263,7 @@ import json, sys
 mx, mxr, l50, l90 = (json.loads(a) for a in sys.argv[1:5])
 LAT_KEYS = ("target_rate", "streams_per_s", "p50_us", "p99_us", "p999_us",
             "median_p50_us", "median_p99_us", "median_p999_us",
-            "server_cpu_pct", "client_cpu_pct",
+            "server_cpu_pct", "server_us_per_stream", "client_cpu_pct",
             "start_lag_p99_us", "start_lag_p999_us",
             "wire_p50_us", "wire_p99_us", "wire_p999_us", "median_wire_p99_us")
 h2 = float(sys.argv[5] or 0)
@@ -274,6 +281,7 @@ out = {
     "close": mx["close"],
     "reps": mx["reps"],
     "max_streams_per_s": mx["streams_per_s"], "median_max_streams_per_s": mx["median_streams_per_s"],
+    "max_server_us_per_stream": mx["server_us_per_stream"],
     "max_streams_per_s_with_response_headers": mxr["streams_per_s"],
     "max_messages_per_s_with_response_headers": mxr["messages_per_s"],
     "at_50pct": {k: l50[k] for k in LAT_KEYS},
