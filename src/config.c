@@ -547,7 +547,10 @@ static const struct config_opt opts[] = {
 	  .def = 5 * NS_M,
 	  .help = "A stream without a frame for this long is ended "
 		  "(CANCELLED); grpc-timeout, when sent, ends it earlier "
-		  "(DEADLINE_EXCEEDED).",
+		  "(DEADLINE_EXCEEDED). Also the write-stall limit: a stream "
+		  "whose replies the client takes none of for this long is "
+		  "reset (CANCEL), a connection whose pending output makes no "
+		  "progress for this long is closed.",
 	  .why = "long request bodies pause; five minutes still frees "
 		 "abandoned streams." },
 	{ .name = "extproc.shutdown_timeout", .type = OPT_DURATION,

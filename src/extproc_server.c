@@ -27,6 +27,16 @@
  * input per connection, OUT_HIGH bytes of output pulled from nghttp2
  * before the socket takes them, and a premature-reset budget per
  * connection against stream floods (the rapid reset pattern).
+ *
+ * Replies not yet taken by the client: STREAM_OUT_MSGS max_messages (+
+ * STREAM_OUT_SLACK) per stream and CONN_OUT_STREAMS times that per
+ * connection. Past either, the stream's input is held back by HTTP/2 flow
+ * control: nghttp2 sends no WINDOW_UPDATE by itself
+ * (nghttp2_option_set_no_auto_window_update), DATA is consumed
+ * (nghttp2_session_consume) when it is handled, or, for a stream over
+ * the cap, once its replies drain. A client that does not read at all is
+ * cut off by stream_timeout without output progress: the stream is reset,
+ * the connection closed (write stall, tick_cb()).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -40,6 +50,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -72,6 +84,9 @@
 #define CONN_BUFFER_MSGS 4          /* partial input per conn, in max_message */
 #define STREAM_WINDOW (1u << 20)    /* SETTINGS_INITIAL_WINDOW_SIZE */
 #define CONN_WINDOW (16u << 20)     /* connection receive window */
+#define STREAM_OUT_MSGS 2           /* unsent replies per stream, in max_message */
+#define STREAM_OUT_SLACK (64u << 10) /* ... plus this */
+#define CONN_OUT_STREAMS 4          /* unsent replies per conn, in stream caps */
 #define HANDSHAKE_TIMEOUT_NS (10 * ST_NS_PER_SEC)
 #define GOAWAY_DELAY_MS 100         /* shutdown notice -> final GOAWAY */
 #define RESET_BUDGET 1000.0         /* premature resets a connection may burst */
@@ -106,6 +121,12 @@ struct xp_stream {
 	uint32_t nmsgs;
 	struct extproc_buf out;
 	size_t out_off;
+	size_t counted;    /* out.len - out_off as summed in c->pending */
+	uint32_t held;     /* DATA bytes handled but not consumed (flow
+			      control): replies over the cap */
+	bool stall_rst;    /* reset for a write stall */
+	uint64_t sent;     /* reply bytes nghttp2 pulled */
+	uint64_t stall_sent, stall_ns; /* |sent| when last seen moving */
 	int grpc_status; /* -1 until finished */
 	const char *grpc_msg;
 	struct extproc_xchg *x;
@@ -129,6 +150,11 @@ struct xp_conn {
 	uint64_t created_ns, last_ns;
 	unsigned nstreams;
 	uint64_t buffered; /* partial message bytes held by its streams */
+	uint64_t pending;  /* unsent reply bytes of its streams (s->out) */
+	bool held_conn;    /* a stream holds input for the conn cap */
+	uint64_t sent;     /* bytes written to the socket */
+	uint64_t stall_acked, stall_ns; /* sent - kernel send queue, when
+					   last seen moving */
 	double reset_tokens;
 	uint64_t reset_ns;
 	bool close_after_write;
@@ -161,6 +187,7 @@ struct xp_worker {
 	struct extproc_policy *pd; /* the thread's decider */
 	struct export_ring *ring;
 	struct extproc_buf rec;
+	uint64_t out_cap, conn_out_cap; /* unsent replies: stream, conn */
 	uint8_t *rbuf;
 	uint64_t conn_seq;
 	uint64_t nonce;
@@ -223,7 +250,7 @@ static struct xp_stream *stream_new(struct xp_conn *c, int32_t id)
 	s->c = c;
 	s->id = id;
 	s->grpc_status = -1;
-	s->last_ns = c->last_ns;
+	s->last_ns = s->stall_ns = c->last_ns;
 	s->prev = c->stail;
 	if (c->stail)
 		c->stail->next = s;
@@ -234,9 +261,54 @@ static struct xp_stream *stream_new(struct xp_conn *c, int32_t id)
 	return s;
 }
 
+/* Keeps c->pending, the sum of the connection's unsent reply bytes, in
+ * step with |s|: call after s->out grew or shrank. */
+static void stream_out_sync(struct xp_stream *s)
+{
+	size_t p = s->out.len - s->out_off;
+	s->c->pending = s->c->pending - s->counted + p;
+	s->counted = p;
+}
+
+/* Unsent replies under both caps: the stream may take more input. */
+static bool stream_out_ok(const struct xp_stream *s)
+{
+	const struct xp_worker *w = s->c->w;
+	return s->out.len - s->out_off <= w->out_cap &&
+	       s->c->pending <= w->conn_out_cap;
+}
+
+/* Consumes the DATA |s| held back: nghttp2 sends WINDOW_UPDATE for the
+ * stream and the connection once enough is consumed, and the client may
+ * send more. */
+static void stream_release(struct xp_stream *s)
+{
+	nghttp2_session_consume(s->c->h2, s->id, s->held);
+	s->held = 0;
+}
+
+/* The connection's replies drained below half its cap: releases every
+ * stream held back for it (those still over their own cap stay held
+ * until their own replies drain, data_read_cb()). One walk per half a
+ * cap of output sent. */
+static void conn_release(struct xp_conn *c)
+{
+	if (!c->held_conn || !c->h2 || c->pending > c->w->conn_out_cap / 2)
+		return;
+	c->held_conn = false;
+	for (struct xp_stream *s = c->shead; s; s = s->next)
+		if (s->held && stream_out_ok(s))
+			stream_release(s);
+}
+
 static void stream_free(struct xp_stream *s)
 {
 	struct xp_conn *c = s->c;
+	c->pending -= s->counted;
+	/* RFC 9113 §6.9.1: DATA of a closed stream still counts against
+	 * the connection window; return what this one held */
+	if (s->held && c->h2)
+		nghttp2_session_consume_connection(c->h2, s->held);
 	if (s->prev)
 		s->prev->next = s->next;
 	else
@@ -253,6 +325,7 @@ static void stream_free(struct xp_stream *s)
 	extproc_buf_free(&s->out);
 	extproc_xchg_free(s->x);
 	free(s);
+	conn_release(c);
 }
 
 static ssize_t data_read_cb(nghttp2_session *h2, int32_t id, uint8_t *buf,
@@ -262,6 +335,7 @@ static ssize_t data_read_cb(nghttp2_session *h2, int32_t id, uint8_t *buf,
 /* Submits the response HEADERS (with the data provider) once. */
 static int stream_start_response(struct xp_stream *s)
 {
+	stream_out_sync(s);
 	if (s->resp_started)
 		return nghttp2_session_resume_data(s->c->h2, s->id);
 	static const nghttp2_nv hdrs[] = {
@@ -304,8 +378,25 @@ static ssize_t data_read_cb(nghttp2_session *h2, int32_t id, uint8_t *buf,
 	if (n) {
 		memcpy(buf, s->out.p + s->out_off, n);
 		s->out_off += n;
-		if (s->out_off == s->out.len)
+		s->sent += n;
+		if (s->out_off == s->out.len) {
 			s->out.len = s->out_off = 0;
+		} else if (s->out_off >= s->out.len / 2) {
+			/* compact: moves fewer bytes than were sent since
+			 * the last move, so O(1) per byte */
+			memmove(s->out.p, s->out.p + s->out_off,
+				s->out.len - s->out_off);
+			s->out.len -= s->out_off;
+			s->out_off = 0;
+		}
+		stream_out_sync(s);
+		if (s->held && s->out.len - s->out_off <= s->c->w->out_cap) {
+			if (s->c->pending <= s->c->w->conn_out_cap)
+				stream_release(s);
+			else
+				s->c->held_conn = true;
+		}
+		conn_release(s->c);
 	}
 	if (s->out.len == s->out_off && s->finishing) {
 		*flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
@@ -734,16 +825,36 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *f,
 	return 0;
 }
 
+/* DATA of stream |id|. Flow control is ours (no automatic
+ * WINDOW_UPDATE): what is not handed to a live stream is consumed at
+ * once (nghttp2 consumes padding and DATA of closed streams itself); a
+ * stream whose unsent replies are over the caps holds its bytes
+ * unconsumed until they drain (data_read_cb(), conn_release()), so the
+ * client runs out of window instead of the server out of memory. */
 static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id,
 			 const uint8_t *data, size_t len, void *user)
 {
 	(void)flags;
-	(void)user;
+	struct xp_conn *c = user;
 	struct xp_stream *s = nghttp2_session_get_stream_user_data(h2, id);
-	if (!s || !s->headers_done)
+	if (!s || !s->headers_done) {
+		nghttp2_session_consume(h2, id, len);
 		return 0;
+	}
 	stream_touch(s);
 	stream_data(s, data, len);
+	stream_out_sync(s);
+	if (s->finishing || s->rejected || stream_out_ok(s)) {
+		/* input discarded or under the caps */
+		nghttp2_session_consume(h2, id, len + s->held);
+		s->held = 0;
+		return 0;
+	}
+	if (!s->held)
+		EXTPROC_INC(&c->w->ctr, streams_backpressure);
+	s->held += (uint32_t)len;
+	if (c->pending > c->w->conn_out_cap)
+		c->held_conn = true;
 	return 0;
 }
 
@@ -988,6 +1099,7 @@ static bool conn_flush(struct xp_conn *c)
 			return false;
 		}
 		c->out_off += (size_t)n;
+		c->sent += (uint64_t)n;
 	}
 	c->out.len = c->out_off = 0;
 	if (c->state == C_H2 && nghttp2_session_want_write(c->h2)) {
@@ -1223,6 +1335,7 @@ static struct xp_conn *conn_new(struct xp_worker *w, int fd,
 	c->fd = fd;
 	c->seq = ++w->conn_seq;
 	c->created_ns = c->last_ns = c->reset_ns = st_mono_ns();
+	c->stall_ns = c->created_ns;
 	c->reset_tokens = RESET_BUDGET;
 	if (sa) {
 		char host[INET6_ADDRSTRLEN] = "?";
@@ -1379,6 +1492,71 @@ static void health_accept_cb(evutil_socket_t lfd, short what, void *arg)
 
 /* ---- worker threads --------------------------------------------------- */
 
+/* Write stall of a connection: output waits for the client -- bytes in
+ * the kernel's send queue (SIOCOUTQ), bytes the socket does not take, or
+ * replies while the client's connection window is closed -- and the
+ * client acknowledged nothing for stream_timeout. Counts and resets
+ * it, returning true: SO_LINGER 0 makes the close an RST that drops what
+ * the kernel still holds for a peer that does not read (a plain close
+ * would leave it in FIN-WAIT-1 behind that data, retried by zero-window
+ * probes for minutes). Progress is what the peer acknowledged, not bytes
+ * read, so a client that keeps sending but never reads is cut off too.
+ * One ioctl per connection per tick: the stall is seen within
+ * stream_timeout + 1 s. */
+static bool conn_write_stalled(struct xp_conn *c, uint64_t now)
+{
+	int outq = 0;
+	if (ioctl(c->fd, SIOCOUTQ, &outq) != 0 || outq < 0)
+		outq = 0;
+	bool owes = outq > 0 || c->out_off < c->out.len ||
+		    (c->pending && c->h2 &&
+		     nghttp2_session_get_remote_window_size(c->h2) <= 0);
+	/* what the peer took: grows as it reads, whether the bytes still
+	 * wait here or in the kernel (with TLS, sent counts plaintext and
+	 * outq records: a change still means progress) */
+	uint64_t acked = c->sent - (uint64_t)outq;
+	if (!owes || acked != c->stall_acked) {
+		c->stall_acked = acked;
+		c->stall_ns = now;
+		return false;
+	}
+	if (now - c->stall_ns <= c->w->cfg->stream_timeout_ns)
+		return false;
+	EXTPROC_INC(&c->w->ctr, conns_write_stalled);
+	struct linger abort_close = { .l_onoff = 1, .l_linger = 0 };
+	setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &abort_close,
+		   sizeof(abort_close));
+	conn_close(c);
+	return true;
+}
+
+/* Write stall of single streams: a stream that owes output (replies or
+ * its trailers) and none of it was pulled by nghttp2 for stream_timeout
+ * (the client gives it no window) is reset with CANCEL, which frees it
+ * and what it holds once the RST_STREAM is sent. True if any was. */
+static bool streams_write_stalled(struct xp_conn *c, uint64_t now)
+{
+	bool any = false;
+	for (struct xp_stream *s = c->shead; s; s = s->next) {
+		bool owes = s->out.len > s->out_off ||
+			    (s->finishing && !s->finished);
+		if (!owes || s->sent != s->stall_sent) {
+			s->stall_sent = s->sent;
+			s->stall_ns = now;
+			continue;
+		}
+		if (s->stall_rst ||
+		    now - s->stall_ns <= c->w->cfg->stream_timeout_ns)
+			continue;
+		EXTPROC_INC(&c->w->ctr, streams_write_stalled);
+		s->stall_rst = true;
+		nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, s->id,
+					  NGHTTP2_CANCEL);
+		any = true;
+	}
+	return any;
+}
+
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
@@ -1395,6 +1573,9 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 			conn_close(c);
 			continue;
 		}
+		if ((c->state == C_H2 || c->state == C_CLOSING) &&
+		    conn_write_stalled(c, now))
+			continue;
 		if (c->state != C_H2)
 			continue;
 		if (!c->nstreams && now - c->last_ns > cfg->idle_timeout_ns &&
@@ -1415,6 +1596,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 				      "stream idle timeout");
 			any = true;
 		}
+		if (streams_write_stalled(c, now))
+			any = true;
 		if (any)
 			conn_flush(c);
 	}
@@ -1542,6 +1725,12 @@ static int worker_init(struct xp_worker *w, const struct extproc_cfg *cfg,
 	 * cannot overflow its 64-bit token arithmetic. */
 	nghttp2_option_set_stream_reset_rate_limit(w->opt, 1ull << 32,
 						   1ull << 32);
+	/* Flow control is the cap on unsent replies: DATA is consumed
+	 * when handled, or held while the stream's replies are over
+	 * out_cap (on_data_chunk()). */
+	nghttp2_option_set_no_auto_window_update(w->opt, 1);
+	w->out_cap = STREAM_OUT_MSGS * cfg->max_message + STREAM_OUT_SLACK;
+	w->conn_out_cap = CONN_OUT_STREAMS * w->out_cap;
 	w->ctx.decider = extproc_policy_decider(w->pd);
 	w->ctx.ctr = &w->ctr;
 	w->ctx.request_id_header = cfg->request_id_header &&

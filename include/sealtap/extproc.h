@@ -74,7 +74,8 @@ struct extproc_cfg {
 	uint32_t max_streams;           /* SETTINGS_MAX_CONCURRENT_STREAMS */
 	uint32_t max_header_list;       /* SETTINGS_MAX_HEADER_LIST_SIZE */
 	uint64_t idle_timeout_ns;       /* connection without streams */
-	uint64_t stream_timeout_ns;     /* stream without a frame */
+	uint64_t stream_timeout_ns;     /* stream without a frame; replies
+					   not read (write stall) */
 	uint64_t shutdown_timeout_ns;   /* drain after GOAWAY, then close */
 	const char *request_id_header;  /* NULL or "": none added */
 	const char *health_listen;      /* HTTP/1.1 GET / port; NULL: off */
@@ -103,6 +104,8 @@ struct extproc_cfg {
 	X(conns_protocol_error, "connections closed: HTTP/2 protocol error")   \
 	X(conns_flood, "connections closed: stream reset flood (GOAWAY)")      \
 	X(conns_idle_timeout, "connections closed: idle")                      \
+	X(conns_write_stalled, "connections closed: output waited stream_timeout" \
+	  " for a client that did not read")                                  \
 	X(conns_drained, "connections closed by graceful shutdown")            \
 	X(streams_opened, "gRPC streams opened")                               \
 	X(streams_process, "ext_proc Process streams")                         \
@@ -118,6 +121,10 @@ struct extproc_cfg {
 	X(streams_header_too_big, "streams refused: header list too large")    \
 	X(streams_deadline, "streams ended by grpc-timeout (status 4)")        \
 	X(streams_idle_timeout, "streams ended: idle too long")                \
+	X(streams_write_stalled, "streams reset (CANCEL): replies unread for"   \
+	  " stream_timeout")                                                   \
+	X(streams_backpressure, "times a stream's input was held back: unread" \
+	  " replies over the cap (flow control)")                              \
 	X(msgs, "gRPC messages received")                                      \
 	X(msgs_request_headers, "ProcessingRequest request_headers")           \
 	X(msgs_response_headers, "ProcessingRequest response_headers")         \

@@ -37,14 +37,14 @@ def frame(msg, flags=0, length=None):
 class Raw:
     """One HTTP/2 client connection with python3-h2."""
 
-    def __init__(self, port):
+    def __init__(self, port, window=1 << 24):
         self.sock = socket.create_connection(('127.0.0.1', port), timeout=5)
         self.conn = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=True, header_encoding='utf-8',
                                       validate_outbound_headers=False,
                                       normalize_outbound_headers=False))
         self.conn.initiate_connection()
-        self.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 24})
+        self.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
         self.flush()
         self.streams = {}
         self.goaway = None
@@ -105,6 +105,181 @@ class Raw:
 
     def close(self):
         self.sock.close()
+
+
+def vm_rss(pid):
+    """Resident memory of |pid| in bytes."""
+    for line in open('/proc/%d/status' % pid):
+        if line.startswith('VmRSS:'):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def body_messages(pb):
+    """request_headers, then one ~62 KiB request_body message whose
+    card numbers the built-in policy replaces: every body message gets a
+    reply about as large as itself."""
+    rh = pb.ep.ProcessingRequest()
+    for k, v in [(':method', 'POST'), (':path', '/x'), ('content-type', 'text/plain')]:
+        rh.request_headers.headers.headers.add(key=k, raw_value=v.encode())
+    body = pb.ep.ProcessingRequest()
+    body.request_body.body = b'card 4111 1111 1111 1111 ' * 2500
+    return frame(rh.SerializeToString()), frame(body.SerializeToString())
+
+
+def unread_replies(workdir):
+    """A client that gives the server no window (INITIAL_WINDOW_SIZE 0)
+    and keeps sending request_body messages on one stream: without a cap
+    the server keeps every reply. It must run out of window instead (flow
+    control) while the server's memory stays bounded, count it, and go on
+    serving others."""
+    srv = xp.Server(workdir, 'unread-replies')
+    try:
+        pid = srv.proc.pid
+        rss0 = vm_rss(pid)
+        r = Raw(srv.port, window=0)
+        sid = r.call(xp.PROCESS, end=False)
+        hdr, body = body_messages(pb)
+        r.conn.send_data(sid, hdr)
+        r.flush()
+        r.sock.setblocking(False)
+        goal, sent = 100 << 20, 0
+        t0 = last = time.time()
+        reset = False
+        # send while the server opens window; stop at the goal, when no
+        # window came for 3 s, or after 90 s
+        while sent < goal and time.time() - last < 3 and time.time() - t0 < 90:
+            try:
+                while True:
+                    d = r.sock.recv(1 << 20)
+                    if not d:
+                        raise AssertionError('server closed the connection')
+                    for ev in r.conn.receive_data(d):
+                        if isinstance(ev, h2.events.StreamReset):
+                            reset = True
+            except (BlockingIOError, InterruptedError):
+                pass
+            if reset:
+                break
+            if r.conn.local_flow_control_window(sid) >= len(body):
+                for i in range(0, len(body), 16384):
+                    r.conn.send_data(sid, body[i:i + 16384])
+                sent += len(body)
+                last = time.time()
+            out = r.conn.data_to_send()
+            if out:
+                r.sock.setblocking(True)
+                r.sock.sendall(out)
+                r.sock.setblocking(False)
+            else:
+                time.sleep(0.005)
+        time.sleep(0.5)
+        grew = vm_rss(pid) - rss0
+        ctr = srv.usr1_counters()
+        print('  sent %d MiB of request_body in %.1fs; server RSS grew %d MiB; '
+              'streams_backpressure %d' % (sent >> 20, time.time() - t0, grew >> 20,
+                                           ctr.get('streams_backpressure', 0)))
+        # the stream cap is 2 x max_message (4 MiB) + 64 KiB: replies it
+        # holds, plus one stream window (1 MiB) of input and the
+        # connection's 1 MiB of output
+        if grew >= 64 << 20:
+            raise AssertionError('server RSS grew by %d MiB holding unread replies'
+                                 % (grew >> 20))
+        if sent >= goal:
+            raise AssertionError('the server kept opening window: %d MiB taken '
+                                 'with no reply read' % (sent >> 20))
+        if ctr.get('streams_backpressure', 0) < 1:
+            raise AssertionError('streams_backpressure did not move')
+        f = Raw(srv.port)
+        s = f.wait(f.call(xp.PROCESS, chunks=[hdr]))
+        expect_grpc(s, 0)
+        f.close()
+        r.close()
+    finally:
+        srv.stop()
+
+
+def write_stall(workdir):
+    """Clients that stop reading are cut off after stream_timeout without
+    output progress: a connection whose socket takes nothing more is
+    closed (conns_write_stalled), a stream given no window is reset with
+    CANCEL (streams_write_stalled), and the server serves others."""
+    # idle_timeout long: only the write-stall rule may close (a), even
+    # once its streams are reset and it has none left
+    srv = xp.Server(workdir, 'write-stall', stream_timeout='2s',
+                    extra_yaml='  idle_timeout: 1h')
+    try:
+        hdr, body = body_messages(pb)
+        # (a) never reads the socket; huge windows so replies reach it
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(5)
+        s.connect(('127.0.0.1', srv.port))
+        c = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=True, header_encoding='utf-8'))
+        c.initiate_connection()
+        c.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: (1 << 31) - 1})
+        c.increment_flow_control_window((1 << 31) - 1 - 65535)
+        s.sendall(c.data_to_send())
+        # the server's SETTINGS and connection WINDOW_UPDATE (16 MiB),
+        # the last bytes this client reads until the end
+        while c.outbound_flow_control_window <= 65535:
+            d = s.recv(65536)
+            if not d:
+                raise AssertionError('closed before its SETTINGS')
+            c.receive_data(d)
+        s.sendall(c.data_to_send())
+        for _ in range(8):
+            sid = c.get_next_available_stream_id()
+            c.send_headers(sid, [(':method', 'POST'), (':scheme', 'http'),
+                                 (':authority', 'x'), (':path', xp.PROCESS),
+                                 ('content-type', 'application/grpc'), ('te', 'trailers')])
+            c.send_data(sid, hdr)
+            for _ in range(16):
+                for i in range(0, len(body), 16384):
+                    c.send_data(sid, body[i:i + 16384])
+            s.sendall(c.data_to_send())
+        # (b) reads, but gives its stream no window: the reply waits
+        r = Raw(srv.port, window=0)
+        sid = r.call(xp.PROCESS, chunks=[hdr])
+        st = r.wait(sid, timeout=15)
+        if st['reset'] != 8:
+            raise AssertionError('stream with no window: %r, not RST_STREAM(CANCEL)' % st)
+        r.close()
+        # (a) now, still without reading (a read would be progress): the
+        # server must count the stall and reset the connection
+        deadline = time.time() + 20
+        ctr = srv.usr1_counters()
+        while not ctr.get('conns_write_stalled') and time.time() < deadline:
+            time.sleep(0.5)
+            ctr = srv.usr1_counters()
+        closed = False
+        try:
+            while True:
+                if not s.recv(1 << 20):
+                    closed = True
+                    break
+        except ConnectionResetError:
+            closed = True
+        except socket.timeout:
+            pass
+        s.close()
+        if not closed:
+            raise AssertionError('connection that never reads still open after 20 s: %r' % {
+                k: ctr.get(k) for k in ('conns_write_stalled', 'streams_write_stalled',
+                                        'conns_closed', 'replies')})
+        f = Raw(srv.port)
+        x = f.wait(f.call(xp.PROCESS, chunks=[hdr]))
+        expect_grpc(x, 0)
+        f.close()
+        ctr = srv.usr1_counters()
+        for k in ('conns_write_stalled', 'streams_write_stalled'):
+            if ctr.get(k, 0) < 1:
+                raise AssertionError('%s did not move: %r' % (k, {
+                    k: ctr.get(k) for k in ('conns_write_stalled', 'streams_write_stalled',
+                                            'conns_idle_timeout', 'streams_idle_timeout')}))
+    finally:
+        srv.stop()
 
 
 def status_of(s):
@@ -312,6 +487,11 @@ def main():
         expect_grpc(s, 0)
         f.close()
     case('a new connection is served after all of it', other_conn_serves)
+
+    case('replies the client does not read: its input is held back by flow '
+         'control, memory stays bounded', lambda: unread_replies(args.workdir))
+    case('a client that stops reading: connection closed, stream reset '
+         '(write stall)', lambda: write_stall(args.workdir))
 
     ctr = srv.stop()
     want = {'conns_bad_preface': 1, 'conns_http1': 1, 'streams_bad_request': 2,

@@ -65,7 +65,8 @@ class Server:
     not exist, so every tenant fails closed)."""
 
     def __init__(self, workdir, name, extra_yaml='', tls=None, threads=1,
-                 max_message=None, env=None, policy=None, keys_yaml=None):
+                 max_message=None, env=None, policy=None, keys_yaml=None,
+                 stream_timeout='5s'):
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
         self.records_dir = os.path.join(self.dir, 'records')
@@ -75,7 +76,7 @@ class Server:
                  '  listen: ["127.0.0.1:0"]',
                  '  health_listen: "127.0.0.1:0"',
                  '  threads: %d' % threads,
-                 '  stream_timeout: 5s',
+                 '  stream_timeout: %s' % stream_timeout,
                  '  shutdown_timeout: 3s']
         if max_message:
             lines.append('  max_message: %s' % max_message)
