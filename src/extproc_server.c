@@ -935,11 +935,18 @@ static int on_stream_close(nghttp2_session *h2, int32_t id, uint32_t code,
 	if (!s)
 		return 0;
 	enum extproc_end end;
+	/* Reset before it carried a message: the rapid-reset pattern,
+	 * whether or not the client's HEADERS ended its side or the server
+	 * already answered it (END_STREAM + RST, or an unknown method +
+	 * RST, cost the server a stream all the same). Envoy's streams
+	 * always carry a message first. Our own write-stall reset is not
+	 * the client's. */
+	bool empty = !s->nmsgs && !s->stall_rst;
 	if (s->finished && s->remote_closed && code == NGHTTP2_NO_ERROR) {
 		end = s->grpc_status ? EXTPROC_END_ERROR : EXTPROC_END_COMPLETE;
-	} else if (code == NGHTTP2_CANCEL &&
+	} else if (code == NGHTTP2_CANCEL && !empty &&
 		   (s->remote_closed || (s->x && extproc_xchg_done(s->x)) ||
-		    s->finished)) {
+		    s->finished || s->stall_rst)) {
 		/* Envoy's normal end: half-close, then RST_STREAM(CANCEL) */
 		end = s->grpc_status > 0 ? EXTPROC_END_ERROR
 					 : EXTPROC_END_COMPLETE;
@@ -952,7 +959,7 @@ static int on_stream_close(nghttp2_session *h2, int32_t id, uint32_t code,
 	} else if (code != NGHTTP2_NO_ERROR) {
 		end = w->draining ? EXTPROC_END_SHUTDOWN : EXTPROC_END_RESET;
 		EXTPROC_INC(&w->ctr, streams_reset);
-		if (!s->nmsgs && !s->remote_closed && !s->finished) {
+		if (empty) {
 			EXTPROC_INC(&w->ctr, streams_premature_reset);
 			premature_reset(c);
 		}
@@ -960,7 +967,7 @@ static int on_stream_close(nghttp2_session *h2, int32_t id, uint32_t code,
 		end = s->grpc_status > 0 ? EXTPROC_END_ERROR
 					 : EXTPROC_END_COMPLETE;
 	}
-	if (s->grpc_status == EXTPROC_GRPC_DEADLINE_EXCEEDED)
+	if (s->grpc_status == EXTPROC_GRPC_DEADLINE_EXCEEDED || s->stall_rst)
 		end = EXTPROC_END_TIMEOUT;
 	if (s->x && w->cfg->records) {
 		size_t n = extproc_xchg_record(s->x, &w->ctx, end, code,

@@ -443,12 +443,13 @@ def main():
     case('same connection still serves (Health/Check SERVING)', still_serving)
     r.close()
 
-    def flood():
+    def flood(end_stream=False):
         f = Raw(P)
         try:
             for i in range(3000):
                 sid = f.conn.get_next_available_stream_id()
-                f.conn.send_headers(sid, [(':path', xp.PROCESS)] + GRPC_HDRS)
+                f.conn.send_headers(sid, [(':path', xp.PROCESS)] + GRPC_HDRS,
+                                    end_stream=end_stream)
                 f.conn.reset_stream(sid, 8)
                 if i % 100 == 99:
                     f.flush()
@@ -463,6 +464,10 @@ def main():
             raise AssertionError('no GOAWAY(ENHANCE_YOUR_CALM): %r' % f.goaway)
         f.close()
     case('stream flood (open + RST) -> GOAWAY(ENHANCE_YOUR_CALM)', flood)
+    # the same with END_STREAM on the HEADERS: the client's side is
+    # closed, but no message came and no answer went out
+    case('stream flood (HEADERS with END_STREAM + RST) -> GOAWAY(ENHANCE_YOUR_CALM)',
+         lambda: flood(end_stream=True))
 
     def nghttp_health():
         body = os.path.join(args.workdir, 'health.bin')
@@ -497,8 +502,8 @@ def main():
     want = {'conns_bad_preface': 1, 'conns_http1': 1, 'streams_bad_request': 2,
             'msgs_truncated': 2, 'msgs_malformed': 1, 'msgs_out_of_order': 3,
             'msgs_compressed': 2, 'msgs_too_large': 1, 'streams_header_too_big': 1,
-            'streams_deadline': 1, 'streams_unimplemented': 1, 'conns_flood': 1,
-            'streams_premature_reset': 1000}
+            'streams_deadline': 1, 'streams_unimplemented': 1, 'conns_flood': 2,
+            'streams_premature_reset': 2000}
     for k, v in want.items():
         if ctr.get(k, 0) < v:
             print('FAIL: counter %s = %s, expected >= %d' % (k, ctr.get(k, 0), v))
