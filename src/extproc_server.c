@@ -355,14 +355,24 @@ static void submit_trailers(struct xp_stream *s)
 {
 	char st[12];
 	int n = snprintf(st, sizeof(st), "%d", s->grpc_status);
-	nghttp2_nv t[2] = {
+	nghttp2_nv t[3] = {
 		{ (uint8_t *)"grpc-status", (uint8_t *)st, 11, (size_t)n,
 		  NGHTTP2_NV_FLAG_NO_COPY_NAME },
-		{ (uint8_t *)"grpc-message", (uint8_t *)(s->grpc_msg ? s->grpc_msg : ""),
-		  12, s->grpc_msg ? strlen(s->grpc_msg) : 0,
-		  NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE },
 	};
-	nghttp2_submit_trailer(s->c->h2, s->id, t, s->grpc_msg ? 2 : 1);
+	size_t nt = 1;
+	if (s->grpc_msg)
+		t[nt++] = (nghttp2_nv){ (uint8_t *)"grpc-message",
+					(uint8_t *)s->grpc_msg, 12,
+					strlen(s->grpc_msg),
+					NGHTTP2_NV_FLAG_NO_COPY_NAME |
+						NGHTTP2_NV_FLAG_NO_COPY_VALUE };
+	/* a compressed message after replies went out: say what we take */
+	if (s->grpc_status == EXTPROC_GRPC_UNIMPLEMENTED && s->enc_bad)
+		t[nt++] = (nghttp2_nv){ (uint8_t *)"grpc-accept-encoding",
+					(uint8_t *)"identity", 20, 8,
+					NGHTTP2_NV_FLAG_NO_COPY_NAME |
+						NGHTTP2_NV_FLAG_NO_COPY_VALUE };
+	nghttp2_submit_trailer(s->c->h2, s->id, t, nt);
 }
 
 static ssize_t data_read_cb(nghttp2_session *h2, int32_t id, uint8_t *buf,
@@ -665,6 +675,7 @@ static void stream_data(struct xp_stream *s, const uint8_t *data, size_t len)
 				/* PROTOCOL-HTTP2.md: a compressed message
 				 * without a grpc-encoding we accepted */
 				EXTPROC_INC(&w->ctr, msgs_compressed);
+				s->enc_bad = true; /* grpc-accept-encoding */
 				stream_finish(s, EXTPROC_GRPC_UNIMPLEMENTED,
 					      "compressed messages are not "
 					      "supported; send with identity "

@@ -402,7 +402,9 @@ def main():
     def compressed_flag():
         s = r.wait(r.call(xp.PROCESS, chunks=[frame(req_hdrs.SerializeToString(), flags=1)]))
         expect_grpc(s, 12)
-    case('compressed flag -> UNIMPLEMENTED (12)', compressed_flag)
+        if dict(s['trailers'] or s['headers']).get('grpc-accept-encoding') != 'identity':
+            raise AssertionError('no grpc-accept-encoding: identity')
+    case('compressed flag -> UNIMPLEMENTED (12) + grpc-accept-encoding', compressed_flag)
 
     def gzip_encoding():
         s = r.wait(r.call(xp.PROCESS, chunks=[frame(b'')], extra=[('grpc-encoding', 'gzip')]))
