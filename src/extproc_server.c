@@ -1084,6 +1084,15 @@ static bool conn_flush(struct xp_conn *c)
 	 * client that is not HTTP/2 gets a plain answer (RFC 9113 §3.4 lets
 	 * the server preface follow the client's). */
 	if (c->state == C_H2 || (c->state == C_SNIFF && c->h2 && c->nsniff)) {
+		/* compact before appending: a client that always leaves some
+		 * output unread would otherwise grow the buffer by all it
+		 * ever read (fewer bytes move than were sent: O(1) a byte) */
+		if (c->out_off && c->out_off >= c->out.len / 2) {
+			memmove(c->out.p, c->out.p + c->out_off,
+				c->out.len - c->out_off);
+			c->out.len -= c->out_off;
+			c->out_off = 0;
+		}
 		while (c->out.len - c->out_off < OUT_HIGH) {
 			const uint8_t *d;
 			ssize_t n = nghttp2_session_mem_send(c->h2, &d);

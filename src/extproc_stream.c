@@ -537,12 +537,17 @@ static int reply_immediate(struct extproc_xchg *x, struct extproc_ctx *ctx,
 	im.details = (char *)(d->details ? d->details : "sealtap_denied");
 	r.response_case = RESP_CASE(IMMEDIATE_RESPONSE);
 	r.immediate_response = &im;
-	x->done = true;
-	x->deny_status = st.code;
-	x->deny_rule = d->rule;
+	if (!x->deny_status) { /* the record keeps the first denial */
+		x->deny_status = st.code;
+		x->deny_rule = d->rule;
+	}
 	EXTPROC_INC(ctx->ctr, denials);
+	/* In observability mode the data plane acts on no reply: the
+	 * exchange goes on, so its later messages are still processed and
+	 * recorded (the record says it would have been denied). */
 	if (x->observability)
-		return 0; /* decided and recorded, never answered */
+		return 0;
+	x->done = true;
 	EXTPROC_INC(ctx->ctr, immediate_responses);
 	return emit(x, ctx, &r, out, why);
 }

@@ -451,6 +451,21 @@ def second_tenant(ctx):
 
 
 @scenario
+def observability_deny_keeps_recording(ctx):
+    """A deny in observability mode is not answered and does not stop
+    the exchange: its later messages are recorded (check_records)."""
+    c = xp.Call(ctx['ch'], pb)
+    c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [
+        (':authority', 'obs.acme.test'), (':path', '/pay?card=' + CARD),
+        (':method', 'GET')], eos=True), observability_mode=True))
+    c.send(EP.ProcessingRequest(response_headers=xp.headers(pb, [
+        (':status', '200'), ('x-obs-after', 'yes')], eos=True), observability_mode=True))
+    c.none_within(0.3)
+    c.cancel()
+    c.finish()
+
+
+@scenario
 def tenant_without_key_fails_closed(ctx):
     c = xp.Call(ctx['ch'], pb)
     c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [
@@ -471,6 +486,11 @@ def tenant_without_key_fails_closed(ctx):
 
 def check_records(srv, recs, failures):
     by_id = {r['id']: r for r in recs}
+    obs = [r for r in recs if r.get('request', {}).get('authority') == 'obs.acme.test']
+    if len(obs) != 1 or not obs[0]['extproc'].get('denied') or \
+            ['x-obs-after', 'yes'] not in obs[0].get('response', {}).get('headers', []):
+        print('FAIL: observability exchange after a deny not recorded whole: %r' % obs)
+        failures += 1
     for rid, want in EXPECT.items():
         r = by_id.get(rid)
         if not r:
@@ -504,7 +524,9 @@ def check_records(srv, recs, failures):
     if not isinstance(hdr.get('x-internal'), dict) or 'redacted' not in hdr['x-internal']:
         print('FAIL: removed header not recorded as redacted: %r' % hdr.get('x-internal'))
         failures += 1
-    denied = [r for r in recs if r['extproc'].get('denied')]
+    # the two answered denials (the observability one is checked above)
+    denied = [r for r in recs if r['extproc'].get('denied') and
+              not r['extproc'].get('observability')]
     if len(denied) != 2 or any(r['extproc'].get('deny_status') != 451 or
                                r['extproc'].get('deny_rule') != 'shop/detector/card'
                                for r in denied):
