@@ -533,6 +533,7 @@ def walk_gaps(d, totals):
         if resync_from is not None:
             if try_sync(a):
                 resync_from = None
+                totals["resynced"] += 1
             else:
                 for f in frames[first_at(resync_from):]:
                     if f.start >= b:
@@ -561,8 +562,8 @@ def walk_gaps(d, totals):
             lose(frames[j], frames[j].start + 9 > a)
             j += 1
         resync_from = b
-    if resync_from is not None:
-        try_sync(None)
+    if resync_from is not None and try_sync(None):
+        totals["resynced"] += 1
 
 
 def apply_coverage(conns, derived_packets):
@@ -584,7 +585,7 @@ def apply_coverage(conns, derived_packets):
             raise ToolError("%s->%s: FULL capture lacks the SYN; cannot place bytes" % (src, dst))
         off = (seq - d.isn - 1) & 0xFFFFFFFF
         cover.setdefault(id(d), Ranges()).add(off, off + ln)
-    totals = {"framing_lost": 0, "inner": 0}
+    totals = {"framing_lost": 0, "inner": 0, "resynced": 0}
     for c in conns.values():
         for d in c.dirs.values():
             if d.frames:
@@ -938,7 +939,7 @@ def main(argv=None):
     try:
         model = decode_capture(full or a.same_as or a.pcap, ports, a.cache)
         conns = build(model, ports)
-        totals = {"framing_lost": 0, "inner": 0}
+        totals = {"framing_lost": 0, "inner": 0, "resynced": 0}
         if full:
             totals = apply_coverage(conns, read_packets(a.pcap))
         recs = load_records(a.records)
@@ -998,6 +999,7 @@ def main(argv=None):
                "exact": exact, "uncertain": uncertain, "uncertain_fields": ck.uncertain_fields,
                "damaged": damaged, "unrecorded_damaged": missing_ok,
                "framing_lost": totals["framing_lost"], "inner_gaps": totals["inner"],
+               "framing_resynced": totals["resynced"],
                "mismatches": len(ck.errors)}
     if full:
         summary["connections"] = per_conn
