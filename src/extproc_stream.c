@@ -767,22 +767,44 @@ static void note_entity(struct side *s, const uint8_t *n, size_t nl,
 	}
 }
 
-/* Adds the decider's replacement or removal of a field to the mutation,
- * unless the field is protected. */
-/* One field of a header map as the walk decided it. Fields of the same
- * name form a list (|next|) headed by the first one (|head|), which also
- * holds what the group needs: a header mutation acts on every line of a
- * name at once (set overwrites them all, remove drops them all), so a
- * name is rewritten as a whole. */
+/* One field of a header map as the walk decided it. A header mutation
+ * acts on every line of a name at once (set overwrites them all, remove
+ * drops them all), so a name with a changed line is rewritten as a whole:
+ * the fields of such a name form a list (|next|) headed by its first
+ * field (|head|), which also holds what the group needs. */
 #define HF_NONE UINT32_MAX
 struct hfield {
 	const uint8_t *name, *val, *repl; /* repl: the decider's value */
 	size_t nl, vl, rl;
-	uint32_t head, next, tail; /* tail: in a head only */
+	uint32_t head, next, tail; /* head: HF_NONE until grouped */
 	uint8_t verdict;
-	bool mutated;     /* head: a line of the name is replaced or removed */
+	bool change;      /* replaced or removed, and not protected */
+	bool emitted;     /* head: its mutation is built */
 	bool all_removed; /* head: every line of the name is removed */
 };
+
+static bool same_name(const struct hfield *a, const struct hfield *b)
+{
+	return a->nl == b->nl &&
+	       !strncasecmp((const char *)a->name, (const char *)b->name, a->nl);
+}
+
+/* Adds field |i| to the group headed by |h| (|h| == |i| starts it). */
+static void group_join(struct hfield *f, uint32_t h, uint32_t i)
+{
+	f[i].head = h;
+	f[i].next = HF_NONE;
+	if (h == i) {
+		f[i].tail = i;
+		f[i].emitted = false;
+		f[i].all_removed = true;
+	} else {
+		f[f[h].tail].next = i;
+		f[h].tail = i;
+	}
+	if (f[i].verdict != EXTPROC_REMOVE)
+		f[h].all_removed = false;
+}
 
 static uint32_t name_hash(const uint8_t *n, size_t nl)
 {
@@ -794,11 +816,10 @@ static uint32_t name_hash(const uint8_t *n, size_t nl)
 	return h;
 }
 
-/* Links every field to the first field of its name (case-insensitive):
- * a hash table of 2n slots from the arena, so a map of many names costs
- * O(n), not O(n^2). False when out of memory. */
-static bool group_fields(struct extproc_ctx *ctx, struct hfield *f,
-			 uint32_t n)
+/* Groups every field by name through a hash table of 2n slots from the
+ * arena: O(n) for a map with many changed names, where a scan per name
+ * would be O(n^2). False when out of memory. */
+static bool group_all(struct extproc_ctx *ctx, struct hfield *f, uint32_t n)
 {
 	uint32_t size = 16;
 	while (size < 2 * n)
@@ -809,44 +830,38 @@ static bool group_fields(struct extproc_ctx *ctx, struct hfield *f,
 	memset(slot, 0xff, size * sizeof(*slot));
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t k = name_hash(f[i].name, f[i].nl) & (size - 1);
-		while (slot[k] != HF_NONE &&
-		       !(f[slot[k]].nl == f[i].nl &&
-			 !strncasecmp((const char *)f[slot[k]].name,
-				      (const char *)f[i].name, f[i].nl)))
+		while (slot[k] != HF_NONE && !same_name(&f[slot[k]], &f[i]))
 			k = (k + 1) & (size - 1);
-		f[i].next = HF_NONE;
-		if (slot[k] == HF_NONE) {
+		if (slot[k] == HF_NONE)
 			slot[k] = i;
-			f[i].head = f[i].tail = i;
-			f[i].all_removed = true;
-			f[i].mutated = false;
-		} else {
-			struct hfield *h = &f[slot[k]];
-			f[i].head = slot[k];
-			f[h->tail].next = i;
-			h->tail = i;
-		}
-		struct hfield *h = &f[f[i].head];
-		bool changes = f[i].verdict == EXTPROC_REPLACE ||
-			       f[i].verdict == EXTPROC_REMOVE;
-		if (changes && extproc_header_protected(f[i].name, f[i].nl))
-			EXTPROC_INC(ctx->ctr, mutations_protected);
-		else if (changes)
-			h->mutated = true;
-		if (f[i].verdict != EXTPROC_REMOVE)
-			h->all_removed = false;
+		group_join(f, slot[k], i);
 	}
 	return true;
 }
 
-/* The mutation for one name with a replaced or removed line: remove it
- * if every line goes; else set its lines again in their order, replaced
- * values in their new form and the lines the policy kept as they were, so
- * no kept line is lost to the overwrite. */
-static void mutate_name(struct extproc_xchg *x, struct extproc_ctx *ctx,
-			struct hmut *m, const struct hfield *f, uint32_t head)
+/* Groups the fields of |i|'s name by one scan of the map: the usual
+ * case, a few changed names among a few dozen fields. */
+static void group_one(struct hfield *f, uint32_t n, uint32_t i)
 {
-	const struct hfield *h = &f[head];
+	uint32_t h = HF_NONE;
+	for (uint32_t j = 0; j < n; j++) {
+		if (j != i && !same_name(&f[j], &f[i]))
+			continue;
+		if (h == HF_NONE)
+			h = j;
+		group_join(f, h, j);
+	}
+}
+
+/* The mutation for one name with a changed line: remove it if every line
+ * goes; else set its lines again in their order, replaced values in their
+ * new form and the lines the policy kept as they were, so no kept line is
+ * lost to the overwrite. */
+static void mutate_name(struct extproc_xchg *x, struct extproc_ctx *ctx,
+			struct hmut *m, struct hfield *f, uint32_t head)
+{
+	struct hfield *h = &f[head];
+	h->emitted = true;
 	if (h->all_removed) {
 		hmut_remove(ctx, m, h->name, h->nl);
 		for (uint32_t j = head; j != HF_NONE; j = f[j].next) {
@@ -874,18 +889,27 @@ static void mutate_name(struct extproc_xchg *x, struct extproc_ctx *ctx,
 	}
 }
 
-/* Builds the header mutation from the walk's verdicts: names in the order
- * they first appear; protected names never (counted). */
+/* Builds the header mutation from the walk's verdicts (|nchange| fields
+ * changed): one per name, in the order of each name's first changed
+ * line. */
+#define GROUP_SCAN_MAX 8 /* changed fields grouped by scans, not hashing */
 static void mutate_fields(struct extproc_xchg *x, struct extproc_ctx *ctx,
-			  struct hmut *m, struct hfield *f, uint32_t n)
+			  struct hmut *m, struct hfield *f, uint32_t n,
+			  uint32_t nchange)
 {
-	if (!group_fields(ctx, f, n)) {
+	bool hashed = nchange > GROUP_SCAN_MAX;
+	if (hashed && !group_all(ctx, f, n)) {
 		m->nomem = true;
 		return;
 	}
-	for (uint32_t i = 0; i < n; i++)
-		if (f[i].head == i && f[i].mutated)
-			mutate_name(x, ctx, m, f, i);
+	for (uint32_t i = 0; i < n; i++) {
+		if (!f[i].change)
+			continue;
+		if (f[i].head == HF_NONE)
+			group_one(f, n, i);
+		if (!f[f[i].head].emitted)
+			mutate_name(x, ctx, m, f, f[i].head);
+	}
 }
 
 /* Keeps the first request pseudo-header value (its record JSON |j|, |jl|
@@ -960,8 +984,7 @@ static bool walk_headers(struct extproc_xchg *x, struct extproc_ctx *ctx,
 		m->nomem = true;
 		return true;
 	}
-	uint32_t nf = 0;
-	bool any_change = false;
+	uint32_t nf = 0, nchange = 0;
 	for (size_t i = 0; i < nh; i++) {
 		if (!map->headers[i])
 			continue;
@@ -986,7 +1009,8 @@ static bool walk_headers(struct extproc_xchg *x, struct extproc_ctx *ctx,
 		}
 		struct hfield *e = &f[nf++];
 		*e = (struct hfield){ .name = name, .nl = nl, .val = val,
-				      .vl = vl, .verdict = (uint8_t)v };
+				      .vl = vl, .verdict = (uint8_t)v,
+				      .head = HF_NONE };
 		if (v == EXTPROC_REPLACE) {
 			/* the scratch is the next field's: keep a copy */
 			uint8_t *r = arena_alloc(ctx->arena, ctx->scratch.len + 1);
@@ -998,11 +1022,17 @@ static bool walk_headers(struct extproc_xchg *x, struct extproc_ctx *ctx,
 			e->repl = r;
 			e->rl = ctx->scratch.len;
 		}
-		any_change |= v == EXTPROC_REPLACE || v == EXTPROC_REMOVE;
+		if (v == EXTPROC_REPLACE || v == EXTPROC_REMOVE) {
+			e->change = !extproc_header_protected(name, nl);
+			if (e->change)
+				nchange++;
+			else
+				EXTPROC_INC(ctx->ctr, mutations_protected);
+		}
 		record_field(x, ctx, part, rec, name, nl, val, vl, v);
 	}
-	if (!denied && any_change)
-		mutate_fields(x, ctx, m, f, nf);
+	if (!denied && nchange)
+		mutate_fields(x, ctx, m, f, nf, nchange);
 	return !denied;
 }
 
