@@ -35,8 +35,8 @@
  * (nghttp2_option_set_no_auto_window_update), DATA is consumed
  * (nghttp2_session_consume) when it is handled, or, for a stream over
  * the cap, once its replies drain. A client that does not read at all is
- * cut off by stream_timeout without output progress: the stream is reset,
- * the connection closed (write stall, tick_cb()).
+ * cut off by stream_timeout without output progress: the stream and the
+ * connection are reset (write stall, tick_cb()).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -351,27 +351,37 @@ static int stream_start_response(struct xp_stream *s)
 				       ST_ARRAY_SIZE(hdrs), &prd);
 }
 
-static void submit_trailers(struct xp_stream *s)
+/* The status fields that end a stream, in trailers or a trailers-only
+ * response: grpc-status (its digits in |st|, which must outlive the
+ * submission), grpc-message when there is one (a static text), and
+ * grpc-accept-encoding when the client sent what we do not decode.
+ * Returns how many of the three it wrote to |t|. */
+static size_t status_fields(const struct xp_stream *s, char st[12],
+			    nghttp2_nv t[3])
 {
-	char st[12];
-	int n = snprintf(st, sizeof(st), "%d", s->grpc_status);
-	nghttp2_nv t[3] = {
-		{ (uint8_t *)"grpc-status", (uint8_t *)st, 11, (size_t)n,
-		  NGHTTP2_NV_FLAG_NO_COPY_NAME },
-	};
-	size_t nt = 1;
+	int n = snprintf(st, 12, "%d", s->grpc_status);
+	size_t nt = 0;
+	t[nt++] = (nghttp2_nv){ (uint8_t *)"grpc-status", (uint8_t *)st, 11,
+				(size_t)n, NGHTTP2_NV_FLAG_NO_COPY_NAME };
 	if (s->grpc_msg)
 		t[nt++] = (nghttp2_nv){ (uint8_t *)"grpc-message",
 					(uint8_t *)s->grpc_msg, 12,
 					strlen(s->grpc_msg),
 					NGHTTP2_NV_FLAG_NO_COPY_NAME |
 						NGHTTP2_NV_FLAG_NO_COPY_VALUE };
-	/* a compressed message after replies went out: say what we take */
 	if (s->grpc_status == EXTPROC_GRPC_UNIMPLEMENTED && s->enc_bad)
 		t[nt++] = (nghttp2_nv){ (uint8_t *)"grpc-accept-encoding",
 					(uint8_t *)"identity", 20, 8,
 					NGHTTP2_NV_FLAG_NO_COPY_NAME |
 						NGHTTP2_NV_FLAG_NO_COPY_VALUE };
+	return nt;
+}
+
+static void submit_trailers(struct xp_stream *s)
+{
+	char st[12];
+	nghttp2_nv t[3];
+	size_t nt = status_fields(s, st, t);
 	nghttp2_submit_trailer(s->c->h2, s->id, t, nt);
 }
 
@@ -389,16 +399,7 @@ static ssize_t data_read_cb(nghttp2_session *h2, int32_t id, uint8_t *buf,
 		memcpy(buf, s->out.p + s->out_off, n);
 		s->out_off += n;
 		s->sent += n;
-		if (s->out_off == s->out.len) {
-			s->out.len = s->out_off = 0;
-		} else if (s->out_off >= s->out.len / 2) {
-			/* compact: moves fewer bytes than were sent since
-			 * the last move, so O(1) per byte */
-			memmove(s->out.p, s->out.p + s->out_off,
-				s->out.len - s->out_off);
-			s->out.len -= s->out_off;
-			s->out_off = 0;
-		}
+		extproc_buf_sent(&s->out, &s->out_off);
 		stream_out_sync(s);
 		if (s->held && s->out.len - s->out_off <= s->c->w->out_cap) {
 			if (s->c->pending <= s->c->w->conn_out_cap)
@@ -447,21 +448,11 @@ static void stream_finish(struct xp_stream *s, int status, const char *msg)
 		return;
 	}
 	char st[12];
-	int n = snprintf(st, sizeof(st), "%d", status);
 	nghttp2_nv h[5] = {
 		{ (uint8_t *)":status", (uint8_t *)"200", 7, 3, 0 },
 		{ (uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, 0 },
-		{ (uint8_t *)"grpc-status", (uint8_t *)st, 11, (size_t)n, 0 },
 	};
-	size_t nh = 3;
-	if (s->grpc_msg) {
-		h[nh++] = (nghttp2_nv){ (uint8_t *)"grpc-message",
-					(uint8_t *)s->grpc_msg, 12,
-					strlen(s->grpc_msg), 0 };
-	}
-	if (status == EXTPROC_GRPC_UNIMPLEMENTED && s->enc_bad)
-		h[nh++] = (nghttp2_nv){ (uint8_t *)"grpc-accept-encoding",
-					(uint8_t *)"identity", 20, 8, 0 };
+	size_t nh = 2 + status_fields(s, st, h + 2);
 	s->resp_started = true;
 	s->finished = true;
 	nghttp2_submit_response(s->c->h2, s->id, h, nh, NULL);
@@ -1084,15 +1075,7 @@ static bool conn_flush(struct xp_conn *c)
 	 * client that is not HTTP/2 gets a plain answer (RFC 9113 §3.4 lets
 	 * the server preface follow the client's). */
 	if (c->state == C_H2 || (c->state == C_SNIFF && c->h2 && c->nsniff)) {
-		/* compact before appending: a client that always leaves some
-		 * output unread would otherwise grow the buffer by all it
-		 * ever read (fewer bytes move than were sent: O(1) a byte) */
-		if (c->out_off && c->out_off >= c->out.len / 2) {
-			memmove(c->out.p, c->out.p + c->out_off,
-				c->out.len - c->out_off);
-			c->out.len -= c->out_off;
-			c->out_off = 0;
-		}
+		extproc_buf_sent(&c->out, &c->out_off);
 		while (c->out.len - c->out_off < OUT_HIGH) {
 			const uint8_t *d;
 			ssize_t n = nghttp2_session_mem_send(c->h2, &d);

@@ -174,6 +174,17 @@ bool extproc_buf_put(struct extproc_buf *b, const void *s, size_t n)
 	return true;
 }
 
+void extproc_buf_sent(struct extproc_buf *b, size_t *off)
+{
+	if (*off == b->len) {
+		b->len = *off = 0;
+	} else if (*off >= b->len / 2) {
+		memmove(b->p, b->p + *off, b->len - *off);
+		b->len -= *off;
+		*off = 0;
+	}
+}
+
 void extproc_buf_free(struct extproc_buf *b)
 {
 	mem_secret_free(b->p);
@@ -806,16 +817,6 @@ static void group_join(struct hfield *f, uint32_t h, uint32_t i)
 		f[h].all_removed = false;
 }
 
-static uint32_t name_hash(const uint8_t *n, size_t nl)
-{
-	uint32_t h = 2166136261u; /* FNV-1a over the lower-cased name */
-	for (size_t i = 0; i < nl; i++) {
-		uint8_t c = n[i];
-		h = (h ^ (uint8_t)(c >= 'A' && c <= 'Z' ? c + 32 : c)) * 16777619u;
-	}
-	return h;
-}
-
 /* Groups every field by name through a hash table of 2n slots from the
  * arena: O(n) for a map with many changed names, where a scan per name
  * would be O(n^2). False when out of memory. */
@@ -829,7 +830,7 @@ static bool group_all(struct extproc_ctx *ctx, struct hfield *f, uint32_t n)
 		return false;
 	memset(slot, 0xff, size * sizeof(*slot));
 	for (uint32_t i = 0; i < n; i++) {
-		uint32_t k = name_hash(f[i].name, f[i].nl) & (size - 1);
+		uint32_t k = st_name_hash(f[i].name, f[i].nl, 1) & (size - 1);
 		while (slot[k] != HF_NONE && !same_name(&f[slot[k]], &f[i]))
 			k = (k + 1) & (size - 1);
 		if (slot[k] == HF_NONE)

@@ -617,7 +617,7 @@ static int names_grow(struct lctx *c)
 	if (!t)
 		return -ENOMEM;
 	for (unsigned i = 0; i < c->nnames; i++) {
-		uint32_t h = pol_name_hash((const uint8_t *)c->names[i],
+		uint32_t h = st_name_hash((const uint8_t *)c->names[i],
 					   strlen(c->names[i]), false);
 		while (t[h & mask])
 			h++;
@@ -635,7 +635,7 @@ static int rule_name(struct lctx *c, const char *name, unsigned line,
 		     const char *kp, uint16_t *id, const char **stored)
 {
 	size_t n = strlen(name);
-	uint32_t h = pol_name_hash((const uint8_t *)name, n, false);
+	uint32_t h = st_name_hash((const uint8_t *)name, n, false);
 	if (c->ntab) {
 		for (uint32_t k = h;; k++) {
 			uint32_t s = c->ntab[k & c->ntab_mask];
@@ -1168,7 +1168,7 @@ static int build_names(struct lctx *c, struct pol_names *t,
 			if (e[i].prefix)
 				continue;
 			t->exact[t->nexact] = mk_rule(&e[i]);
-			uint32_t h = pol_name_hash((const uint8_t *)e[i].key,
+			uint32_t h = st_name_hash((const uint8_t *)e[i].key,
 						   e[i].klen, ci);
 			while (t->slots[h & t->mask])
 				h++;

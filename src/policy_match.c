@@ -62,23 +62,13 @@ const char *policy_kind_name(enum policy_kind k)
 	return (unsigned)k < ST_ARRAY_SIZE(kind_names) ? kind_names[k] : "?";
 }
 
-uint32_t pol_name_hash(const uint8_t *s, size_t n, bool ci)
-{
-	uint32_t h = 2166136261u;
-	for (size_t i = 0; i < n; i++) {
-		h ^= ci ? lc(s[i]) : s[i];
-		h *= 16777619u;
-	}
-	return h;
-}
-
 /* Exact name (one probe sequence in a table at most half full), else the
  * longest matching prefix. */
 const struct pol_name_rule *pol_names_find(const struct pol_names *t,
 					   const uint8_t *s, size_t n)
 {
 	if (t->nexact && n <= POL_NAME_MAX) {
-		uint32_t h = pol_name_hash(s, n, t->ci);
+		uint32_t h = st_name_hash(s, n, t->ci);
 		for (uint32_t k = 0; k <= t->mask; k++) {
 			uint32_t slot = t->slots[(h + k) & t->mask];
 			if (!slot)

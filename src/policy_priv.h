@@ -224,9 +224,6 @@ static inline uint8_t pol_action_max(uint8_t a, uint8_t b)
 
 const struct pol_name_rule *pol_names_find(const struct pol_names *t,
 					   const uint8_t *s, size_t n);
-/* FNV-1a of |s|, lowercased first if |ci|: the loader fills the tables
- * with the same function. */
-uint32_t pol_name_hash(const uint8_t *s, size_t n, bool ci);
 
 /* ---- detectors (policy_detect.c) ------------------------------------------------ */
 

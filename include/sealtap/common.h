@@ -33,6 +33,21 @@ static inline uint64_t st_mono_ns(void)
 	return (uint64_t)ts.tv_sec * ST_NS_PER_SEC + (uint64_t)ts.tv_nsec;
 }
 
+/* FNV-1a of a header or field name, ASCII-lower-cased when |ci|: the
+ * hash of the policy's name tables and of ext_proc's grouping of header
+ * lines by name. */
+static inline uint32_t st_name_hash(const uint8_t *s, size_t n, int ci)
+{
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = s[i];
+		if (ci && c >= 'A' && c <= 'Z')
+			c = (uint8_t)(c + 32);
+		h = (h ^ c) * 16777619u;
+	}
+	return h;
+}
+
 /* Directions of a flow: index into per-direction arrays. Direction 0 is the
  * side whose (address, port) sorts lower in the canonical key; it says
  * nothing about client or server (see flow.h for roles). */

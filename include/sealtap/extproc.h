@@ -205,6 +205,11 @@ struct extproc_buf {
 bool extproc_buf_reserve(struct extproc_buf *b, size_t n);
 bool extproc_buf_put(struct extproc_buf *b, const void *s, size_t n);
 void extproc_buf_free(struct extproc_buf *b);
+/* |b| is being sent from offset *|off|: empties it once all is sent, and
+ * moves the unsent tail to the front once more than half is, so a buffer
+ * that never drains completely does not grow by all it ever sent (fewer
+ * bytes move than were sent since the last move: O(1) a byte). */
+void extproc_buf_sent(struct extproc_buf *b, size_t *off);
 
 /* ---- deciding mutations ---- */
 
