@@ -55,6 +55,13 @@
  * streamed body must not grow them without bound. */
 #define NOTES_MAX (1u << 20)
 
+/* One change to a protobuf body: |len| input bytes at |off| become
+ * |rep_len| bytes at |rep| in extproc_policy.pb_rep. */
+struct pb_edit {
+	uint32_t off, len;
+	size_t rep, rep_len;
+};
+
 struct extproc_policy {
 	struct policy *own; /* the built-in policy when none was given */
 	const struct policy *pol;
@@ -63,6 +70,10 @@ struct extproc_policy {
 	struct record_sealer *rs;
 	struct extproc_buf scratch; /* policy_scan_body_chunk()'s input:
 				       carried token + chunk (wiped by it) */
+	struct extproc_buf pb_rep;  /* protobuf bodies: replacement bytes
+				       (tokens, stars, new lengths) */
+	struct pb_edit *edits;      /* ... and where they go */
+	size_t nedits, edits_cap;
 };
 
 /* Record sections by part: the first half of a token's field. */
@@ -291,6 +302,210 @@ static int scan_chunk(struct extproc_policy *pp, struct extproc_xdec *xd,
 				      sp, MAX_SPANS - 2, flags);
 }
 
+/* ---- protobuf bodies ----------------------------------------------------------- */
+
+/* limits.json_depth's ceiling (policy_priv.h POL_JSON_DEPTH_MAX) and the
+ * gRPC frame around the top message */
+#define PB_DEPTH_MAX 130
+
+/* A protobuf body being rewritten: policy_scan_protobuf() reports the
+ * fields with spans and the frames and nested messages around them; each
+ * field's new bytes are an edit, and every enclosing length that changes
+ * with them is another. */
+struct pb_job {
+	struct extproc_policy *pp;
+	struct extproc_xdec *xd;
+	const struct extproc_chunk *c;
+	struct extproc_decision *d;
+	struct {
+		struct policy_pb_node nd;
+		int64_t delta; /* change of its content's length */
+	} open[PB_DEPTH_MAX];
+	unsigned depth;
+	bool denied, failed;
+};
+
+static bool pb_edit(struct pb_job *j, uint32_t off, uint32_t len,
+		    size_t rep)
+{
+	struct extproc_policy *pp = j->pp;
+	if (pp->nedits == pp->edits_cap) {
+		size_t cap = pp->edits_cap ? 2 * pp->edits_cap : 64;
+		struct pb_edit *e = realloc(pp->edits, cap * sizeof(*e));
+		if (!e)
+			return false;
+		pp->edits = e;
+		pp->edits_cap = cap;
+	}
+	pp->edits[pp->nedits++] = (struct pb_edit){
+		off, len, rep, pp->pb_rep.len - rep,
+	};
+	return true;
+}
+
+/* The enclosing frame or message grows by |delta| bytes. */
+static void pb_grow(struct pb_job *j, int64_t delta)
+{
+	if (j->depth)
+		j->open[j->depth - 1].delta += delta;
+}
+
+/* |nd|'s content changed by |delta| bytes: its length prefix (if it has
+ * one) is written again, and the enclosing frame or message grows by
+ * both. */
+static int pb_prefix(struct pb_job *j, const struct policy_pb_node *nd,
+		     int64_t delta)
+{
+	if (!delta)
+		return 0;
+	if (!nd->hdr_len) {
+		pb_grow(j, delta);
+		return 0;
+	}
+	int64_t len = (int64_t)nd->len + delta;
+	if (len < 0 || len > UINT32_MAX) {
+		j->failed = true;
+		return 1;
+	}
+	struct extproc_buf *b = &j->pp->pb_rep;
+	size_t rep = b->len;
+	uint8_t p[5];
+	unsigned k = 0;
+	if (nd->frame) {
+		for (; k < 4; k++)
+			p[k] = (uint8_t)(len >> (24 - 8 * k));
+	} else {
+		uint64_t v = (uint64_t)len;
+		do {
+			p[k++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+			v >>= 7;
+		} while (v);
+	}
+	/* a frame keeps its flag byte */
+	uint32_t at = nd->frame ? nd->hdr + 1 : nd->hdr;
+	uint32_t old = nd->frame ? 4 : nd->hdr_len;
+	if (!extproc_buf_put(b, p, k) || !pb_edit(j, at, old, rep)) {
+		j->failed = true;
+		return 1;
+	}
+	pb_grow(j, delta + (int64_t)k - old);
+	return 0;
+}
+
+/* A field with spans: its new bytes (tokens or stars in place). */
+static int pb_text(struct pb_job *j, const struct policy_pb_node *nd,
+		   const struct policy_span *sp, unsigned n)
+{
+	struct extproc_policy *pp = j->pp;
+	const struct extproc_chunk *c = j->c;
+	if (denied(pp, c->part, sp, (int)n, j->d)) {
+		j->denied = true;
+		return 1;
+	}
+	struct policy_span local[MAX_SPANS];
+	for (unsigned i = 0; i < n; i++) {
+		local[i] = sp[i];
+		local[i].off -= nd->off;
+	}
+	struct record_seal_where w = { j->xd->record_id, sections[c->part] };
+	struct record_seal_sink out = sink(&pp->pb_rep), ns;
+	size_t rep = pp->pb_rep.len;
+	struct extproc_buf *found =
+		&j->xd->findings[c->part == EXTPROC_RESP_BODY];
+	if (record_seal_replace(pp->rs, j->xd->route, &w, true,
+				c->off + nd->off, local, n, c->data + nd->off,
+				nd->len, &out, notes_sink(j->xd, found, &ns)) < 0 ||
+	    !pb_edit(j, nd->off, nd->len, rep)) {
+		j->failed = true;
+		return 1;
+	}
+	return pb_prefix(j, nd, (int64_t)(pp->pb_rep.len - rep) - nd->len);
+}
+
+/* A frame or nested message ends: its length prefix is written again if
+ * its content changed, and its parent grows by what it grew. */
+static int pb_leave(struct pb_job *j, const struct policy_pb_node *nd)
+{
+	return pb_prefix(j, nd, j->open[--j->depth].delta);
+}
+
+
+static int pb_event(void *user, enum policy_pb_event ev,
+		    const struct policy_pb_node *nd,
+		    const struct policy_span *sp, unsigned n)
+{
+	struct pb_job *j = user;
+	switch (ev) {
+	case POLICY_PB_ENTER:
+		if (j->depth == PB_DEPTH_MAX) {
+			j->failed = true;
+			return 1;
+		}
+		j->open[j->depth].nd = *nd;
+		j->open[j->depth++].delta = 0;
+		return 0;
+	case POLICY_PB_LEAVE:
+		return pb_leave(j, nd);
+	case POLICY_PB_TEXT:
+		return pb_text(j, nd, sp, n);
+	}
+	return 0;
+}
+
+static int edit_cmp(const void *a, const void *b)
+{
+	const struct pb_edit *x = a, *y = b;
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* The body with every edit applied, in input order (edits never
+ * overlap: a length prefix is never inside a field's content). */
+static bool pb_write(struct extproc_policy *pp, const uint8_t *in,
+		     size_t len, struct extproc_buf *out)
+{
+	qsort(pp->edits, pp->nedits, sizeof(*pp->edits), edit_cmp);
+	size_t pos = 0;
+	for (size_t i = 0; i < pp->nedits; i++) {
+		const struct pb_edit *e = &pp->edits[i];
+		if (!extproc_buf_put(out, in + pos, e->off - pos) ||
+		    !extproc_buf_put(out, pp->pb_rep.p + e->rep, e->rep_len))
+			return false;
+		pos = e->off + e->len;
+	}
+	return extproc_buf_put(out, in + pos, len - pos);
+}
+
+/* A protobuf body (gRPC frames, one message, or GRPC mode's de-framed
+ * message): tokens go into its string and bytes fields and every length
+ * around them is fixed, so the data plane gets valid messages. */
+static enum extproc_verdict pb_body(struct extproc_policy *pp,
+				    struct extproc_xdec *xd,
+				    const struct extproc_chunk *c,
+				    struct extproc_decision *d, unsigned how)
+{
+	struct pb_job j = { .pp = pp, .xd = xd, .c = c, .d = d };
+	struct extproc_buf *found = &xd->findings[c->part == EXTPROC_RESP_BODY];
+	size_t undo = found->len;
+	struct policy_span sp[MAX_SPANS];
+	pp->nedits = 0;
+	pp->pb_rep.len = 0;
+	int rc = policy_scan_protobuf(xd->route, c->data, c->len, how, sp,
+				      MAX_SPANS, NULL, pb_event, &j);
+	enum extproc_verdict v = EXTPROC_REPLACE;
+	if (j.denied)
+		v = EXTPROC_DENY;
+	else if (j.failed || rc < 0)
+		v = EXTPROC_REMOVE; /* no memory, over 4 GiB: fail closed */
+	else if (!pp->nedits)
+		v = EXTPROC_KEEP;
+	else if (!pb_write(pp, c->data, c->len, d->out))
+		v = EXTPROC_REMOVE;
+	if (v == EXTPROC_DENY || v == EXTPROC_REMOVE)
+		found->len = undo;
+	pp->pb_rep.len = 0;
+	return d->verdict = v;
+}
+
 static enum extproc_verdict pd_body(void *self, struct extproc_xdec *xd,
 				    const struct extproc_chunk *c,
 				    struct extproc_decision *d)
@@ -298,6 +513,13 @@ static enum extproc_verdict pd_body(void *self, struct extproc_xdec *xd,
 	struct extproc_policy *pp = self;
 	if (!policy_scans_body(xd->route, c->ctype, c->ctype_len))
 		return d->verdict = EXTPROC_KEEP;
+	bool is_pb = c->grpc_message;
+	unsigned how = c->grpc_message
+			       ? (c->compressed ? POLICY_PB_COMPRESSED : 0)
+			       : policy_body_protobuf(c->ctype, c->ctype_len,
+						      &is_pb);
+	if (is_pb)
+		return pb_body(pp, xd, c, d, how);
 	struct policy_span sp[MAX_SPANS];
 	unsigned flags = 0;
 	/* only JSON has a scanner that carries state between chunks; other
@@ -370,6 +592,8 @@ void extproc_policy_free(struct extproc_policy *pp)
 		return;
 	record_seal_free(pp->rs);
 	extproc_buf_free(&pp->scratch);
+	extproc_buf_free(&pp->pb_rep);
+	free(pp->edits);
 	policy_free(pp->own);
 	free(pp);
 }

@@ -71,6 +71,12 @@
 #define PSEUDO_MAX 8192
 /* Bytes of a content-type kept (the policy reads its media type). */
 #define CTYPE_MAX 128
+/* gRPC bodies (application/grpc) in STREAMED and FULL_DUPLEX_STREAMED
+ * modes: the longest incomplete frame held back until the rest of it
+ * comes, so the policy sees whole messages and can put tokens into them.
+ * A longer frame is decided as far as it came (the policy takes the cut
+ * as malformed: unscanned, fail closed). */
+#define GRPC_HOLD_MAX (1u << 20)
 
 /* Body send modes (ProcessingMode.BodySendMode). */
 enum {
@@ -100,10 +106,11 @@ enum {
 	A_TOO_BIG = 1u << 1,      /* header fields left out at the cap */
 	A_RECORD_BIG = 1u << 2,   /* record over max_record: lists left out */
 	A_UNKNOWN_FIELDS = 1u << 3,
+	A_GRPC_FRAME_CUT = 1u << 4, /* a STREAMED gRPC body ended in a frame */
 };
 static const char *const anomaly_names[] = {
 	"protocol_error", "header_block_too_big", "record_too_big",
-	"unknown_fields",
+	"unknown_fields", "grpc_frame_cut",
 };
 
 struct side {
@@ -118,7 +125,9 @@ struct side {
 	bool has_clen;   /* its headers carry content-length */
 	uint8_t nctype;
 	uint8_t ctype[CTYPE_MAX]; /* its content-type, first copy, cut */
-	struct extproc_buf fd_pending; /* full duplex body not yet answered */
+	struct extproc_buf pending; /* body not answered yet: FULL_DUPLEX
+				       chunks gathered, or the incomplete
+				       gRPC frame a STREAMED chunk ended in */
 };
 
 struct extproc_xchg {
@@ -487,7 +496,7 @@ void extproc_xchg_free(struct extproc_xchg *x)
 	for (int d = 0; d < 2; d++) {
 		extproc_buf_free(&x->side[d].hdrs);
 		extproc_buf_free(&x->side[d].trailers);
-		extproc_buf_free(&x->side[d].fd_pending);
+		extproc_buf_free(&x->side[d].pending);
 	}
 	extproc_buf_free(&x->method);
 	extproc_buf_free(&x->scheme);
@@ -1128,11 +1137,13 @@ static int on_headers(struct extproc_xchg *x, struct extproc_ctx *ctx,
 }
 
 /* Shows |len| bytes of |dir|'s body to the decider as its next chunk
- * (|last|: the body ends with it); a replacement lands in ctx->scratch. */
+ * (|last|: the body ends with it; |compressed|: GRPC mode's flag); a
+ * replacement lands in ctx->scratch. */
 static enum extproc_verdict decide_chunk(struct extproc_xchg *x,
 					 struct extproc_ctx *ctx, int dir,
 					 const uint8_t *data, size_t len,
-					 bool last, struct extproc_decision *d)
+					 bool last, bool compressed,
+					 struct extproc_decision *d)
 {
 	struct side *s = &x->side[dir];
 	struct extproc_mode mo;
@@ -1141,6 +1152,8 @@ static enum extproc_verdict decide_chunk(struct extproc_xchg *x,
 		.part = dir ? EXTPROC_RESP_BODY : EXTPROC_REQ_BODY,
 		.data = data, .len = len, .off = s->body_shown, .last = last,
 		.ctype = s->nctype ? s->ctype : NULL, .ctype_len = s->nctype,
+		.grpc_message = s->body_mode == MODE_GRPC,
+		.compressed = compressed,
 	};
 	s->body_shown += len;
 	ctx->scratch.len = 0;
@@ -1148,24 +1161,102 @@ static enum extproc_verdict decide_chunk(struct extproc_xchg *x,
 	return ctx->decider.ops->decide_body(ctx->decider.self, &x->xd, &c, d);
 }
 
+/* The side's body is gRPC length-prefixed messages. */
+static bool side_framed(const struct side *s)
+{
+	bool pb;
+	return s->nctype &&
+	       (policy_body_protobuf(s->ctype, s->nctype, &pb) &
+		POLICY_PB_FRAMED);
+}
+
+/* How many of the |len| bytes at |p| to decide now: all when the body
+ * ends here or is not gRPC; else the whole frames, or all when the
+ * incomplete one has grown past GRPC_HOLD_MAX. A flag byte other than 0
+ * or 1 is not a frame: all (the policy reads it as malformed). */
+static size_t ready_len(const struct side *s, const uint8_t *p, size_t len,
+			bool last)
+{
+	if (last || !side_framed(s))
+		return len;
+	size_t pos = 0;
+	while (len - pos >= 5) {
+		if (p[pos] > 1)
+			return len;
+		uint32_t n = (uint32_t)p[pos + 1] << 24 |
+			     (uint32_t)p[pos + 2] << 16 |
+			     (uint32_t)p[pos + 3] << 8 | p[pos + 4];
+		if (n > len - pos - 5)
+			break;
+		pos += 5 + (size_t)n;
+	}
+	return len - pos > GRPC_HOLD_MAX ? len : pos;
+}
+
+/* Drops the first |n| bytes of |b|. */
+static void buf_drop(struct extproc_buf *b, size_t n)
+{
+	memmove(b->p, b->p + n, b->len - n);
+	b->len -= n;
+}
+
+/* One streamed_response (FULL_DUPLEX_STREAMED and GRPC body modes). */
+struct streamed {
+	const uint8_t *data;
+	size_t len;
+	bool eos, eos_without_message, compressed;
+};
+
+static int emit_streamed(struct extproc_xchg *x, struct extproc_ctx *ctx,
+			 int dir, const struct streamed *sr,
+			 struct extproc_buf *out, const char **why)
+{
+	PRESP r = ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__INIT;
+	BODY_RESP br = ENVOY__SERVICE__EXT_PROC__V3__BODY_RESPONSE__INIT;
+	COMMON_RESP cr = ENVOY__SERVICE__EXT_PROC__V3__COMMON_RESPONSE__INIT;
+	BODY_MUTATION bm = ENVOY__SERVICE__EXT_PROC__V3__BODY_MUTATION__INIT;
+	STREAMED_BODY sb = ENVOY__SERVICE__EXT_PROC__V3__STREAMED_BODY_RESPONSE__INIT;
+	sb.body.data = (uint8_t *)sr->data;
+	sb.body.len = sr->len;
+	sb.end_of_stream = sr->eos;
+	sb.end_of_stream_without_message = sr->eos_without_message;
+	sb.grpc_message_compressed = sr->compressed;
+	bm.mutation_case = ENVOY__SERVICE__EXT_PROC__V3__BODY_MUTATION__MUTATION_STREAMED_RESPONSE;
+	bm.streamed_response = &sb;
+	cr.body_mutation = &bm;
+	br.response = &cr;
+	if (dir) {
+		r.response_case = RESP_CASE(RESPONSE_BODY);
+		r.response_body = &br;
+	} else {
+		r.response_case = RESP_CASE(REQUEST_BODY);
+		r.request_body = &br;
+	}
+	int rc = emit(x, ctx, &r, out, why);
+	if (!rc)
+		EXTPROC_INC(ctx->ctr, replies_streamed);
+	return rc;
+}
+
 /* FULL_DUPLEX_STREAMED: answers what is pending as streamed_response
- * chunks of at most FD_CHUNK bytes, the last with |eos|. |last|: the body
- * ends here (end of stream, or trailers follow). */
+ * chunks of at most FD_CHUNK bytes, the last with |eos| -- of a gRPC body
+ * only its whole frames until it ends. |last|: the body ends here (end of
+ * stream, or trailers follow). */
 static int fd_flush(struct extproc_xchg *x, struct extproc_ctx *ctx, int dir,
 		    bool eos, bool last, struct extproc_buf *out,
 		    const char **why)
 {
 	struct side *s = &x->side[dir];
-	const uint8_t *body = s->fd_pending.p;
-	size_t len = s->fd_pending.len;
+	const uint8_t *body = s->pending.p;
+	size_t len = ready_len(s, body, s->pending.len, last), taken = len;
 	if (!len && !eos)
 		return 0;
 	struct extproc_decision d = { 0 };
 	enum extproc_verdict v = EXTPROC_KEEP;
 	if (len)
-		v = decide_chunk(x, ctx, dir, body, len, last, &d);
+		v = decide_chunk(x, ctx, dir, body, len, last, false, &d);
 	if (v == EXTPROC_DENY) {
-		s->fd_pending.len = 0;
+		s->pending.len = 0;
 		return reply_immediate(x, ctx, &d, out, why);
 	}
 	if (v == EXTPROC_REPLACE) {
@@ -1179,38 +1270,22 @@ static int fd_flush(struct extproc_xchg *x, struct extproc_ctx *ctx, int dir,
 		x->mutations++;
 	}
 	if (x->observability) {
-		s->fd_pending.len = 0;
+		buf_drop(&s->pending, taken);
 		return 0;
 	}
 	size_t off = 0;
 	do {
 		size_t n = len - off > FD_CHUNK ? FD_CHUNK : len - off;
-		PRESP r = ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__INIT;
-		BODY_RESP br = ENVOY__SERVICE__EXT_PROC__V3__BODY_RESPONSE__INIT;
-		COMMON_RESP cr = ENVOY__SERVICE__EXT_PROC__V3__COMMON_RESPONSE__INIT;
-		BODY_MUTATION bm = ENVOY__SERVICE__EXT_PROC__V3__BODY_MUTATION__INIT;
-		STREAMED_BODY sb = ENVOY__SERVICE__EXT_PROC__V3__STREAMED_BODY_RESPONSE__INIT;
-		sb.body.data = len ? (uint8_t *)body + off : NULL;
-		sb.body.len = n;
-		sb.end_of_stream = eos && off + n == len;
-		bm.mutation_case = ENVOY__SERVICE__EXT_PROC__V3__BODY_MUTATION__MUTATION_STREAMED_RESPONSE;
-		bm.streamed_response = &sb;
-		cr.body_mutation = &bm;
-		br.response = &cr;
-		if (dir) {
-			r.response_case = RESP_CASE(RESPONSE_BODY);
-			r.response_body = &br;
-		} else {
-			r.response_case = RESP_CASE(REQUEST_BODY);
-			r.request_body = &br;
-		}
-		int rc = emit(x, ctx, &r, out, why);
+		struct streamed sr = {
+			.data = len ? body + off : NULL, .len = n,
+			.eos = eos && off + n == len,
+		};
+		int rc = emit_streamed(x, ctx, dir, &sr, out, why);
 		if (rc)
 			return rc;
-		EXTPROC_INC(ctx->ctr, replies_streamed);
 		off += n;
 	} while (off < len);
-	s->fd_pending.len = 0;
+	buf_drop(&s->pending, taken);
 	return 0;
 }
 
@@ -1236,6 +1311,51 @@ static int fix_length(struct extproc_ctx *ctx, const struct side *s,
 	return 0;
 }
 
+static int body_reply(struct extproc_xchg *x, struct extproc_ctx *ctx,
+		      int dir, enum extproc_verdict v, const uint8_t *held,
+		      size_t len, struct extproc_buf *out, const char **why);
+
+/* GRPC body mode (gRPC clients' ext_proc, gRFC A93): each body message is
+ * one de-framed gRPC message -- or, with end_of_stream_without_message,
+ * the half-close alone -- answered with one streamed_response carrying
+ * the message as the policy leaves it (tokens inside, lengths fixed). */
+static int grpc_message(struct extproc_xchg *x, struct extproc_ctx *ctx,
+			int dir, const HTTP_BODY *b, struct extproc_buf *out,
+			const char **why)
+{
+	struct streamed sr = {
+		.data = b->body.data, .len = b->body.len,
+		.eos = b->end_of_stream,
+		.eos_without_message = b->end_of_stream_without_message,
+		.compressed = b->grpc_message_compressed,
+	};
+	if (!sr.eos_without_message) {
+		struct extproc_decision d = { 0 };
+		enum extproc_verdict v = decide_chunk(x, ctx, dir, sr.data,
+						      sr.len, sr.eos,
+						      sr.compressed, &d);
+		if (v == EXTPROC_DENY)
+			return reply_immediate(x, ctx, &d, out, why);
+		if (x->observability)
+			return 0;
+		if (v == EXTPROC_REMOVE) {
+			/* an empty message would be another message: the
+			 * stream ends instead (fail closed) */
+			*why = "a gRPC message could not be sealed";
+			return -EXTPROC_GRPC_INTERNAL;
+		}
+		if (v == EXTPROC_REPLACE) {
+			sr.data = ctx->scratch.p;
+			sr.len = ctx->scratch.len;
+			EXTPROC_INC(ctx->ctr, mutations_body);
+			x->mutations++;
+		}
+	}
+	if (x->observability)
+		return 0;
+	return emit_streamed(x, ctx, dir, &sr, out, why);
+}
+
 static int on_body(struct extproc_xchg *x, struct extproc_ctx *ctx, int dir,
 		   const HTTP_BODY *b, struct extproc_buf *out, const char **why)
 {
@@ -1248,8 +1368,9 @@ static int on_body(struct extproc_xchg *x, struct extproc_ctx *ctx, int dir,
 	}
 	s->phase = PH_BODY;
 	bool fd = s->body_mode == MODE_FULL_DUPLEX;
-	if (s->body_eos && fd) {
-		/* FULL_DUPLEX_STREAMED: data after end of stream is ignored */
+	if (s->body_eos && (fd || s->body_mode == MODE_GRPC)) {
+		/* FULL_DUPLEX_STREAMED, GRPC: data after end of stream is
+		 * ignored */
 		EXTPROC_INC(ctx->ctr, msgs_after_eos);
 		return 0;
 	}
@@ -1263,31 +1384,85 @@ static int on_body(struct extproc_xchg *x, struct extproc_ctx *ctx, int dir,
 		/* Bounded: pending is answered as soon as it reaches
 		 * FD_CHUNK, so it never holds more than that plus one
 		 * message (itself capped by max_message). */
-		if (!extproc_buf_put(&s->fd_pending, b->body.data, b->body.len)) {
+		if (!extproc_buf_put(&s->pending, b->body.data, b->body.len)) {
 			*why = "out of memory for a body";
 			return -EXTPROC_GRPC_RESOURCE_EXHAUSTED;
 		}
-		if (!b->end_of_stream && s->fd_pending.len < FD_CHUNK)
+		if (!b->end_of_stream && s->pending.len < FD_CHUNK)
 			return 0;
 		return fd_flush(x, ctx, dir, b->end_of_stream, b->end_of_stream,
 				out, why);
 	}
 
+	if (s->body_mode == MODE_GRPC)
+		return grpc_message(x, ctx, dir, b, out, why);
+
 	/* STREAMED (one reply per chunk, in order), BUFFERED and
 	 * BUFFERED_PARTIAL (one message, one reply), or a mode not announced
-	 * (answered the same way). */
+	 * (answered the same way). A STREAMED gRPC body is answered frame
+	 * by frame: a chunk's reply carries the whole frames it completes,
+	 * the rest waits in |pending| for the next chunk. */
+	const uint8_t *data = b->body.data;
+	size_t len = b->body.len, k = len;
+	bool moved = false; /* the reply's bytes are not the chunk's */
+	if (s->body_mode == MODE_STREAMED && side_framed(s)) {
+		if (s->pending.len) {
+			if (!extproc_buf_put(&s->pending, data, len)) {
+				*why = "out of memory for a body";
+				return -EXTPROC_GRPC_RESOURCE_EXHAUSTED;
+			}
+			data = s->pending.p;
+			len = s->pending.len;
+		}
+		k = ready_len(s, data, len, b->end_of_stream);
+		moved = data != b->body.data || k != len;
+	}
 	struct extproc_decision d = { 0 };
-	enum extproc_verdict v = decide_chunk(x, ctx, dir, b->body.data,
-					      b->body.len, b->end_of_stream, &d);
-	if (v == EXTPROC_DENY)
+	enum extproc_verdict v = EXTPROC_KEEP;
+	if (k || !moved)
+		v = decide_chunk(x, ctx, dir, data, k, b->end_of_stream, false,
+				 &d);
+	if (v == EXTPROC_DENY) {
+		s->pending.len = 0;
 		return reply_immediate(x, ctx, &d, out, why);
-	if (x->observability)
-		return 0;
+	}
+	int rc = 0;
+	if (!x->observability)
+		rc = body_reply(x, ctx, dir, v, moved ? data : NULL, k, out,
+				why);
+	/* what this chunk left of a frame waits for the next one */
+	if (data == s->pending.p)
+		buf_drop(&s->pending, k);
+	else if (k < len && !extproc_buf_put(&s->pending, data + k, len - k))
+		return -EXTPROC_GRPC_RESOURCE_EXHAUSTED;
+	return rc;
+}
+
+/* The reply to a body chunk that is not streamed_response: |v| applied,
+ * or with |held| (a STREAMED gRPC body) those |len| bytes in place of the
+ * chunk when the policy kept them. */
+static int body_reply(struct extproc_xchg *x, struct extproc_ctx *ctx,
+		      int dir, enum extproc_verdict v, const uint8_t *held,
+		      size_t len, struct extproc_buf *out, const char **why)
+{
+	struct side *s = &x->side[dir];
 	PRESP r = ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__INIT;
 	BODY_RESP br = ENVOY__SERVICE__EXT_PROC__V3__BODY_RESPONSE__INIT;
 	COMMON_RESP cr = ENVOY__SERVICE__EXT_PROC__V3__COMMON_RESPONSE__INIT;
 	BODY_MUTATION bm = ENVOY__SERVICE__EXT_PROC__V3__BODY_MUTATION__INIT;
-	if (v == EXTPROC_REPLACE) {
+	if (v == EXTPROC_KEEP && held) {
+		/* bytes moved between chunks: not a mutation of content */
+		if (len) {
+			bm.mutation_case = ENVOY__SERVICE__EXT_PROC__V3__BODY_MUTATION__MUTATION_BODY;
+			bm.body.data = (uint8_t *)held;
+			bm.body.len = len;
+		} else {
+			bm.mutation_case = ENVOY__SERVICE__EXT_PROC__V3__BODY_MUTATION__MUTATION_CLEAR_BODY;
+			bm.clear_body = true;
+		}
+		cr.body_mutation = &bm;
+		br.response = &cr;
+	} else if (v == EXTPROC_REPLACE) {
 		bm.mutation_case = ENVOY__SERVICE__EXT_PROC__V3__BODY_MUTATION__MUTATION_BODY;
 		bm.body.data = ctx->scratch.p;
 		bm.body.len = ctx->scratch.len;
@@ -1316,6 +1491,20 @@ static int on_body(struct extproc_xchg *x, struct extproc_ctx *ctx, int dir,
 	return emit(x, ctx, &r, out, why);
 }
 
+/* A STREAMED gRPC body that ends (trailers, end of input) inside a frame:
+ * the bytes held back for the rest of it can no longer be sent (a
+ * trailers reply carries no body), so they are counted as lost. */
+static void pending_lost(struct extproc_xchg *x, struct extproc_ctx *ctx,
+			 int dir)
+{
+	struct side *s = &x->side[dir];
+	if (s->body_mode == MODE_FULL_DUPLEX || !s->pending.len)
+		return;
+	EXTPROC_INC(ctx->ctr, grpc_frames_cut);
+	x->anomalies |= A_GRPC_FRAME_CUT;
+	s->pending.len = 0;
+}
+
 static int on_trailers(struct extproc_xchg *x, struct extproc_ctx *ctx,
 		       int dir, const HTTP_TRAILERS *t,
 		       struct extproc_buf *out, const char **why)
@@ -1331,11 +1520,12 @@ static int on_trailers(struct extproc_xchg *x, struct extproc_ctx *ctx,
 	s->phase = PH_TRAILERS;
 	/* FULL_DUPLEX_STREAMED: trailers tell that the body is complete;
 	 * what is buffered goes out first (headers-body-trailers order). */
-	if (s->body_mode == MODE_FULL_DUPLEX && s->fd_pending.len) {
+	if (s->body_mode == MODE_FULL_DUPLEX && s->pending.len) {
 		int rc = fd_flush(x, ctx, dir, false, true, out, why);
 		if (rc || x->done)
 			return rc;
 	}
+	pending_lost(x, ctx, dir);
 	s->body_eos = true;
 
 	struct extproc_mode mo;
@@ -1444,7 +1634,8 @@ int extproc_xchg_end_of_input(struct extproc_xchg *x, struct extproc_ctx *ctx,
 	if (x->done)
 		return 0;
 	for (int d = 0; d < 2; d++) {
-		if (x->side[d].fd_pending.len) {
+		pending_lost(x, ctx, d);
+		if (x->side[d].pending.len) {
 			extproc_arena_reset(ctx->arena);
 			int rc = fd_flush(x, ctx, d, true, true, out, why);
 			if (rc || x->done)

@@ -190,6 +190,8 @@ struct raw_set {
 
 struct lctx {
 	const char *file; /* name in errors */
+	const char *top;  /* the file being loaded (out of memory is not the
+			     fault of the part being read) */
 	yaml_document_t *doc;
 	char *err;
 	size_t errlen;
@@ -287,7 +289,10 @@ report(struct lctx *c, unsigned line, const char *key, const char *fmt, ...)
 
 static int oom(struct lctx *c)
 {
+	const char *f = c->file;
+	c->file = c->top ? c->top : f;
 	report(c, 0, NULL, "out of memory");
+	c->file = f;
 	return -ENOMEM;
 }
 
@@ -2285,8 +2290,8 @@ static struct policy *load_text(const char *name, const char *text,
 {
 	yaml_parser_t yp;
 	yaml_document_t doc;
-	struct lctx c = { .file = name, .err = err, .errlen = errlen,
-			  .builtin = builtin };
+	struct lctx c = { .file = name, .top = name, .err = err,
+			  .errlen = errlen, .builtin = builtin };
 	int rc = -ENOMEM;
 	if (err && errlen)
 		err[0] = '\0';
@@ -2312,6 +2317,8 @@ static struct policy *load_text(const char *name, const char *text,
 		[POLICY_RULE_LIMIT_DEPTH] = "limit/json_depth",
 		[POLICY_RULE_LIMIT_MALFORMED] = "limit/malformed_json",
 		[POLICY_RULE_LIMIT_CHUNK] = "limit/chunk_boundary",
+		[POLICY_RULE_LIMIT_PROTOBUF] = "limit/malformed_protobuf",
+		[POLICY_RULE_LIMIT_COMPRESSED] = "limit/compressed",
 	};
 	for (unsigned i = 0; i < ST_ARRAY_SIZE(limit_names); i++) {
 		uint16_t id;

@@ -656,14 +656,20 @@ static bool is(const char *s, size_t n, const char *p)
 
 /* The media type of a content-type value (RFC 9110 §8.3.1: type/subtype,
  * case-insensitive, parameters after ';'). */
-static enum body_kind body_kind(const uint8_t *ct, size_t n)
+static size_t media_type(const uint8_t *ct, size_t n, char mt[128])
 {
-	char mt[128];
 	size_t i = 0, k = 0;
 	while (i < n && is_blank(ct[i]))
 		i++;
-	while (i < n && ct[i] != ';' && !is_blank(ct[i]) && k < sizeof(mt))
+	while (i < n && ct[i] != ';' && !is_blank(ct[i]) && k < 128)
 		mt[k++] = (char)lc(ct[i++]);
+	return k;
+}
+
+static enum body_kind body_kind(const uint8_t *ct, size_t n)
+{
+	char mt[128];
+	size_t k = media_type(ct, n, mt);
 	if (k == 0)
 		return BODY_TEXT;
 	if (is(mt, k, "application/json") || is(mt, k, "text/json") ||
@@ -691,6 +697,22 @@ bool policy_scans_body(const struct policy_route *r, const void *ctype,
 bool policy_body_is_json(const void *ctype, size_t ctype_len)
 {
 	return body_kind(ctype, ctype ? ctype_len : 0) == BODY_JSON;
+}
+
+unsigned policy_body_protobuf(const void *ctype, size_t ctype_len,
+			      bool *is_pb)
+{
+	char mt[128];
+	size_t k = ctype ? media_type(ctype, ctype_len, mt) : 0;
+	if (is(mt, k, "application/grpc") ||
+	    is(mt, k, "application/grpc+proto")) {
+		*is_pb = true;
+		return POLICY_PB_FRAMED;
+	}
+	*is_pb = is(mt, k, "application/x-protobuf") ||
+		 is(mt, k, "application/protobuf") ||
+		 is(mt, k, "application/vnd.google.protobuf");
+	return 0;
 }
 
 int policy_scan_body(const struct policy_route *r, const void *ctype,

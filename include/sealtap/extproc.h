@@ -143,6 +143,8 @@ struct extproc_cfg {
 	X(msgs_out_of_order, "messages out of phase order (status 3)")         \
 	X(replies, "ProcessingResponse messages sent")                         \
 	X(replies_streamed, "streamed_response body chunks sent")              \
+	X(grpc_frames_cut, "STREAMED gRPC bodies that ended inside a frame "    \
+	  "(the held part lost)")                                               \
 	X(immediate_responses, "immediate_response replies")                   \
 	X(denials, "exchanges denied by a rule")                               \
 	X(mutations_replaced, "header values replaced")                        \
@@ -295,6 +297,10 @@ struct extproc_chunk {
 	bool last;                   /* the chunk ends the body */
 	const uint8_t *ctype;        /* the side's content-type; NULL: none */
 	size_t ctype_len;
+	bool grpc_message;           /* GRPC body mode: one de-framed gRPC
+					message, whatever |ctype| says */
+	bool compressed;             /* ... which the data plane says is
+					compressed */
 };
 
 /* The one interface between the protocol engine and the policy. For each

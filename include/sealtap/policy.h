@@ -154,6 +154,8 @@ struct policy_span {
 #define POLICY_RULE_LIMIT_DEPTH 2     /* "limit/json_depth" */
 #define POLICY_RULE_LIMIT_MALFORMED 3 /* "limit/malformed_json" */
 #define POLICY_RULE_LIMIT_CHUNK 4     /* "limit/chunk_boundary" */
+#define POLICY_RULE_LIMIT_PROTOBUF 5  /* "limit/malformed_protobuf" */
+#define POLICY_RULE_LIMIT_COMPRESSED 6 /* "limit/compressed" */
 
 /* ---- objects ---------------------------------------------------------------- */
 
@@ -324,6 +326,59 @@ int policy_scan_body(const struct policy_route *r, const void *ctype,
 /* Whether policy_scan_body() reads a body of content type |ctype| as
  * JSON. */
 bool policy_body_is_json(const void *ctype, size_t ctype_len);
+
+/* ---- protobuf bodies (ext_proc, policy_proto.c) ---- */
+
+/* How to read a protobuf body (policy_scan_protobuf()'s |how|). */
+#define POLICY_PB_FRAMED 0x01     /* gRPC length-prefixed messages */
+#define POLICY_PB_COMPRESSED 0x02 /* one compressed message: not readable */
+
+/* POLICY_PB_FRAMED for application/grpc and application/grpc+proto; 0
+ * with *|is_pb| for application/x-protobuf, application/protobuf and
+ * application/vnd.google.protobuf (one message); *|is_pb| false for
+ * anything else. */
+unsigned policy_body_protobuf(const void *ctype, size_t ctype_len,
+			      bool *is_pb);
+
+/* A gRPC frame or a nested message, for a caller that rewrites lengths. */
+struct policy_pb_node {
+	uint32_t hdr;    /* its length prefix (a frame: the flag byte) */
+	uint32_t off;    /* first content byte */
+	uint32_t len;    /* content length as declared (a frame cut short
+			    declares more than the input holds) */
+	uint8_t hdr_len; /* prefix bytes: the varint's 1..5, a frame's 5 */
+	bool frame;      /* 4-byte big-endian length after the flag byte */
+};
+
+enum policy_pb_event {
+	POLICY_PB_ENTER, /* a frame or nested message begins: |nd| */
+	POLICY_PB_LEAVE, /* ... and ends: the same |nd| */
+	POLICY_PB_TEXT,  /* the |n| spans (offsets from the body's start) of
+			    one string or bytes field (|nd|: its content and
+			    length prefix), or of bytes that could not be read
+			    (|nd|->hdr_len 0: no prefix of their own) */
+};
+
+/* Returns 0 to go on; anything else stops the walk and is returned. */
+typedef int (*policy_pb_fn)(void *user, enum policy_pb_event ev,
+			    const struct policy_pb_node *nd,
+			    const struct policy_span *sp, unsigned n);
+
+/* Walks a serialized protobuf body (|how|: POLICY_PB_*) without its
+ * schema and runs the body detectors on each string and bytes field
+ * alone (policy_proto.c says how fields are told apart), calling |fn|
+ * for frames and nested messages and for each field with spans, in the
+ * order of the input. Fields past limits.body_bytes, a malformed rest
+ * ("limit/malformed_protobuf"), compressed messages ("limit/compressed")
+ * and messages nested deeper than limits.json_depth ("limit/json_depth")
+ * become spans with limits.unscanned, each inside one field, frame or
+ * message. |spans| (|max| >= 1) is scratch reused for each field.
+ * Returns 0, what |fn| stopped with, or -EINVAL. ORs POLICY_SCAN_* into
+ * *|flags|. Never allocates. */
+int policy_scan_protobuf(const struct policy_route *r, const void *body,
+			 size_t len, unsigned how, struct policy_span *spans,
+			 unsigned max, unsigned *flags, policy_pb_fn fn,
+			 void *user);
 
 /* A JSON body that arrives in chunks (ext_proc STREAMED): what the
  * scanner keeps from one chunk to the next -- the open containers with

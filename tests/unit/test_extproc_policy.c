@@ -552,6 +552,234 @@ static void test_json_stream_escape_cut(void **state)
 
 /* A retired key snapshot is reclaimed only after the thread passes a
  * quiescent point -- also when it made no decision since (idle). */
+/* ---- protobuf bodies ---------------------------------------------------------- */
+
+/* A protobuf writer for the tests (wire format by hand). */
+struct pbw {
+	uint8_t b[8192];
+	size_t n;
+};
+
+static void w_varint(struct pbw *o, uint64_t v)
+{
+	do {
+		o->b[o->n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+		v >>= 7;
+	} while (v);
+}
+
+static void w_len(struct pbw *o, unsigned field, const void *p, size_t n)
+{
+	w_varint(o, (uint64_t)field << 3 | 2);
+	w_varint(o, n);
+	memcpy(o->b + o->n, p, n);
+	o->n += n;
+}
+
+static void w_str(struct pbw *o, unsigned field, const char *s)
+{
+	w_len(o, field, s, strlen(s));
+}
+
+static void w_num(struct pbw *o, unsigned field, uint64_t v)
+{
+	w_varint(o, (uint64_t)field << 3);
+	w_varint(o, v);
+}
+
+/* A gRPC frame that declares |declared| bytes and holds |n|. */
+static void w_frame(struct pbw *o, uint8_t flag, const struct pbw *m,
+		    uint32_t declared)
+{
+	o->b[o->n++] = flag;
+	for (int i = 0; i < 4; i++)
+		o->b[o->n++] = (uint8_t)(declared >> (24 - 8 * i));
+	memcpy(o->b + o->n, m->b, m->n);
+	o->n += m->n;
+}
+
+static enum extproc_verdict pb_decide(struct fx *f, enum extproc_part part,
+				      const char *ctype, const struct pbw *in,
+				      bool grpc_message, bool compressed,
+				      struct extproc_decision *d)
+{
+	f->out.len = 0;
+	memset(d, 0, sizeof(*d));
+	d->out = &f->out;
+	struct extproc_chunk c = {
+		.part = part, .data = in->b, .len = in->n, .last = true,
+		.ctype = (const uint8_t *)ctype,
+		.ctype_len = ctype ? strlen(ctype) : 0,
+		.grpc_message = grpc_message, .compressed = compressed,
+	};
+	return f->d.ops->decide_body(f->d.self, &f->xd, &c, d);
+}
+
+/* The message of the protobuf tests, with |mail| where the address was:
+ * { 1: { 2: { 1: "xxx... <mail>" }, 3: 7 }, 4: "keep me" } -- the innermost
+ * string is 96 bytes with the address, past 127 with a token, so its
+ * varint grows to two bytes. */
+static void app_msg(struct pbw *m, const char *mail, size_t mlen)
+{
+	struct pbw inner = { .n = 0 }, mid = { .n = 0 };
+	char text[512];
+	memset(text, 'x', 80);
+	text[80] = ' ';
+	memcpy(text + 81, mail, mlen);
+	w_len(&inner, 1, text, 81 + mlen);
+	w_len(&mid, 2, inner.b, inner.n);
+	w_num(&mid, 3, 7);
+	m->n = 0;
+	w_len(m, 1, mid.b, mid.n);
+	w_str(m, 4, "keep me");
+}
+
+/* The token at the first "stk1." of the output, opened. */
+static const char *first_token(struct fx *f, const char **tok, size_t *tl)
+{
+	const char *o = (const char *)f->out.p;
+	const char *t = memmem(o, f->out.len, "stk1.", 5);
+	assert_non_null(t);
+	*tok = t;
+	*tl = tok_len(t, f->out.len - (size_t)(t - o));
+	return open_tok(f, "request.body:shop/detector/email", t, *tl, NULL);
+}
+
+/* Tokens go into gRPC messages and every enclosing length follows: the
+ * string's varint (one byte to two), the nested messages', the frame's
+ * 4-byte prefix -- also of a frame cut short, which keeps declaring the
+ * bytes it lacks. The result equals the message written with the token. */
+static void test_protobuf_body(void **state)
+{
+	struct fx *f = *state;
+	static const char mail[] = "bob@example.com";
+	struct pbw m, in = { .n = 0 }, want = { .n = 0 };
+	struct extproc_decision d;
+	bool pb;
+	assert_int_equal(policy_body_protobuf("application/grpc", 16, &pb),
+			 POLICY_PB_FRAMED);
+	assert_true(pb);
+	assert_int_equal(policy_body_protobuf("Application/GRPC+proto; x=1", 27,
+					      &pb), POLICY_PB_FRAMED);
+	assert_int_equal(policy_body_protobuf("application/x-protobuf", 22, &pb),
+			 0);
+	assert_true(pb);
+	policy_body_protobuf("application/grpc-web", 20, &pb);
+	assert_false(pb);
+	start(f, "shop.test", "/shop.v1.Orders/Create", NULL);
+	app_msg(&m, mail, strlen(mail));
+	w_frame(&in, 0, &m, (uint32_t)m.n);
+	w_frame(&in, 0, &m, (uint32_t)m.n + 500); /* cut short */
+	assert_int_equal(pb_decide(f, EXTPROC_REQ_BODY, "application/grpc", &in,
+				   false, false, &d), EXTPROC_REPLACE);
+	const char *tok;
+	size_t tl;
+	assert_string_equal(first_token(f, &tok, &tl), mail);
+	app_msg(&m, tok, tl);
+	w_frame(&want, 0, &m, (uint32_t)m.n);
+	w_frame(&want, 0, &m, (uint32_t)m.n + 500);
+	assert_int_equal(f->out.len, want.n);
+	assert_memory_equal(f->out.p, want.b, want.n);
+	assert_non_null(memmem(f->xd.findings[0].p, f->xd.findings[0].len,
+			       "shop/detector/email", 19));
+
+	/* GRPC body mode: one message, no frame, whatever the content-type */
+	app_msg(&m, mail, strlen(mail));
+	assert_int_equal(pb_decide(f, EXTPROC_REQ_BODY, "application/grpc", &m,
+				   true, false, &d), EXTPROC_REPLACE);
+	assert_string_equal(first_token(f, &tok, &tl), mail);
+	struct pbw m2;
+	app_msg(&m2, tok, tl);
+	assert_int_equal(f->out.len, m2.n);
+	assert_memory_equal(f->out.p, m2.b, m2.n);
+	/* text that also parses as fields ('h' is field 13, a varint; 'x'
+	 * field 15; '@' field 8): the address runs over what would be tags,
+	 * so it is read as text and sealed, not passed on as a "message" */
+	struct pbw amb = { .n = 0 };
+	w_str(&amb, 3, "hxhy@hxhx.hxhx");
+	assert_int_equal(pb_decide(f, EXTPROC_REQ_BODY, "application/x-protobuf",
+				   &amb, false, false, &d), EXTPROC_REPLACE);
+	assert_null(memmem(f->out.p, f->out.len, "hxhy@", 5));
+	assert_string_equal(first_token(f, &tok, &tl), "hxhy@hxhx.hxhx");
+	assert_int_equal(f->out.p[0], 0x1a);
+	assert_int_equal(f->out.p[1], tl);
+	assert_int_equal(f->out.len, 2 + tl);
+	/* a message without hits is kept as it is */
+	struct pbw plain = { .n = 0 };
+	w_str(&plain, 1, "nothing here");
+	assert_int_equal(pb_decide(f, EXTPROC_REQ_BODY, "application/x-protobuf",
+				   &plain, false, false, &d), EXTPROC_KEEP);
+	/* a card number in a request's message denies it; in a response it
+	 * is sealed */
+	struct pbw card = { .n = 0 }, fr = { .n = 0 };
+	w_str(&card, 2, "pay 4111111111111111 now");
+	w_frame(&fr, 0, &card, (uint32_t)card.n);
+	assert_int_equal(pb_decide(f, EXTPROC_REQ_BODY, "application/grpc", &fr,
+				   false, false, &d), EXTPROC_DENY);
+	assert_string_equal(d.rule, "shop/detector/card");
+	assert_int_equal(pb_decide(f, EXTPROC_RESP_BODY, "application/grpc", &fr,
+				   false, false, &d), EXTPROC_REPLACE);
+	assert_null(memmem(f->out.p, f->out.len, "4111", 4));
+	assert_int_equal(f->out.p[5], 0x12); /* field 2, still a string */
+}
+
+/* What cannot be read is unscanned (redact: stars of the same length, so
+ * no length changes): a compressed frame or message, a malformed rest,
+ * nesting past limits.json_depth. No address is left in plain. */
+static void test_protobuf_unreadable(void **state)
+{
+	struct fx *f = *state;
+	struct extproc_decision d;
+	struct pbw m = { .n = 0 }, in = { .n = 0 };
+	start(f, "shop.test", "/", NULL);
+	/* compressed frame */
+	w_str(&m, 1, "bob@example.com");
+	w_frame(&in, 1, &m, (uint32_t)m.n);
+	assert_int_equal(pb_decide(f, EXTPROC_REQ_BODY, "application/grpc", &in,
+				   false, false, &d), EXTPROC_REPLACE);
+	assert_int_equal(f->out.len, in.n);
+	assert_memory_equal(f->out.p, in.b, 5);
+	for (size_t i = 5; i < in.n; i++)
+		assert_int_equal(f->out.p[i], '*');
+	/* a compressed GRPC-mode message */
+	assert_int_equal(pb_decide(f, EXTPROC_REQ_BODY, NULL, &m, true, true,
+				   &d), EXTPROC_REPLACE);
+	assert_int_equal(f->out.len, m.n);
+	assert_null(memmem(f->out.p, f->out.len, "bob@", 4));
+	/* malformed: text where a message should be ('h' is field 13,
+	 * varint 'e'; 'l' has wire type 4, a group end) */
+	struct pbw t = { .n = 0 };
+	memcpy(t.b, "hello bob@example.com", 21);
+	t.n = 21;
+	in.n = 0;
+	w_frame(&in, 0, &t, (uint32_t)t.n);
+	assert_int_equal(pb_decide(f, EXTPROC_REQ_BODY, "application/grpc", &in,
+				   false, false, &d), EXTPROC_REPLACE);
+	assert_int_equal(f->out.len, in.n);
+	assert_memory_equal(f->out.p, in.b, 7); /* header, "he" */
+	for (size_t i = 7; i < in.n; i++)
+		assert_int_equal(f->out.p[i], '*');
+	/* a flag byte other than 0 or 1: not gRPC from there on */
+	in.b[0] = 7;
+	assert_int_equal(pb_decide(f, EXTPROC_REQ_BODY, "application/grpc", &in,
+				   false, false, &d), EXTPROC_REPLACE);
+	for (size_t i = 0; i < in.n; i++)
+		assert_int_equal(f->out.p[i], '*');
+	/* 70 levels of nesting (limits.json_depth is 64) */
+	struct pbw a = { .n = 0 }, b;
+	w_str(&a, 1, "bob@example.com");
+	for (int i = 0; i < 69; i++) {
+		b.n = 0;
+		w_len(&b, 1, a.b, a.n);
+		a = b;
+	}
+	assert_int_equal(pb_decide(f, EXTPROC_REQ_BODY, "application/x-protobuf",
+				   &a, false, false, &d), EXTPROC_REPLACE);
+	assert_int_equal(f->out.len, a.n);
+	assert_null(memmem(f->out.p, f->out.len, "bob@", 4));
+	assert_memory_equal(f->out.p, a.b, 2 * 63); /* the 63 levels read */
+}
+
 static void test_quiescent(void **state)
 {
 	struct fx *f = *state;
@@ -589,6 +817,8 @@ int main(void)
 		cmocka_unit_test(test_chunk_boundaries),
 		cmocka_unit_test(test_json_stream_cuts),
 		cmocka_unit_test(test_json_stream_escape_cut),
+		cmocka_unit_test(test_protobuf_body),
+		cmocka_unit_test(test_protobuf_unreadable),
 		cmocka_unit_test(test_quiescent),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

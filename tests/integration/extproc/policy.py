@@ -381,6 +381,185 @@ def full_duplex_json_body(ctx):
                    ('tenant', 'route'): ('acme', 'default')}
 
 
+# gRPC bodies: the application's messages (here HttpHeaders, for its
+# three levels of nesting: HttpHeaders > HeaderMap > HeaderValue) must stay
+# valid protobuf with tokens inside, every enclosing length (field varints,
+# the 5-byte gRPC frame prefix) fixed; x-pad's value grows past 127 bytes
+# with its token, so its varint grows a byte too.
+NOTE = 'plain note ' + 'n' * 90
+PAD = 'p' * 100 + ' contact '
+
+
+def app_msg():
+    hv = pb.core.HeaderValue
+    return EP.HttpHeaders(headers=pb.core.HeaderMap(headers=[
+        hv(key='x-note', value=NOTE), hv(key='x-mail', raw_value=C_EMAIL.encode()),
+        hv(key='x-pad', value=PAD + C_EMAIL)]), end_of_stream=True).SerializeToString()
+
+
+def frame(m):
+    return b'\x00' + len(m).to_bytes(4, 'big') + m
+
+
+def unframe(data, what):
+    out, pos = [], 0
+    while pos < len(data):
+        n = int.from_bytes(data[pos + 1:pos + 5], 'big')
+        if len(data) - pos < 5 or data[pos] != 0 or pos + 5 + n > len(data):
+            xp.fail('%s: not whole gRPC frames at %d: %r' % (what, pos, data[pos:pos + 16]))
+        out.append(data[pos + 5:pos + 5 + n])
+        pos += 5 + n
+    return out
+
+
+def check_app_msg(m, kid, what):
+    """The message parses (a wrong length anywhere makes protobuf refuse
+    it), the e-mail addresses are tokens, the rest is as sent."""
+    try:
+        h = EP.HttpHeaders.FromString(m)
+    except Exception as e:  # noqa: BLE001 - DecodeError's module varies
+        xp.fail('%s: not a valid message any more (%s): %r' % (what, e, m[:64]))
+    kv = {x.key: x for x in h.headers.headers}
+    if set(kv) != {'x-note', 'x-mail', 'x-pad'} or kv['x-note'].value != NOTE \
+            or not is_token(kv['x-mail'].raw_value.decode(), 's', kid) \
+            or not re.fullmatch(re.escape(PAD) + TOKEN, kv['x-pad'].value) \
+            or not h.end_of_stream:
+        xp.fail('%s: e-mail addresses not tokens, or fields changed: %r' % (what, h))
+
+
+def start_grpc(ctx, req_mode, resp_mode=MODE.NONE):
+    c = xp.Call(ctx['ch'], pb)
+    c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [
+        (':authority', 'shop.acme.test'), (':path', '/shop.v1.Orders/Create'),
+        (':method', 'POST'), ('content-type', 'application/grpc'), ('te', 'trailers')]),
+        protocol_config=pcfg(req_mode, resp_mode)))
+    r = expect(c, 'request_headers')
+    return c, request_id(mutation(r.request_headers.response.header_mutation)[0])
+
+
+def body_of(r, kind, sent):
+    """What the data plane passes on for a body reply of |kind|."""
+    bm = getattr(r, kind).response.body_mutation
+    which = bm.WhichOneof('mutation')
+    return {'body': bm.body, 'clear_body': b'', None: sent}[which]
+
+
+@scenario
+def grpc_body_buffered(ctx):
+    kid = ctx['kid']['acme']
+    c, rid = start_grpc(ctx, MODE.BUFFERED, MODE.BUFFERED)
+    m = app_msg()
+    c.send(EP.ProcessingRequest(request_body=EP.HttpBody(
+        body=frame(m) + frame(m), end_of_stream=True)))
+    r = expect(c, 'request_body')
+    got = unframe(body_of(r, 'request_body', None), 'BUFFERED request')
+    if len(got) != 2:
+        xp.fail('BUFFERED gRPC body: %d frames back, 2 sent' % len(got))
+    for i, g in enumerate(got):
+        check_app_msg(g, kid, 'BUFFERED request frame %d' % i)
+    c.send(EP.ProcessingRequest(response_headers=xp.headers(pb, [
+        (':status', '200'), ('content-type', 'application/grpc')])))
+    expect(c, 'response_headers')
+    c.send(EP.ProcessingRequest(response_body=EP.HttpBody(body=frame(m))))
+    r = expect(c, 'response_body')
+    (g,) = unframe(body_of(r, 'response_body', None), 'BUFFERED response')
+    check_app_msg(g, kid, 'BUFFERED response')
+    c.half_close()
+    assert c.finish()[0] == grpc.StatusCode.OK
+    EXPECT[rid] = {('body', 'request.body:shop/detector/email'): C_EMAIL,
+                   ('body', 'response.body:shop/detector/email'): C_EMAIL,
+                   ('tenant', 'route'): ('acme', 'default')}
+
+
+@scenario
+def grpc_body_streamed_split_frames(ctx):
+    """STREAMED: a chunk ends inside a frame; its reply carries the whole
+    frames, the rest comes with the next chunk's reply."""
+    kid = ctx['kid']['acme']
+    c, rid = start_grpc(ctx, MODE.STREAMED)
+    m = app_msg()
+    data = frame(m) + frame(m)
+    cut = [0, len(frame(m)) + 7, len(data) - 3, len(data)]
+    out = b''
+    for i in range(3):
+        part = data[cut[i]:cut[i + 1]]
+        c.send(EP.ProcessingRequest(request_body=EP.HttpBody(body=part, end_of_stream=i == 2)))
+        r = expect(c, 'request_body')
+        got = body_of(r, 'request_body', part)
+        if i == 1 and got:
+            xp.fail('STREAMED: a chunk inside a frame was passed on: %r' % got[:32])
+        out += got
+    got = unframe(out, 'STREAMED request')
+    if len(got) != 2:
+        xp.fail('STREAMED gRPC body: %d frames back, 2 sent' % len(got))
+    for i, g in enumerate(got):
+        check_app_msg(g, kid, 'STREAMED frame %d' % i)
+    c.half_close()
+    assert c.finish()[0] == grpc.StatusCode.OK
+    EXPECT[rid] = {('body', 'request.body:shop/detector/email'): C_EMAIL,
+                   ('tenant', 'route'): ('acme', 'default')}
+
+
+@scenario
+def grpc_body_full_duplex_split_frames(ctx):
+    kid = ctx['kid']['acme']
+    c, rid = start_grpc(ctx, MODE.FULL_DUPLEX_STREAMED)
+    m = app_msg()
+    data = frame(m) + frame(m) + frame(m)
+    parts = [data[:9], data[9:len(data) - 20], data[len(data) - 20:]]
+    for i, p in enumerate(parts):
+        c.send(EP.ProcessingRequest(request_body=EP.HttpBody(body=p, end_of_stream=i == 2)))
+    out = b''
+    while True:
+        sr = expect(c, 'request_body').request_body.response.body_mutation.streamed_response
+        out += sr.body
+        if sr.end_of_stream:
+            break
+    got = unframe(out, 'FULL_DUPLEX request')
+    if len(got) != 3:
+        xp.fail('FULL_DUPLEX gRPC body: %d frames back, 3 sent' % len(got))
+    for i, g in enumerate(got):
+        check_app_msg(g, kid, 'FULL_DUPLEX frame %d' % i)
+    c.half_close()
+    assert c.finish()[0] == grpc.StatusCode.OK
+    EXPECT[rid] = {('body', 'request.body:shop/detector/email'): C_EMAIL,
+                   ('tenant', 'route'): ('acme', 'default')}
+
+
+@scenario
+def grpc_body_mode(ctx):
+    """GRPC body mode (gRPC clients' ext_proc, gRFC A93): one de-framed
+    message per body request, one streamed_response per message; the
+    half-close without a message is answered as one."""
+    kid = ctx['kid']['acme']
+    c, rid = start_grpc(ctx, MODE.GRPC, MODE.GRPC)
+    m = app_msg()
+    c.send(EP.ProcessingRequest(request_body=EP.HttpBody(body=m)))
+    sr = expect(c, 'request_body').request_body.response.body_mutation.streamed_response
+    if sr.end_of_stream or sr.end_of_stream_without_message:
+        xp.fail('GRPC mode: the stream was ended early: %r' % sr)
+    check_app_msg(sr.body, kid, 'GRPC mode request message')
+    c.send(EP.ProcessingRequest(request_body=EP.HttpBody(
+        end_of_stream=True, end_of_stream_without_message=True)))
+    sr = expect(c, 'request_body').request_body.response.body_mutation.streamed_response
+    if not (sr.end_of_stream and sr.end_of_stream_without_message) or sr.body:
+        xp.fail('GRPC mode: the half-close without a message came back as %r' % sr)
+    c.send(EP.ProcessingRequest(response_headers=xp.headers(pb, [
+        (':status', '200'), ('content-type', 'application/grpc')])))
+    expect(c, 'response_headers')
+    c.send(EP.ProcessingRequest(response_body=EP.HttpBody(body=m)))
+    sr = expect(c, 'response_body').response_body.response.body_mutation.streamed_response
+    check_app_msg(sr.body, kid, 'GRPC mode response message')
+    c.send(EP.ProcessingRequest(response_trailers=EP.HttpTrailers(
+        trailers=xp.headers(pb, [('grpc-status', '0')]).headers)))
+    expect(c, 'response_trailers')
+    c.half_close()
+    assert c.finish()[0] == grpc.StatusCode.OK
+    EXPECT[rid] = {('body', 'request.body:shop/detector/email'): C_EMAIL,
+                   ('body', 'response.body:shop/detector/email'): C_EMAIL,
+                   ('tenant', 'route'): ('acme', 'default')}
+
+
 @scenario
 def card_in_url_denied(ctx):
     c = xp.Call(ctx['ch'], pb)
