@@ -1196,6 +1196,8 @@ static size_t ready_len(const struct side *s, const uint8_t *p, size_t len,
 /* Drops the first |n| bytes of |b|. */
 static void buf_drop(struct extproc_buf *b, size_t n)
 {
+	if (!n)
+		return; /* also when nothing was ever held (b->p NULL) */
 	memmove(b->p, b->p + n, b->len - n);
 	b->len -= n;
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Writes the seed corpora of fuzz_extproc_msg and fuzz_extproc_h2
-(tests/fuzz/seeds/extproc_*; committed, deterministic). Messages are built
+"""Writes the seed corpora of fuzz_extproc_msg, fuzz_extproc_h2 and
+fuzz_protobuf (tests/fuzz/seeds/extproc_*, protobuf; committed,
+deterministic). Messages are built
 with stubs generated from proto/ at run time; HTTP/2 bytes with python3-h2.
 
 usage: tests/fuzz/make_extproc_seeds.py
@@ -85,6 +86,61 @@ msg_seeds = {
         EP.ProcessingRequest(request_body=EP.HttpBody(body=b'1111 1111 end bob@')),
         EP.ProcessingRequest(request_body=EP.HttpBody(body=b'example.com', end_of_stream=True))),
 }
+
+
+def app_msg(mail=b'bob@example.com'):
+    """An application message with an address three levels down, for the
+    protobuf seeds (HttpHeaders > HeaderMap > HeaderValue)."""
+    hv = pb.core.HeaderValue
+    return EP.HttpHeaders(headers=pb.core.HeaderMap(headers=[
+        hv(key='x-note', value='n' * 100), hv(key='x-mail', raw_value=mail),
+        hv(key='x-pad', value='p' * 90 + ' ' + mail.decode())]),
+        end_of_stream=True).SerializeToString()
+
+
+def gframe(b, flags=0, declared=None):
+    return struct.pack('>BI', flags, len(b) if declared is None else declared) + b
+
+
+GRPC_REQ = REQ + [('content-type', 'application/grpc')]
+APP = app_msg()
+msg_seeds.update({
+    # protobuf bodies: frames rewritten, STREAMED frames cut by chunks,
+    # GRPC body mode with a half-close without a message
+    'grpc_buffered': seq(EP.ProcessingRequest(request_headers=hdrs(GRPC_REQ), protocol_config=pc(M.BUFFERED, M.BUFFERED)),
+                         EP.ProcessingRequest(request_body=EP.HttpBody(body=gframe(APP) + gframe(APP), end_of_stream=True)),
+                         EP.ProcessingRequest(response_headers=hdrs(RESP + [('content-type', 'application/grpc')])),
+                         EP.ProcessingRequest(response_body=EP.HttpBody(body=gframe(APP, 1)))),
+    'grpc_streamed': seq(EP.ProcessingRequest(request_headers=hdrs(GRPC_REQ), protocol_config=pc(M.STREAMED, M.FULL_DUPLEX_STREAMED)),
+                         EP.ProcessingRequest(request_body=EP.HttpBody(body=(gframe(APP) + gframe(APP))[:len(APP) + 12])),
+                         EP.ProcessingRequest(request_body=EP.HttpBody(body=(gframe(APP) + gframe(APP))[len(APP) + 12:], end_of_stream=True)),
+                         EP.ProcessingRequest(response_headers=hdrs(RESP + [('content-type', 'application/grpc')])),
+                         EP.ProcessingRequest(response_body=EP.HttpBody(body=gframe(APP)[:30])),
+                         EP.ProcessingRequest(response_trailers=EP.HttpTrailers())),
+    'grpc_mode': seq(EP.ProcessingRequest(request_headers=hdrs(GRPC_REQ), protocol_config=pc(M.GRPC, M.GRPC)),
+                     EP.ProcessingRequest(request_body=EP.HttpBody(body=APP)),
+                     EP.ProcessingRequest(request_body=EP.HttpBody(body=APP, grpc_message_compressed=True)),
+                     EP.ProcessingRequest(request_body=EP.HttpBody(end_of_stream=True, end_of_stream_without_message=True)),
+                     EP.ProcessingRequest(response_body=EP.HttpBody(body=APP))),
+})
+
+# fuzz_protobuf: how (u8: 1 framed, 2 GRPC mode, 4 compressed, 8 response)
+# then the body
+pb_seeds = {
+    'frames': bytes([1]) + gframe(APP) + gframe(APP),
+    'frame_cut': bytes([1]) + gframe(APP, declared=len(APP) + 300),
+    'frame_compressed': bytes([9]) + gframe(APP, 1),
+    'message': bytes([0]) + APP,
+    'grpc_mode': bytes([2]) + APP,
+    'grpc_mode_compressed': bytes([6]) + APP,
+    'response_card': bytes([9]) + gframe(EP.HttpBody(body=b'pay 4111111111111111').SerializeToString()),
+    'ambiguous_text': bytes([0]) + b'\x1a\x0ehxhy@hxhx.hxhx',
+    'malformed': bytes([1]) + gframe(b'hello bob@example.com'),
+}
+os.makedirs(os.path.join(HERE, 'seeds', 'protobuf'), exist_ok=True)
+for name, data in pb_seeds.items():
+    with open(os.path.join(HERE, 'seeds', 'protobuf', name), 'wb') as f:
+        f.write(data)
 
 for name, data in msg_seeds.items():
     with open(os.path.join(HERE, 'seeds', 'extproc_msg', name), 'wb') as f:

@@ -1,0 +1,151 @@
+/* libFuzzer target: protobuf bodies -- the schema-less wire-format walker
+ * (policy_proto.c, policy_scan_protobuf()) and ext_proc's rewrite of the
+ * lengths around the tokens it puts in (extproc_policy.c), with the
+ * built-in policy and a test DEK, so values are really sealed and
+ * tokenized.
+ *
+ * Input: how (u8) body.
+ *   how & 1: gRPC frames (content-type application/grpc), else one
+ *            message (application/x-protobuf);
+ *   how & 2: GRPC body mode's de-framed message (whatever the type says),
+ *            how & 4 its compressed flag;
+ *   how & 8: a response body (a request's may be denied).
+ *
+ * Invariants (abort on violation): every span the walker reports lies
+ * inside the field it is reported with, sorted and disjoint; frames and
+ * nested messages open and close in pairs; a body the walker read without
+ * a malformation comes back from the rewrite without one either, and with
+ * as many frames (the rewrite fixed every length it changed).
+ *
+ * Seeds: tests/fuzz/seeds/protobuf (tests/fuzz/make_extproc_seeds.py).
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sealtap/extproc.h"
+#include "sealtap/policy.h"
+#include "testkeys.h"
+
+#define SPANS 32
+
+struct walk_check {
+	uint32_t len;
+	unsigned depth, frames;
+	uint32_t last_end; /* end of the previous span: they come in order */
+};
+
+static int on_event(void *user, enum policy_pb_event ev,
+		    const struct policy_pb_node *nd,
+		    const struct policy_span *sp, unsigned n)
+{
+	struct walk_check *w = user;
+	switch (ev) {
+	case POLICY_PB_ENTER:
+		if (nd->hdr + nd->hdr_len != nd->off || nd->off > w->len)
+			abort();
+		if (nd->frame && w->depth)
+			abort();
+		w->frames += nd->frame;
+		w->depth++;
+		break;
+	case POLICY_PB_LEAVE:
+		if (!w->depth)
+			abort();
+		w->depth--;
+		break;
+	case POLICY_PB_TEXT:
+		if (!n || n > SPANS || nd->off + nd->len > w->len ||
+		    (nd->hdr_len && nd->hdr + nd->hdr_len != nd->off))
+			abort();
+		for (unsigned i = 0; i < n; i++) {
+			if (!sp[i].len || sp[i].off < nd->off ||
+			    sp[i].off + sp[i].len > nd->off + nd->len ||
+			    sp[i].off < w->last_end || !sp[i].rule ||
+			    sp[i].action <= POLICY_ACTION_KEEP)
+				abort();
+			w->last_end = sp[i].off + sp[i].len;
+		}
+		break;
+	}
+	return 0;
+}
+
+/* Walks |b|: returns its POLICY_SCAN_* flags, fills |w|. */
+static unsigned walk(const struct policy_route *r, const uint8_t *b,
+		     size_t len, unsigned how, struct walk_check *w)
+{
+	struct policy_span sp[SPANS];
+	unsigned flags = 0;
+	*w = (struct walk_check){ .len = (uint32_t)len };
+	if (policy_scan_protobuf(r, b, len, how, sp, SPANS, &flags, on_event,
+				 w) != 0 || w->depth)
+		abort();
+	return flags;
+}
+
+static struct policy *pol;
+static struct extproc_policy *pp;
+static struct extproc_decider dec;
+static struct st_counters ctr;
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (!pp) {
+		char err[256];
+		pol = policy_builtin(err, sizeof(err));
+		static const char *const tenants[] = { "default" };
+		struct keys_cache *keys = testkeys_new(1, tenants, 1, 0x5a, NULL, 0);
+		pp = pol && keys ? extproc_policy_new(pol, keys, 0, &ctr) : NULL;
+		if (!pp)
+			abort();
+		extproc_policy_online(pp, true);
+		dec = extproc_policy_decider(pp);
+	}
+	if (size < 1)
+		return 0;
+	unsigned how = data[0];
+	size_t len = size - 1;
+	uint8_t *body = malloc(len ? len : 1); /* exact size: ASan sees overreads */
+	if (!body)
+		return 0;
+	memcpy(body, data + 1, len);
+	const struct policy_route *r = policy_default_route(pol);
+	bool grpc_message = how & 2, compressed = grpc_message && (how & 4);
+	unsigned wh = grpc_message ? (compressed ? POLICY_PB_COMPRESSED : 0)
+				   : (how & 1 ? POLICY_PB_FRAMED : 0);
+	struct walk_check in_w, out_w;
+	unsigned in_flags = walk(r, body, len, wh, &in_w);
+
+	const char *ctype = how & 1 ? "application/grpc" : "application/x-protobuf";
+	struct extproc_xdec xd = { .notes = true };
+	memcpy(xd.record_id, "00000000000000f2", 16);
+	struct extproc_mode m = { 0 };
+	struct policy_request rq = { .path = "/p.S/M", .path_len = 6 };
+	dec.ops->begin(dec.self, &xd, &rq, &m);
+	struct extproc_buf out = { 0 };
+	struct extproc_decision d = { .out = &out };
+	struct extproc_chunk c = {
+		.part = how & 8 ? EXTPROC_RESP_BODY : EXTPROC_REQ_BODY,
+		.data = body, .len = len, .last = true,
+		.ctype = (const uint8_t *)ctype, .ctype_len = strlen(ctype),
+		.grpc_message = grpc_message, .compressed = compressed,
+	};
+	enum extproc_verdict v = dec.ops->decide_body(dec.self, &xd, &c, &d);
+	if (v == EXTPROC_REPLACE &&
+	    !(in_flags & (POLICY_SCAN_MALFORMED | POLICY_SCAN_SPANS_FULL))) {
+		unsigned out_flags = walk(r, out.p, out.len, wh, &out_w);
+		if ((out_flags & POLICY_SCAN_MALFORMED) ||
+		    out_w.frames != in_w.frames)
+			abort();
+	}
+	extproc_buf_free(&out);
+	extproc_buf_free(&xd.applied);
+	extproc_buf_free(&xd.findings[0]);
+	extproc_buf_free(&xd.findings[1]);
+	extproc_buf_free(&xd.body_state[0]);
+	extproc_buf_free(&xd.body_state[1]);
+	extproc_policy_quiescent(pp);
+	free(body);
+	return 0;
+}
