@@ -16,23 +16,26 @@
  *                  token (redact, tenant without a usable key) is removed;
  *                  a deny span in a request answers with the policy's
  *                  immediate response;
- *   decide_body    the same for a body chunk, scanned alone by its
- *                  content type; tokens bound to "<request|response>.
- *                  body:<rule>" as the tap binds body findings.
+ *   decide_body    the same for a body chunk by its content type;
+ *                  tokens bound to "<request|response>.body:<rule>" as
+ *                  the tap binds body findings. gRPC and protobuf bodies
+ *                  (and GRPC-mode messages) are read field by field
+ *                  (policy_scan_protobuf()) and written back with every
+ *                  length the tokens change (pb_body()), so the data
+ *                  plane gets valid messages.
  *
  * What the decisions mean for the record goes into the exchange's
  * extproc_xdec: tenant, route, the "sealed" entries of header values and
  * the body findings, in the tap's formats (docs/records.md).
  *
- * A body chunk is scanned alone (the policy has no scanner that carries
- * state from one chunk to the next), so a value cut by a chunk boundary
- * could be missed in both halves. Fail closed: the run of characters a
- * detector hit can consist of that touches a boundary inside the body is
- * redacted, at most GUARD_MAX bytes on each side. A JSON body that does
- * not start in the chunk does not parse; the policy handles the rest as
- * unscanned (limits.unscanned, redact by default). Both cost the data
- * plane body bytes; BUFFERED bodies (what the mode_override asks for)
- * come whole and need neither.
+ * A JSON body in several chunks is parsed on from one chunk to the next
+ * (policy_scan_body_chunk(), state in xdec.body_state); other text types
+ * are scanned one chunk at a time. Where a value may be cut by a chunk
+ * boundary and its first part already sent, sealtap fails closed: the
+ * run of characters a detector hit can consist of that touches the
+ * boundary is redacted, at most GUARD_MAX bytes (guard_boundaries()).
+ * BUFFERED bodies (what the mode_override asks for) come whole and need
+ * none of it.
  */
 #include <errno.h>
 #include <stdint.h>
