@@ -481,8 +481,10 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 	conn_flush(c);
 }
 
-/* grpc-timeout: 1-8 digits and a unit (H M S m u n). 0 if invalid. */
-static uint64_t parse_timeout(const uint8_t *v, size_t len)
+/* A century is the cap because 8 digits of hours would not fit in 64 bits
+ * of nanoseconds (97357816H wrapped to 200 s), and a deadline that far
+ * off is none. */
+uint64_t extproc_grpc_timeout_ns(const uint8_t *v, size_t len)
 {
 	if (len < 2 || len > 9)
 		return 0;
@@ -492,15 +494,18 @@ static uint64_t parse_timeout(const uint8_t *v, size_t len)
 			return 0;
 		n = n * 10 + (uint64_t)(v[i] - '0');
 	}
+	uint64_t unit;
 	switch (v[len - 1]) {
-	case 'H': return n * 3600 * ST_NS_PER_SEC;
-	case 'M': return n * 60 * ST_NS_PER_SEC;
-	case 'S': return n * ST_NS_PER_SEC;
-	case 'm': return n * ST_NS_PER_MS;
-	case 'u': return n * 1000;
-	case 'n': return n;
+	case 'H': unit = 3600 * ST_NS_PER_SEC; break;
+	case 'M': unit = 60 * ST_NS_PER_SEC; break;
+	case 'S': unit = ST_NS_PER_SEC; break;
+	case 'm': unit = ST_NS_PER_MS; break;
+	case 'u': unit = 1000; break;
+	case 'n': unit = 1; break;
 	default: return 0;
 	}
+	const uint64_t century = 100ull * 365 * 24 * 3600 * ST_NS_PER_SEC;
+	return n > century / unit ? 0 : n * unit;
 }
 
 /* End of the request headers: accept the call or refuse it. */
@@ -820,7 +825,7 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *f,
 			   !strncasecmp((const char *)value, "application/grpc", 16) &&
 			   (vlen == 16 || value[16] == '+' || value[16] == ';');
 	} else if (lit_eq(name, nlen, "grpc-timeout")) {
-		s->timeout_ns = parse_timeout(value, vlen);
+		s->timeout_ns = extproc_grpc_timeout_ns(value, vlen);
 	} else if (lit_eq(name, nlen, "grpc-encoding")) {
 		s->enc_bad = !lit_eq(value, vlen, "identity");
 	}

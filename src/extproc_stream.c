@@ -143,6 +143,9 @@ struct extproc_xchg {
 	uint32_t deny_status;
 	const char *deny_rule; /* the policy's rule name */
 	bool observability;
+	bool overridden; /* a mode_override was sent: the body modes are what
+			    sealtap asked for, which the data plane applies
+			    only with allow_mode_override */
 	bool done;  /* immediate_response sent */
 	bool begun; /* the decider was told the exchange's route */
 	struct extproc_xdec xd;
@@ -1124,6 +1127,7 @@ static int on_headers(struct extproc_xchg *x, struct extproc_ctx *ctx,
 		x->side[0].body_mode = (uint8_t)mo.request_body;
 		x->side[1].body_mode = (uint8_t)mo.response_body;
 		r.mode_override = &pm;
+		x->overridden = true;
 		EXTPROC_INC(ctx->ctr, mode_overrides);
 	}
 	if (dir) {
@@ -1801,6 +1805,8 @@ size_t extproc_xchg_record(struct extproc_xchg *x, struct extproc_ctx *ctx,
 	put_mode(out, x->side[0].body_mode);
 	buf_puts(out, ",\"response_body_mode\":");
 	put_mode(out, x->side[1].body_mode);
+	buf_puts(out, x->overridden ? ",\"mode_override\":true"
+				    : ",\"mode_override\":false");
 	BUF_LIT(out, ",\"grpc_status\":");
 	if (grpc_status >= 0)
 		buf_u64(out, (uint64_t)grpc_status);

@@ -467,6 +467,10 @@ void extproc_server_counters(struct extproc_server *s,
 			     struct extproc_counters *sum);
 void extproc_server_free(struct extproc_server *s);
 
+/* A grpc-timeout value (1-8 digits and a unit: H M S m u n) in ns; 0 (no
+ * deadline) if invalid or more than a century off. */
+uint64_t extproc_grpc_timeout_ns(const uint8_t *v, size_t len);
+
 /* ---- test/fuzz entry: one server session without sockets ---- */
 
 struct extproc_session;

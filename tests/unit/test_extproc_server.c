@@ -297,6 +297,39 @@ static void test_bad_preface(void **state)
 	extproc_session_free(s);
 }
 
+/* grpc-timeout values, the ones whose nanoseconds do not fit in 64 bits
+ * included (97357816H used to wrap to 200 s). */
+static void test_grpc_timeout(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *v;
+		uint64_t ns;
+	} t[] = {
+		{ "1S", 1000000000ull },
+		{ "100m", 100000000ull },
+		{ "7u", 7000 },
+		{ "5n", 5 },
+		{ "2M", 120000000000ull },
+		{ "876000H", 876000ull * 3600 * 1000000000ull }, /* a century */
+		{ "876001H", 0 },
+		{ "97357816H", 0 },
+		{ "99999999H", 0 },
+		{ "99999999S", 99999999ull * 1000000000ull },
+		{ "123456789S", 0 }, /* 9 digits */
+		{ "S", 0 },
+		{ "1x", 0 },
+		{ "1.5S", 0 },
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(*t); i++) {
+		uint64_t got = extproc_grpc_timeout_ns((const uint8_t *)t[i].v,
+						       strlen(t[i].v));
+		if (got != t[i].ns)
+			print_error("%s: %llu\n", t[i].v, (unsigned long long)got);
+		assert_true(got == t[i].ns);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -305,6 +338,7 @@ int main(void)
 		cmocka_unit_test(test_health_pieces),
 		cmocka_unit_test(test_process_two_messages),
 		cmocka_unit_test(test_bad_preface),
+		cmocka_unit_test(test_grpc_timeout),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

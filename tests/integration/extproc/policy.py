@@ -703,6 +703,17 @@ def check_records(srv, recs, failures):
     if not isinstance(hdr.get('x-internal'), dict) or 'redacted' not in hdr['x-internal']:
         print('FAIL: removed header not recorded as redacted: %r' % hdr.get('x-internal'))
         failures += 1
+    # body modes: asked for with mode_override in the first scenario, as
+    # the data plane announced them in the gRPC ones
+    ep = a['extproc']
+    if (ep.get('request_body_mode'), ep.get('response_body_mode'), ep.get('mode_override')) != \
+            ('BUFFERED', 'BUFFERED', True):
+        print('FAIL: record of an overridden exchange: %r' % ep)
+        failures += 1
+    g = [r['extproc'] for r in recs if r['extproc'].get('request_body_mode') == 'GRPC']
+    if len(g) != 1 or g[0].get('mode_override') is not False:
+        print('FAIL: record of the GRPC-mode exchange: %r' % g)
+        failures += 1
     # the two answered denials (the observability one is checked above)
     denied = [r for r in recs if r['extproc'].get('denied') and
               not r['extproc'].get('observability')]
