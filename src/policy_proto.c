@@ -32,7 +32,9 @@
  * span limit (limits: the last span grows to the end) stays inside that
  * field. Bytes past limits.body_bytes are unscanned by field, never
  * across a length. Nothing here allocates; recursion is bounded by
- * limits.json_depth (<= POL_JSON_DEPTH_MAX).
+ * limits.json_depth (<= POL_JSON_DEPTH_MAX), and the bytes read to tell
+ * fields apart by WORK_PER_BYTE times the body (past that, a field still
+ * to be told is one unscanned region, as if nested too deep).
  */
 #include <errno.h>
 #include <string.h>
@@ -54,7 +56,22 @@ struct pb_walk {
 	policy_pb_fn fn;
 	void *user;
 	int rc; /* the callback's stop code */
+	uint64_t budget; /* bytes the field tests may still read */
 };
+
+/* Telling a field's kind reads its content once per level it is nested
+ * in: up to limits.json_depth times. A cap on that work keeps a crafted
+ * body (a chain of nested messages) from costing 128 times its size. */
+#define WORK_PER_BYTE 16
+#define WORK_BASE (1u << 20)
+
+static bool charge(struct pb_walk *w, uint64_t n)
+{
+	if (w->budget < n)
+		return false;
+	w->budget -= n;
+	return true;
+}
 
 /* A varint of at most |maxb| bytes at *|pos| (< |end|). */
 static bool varint(const uint8_t *b, uint32_t end, uint32_t *pos,
@@ -225,21 +242,21 @@ static bool scan_rest(struct pb_walk *w, uint32_t off, uint32_t end,
 }
 
 /* [a, end), read as a message, has a string (or bytes) field whose content
- * holds [off, off + len) whole. */
-static bool inside_leaf(const uint8_t *b, uint32_t a, uint32_t end,
-			uint32_t off, uint32_t len, unsigned depth,
-			unsigned max_depth)
+ * holds [off, off + len) whole. False also when the work cap is reached
+ * (the caller then reads the field as text: fail closed). */
+static bool inside_leaf(struct pb_walk *w, uint32_t a, uint32_t end,
+			uint32_t off, uint32_t len, unsigned depth)
 {
 	uint32_t pos = a, lpos, cpos, clen;
 	unsigned wt;
-	while (pos < end && field(b, end, &pos, &wt, &lpos, &cpos, &clen)) {
+	while (pos < end && field(w->b, end, &pos, &wt, &lpos, &cpos, &clen)) {
 		if (wt != WT_LEN || off < cpos || off >= cpos + clen)
 			continue;
-		if (off + len > cpos + clen)
+		if (off + len > cpos + clen || !charge(w, clen))
 			return false;
-		if (depth < max_depth && fields_ok(b, cpos, cpos + clen))
-			return inside_leaf(b, cpos, cpos + clen, off, len,
-					   depth + 1, max_depth);
+		if (depth < w->max_depth && fields_ok(w->b, cpos, cpos + clen))
+			return inside_leaf(w, cpos, cpos + clen, off, len,
+					   depth + 1);
 		return true;
 	}
 	return false;
@@ -260,10 +277,28 @@ static bool read_as_text(struct pb_walk *w, const struct policy_pb_node *nd,
 	pol_scan_text(&sc, nd->off, (end > w->lim ? w->lim : end) - nd->off,
 		      POL_ENC_RAW, sc.rs->det_mask[POL_SCOPE_BODY], 0);
 	for (unsigned i = 0; i < sc.n; i++)
-		if (!inside_leaf(w->b, nd->off, end, w->spans[i].off,
-				 w->spans[i].len, depth + 1, w->max_depth))
+		if (!inside_leaf(w, nd->off, end, w->spans[i].off,
+				 w->spans[i].len, depth + 1))
 			return true;
 	return false;
+}
+
+enum shape { SHAPE_STRING, SHAPE_MESSAGE, SHAPE_UNKNOWN };
+
+/* What a length-delimited field holds (policy_proto.c's header): a nested
+ * message, a string or bytes, or unknown once the work cap is reached. */
+static enum shape field_shape(struct pb_walk *w,
+			      const struct policy_pb_node *nd, unsigned depth)
+{
+	if (!charge(w, 2ull * nd->len))
+		return SHAPE_UNKNOWN;
+	if (!fields_ok(w->b, nd->off, nd->off + nd->len))
+		return SHAPE_STRING;
+	if (!is_text(w->b + nd->off, nd->len))
+		return SHAPE_MESSAGE;
+	if (!charge(w, nd->len))
+		return SHAPE_UNKNOWN;
+	return read_as_text(w, nd, depth) ? SHAPE_STRING : SHAPE_MESSAGE;
 }
 
 static bool node_event(struct pb_walk *w, enum policy_pb_event ev,
@@ -292,10 +327,10 @@ static bool walk_message(struct pb_walk *w, uint32_t a, uint32_t end,
 			.hdr_len = (uint8_t)(cpos - lpos),
 		};
 		bool ok;
-		if (!fields_ok(w->b, cpos, cpos + clen) ||
-		    (is_text(w->b + cpos, clen) && read_as_text(w, &nd, depth)))
+		enum shape sh = field_shape(w, &nd, depth);
+		if (sh == SHAPE_STRING)
 			ok = scan_field(w, &nd);
-		else if (depth >= w->max_depth)
+		else if (sh == SHAPE_UNKNOWN || depth >= w->max_depth)
 			ok = scan_opaque(w, &nd, POLICY_RULE_LIMIT_DEPTH,
 					 POLICY_SCAN_DEPTH);
 		else
@@ -354,6 +389,7 @@ int policy_scan_protobuf(const struct policy_route *r, const void *body,
 		.lim = r->policy->limits.body_bytes,
 		.max_depth = r->policy->limits.json_depth,
 		.spans = spans, .max = max, .fn = fn, .user = user,
+		.budget = WORK_PER_BYTE * (uint64_t)len + WORK_BASE,
 	};
 	if (how & POLICY_PB_COMPRESSED)
 		scan_rest(&w, 0, w.n, POLICY_RULE_LIMIT_COMPRESSED, 0);

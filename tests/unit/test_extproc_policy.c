@@ -556,7 +556,7 @@ static void test_json_stream_escape_cut(void **state)
 
 /* A protobuf writer for the tests (wire format by hand). */
 struct pbw {
-	uint8_t b[8192];
+	uint8_t b[24576];
 	size_t n;
 };
 
@@ -778,6 +778,28 @@ static void test_protobuf_unreadable(void **state)
 	assert_int_equal(f->out.len, a.n);
 	assert_null(memmem(f->out.p, f->out.len, "bob@", 4));
 	assert_memory_equal(f->out.p, a.b, 2 * 63); /* the 63 levels read */
+
+	/* a chain of 40 nested messages around 20 KB: telling each level's
+	 * kind reads all below it, past the work cap (16 bytes per body byte
+	 * + 1 MiB) before the bottom: the rest is unscanned, no length
+	 * changes, nothing passes in plain */
+	static struct pbw big, tmp;
+	char text[20000];
+	memset(text, 'a', sizeof(text));
+	memcpy(text + 100, " bob@example.com ", 17);
+	big.n = 0;
+	w_len(&big, 1, text, sizeof(text));
+	for (int i = 0; i < 39; i++) {
+		tmp.n = 0;
+		w_len(&tmp, 1, big.b, big.n);
+		big = tmp;
+	}
+	assert_true(big.n < sizeof(big.b));
+	assert_int_equal(pb_decide(f, EXTPROC_REQ_BODY, "application/x-protobuf",
+				   &big, false, false, &d), EXTPROC_REPLACE);
+	assert_int_equal(f->out.len, big.n);
+	assert_null(memmem(f->out.p, f->out.len, "bob@", 4));
+	assert_memory_equal(f->out.p, big.b, 30); /* the levels read */
 }
 
 static void test_quiescent(void **state)
