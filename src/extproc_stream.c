@@ -1206,6 +1206,18 @@ static void buf_drop(struct extproc_buf *b, size_t n)
 	b->len -= n;
 }
 
+/* |r| answers a request_body (|dir| 0) or response_body with |br|. */
+static void body_case(PRESP *r, int dir, BODY_RESP *br)
+{
+	if (dir) {
+		r->response_case = RESP_CASE(RESPONSE_BODY);
+		r->response_body = br;
+	} else {
+		r->response_case = RESP_CASE(REQUEST_BODY);
+		r->request_body = br;
+	}
+}
+
 /* One streamed_response (FULL_DUPLEX_STREAMED and GRPC body modes). */
 struct streamed {
 	const uint8_t *data;
@@ -1231,13 +1243,7 @@ static int emit_streamed(struct extproc_xchg *x, struct extproc_ctx *ctx,
 	bm.streamed_response = &sb;
 	cr.body_mutation = &bm;
 	br.response = &cr;
-	if (dir) {
-		r.response_case = RESP_CASE(RESPONSE_BODY);
-		r.response_body = &br;
-	} else {
-		r.response_case = RESP_CASE(REQUEST_BODY);
-		r.request_body = &br;
-	}
+	body_case(&r, dir, &br);
 	int rc = emit(x, ctx, &r, out, why);
 	if (!rc)
 		EXTPROC_INC(ctx->ctr, replies_streamed);
@@ -1487,13 +1493,7 @@ static int body_reply(struct extproc_xchg *x, struct extproc_ctx *ctx,
 		if (rc)
 			return rc;
 	}
-	if (dir) {
-		r.response_case = RESP_CASE(RESPONSE_BODY);
-		r.response_body = &br;
-	} else {
-		r.response_case = RESP_CASE(REQUEST_BODY);
-		r.request_body = &br;
-	}
+	body_case(&r, dir, &br);
 	return emit(x, ctx, &r, out, why);
 }
 

@@ -125,20 +125,29 @@ static enum extproc_verdict header(struct fx *f, enum extproc_part part,
 				       (const uint8_t *)value, strlen(value), d);
 }
 
+/* decide_body() of |c|, its content type taken from |ctype|. */
+static enum extproc_verdict decide(struct fx *f, struct extproc_chunk *c,
+				   const char *ctype,
+				   struct extproc_decision *d)
+{
+	f->out.len = 0;
+	memset(d, 0, sizeof(*d));
+	d->out = &f->out;
+	c->ctype = (const uint8_t *)ctype;
+	c->ctype_len = ctype ? strlen(ctype) : 0;
+	return f->d.ops->decide_body(f->d.self, &f->xd, c, d);
+}
+
 static enum extproc_verdict body(struct fx *f, enum extproc_part part,
 				 const char *ctype, const char *data,
 				 uint64_t off, bool last,
 				 struct extproc_decision *d)
 {
-	f->out.len = 0;
-	memset(d, 0, sizeof(*d));
-	d->out = &f->out;
 	struct extproc_chunk c = {
 		.part = part, .data = (const uint8_t *)data, .len = strlen(data),
-		.off = off, .last = last, .ctype = (const uint8_t *)ctype,
-		.ctype_len = ctype ? strlen(ctype) : 0,
+		.off = off, .last = last,
 	};
-	return f->d.ops->decide_body(f->d.self, &f->xd, &c, d);
+	return decide(f, &c, ctype, d);
 }
 
 /* Opens token |tok| (|n| bytes) of tenant acme made for |field| in record
@@ -603,16 +612,11 @@ static enum extproc_verdict pb_decide(struct fx *f, enum extproc_part part,
 				      bool grpc_message, bool compressed,
 				      struct extproc_decision *d)
 {
-	f->out.len = 0;
-	memset(d, 0, sizeof(*d));
-	d->out = &f->out;
 	struct extproc_chunk c = {
 		.part = part, .data = in->b, .len = in->n, .last = true,
-		.ctype = (const uint8_t *)ctype,
-		.ctype_len = ctype ? strlen(ctype) : 0,
 		.grpc_message = grpc_message, .compressed = compressed,
 	};
-	return f->d.ops->decide_body(f->d.self, &f->xd, &c, d);
+	return decide(f, &c, ctype, d);
 }
 
 /* The message of the protobuf tests, with |mail| where the address was:

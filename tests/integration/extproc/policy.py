@@ -351,6 +351,20 @@ def streamed_json_in_chunks(ctx):
                    ('tenant', 'route'): ('acme', 'default')}
 
 
+def full_duplex(c, parts):
+    """Sends |parts| as a FULL_DUPLEX_STREAMED request body; returns the
+    streamed_response bytes up to the one that ends the stream."""
+    for i, p in enumerate(parts):
+        c.send(EP.ProcessingRequest(request_body=EP.HttpBody(
+            body=p, end_of_stream=i == len(parts) - 1)))
+    out = b''
+    while True:
+        sr = expect(c, 'request_body').request_body.response.body_mutation.streamed_response
+        out += sr.body
+        if sr.end_of_stream:
+            return out
+
+
 @scenario
 def full_duplex_json_body(ctx):
     kid = ctx['kid']['acme']
@@ -363,15 +377,7 @@ def full_duplex_json_body(ctx):
     rid = request_id(mutation(r.request_headers.response.header_mutation)[0])
     if r.HasField('mode_override'):
         xp.fail('bodies come both ways already: no mode_override expected')
-    parts = [b'{"a":1,', b'"ssn":"%s",' % C['duplex'].encode(), b'"b":2}']
-    for i, p in enumerate(parts):
-        c.send(EP.ProcessingRequest(request_body=EP.HttpBody(body=p, end_of_stream=i == 2)))
-    got = b''
-    while True:
-        sr = expect(c, 'request_body').request_body.response.body_mutation.streamed_response
-        got += sr.body
-        if sr.end_of_stream:
-            break
+    got = full_duplex(c, [b'{"a":1,', b'"ssn":"%s",' % C['duplex'].encode(), b'"b":2}'])
     j = json.loads(got)
     if not is_token(j['ssn'], 'g', kid) or (j['a'], j['b']) != (1, 2):
         xp.fail('full duplex body: %r' % got)
@@ -437,6 +443,22 @@ def start_grpc(ctx, req_mode, resp_mode=MODE.NONE):
     return c, request_id(mutation(r.request_headers.response.header_mutation)[0])
 
 
+def check_frames(data, n, kid, what):
+    """|data| is |n| whole gRPC frames, each a valid message with tokens."""
+    got = unframe(data, what)
+    if len(got) != n:
+        xp.fail('%s: %d frames back, %d sent' % (what, len(got), n))
+    for i, g in enumerate(got):
+        check_app_msg(g, kid, '%s frame %d' % (what, i))
+
+
+def end_grpc(c, rid, sides=('request',)):
+    c.half_close()
+    assert c.finish()[0] == grpc.StatusCode.OK
+    EXPECT[rid] = {('body', '%s.body:shop/detector/email' % s): C_EMAIL for s in sides}
+    EXPECT[rid][('tenant', 'route')] = ('acme', 'default')
+
+
 def body_of(r, kind, sent):
     """What the data plane passes on for a body reply of |kind|."""
     bm = getattr(r, kind).response.body_mutation
@@ -452,23 +474,14 @@ def grpc_body_buffered(ctx):
     c.send(EP.ProcessingRequest(request_body=EP.HttpBody(
         body=frame(m) + frame(m), end_of_stream=True)))
     r = expect(c, 'request_body')
-    got = unframe(body_of(r, 'request_body', None), 'BUFFERED request')
-    if len(got) != 2:
-        xp.fail('BUFFERED gRPC body: %d frames back, 2 sent' % len(got))
-    for i, g in enumerate(got):
-        check_app_msg(g, kid, 'BUFFERED request frame %d' % i)
+    check_frames(body_of(r, 'request_body', None), 2, kid, 'BUFFERED request')
     c.send(EP.ProcessingRequest(response_headers=xp.headers(pb, [
         (':status', '200'), ('content-type', 'application/grpc')])))
     expect(c, 'response_headers')
     c.send(EP.ProcessingRequest(response_body=EP.HttpBody(body=frame(m))))
     r = expect(c, 'response_body')
-    (g,) = unframe(body_of(r, 'response_body', None), 'BUFFERED response')
-    check_app_msg(g, kid, 'BUFFERED response')
-    c.half_close()
-    assert c.finish()[0] == grpc.StatusCode.OK
-    EXPECT[rid] = {('body', 'request.body:shop/detector/email'): C_EMAIL,
-                   ('body', 'response.body:shop/detector/email'): C_EMAIL,
-                   ('tenant', 'route'): ('acme', 'default')}
+    check_frames(body_of(r, 'response_body', None), 1, kid, 'BUFFERED response')
+    end_grpc(c, rid, ('request', 'response'))
 
 
 @scenario
@@ -489,15 +502,8 @@ def grpc_body_streamed_split_frames(ctx):
         if i == 1 and got:
             xp.fail('STREAMED: a chunk inside a frame was passed on: %r' % got[:32])
         out += got
-    got = unframe(out, 'STREAMED request')
-    if len(got) != 2:
-        xp.fail('STREAMED gRPC body: %d frames back, 2 sent' % len(got))
-    for i, g in enumerate(got):
-        check_app_msg(g, kid, 'STREAMED frame %d' % i)
-    c.half_close()
-    assert c.finish()[0] == grpc.StatusCode.OK
-    EXPECT[rid] = {('body', 'request.body:shop/detector/email'): C_EMAIL,
-                   ('tenant', 'route'): ('acme', 'default')}
+    check_frames(out, 2, kid, 'STREAMED request')
+    end_grpc(c, rid)
 
 
 @scenario
@@ -506,24 +512,9 @@ def grpc_body_full_duplex_split_frames(ctx):
     c, rid = start_grpc(ctx, MODE.FULL_DUPLEX_STREAMED)
     m = app_msg()
     data = frame(m) + frame(m) + frame(m)
-    parts = [data[:9], data[9:len(data) - 20], data[len(data) - 20:]]
-    for i, p in enumerate(parts):
-        c.send(EP.ProcessingRequest(request_body=EP.HttpBody(body=p, end_of_stream=i == 2)))
-    out = b''
-    while True:
-        sr = expect(c, 'request_body').request_body.response.body_mutation.streamed_response
-        out += sr.body
-        if sr.end_of_stream:
-            break
-    got = unframe(out, 'FULL_DUPLEX request')
-    if len(got) != 3:
-        xp.fail('FULL_DUPLEX gRPC body: %d frames back, 3 sent' % len(got))
-    for i, g in enumerate(got):
-        check_app_msg(g, kid, 'FULL_DUPLEX frame %d' % i)
-    c.half_close()
-    assert c.finish()[0] == grpc.StatusCode.OK
-    EXPECT[rid] = {('body', 'request.body:shop/detector/email'): C_EMAIL,
-                   ('tenant', 'route'): ('acme', 'default')}
+    out = full_duplex(c, [data[:9], data[9:len(data) - 20], data[len(data) - 20:]])
+    check_frames(out, 3, kid, 'FULL_DUPLEX request')
+    end_grpc(c, rid)
 
 
 @scenario
@@ -553,11 +544,7 @@ def grpc_body_mode(ctx):
     c.send(EP.ProcessingRequest(response_trailers=EP.HttpTrailers(
         trailers=xp.headers(pb, [('grpc-status', '0')]).headers)))
     expect(c, 'response_trailers')
-    c.half_close()
-    assert c.finish()[0] == grpc.StatusCode.OK
-    EXPECT[rid] = {('body', 'request.body:shop/detector/email'): C_EMAIL,
-                   ('body', 'response.body:shop/detector/email'): C_EMAIL,
-                   ('tenant', 'route'): ('acme', 'default')}
+    end_grpc(c, rid, ('request', 'response'))
 
 
 @scenario
