@@ -1438,15 +1438,20 @@ static int on_body(struct extproc_xchg *x, struct extproc_ctx *ctx, int dir,
 		s->pending.len = 0;
 		return reply_immediate(x, ctx, &d, out, why);
 	}
+	/* what this chunk left of a frame waits for the next one (kept
+	 * before the reply, which may point into |pending|, is made) */
+	bool from_pending = len && data == s->pending.p;
+	if (!from_pending && k < len &&
+	    !extproc_buf_put(&s->pending, data + k, len - k)) {
+		*why = "out of memory for a body";
+		return -EXTPROC_GRPC_RESOURCE_EXHAUSTED;
+	}
 	int rc = 0;
 	if (!x->observability)
 		rc = body_reply(x, ctx, dir, v, moved ? data : NULL, k, out,
 				why);
-	/* what this chunk left of a frame waits for the next one */
-	if (data == s->pending.p)
+	if (from_pending)
 		buf_drop(&s->pending, k);
-	else if (k < len && !extproc_buf_put(&s->pending, data + k, len - k))
-		return -EXTPROC_GRPC_RESOURCE_EXHAUSTED;
 	return rc;
 }
 
