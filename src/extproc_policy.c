@@ -395,6 +395,18 @@ static int pb_prefix(struct pb_job *j, const struct policy_pb_node *nd,
 	return 0;
 }
 
+/* |len| bytes at |in| onto |b|, each byte of the |n| spans a '*'. */
+static bool stars_in_place(struct extproc_buf *b, const uint8_t *in,
+			   size_t len, const struct policy_span *sp, unsigned n)
+{
+	size_t at = b->len;
+	if (!extproc_buf_put(b, in, len))
+		return false;
+	for (unsigned i = 0; i < n; i++)
+		memset(b->p + at + sp[i].off, '*', sp[i].len);
+	return true;
+}
+
 /* A field with spans: its new bytes (tokens or stars in place). */
 static int pb_text(struct pb_job *j, const struct policy_pb_node *nd,
 		   const struct policy_span *sp, unsigned n)
@@ -415,9 +427,14 @@ static int pb_text(struct pb_job *j, const struct policy_pb_node *nd,
 	size_t rep = pp->pb_rep.len;
 	struct extproc_buf *found =
 		&j->xd->findings[c->part == EXTPROC_RESP_BODY];
+	/* in place: the record gets the tokens, the traffic one '*' per
+	 * byte of each span, so no length moves */
 	if (record_seal_replace(pp->rs, j->xd->route, &w, true,
 				c->off + nd->off, local, n, c->data + nd->off,
-				nd->len, &out, notes_sink(j->xd, found, &ns)) < 0 ||
+				nd->len, nd->in_place ? NULL : &out,
+				notes_sink(j->xd, found, &ns)) < 0 ||
+	    (nd->in_place && !stars_in_place(&pp->pb_rep, c->data + nd->off,
+					     nd->len, local, n)) ||
 	    !pb_edit(j, nd->off, nd->len, rep)) {
 		j->failed = true;
 		return 1;
@@ -492,8 +509,9 @@ static enum extproc_verdict pb_body(struct extproc_policy *pp,
 	struct policy_span sp[MAX_SPANS];
 	pp->nedits = 0;
 	pp->pb_rep.len = 0;
-	int rc = policy_scan_protobuf(xd->route, c->data, c->len, how, sp,
-				      MAX_SPANS, NULL, pb_event, &j);
+	int rc = policy_scan_protobuf(xd->route, c->data, c->len, how,
+				      c->pb_skip, sp, MAX_SPANS, NULL,
+				      pb_event, &j);
 	enum extproc_verdict v = EXTPROC_REPLACE;
 	if (j.denied)
 		v = EXTPROC_DENY;
@@ -514,7 +532,10 @@ static enum extproc_verdict pd_body(void *self, struct extproc_xdec *xd,
 				    struct extproc_decision *d)
 {
 	struct extproc_policy *pp = self;
-	if (!policy_scans_body(xd->route, c->ctype, c->ctype_len))
+	/* a GRPC-mode message is protobuf whatever the content-type says */
+	if (c->grpc_message ? !policy_route_scans_bodies(xd->route)
+			    : !policy_scans_body(xd->route, c->ctype,
+						 c->ctype_len))
 		return d->verdict = EXTPROC_KEEP;
 	bool is_pb = c->grpc_message;
 	unsigned how = c->grpc_message

@@ -71,12 +71,13 @@
 #define PSEUDO_MAX 8192
 /* Bytes of a content-type kept (the policy reads its media type). */
 #define CTYPE_MAX 128
-/* gRPC bodies (application/grpc) in STREAMED and FULL_DUPLEX_STREAMED
- * modes: the longest incomplete frame held back until the rest of it
- * comes, so the policy sees whole messages and can put tokens into them.
- * A longer frame is decided as far as it came (the policy takes the cut
- * as malformed: unscanned, fail closed). */
+/* Protobuf bodies in STREAMED and FULL_DUPLEX_STREAMED modes: the longest
+ * incomplete gRPC frame (or unframed message) held back until the rest of
+ * it comes, so the policy sees whole messages and can put tokens into
+ * them. A longer one is decided as far as it came (the cut is unscanned)
+ * and what follows of it is unreadable (pb_rest). */
 #define GRPC_HOLD_MAX (1u << 20)
+#define PB_REST_ALL UINT64_MAX
 
 /* Body send modes (ProcessingMode.BodySendMode). */
 enum {
@@ -106,7 +107,8 @@ enum {
 	A_TOO_BIG = 1u << 1,      /* header fields left out at the cap */
 	A_RECORD_BIG = 1u << 2,   /* record over max_record: lists left out */
 	A_UNKNOWN_FIELDS = 1u << 3,
-	A_GRPC_FRAME_CUT = 1u << 4, /* a STREAMED gRPC body ended in a frame */
+	A_GRPC_FRAME_CUT = 1u << 4, /* a STREAMED protobuf body ended inside
+				       what was held */
 };
 static const char *const anomaly_names[] = {
 	"protocol_error", "header_block_too_big", "record_too_big",
@@ -127,7 +129,11 @@ struct side {
 	uint8_t ctype[CTYPE_MAX]; /* its content-type, first copy, cut */
 	struct extproc_buf pending; /* body not answered yet: FULL_DUPLEX
 				       chunks gathered, or the incomplete
-				       gRPC frame a STREAMED chunk ended in */
+				       gRPC frame (protobuf message) a
+				       STREAMED chunk ended in */
+	uint64_t pb_rest; /* protobuf bodies: bytes still to come of a frame
+			     passed on unfinished (PB_REST_ALL: the rest of
+			     the body cannot be read) */
 };
 
 struct extproc_xchg {
@@ -1141,12 +1147,13 @@ static int on_headers(struct extproc_xchg *x, struct extproc_ctx *ctx,
 }
 
 /* Shows |len| bytes of |dir|'s body to the decider as its next chunk
- * (|last|: the body ends with it; |compressed|: GRPC mode's flag); a
- * replacement lands in ctx->scratch. */
+ * (|last|: the body ends with it; |compressed|: GRPC mode's flag; |skip|:
+ * leading protobuf bytes that cannot be read); a replacement lands in
+ * ctx->scratch. */
 static enum extproc_verdict decide_chunk(struct extproc_xchg *x,
 					 struct extproc_ctx *ctx, int dir,
 					 const uint8_t *data, size_t len,
-					 bool last, bool compressed,
+					 bool last, bool compressed, size_t skip,
 					 struct extproc_decision *d)
 {
 	struct side *s = &x->side[dir];
@@ -1157,7 +1164,7 @@ static enum extproc_verdict decide_chunk(struct extproc_xchg *x,
 		.data = data, .len = len, .off = s->body_shown, .last = last,
 		.ctype = s->nctype ? s->ctype : NULL, .ctype_len = s->nctype,
 		.grpc_message = s->body_mode == MODE_GRPC,
-		.compressed = compressed,
+		.compressed = compressed, .pb_skip = skip,
 	};
 	s->body_shown += len;
 	ctx->scratch.len = 0;
@@ -1165,36 +1172,69 @@ static enum extproc_verdict decide_chunk(struct extproc_xchg *x,
 	return ctx->decider.ops->decide_body(ctx->decider.self, &x->xd, &c, d);
 }
 
-/* The side's body is gRPC length-prefixed messages. */
-static bool side_framed(const struct side *s)
+enum { PB_NO, PB_MSG, PB_FRAMED };
+
+/* Whether the side's body is protobuf, and framed (gRPC) or one
+ * message, by its content-type. */
+static int side_pb(const struct side *s)
 {
-	bool pb;
-	return s->nctype &&
-	       (policy_body_protobuf(s->ctype, s->nctype, &pb) &
-		POLICY_PB_FRAMED);
+	bool pb = false;
+	unsigned how = s->nctype ? policy_body_protobuf(s->ctype, s->nctype,
+							&pb)
+				 : 0;
+	return !pb ? PB_NO : (how & POLICY_PB_FRAMED) ? PB_FRAMED : PB_MSG;
 }
 
-/* How many of the |len| bytes at |p| to decide now: all when the body
- * ends here or is not gRPC; else the whole frames, or all when the
- * incomplete one has grown past GRPC_HOLD_MAX. A flag byte other than 0
- * or 1 is not a frame: all (the policy reads it as malformed). */
-static size_t ready_len(const struct side *s, const uint8_t *p, size_t len,
-			bool last)
+/* A protobuf body's next |len| bytes at |p| (held ones first): returns
+ * how many to decide now, sets *|skip| to how many of those continue what
+ * an earlier chunk passed on unfinished (unreadable), and s->pb_rest to
+ * what the decided bytes leave unfinished. With |hold| (STREAMED,
+ * FULL_DUPLEX) an incomplete frame -- a whole message, unframed -- waits
+ * for the rest unless the body ends or it outgrew GRPC_HOLD_MAX; without
+ * (a mode not announced, BUFFERED_PARTIAL) it is passed on as far as it
+ * came, and what follows it in the next chunk is unreadable. */
+static size_t pb_plan(struct side *s, int kind, const uint8_t *p, size_t len,
+		      bool last, bool hold, size_t *skip)
 {
-	if (last || !side_framed(s))
+	uint64_t rest = s->pb_rest;
+	size_t pos = rest >= len ? len : (size_t)rest;
+	if (pos && kind == PB_MSG)
+		pos = len; /* a message has no frame to start again at */
+	*skip = pos;
+	if (rest != PB_REST_ALL)
+		s->pb_rest = rest - (rest >= len ? len : pos);
+	if (pos == len)
 		return len;
-	size_t pos = 0;
-	while (len - pos >= 5) {
-		if (p[pos] > 1)
-			return len;
-		uint32_t n = (uint32_t)p[pos + 1] << 24 |
-			     (uint32_t)p[pos + 2] << 16 |
-			     (uint32_t)p[pos + 3] << 8 | p[pos + 4];
-		if (n > len - pos - 5)
-			break;
-		pos += 5 + (size_t)n;
+	uint64_t tail = 0; /* bytes still to come of the last frame */
+	size_t whole = pos;
+	if (kind == PB_MSG) {
+		whole = 0;
+		tail = PB_REST_ALL;
 	}
-	return len - pos > GRPC_HOLD_MAX ? len : pos;
+	while (kind == PB_FRAMED && len - whole >= 5) {
+		if (p[whole] > 1) { /* not a frame: nothing after is either */
+			s->pb_rest = last ? 0 : PB_REST_ALL;
+			return len;
+		}
+		uint32_t n = (uint32_t)p[whole + 1] << 24 |
+			     (uint32_t)p[whole + 2] << 16 |
+			     (uint32_t)p[whole + 3] << 8 | p[whole + 4];
+		if (n > len - whole - 5) {
+			tail = n - (len - whole - 5);
+			break;
+		}
+		whole += 5 + (size_t)n;
+	}
+	if (whole < len && !tail)
+		tail = PB_REST_ALL; /* a frame header cut: length unknown */
+	if (last || whole == len) {
+		s->pb_rest = 0;
+		return len;
+	}
+	if (hold && len - whole <= GRPC_HOLD_MAX)
+		return whole;
+	s->pb_rest = tail;
+	return len;
 }
 
 /* Drops the first |n| bytes of |b|. */
@@ -1260,13 +1300,17 @@ static int fd_flush(struct extproc_xchg *x, struct extproc_ctx *ctx, int dir,
 {
 	struct side *s = &x->side[dir];
 	const uint8_t *body = s->pending.p;
-	size_t len = ready_len(s, body, s->pending.len, last), taken = len;
+	size_t len = s->pending.len, skip = 0;
+	int kind = side_pb(s);
+	if (kind)
+		len = pb_plan(s, kind, body, len, last, true, &skip);
+	size_t taken = len;
 	if (!len && !eos)
 		return 0;
 	struct extproc_decision d = { 0 };
 	enum extproc_verdict v = EXTPROC_KEEP;
 	if (len)
-		v = decide_chunk(x, ctx, dir, body, len, last, false, &d);
+		v = decide_chunk(x, ctx, dir, body, len, last, false, skip, &d);
 	if (v == EXTPROC_DENY) {
 		s->pending.len = 0;
 		return reply_immediate(x, ctx, &d, out, why);
@@ -1345,7 +1389,7 @@ static int grpc_message(struct extproc_xchg *x, struct extproc_ctx *ctx,
 		struct extproc_decision d = { 0 };
 		enum extproc_verdict v = decide_chunk(x, ctx, dir, sr.data,
 						      sr.len, sr.eos,
-						      sr.compressed, &d);
+						      sr.compressed, 0, &d);
 		if (v == EXTPROC_DENY)
 			return reply_immediate(x, ctx, &d, out, why);
 		if (x->observability)
@@ -1411,13 +1455,15 @@ static int on_body(struct extproc_xchg *x, struct extproc_ctx *ctx, int dir,
 
 	/* STREAMED (one reply per chunk, in order), BUFFERED and
 	 * BUFFERED_PARTIAL (one message, one reply), or a mode not announced
-	 * (answered the same way). A STREAMED gRPC body is answered frame
-	 * by frame: a chunk's reply carries the whole frames it completes,
-	 * the rest waits in |pending| for the next chunk. */
+	 * (answered the same way). A STREAMED protobuf body is answered
+	 * frame by frame: a chunk's reply carries the whole frames it
+	 * completes (an unframed message: all of it, with the last chunk),
+	 * the rest waits in |pending| for the next chunk (pb_plan()). */
 	const uint8_t *data = b->body.data;
-	size_t len = b->body.len, k = len;
+	size_t len = b->body.len, k = len, skip = 0;
 	bool moved = false; /* the reply's bytes are not the chunk's */
-	if (s->body_mode == MODE_STREAMED && side_framed(s)) {
+	int kind = side_pb(s);
+	if (kind) {
 		if (s->pending.len) {
 			if (!extproc_buf_put(&s->pending, data, len)) {
 				*why = "out of memory for a body";
@@ -1426,14 +1472,15 @@ static int on_body(struct extproc_xchg *x, struct extproc_ctx *ctx, int dir,
 			data = s->pending.p;
 			len = s->pending.len;
 		}
-		k = ready_len(s, data, len, b->end_of_stream);
+		k = pb_plan(s, kind, data, len, b->end_of_stream,
+			    s->body_mode == MODE_STREAMED, &skip);
 		moved = data != b->body.data || k != len;
 	}
 	struct extproc_decision d = { 0 };
 	enum extproc_verdict v = EXTPROC_KEEP;
 	if (k || !moved)
 		v = decide_chunk(x, ctx, dir, data, k, b->end_of_stream, false,
-				 &d);
+				 skip, &d);
 	if (v == EXTPROC_DENY) {
 		s->pending.len = 0;
 		return reply_immediate(x, ctx, &d, out, why);
@@ -1456,7 +1503,7 @@ static int on_body(struct extproc_xchg *x, struct extproc_ctx *ctx, int dir,
 }
 
 /* The reply to a body chunk that is not streamed_response: |v| applied,
- * or with |held| (a STREAMED gRPC body) those |len| bytes in place of the
+ * or with |held| (a STREAMED protobuf body) those |len| bytes in place of the
  * chunk when the policy kept them. */
 static int body_reply(struct extproc_xchg *x, struct extproc_ctx *ctx,
 		      int dir, enum extproc_verdict v, const uint8_t *held,
@@ -1502,9 +1549,9 @@ static int body_reply(struct extproc_xchg *x, struct extproc_ctx *ctx,
 	return emit(x, ctx, &r, out, why);
 }
 
-/* A STREAMED gRPC body that ends (trailers, end of input) inside a frame:
- * the bytes held back for the rest of it can no longer be sent (a
- * trailers reply carries no body), so they are counted as lost. */
+/* A STREAMED protobuf body that ends (trailers, end of input) inside what
+ * was held (a frame, or the unframed message): those bytes can no longer
+ * be sent (a trailers reply carries no body), so they are counted lost. */
 static void pending_lost(struct extproc_xchg *x, struct extproc_ctx *ctx,
 			 int dir)
 {

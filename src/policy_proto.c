@@ -10,23 +10,28 @@
  * walker reads the wire format (tag, wire type, value) and reports where
  * the nested messages begin and end; the caller rewrites the lengths.
  *
- * Without the schema a length-delimited field is one of two things,
- * decided by its bytes:
- *   - a sequence of well-formed fields that ends exactly at its end: a
- *     nested message, walked (at most limits.json_depth levels; deeper ones
- *     are one unscanned region);
- *   - anything else: a string or bytes, scanned (raw; bytes fields often
- *     carry text too).
- * Messages first, because a message is often printable text as well
- * ("\n$" + a 36-character id: field 1, length 36). But text can happen to
- * parse as fields ("h" + any byte is field 13, a varint), so content that
- * is both is first scanned as text: a hit that does not lie inside one
- * string of the message reading makes it text (fail closed: the secret is
- * sealed, at worst a real message's inner length with it).
+ * Without the schema a length-delimited field is read by its bytes:
+ *   - a sequence of well-formed fields that ends exactly at its end, and
+ *     not valid text: a nested message, walked (at most limits.json_depth
+ *     levels; deeper ones are one unscanned region);
+ *   - valid UTF-8 without control characters (tab, CR, LF aside) that does
+ *     not parse as fields: a string, scanned; its hits become tokens;
+ *   - neither: bytes, scanned too (they often carry text), but their hits
+ *     are replaced in place (one '*' per byte): bytes may hold a structure
+ *     of their own (a group, a packed list, another encoding) whose
+ *     lengths a token would break unseen;
+ *   - both text and well-formed fields ("\n$" + a 36-character id is field
+ *     1 of length 36; "h" + any byte is field 13, a varint): which it is
+ *     cannot be known, and the two readings put lengths in different
+ *     places. Its hits under both readings (the text as a whole, and every
+ *     string below it as a message) are replaced in place, so it stays
+ *     valid either way and nothing either reading would find passes.
+ * In place, the record still gets the tokens (ext_proc: |in_place|).
  * Varint and fixed-width fields (numbers) are not scanned: a token cannot
  * stand in an integer. Groups (wire types 3 and 4, long deprecated) and any
  * other malformation make the rest of the frame (or message) one
- * unscanned region, as a JSON syntax error does.
+ * unscanned region, as a JSON syntax error does; every region that cannot
+ * be read is replaced in place.
  *
  * Each call scans one field's bytes alone, with its own span array, so the
  * span limit (limits: the last span grows to the end) stays inside that
@@ -43,6 +48,9 @@
 #include "sealtap/common.h"
 
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
+
+/* spans kept per reading of a field that is both text and a message */
+#define POL_PB_SPANS 32
 
 struct pb_walk {
 	const struct policy_route *r;
@@ -176,17 +184,23 @@ static bool is_text(const uint8_t *s, uint32_t n)
 	return true;
 }
 
-/* Hands the spans of one region to the caller: a field's content (|nd|
- * with its length prefix) or bytes inside a frame or message (no
+/* Hands the |n| spans of one region to the caller: a field's content
+ * (|nd| with its length prefix) or bytes inside a frame or message (no
  * prefix). */
+static bool report_spans(struct pb_walk *w, const struct policy_pb_node *nd,
+			 const struct policy_span *sp, unsigned n)
+{
+	if (!n)
+		return true;
+	w->rc = w->fn(w->user, POLICY_PB_TEXT, nd, sp, n);
+	return w->rc == 0;
+}
+
 static bool report(struct pb_walk *w, const struct policy_pb_node *nd,
 		   const struct pol_scan *sc)
 {
 	w->flags |= sc->flags;
-	if (!sc->n)
-		return true;
-	w->rc = w->fn(w->user, POLICY_PB_TEXT, nd, w->spans, sc->n);
-	return w->rc == 0;
+	return report_spans(w, nd, sc->spans, sc->n);
 }
 
 static void scan_start(struct pb_walk *w, struct pol_scan *sc,
@@ -198,22 +212,32 @@ static void scan_start(struct pb_walk *w, struct pol_scan *sc,
 	};
 }
 
-/* A string or bytes field's content: the detectors up to
- * limits.body_bytes, the rest unscanned. */
+/* The detectors on [off, off + len) up to limits.body_bytes, the rest
+ * unscanned; into |sc| (whose spans must end before |off|). */
+static void scan_bytes(struct pb_walk *w, struct pol_scan *sc, uint32_t off,
+		       uint32_t len)
+{
+	uint32_t end = off + len;
+	uint32_t cut = end > w->lim ? (off > w->lim ? off : w->lim) : end;
+	if (cut > off)
+		pol_scan_text(sc, off, cut - off, POL_ENC_RAW,
+			      sc->rs->det_mask[POL_SCOPE_BODY], 0);
+	if (cut < end && !sc->full) {
+		uint32_t total = sc->total;
+		sc->total = end; /* the limit span ends with the field */
+		sc->flags |= POLICY_SCAN_BODY_CUT;
+		pol_scan_rest(sc, cut, POLICY_RULE_LIMIT_BODY, false);
+		sc->total = total;
+	}
+}
+
+/* A string or bytes field's content. */
 static bool scan_field(struct pb_walk *w, const struct policy_pb_node *nd)
 {
 	struct pol_view view;
 	struct pol_scan sc;
-	uint32_t off = nd->off, len = nd->len, end = off + len;
-	scan_start(w, &sc, &view, end);
-	uint32_t cut = end > w->lim ? (off > w->lim ? off : w->lim) : end;
-	if (cut > off)
-		pol_scan_text(&sc, off, cut - off, POL_ENC_RAW,
-			      sc.rs->det_mask[POL_SCOPE_BODY], 0);
-	if (cut < end && !sc.full) {
-		sc.flags |= POLICY_SCAN_BODY_CUT;
-		pol_scan_rest(&sc, cut, POLICY_RULE_LIMIT_BODY, false);
-	}
+	scan_start(w, &sc, &view, nd->off + nd->len);
+	scan_bytes(w, &sc, nd->off, nd->len);
 	return report(w, nd, &sc);
 }
 
@@ -227,6 +251,9 @@ static bool scan_opaque(struct pb_walk *w, const struct policy_pb_node *nd,
 		return true;
 	struct pol_view view;
 	struct pol_scan sc;
+	struct policy_pb_node in = *nd;
+	in.in_place = true; /* its structure is unknown: no length moves */
+	nd = &in;
 	scan_start(w, &sc, &view, nd->off + nd->len);
 	sc.flags |= flag;
 	pol_scan_rest(&sc, nd->off, rule, rule != POLICY_RULE_LIMIT_COMPRESSED);
@@ -241,64 +268,110 @@ static bool scan_rest(struct pb_walk *w, uint32_t off, uint32_t end,
 	return off >= end || scan_opaque(w, &nd, rule, flag);
 }
 
-/* [a, end), read as a message, has a string (or bytes) field whose content
- * holds [off, off + len) whole. False also when the work cap is reached
- * (the caller then reads the field as text: fail closed). */
-static bool inside_leaf(struct pb_walk *w, uint32_t a, uint32_t end,
-			uint32_t off, uint32_t len, unsigned depth)
+/* The message reading of [a, end): every string or bytes field below it
+ * scanned, in order, into |sc|. False once the work cap is reached. */
+static bool collect_leaves(struct pb_walk *w, struct pol_scan *sc, uint32_t a,
+			   uint32_t end, unsigned depth)
 {
 	uint32_t pos = a, lpos, cpos, clen;
 	unsigned wt;
 	while (pos < end && field(w->b, end, &pos, &wt, &lpos, &cpos, &clen)) {
-		if (wt != WT_LEN || off < cpos || off >= cpos + clen)
+		if (wt != WT_LEN || !clen)
 			continue;
-		if (off + len > cpos + clen || !charge(w, clen))
+		if (!charge(w, clen))
 			return false;
-		if (depth < w->max_depth && fields_ok(w->b, cpos, cpos + clen))
-			return inside_leaf(w, cpos, cpos + clen, off, len,
-					   depth + 1);
-		return true;
+		if (depth < w->max_depth && fields_ok(w->b, cpos, cpos + clen)) {
+			if (!collect_leaves(w, sc, cpos, cpos + clen, depth + 1))
+				return false;
+		} else {
+			scan_bytes(w, sc, cpos, clen);
+		}
 	}
-	return false;
+	return true;
 }
 
-/* Content that is both text and a well-formed message: text when the
- * detectors find something in it that the message reading would not put
- * inside one string. */
-static bool read_as_text(struct pb_walk *w, const struct policy_pb_node *nd,
-			 unsigned depth)
+/* Merges the sorted spans |a| and |b| into |out| (room for |max|):
+ * overlapping ones become one with the stronger action. When they do not
+ * fit, one span from the first to the end of the last (fail closed). */
+static unsigned merge_spans(const struct policy_span *a, unsigned na,
+			    const struct policy_span *b, unsigned nb,
+			    struct policy_span *out, unsigned max)
+{
+	unsigned i = 0, j = 0, n = 0;
+	while (i < na || j < nb) {
+		const struct policy_span *s =
+			j >= nb || (i < na && a[i].off <= b[j].off) ? &a[i++]
+								    : &b[j++];
+		if (n && s->off < out[n - 1].off + out[n - 1].len) {
+			struct policy_span *l = &out[n - 1];
+			uint32_t off = l->off;
+			uint32_t e = ST_MAX(l->off + l->len, s->off + s->len);
+			if (s->action > l->action)
+				*l = *s;
+			l->off = off;
+			l->len = e - off;
+			l->flags = 0;
+			continue;
+		}
+		if (n == max) {
+			uint32_t hi = 0;
+			for (unsigned k = 0; k < na; k++)
+				hi = ST_MAX(hi, a[k].off + a[k].len);
+			for (unsigned k = 0; k < nb; k++)
+				hi = ST_MAX(hi, b[k].off + b[k].len);
+			out[0].len = hi - out[0].off;
+			out[0].action = ST_MAX(out[0].action,
+					       (uint8_t)POLICY_ACTION_SEAL);
+			return 1;
+		}
+		out[n++] = *s;
+	}
+	return n;
+}
+
+/* Content that is valid text and also a well-formed message: which it is
+ * cannot be known without the schema, and the two readings put lengths
+ * in different places. So its hits under both readings (the text as a
+ * whole; every string below it as a message) are replaced in place,
+ * changing no length: valid either way. */
+static bool scan_both(struct pb_walk *w, struct policy_pb_node *nd,
+		      unsigned depth)
 {
 	uint32_t end = nd->off + nd->len;
-	if (nd->off >= w->lim)
-		return false;
+	struct policy_span leaves[POL_PB_SPANS], both[POL_PB_SPANS];
 	struct pol_view view;
-	struct pol_scan sc;
-	scan_start(w, &sc, &view, end);
-	pol_scan_text(&sc, nd->off, (end > w->lim ? w->lim : end) - nd->off,
-		      POL_ENC_RAW, sc.rs->det_mask[POL_SCOPE_BODY], 0);
-	for (unsigned i = 0; i < sc.n; i++)
-		if (!inside_leaf(w, nd->off, end, w->spans[i].off,
-				 w->spans[i].len, depth + 1))
-			return true;
-	return false;
+	struct pol_scan st, sl;
+	unsigned max = ST_MIN(w->max, POL_PB_SPANS);
+	scan_start(w, &st, &view, end);
+	st.max = max;
+	scan_bytes(w, &st, nd->off, nd->len);
+	scan_start(w, &sl, &view, end);
+	sl.spans = leaves;
+	sl.max = max;
+	if (!collect_leaves(w, &sl, nd->off, end, depth + 1))
+		return scan_opaque(w, nd, POLICY_RULE_LIMIT_DEPTH,
+				   POLICY_SCAN_DEPTH);
+	w->flags |= st.flags | sl.flags;
+	unsigned n = merge_spans(st.spans, st.n, leaves, sl.n, both, max);
+	nd->in_place = true;
+	return report_spans(w, nd, both, n);
 }
 
-enum shape { SHAPE_STRING, SHAPE_MESSAGE, SHAPE_UNKNOWN };
+enum shape { SHAPE_STRING, SHAPE_BYTES, SHAPE_MESSAGE, SHAPE_BOTH,
+	     SHAPE_UNKNOWN };
 
-/* What a length-delimited field holds (policy_proto.c's header): a nested
- * message, a string or bytes, or unknown once the work cap is reached. */
+/* What a length-delimited field holds (policy_proto.c's header): text,
+ * other bytes, a nested message, text that is also a message, or unknown
+ * once the work cap is reached. */
 static enum shape field_shape(struct pb_walk *w,
-			      const struct policy_pb_node *nd, unsigned depth)
+			      const struct policy_pb_node *nd)
 {
 	if (!charge(w, 2ull * nd->len))
 		return SHAPE_UNKNOWN;
+	bool text = is_text(w->b + nd->off, nd->len);
 	if (!fields_ok(w->b, nd->off, nd->off + nd->len))
-		return SHAPE_STRING;
-	if (!is_text(w->b + nd->off, nd->len))
-		return SHAPE_MESSAGE;
-	if (!charge(w, nd->len))
-		return SHAPE_UNKNOWN;
-	return read_as_text(w, nd, depth) ? SHAPE_STRING : SHAPE_MESSAGE;
+		return text ? SHAPE_STRING : SHAPE_BYTES;
+	return text ? SHAPE_BOTH : SHAPE_MESSAGE;
 }
 
 static bool node_event(struct pb_walk *w, enum policy_pb_event ev,
@@ -327,9 +400,18 @@ static bool walk_message(struct pb_walk *w, uint32_t a, uint32_t end,
 			.hdr_len = (uint8_t)(cpos - lpos),
 		};
 		bool ok;
-		enum shape sh = field_shape(w, &nd, depth);
-		if (sh == SHAPE_STRING)
+		enum shape sh = field_shape(w, &nd);
+		/* bytes may be a structure of their own (a group, a packed
+		 * list, another encoding): tokens there would break lengths
+		 * nobody can see */
+		nd.in_place = sh == SHAPE_BYTES;
+		if (sh == SHAPE_STRING || sh == SHAPE_BYTES)
 			ok = scan_field(w, &nd);
+		else if (sh == SHAPE_BOTH)
+			ok = charge(w, nd.len) ? scan_both(w, &nd, depth)
+					       : scan_opaque(w, &nd,
+							     POLICY_RULE_LIMIT_DEPTH,
+							     POLICY_SCAN_DEPTH);
 		else if (sh == SHAPE_UNKNOWN || depth >= w->max_depth)
 			ok = scan_opaque(w, &nd, POLICY_RULE_LIMIT_DEPTH,
 					 POLICY_SCAN_DEPTH);
@@ -346,9 +428,8 @@ static bool walk_message(struct pb_walk *w, uint32_t a, uint32_t end,
 /* gRPC length-prefixed messages: flag byte (bit 0: compressed), 4-byte
  * big-endian length, message. The last may be cut short (a body that
  * ends early); a header cut short is left as it is (nothing to scan). */
-static bool walk_frames(struct pb_walk *w)
+static bool walk_frames(struct pb_walk *w, uint32_t pos)
 {
-	uint32_t pos = 0;
 	while (w->n - pos >= 5) {
 		const uint8_t *h = w->b + pos;
 		if (h[0] > 1)
@@ -375,12 +456,12 @@ static bool walk_frames(struct pb_walk *w)
 }
 
 int policy_scan_protobuf(const struct policy_route *r, const void *body,
-			 size_t len, unsigned how, struct policy_span *spans,
-			 unsigned max, unsigned *flags, policy_pb_fn fn,
-			 void *user)
+			 size_t len, unsigned how, size_t skip,
+			 struct policy_span *spans, unsigned max,
+			 unsigned *flags, policy_pb_fn fn, void *user)
 {
 	if (!r || !spans || max == 0 || !fn || (!body && len) ||
-	    len > UINT32_MAX)
+	    len > UINT32_MAX || skip > len)
 		return -EINVAL;
 	if (!r->rules->scans_bodies || len == 0)
 		return 0;
@@ -391,11 +472,18 @@ int policy_scan_protobuf(const struct policy_route *r, const void *body,
 		.spans = spans, .max = max, .fn = fn, .user = user,
 		.budget = WORK_PER_BYTE * (uint64_t)len + WORK_BASE,
 	};
-	if (how & POLICY_PB_COMPRESSED)
-		scan_rest(&w, 0, w.n, POLICY_RULE_LIMIT_COMPRESSED, 0);
-	else if (how & POLICY_PB_FRAMED)
-		walk_frames(&w);
-	else
+	/* the continuation of a frame or message an earlier chunk began;
+	 * a message has no frame after which reading could start again */
+	uint32_t at = (uint32_t)skip;
+	if (at && !(how & POLICY_PB_FRAMED))
+		at = w.n;
+	bool more = scan_rest(&w, 0, at, POLICY_RULE_LIMIT_PROTOBUF,
+			      POLICY_SCAN_MALFORMED) && at < w.n;
+	if (more && (how & POLICY_PB_COMPRESSED))
+		scan_rest(&w, at, w.n, POLICY_RULE_LIMIT_COMPRESSED, 0);
+	else if (more && (how & POLICY_PB_FRAMED))
+		walk_frames(&w, at);
+	else if (more)
 		walk_message(&w, 0, w.n, 1);
 	if (flags)
 		*flags |= w.flags;

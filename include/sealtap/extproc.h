@@ -143,8 +143,8 @@ struct extproc_cfg {
 	X(msgs_out_of_order, "messages out of phase order (status 3)")         \
 	X(replies, "ProcessingResponse messages sent")                         \
 	X(replies_streamed, "streamed_response body chunks sent")              \
-	X(grpc_frames_cut, "STREAMED gRPC bodies that ended inside a frame "    \
-	  "(the held part lost)")                                               \
+	X(grpc_frames_cut, "STREAMED gRPC/protobuf bodies that ended inside "   \
+	  "what was held (lost)")                                               \
 	X(immediate_responses, "immediate_response replies")                   \
 	X(denials, "exchanges denied by a rule")                               \
 	X(mutations_replaced, "header values replaced")                        \
@@ -301,6 +301,10 @@ struct extproc_chunk {
 					message, whatever |ctype| says */
 	bool compressed;             /* ... which the data plane says is
 					compressed */
+	size_t pb_skip;              /* protobuf bodies: leading bytes that
+					continue a frame (or message) an
+					earlier chunk passed on unfinished:
+					unreadable */
 };
 
 /* The one interface between the protocol engine and the policy. For each

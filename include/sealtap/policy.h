@@ -348,6 +348,9 @@ struct policy_pb_node {
 			    declares more than the input holds) */
 	uint8_t hdr_len; /* prefix bytes: the varint's 1..5, a frame's 5 */
 	bool frame;      /* 4-byte big-endian length after the flag byte */
+	bool in_place;   /* POLICY_PB_TEXT: replace the spans without
+			    changing the field's length (bytes that are not
+			    text, or text that also reads as a message) */
 };
 
 enum policy_pb_event {
@@ -372,13 +375,16 @@ typedef int (*policy_pb_fn)(void *user, enum policy_pb_event ev,
  * ("limit/malformed_protobuf"), compressed messages ("limit/compressed")
  * and messages nested deeper than limits.json_depth ("limit/json_depth")
  * become spans with limits.unscanned, each inside one field, frame or
- * message. |spans| (|max| >= 1) is scratch reused for each field.
- * Returns 0, what |fn| stopped with, or -EINVAL. ORs POLICY_SCAN_* into
- * *|flags|. Never allocates. */
+ * message. The first |skip| bytes continue a frame (or message) an
+ * earlier chunk began and cannot be read: one unscanned region, in place;
+ * without POLICY_PB_FRAMED nothing after them can be read either.
+ * |spans| (|max| >= 1) is scratch reused for each field. Returns 0, what
+ * |fn| stopped with, or -EINVAL. ORs POLICY_SCAN_* into *|flags|. Never
+ * allocates. */
 int policy_scan_protobuf(const struct policy_route *r, const void *body,
-			 size_t len, unsigned how, struct policy_span *spans,
-			 unsigned max, unsigned *flags, policy_pb_fn fn,
-			 void *user);
+			 size_t len, unsigned how, size_t skip,
+			 struct policy_span *spans, unsigned max,
+			 unsigned *flags, policy_pb_fn fn, void *user);
 
 /* A JSON body that arrives in chunks (ext_proc STREAMED): what the
  * scanner keeps from one chunk to the next -- the open containers with

@@ -9,7 +9,9 @@
  *            message (application/x-protobuf);
  *   how & 2: GRPC body mode's de-framed message (whatever the type says),
  *            how & 4 its compressed flag;
- *   how & 8: a response body (a request's may be denied).
+ *   how & 8: a response body (a request's may be denied);
+ *   how >> 4: the first (how >> 4) * 5 bytes (at most all) continue a
+ *            frame an earlier chunk began (pb_skip: unreadable).
  *
  * Invariants (abort on violation): every span the walker reports lies
  * inside the field it is reported with, sorted and disjoint; frames and
@@ -73,13 +75,14 @@ static int on_event(void *user, enum policy_pb_event ev,
 
 /* Walks |b|: returns its POLICY_SCAN_* flags, fills |w|. */
 static unsigned walk(const struct policy_route *r, const uint8_t *b,
-		     size_t len, unsigned how, struct walk_check *w)
+		     size_t len, unsigned how, size_t skip,
+		     struct walk_check *w)
 {
 	struct policy_span sp[SPANS];
 	unsigned flags = 0;
 	*w = (struct walk_check){ .len = (uint32_t)len };
-	if (policy_scan_protobuf(r, b, len, how, sp, SPANS, &flags, on_event,
-				 w) != 0 || w->depth)
+	if (policy_scan_protobuf(r, b, len, how, skip, sp, SPANS, &flags,
+				 on_event, w) != 0 || w->depth)
 		abort();
 	return flags;
 }
@@ -114,8 +117,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	bool grpc_message = how & 2, compressed = grpc_message && (how & 4);
 	unsigned wh = grpc_message ? (compressed ? POLICY_PB_COMPRESSED : 0)
 				   : (how & 1 ? POLICY_PB_FRAMED : 0);
+	size_t skip = (size_t)(how >> 4) * 5;
+	if (skip > len)
+		skip = len;
 	struct walk_check in_w, out_w;
-	unsigned in_flags = walk(r, body, len, wh, &in_w);
+	unsigned in_flags = walk(r, body, len, wh, skip, &in_w);
 
 	const char *ctype = how & 1 ? "application/grpc" : "application/x-protobuf";
 	struct extproc_xdec xd = { .notes = true };
@@ -130,11 +136,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.data = body, .len = len, .last = true,
 		.ctype = (const uint8_t *)ctype, .ctype_len = strlen(ctype),
 		.grpc_message = grpc_message, .compressed = compressed,
+		.pb_skip = grpc_message ? 0 : skip,
 	};
 	enum extproc_verdict v = dec.ops->decide_body(dec.self, &xd, &c, &d);
-	if (v == EXTPROC_REPLACE &&
+	/* the unreadable lead keeps its length: the walk of the output
+	 * starts where the input's did */
+	if (v == EXTPROC_REPLACE && !c.pb_skip &&
 	    !(in_flags & (POLICY_SCAN_MALFORMED | POLICY_SCAN_SPANS_FULL))) {
-		unsigned out_flags = walk(r, out.p, out.len, wh, &out_w);
+		unsigned out_flags = walk(r, out.p, out.len, wh, 0, &out_w);
 		if ((out_flags & POLICY_SCAN_MALFORMED) ||
 		    out_w.frames != in_w.frames)
 			abort();

@@ -620,7 +620,7 @@ static enum extproc_verdict pb_decide(struct fx *f, enum extproc_part part,
 }
 
 /* The message of the protobuf tests, with |mail| where the address was:
- * { 1: { 2: { 1: "xxx... <mail>" }, 3: 7 }, 4: "keep me" } -- the innermost
+ * { 1: { 2: { 2: "xxx... <mail>" }, 3: 7 }, 4: "keep me" } -- the innermost
  * string is 96 bytes with the address, past 127 with a token, so its
  * varint grows to two bytes. */
 static void app_msg(struct pbw *m, const char *mail, size_t mlen)
@@ -630,7 +630,7 @@ static void app_msg(struct pbw *m, const char *mail, size_t mlen)
 	memset(text, 'x', 80);
 	text[80] = ' ';
 	memcpy(text + 81, mail, mlen);
-	w_len(&inner, 1, text, 81 + mlen);
+	w_len(&inner, 2, text, 81 + mlen); /* tag 0x12: no text */
 	w_len(&mid, 2, inner.b, inner.n);
 	w_num(&mid, 3, 7);
 	m->n = 0;
@@ -696,18 +696,64 @@ static void test_protobuf_body(void **state)
 	app_msg(&m2, tok, tl);
 	assert_int_equal(f->out.len, m2.n);
 	assert_memory_equal(f->out.p, m2.b, m2.n);
-	/* text that also parses as fields ('h' is field 13, a varint; 'x'
-	 * field 15; '@' field 8): the address runs over what would be tags,
-	 * so it is read as text and sealed, not passed on as a "message" */
-	struct pbw amb = { .n = 0 };
-	w_str(&amb, 3, "hxhy@hxhx.hxhx");
-	assert_int_equal(pb_decide(f, EXTPROC_REQ_BODY, "application/x-protobuf",
-				   &amb, false, false, &d), EXTPROC_REPLACE);
-	assert_null(memmem(f->out.p, f->out.len, "hxhy@", 5));
-	assert_string_equal(first_token(f, &tok, &tl), "hxhy@hxhx.hxhx");
-	assert_int_equal(f->out.p[0], 0x1a);
-	assert_int_equal(f->out.p[1], tl);
-	assert_int_equal(f->out.len, 2 + tl);
+	/* fields that are text and also parse as a message cannot be told
+	 * apart without the schema; their hits under both readings become
+	 * stars in place, so no length moves and the body is valid either
+	 * way (the record holds the tokens):
+	 *  - "hxhy@hxhx.hxhx": 'h' is field 13 (varint), 'x' field 15, '@'
+	 *    field 8; the address runs over what would be tags;
+	 *  - "Bearer <token68>" of 103 bytes: 'B' is field 8 (bytes) of
+	 *    length 'e' (101): as a message the token sits in a string
+	 *    without the "Bearer" the detector needs;
+	 *  - "Re: ...": 'R' field 10 of length 'e', a real string that a
+	 *    token would break as a message (its "length" rewritten);
+	 *  - a real nested message {1: "xxx... <mail>"} (tag 0x0a and a
+	 *    printable length) */
+	static const char *const amb_text[] = {
+		"hxhy@hxhx.hxhx",
+		"Bearer abcdcEfGh1JkLmN0pQrStUvWxYz234567890aBcDeFgHiJkLmNoPq"
+		"RsTuVwXyZ0123456789abcdefghijklmnopqrstuvwx",
+		"Re: lunch on friday? write to ann@example.com and tell the "
+		"others......................................", /* 103 */
+		NULL,
+	};
+	for (int i = 0; i < 4; i++) {
+		struct pbw amb = { .n = 0 }, in2 = { .n = 0 };
+		if (amb_text[i] && i)
+			assert_int_equal(strlen(amb_text[i]), 103);
+		if (amb_text[i]) {
+			w_str(&amb, 3, amb_text[i]);
+		} else {
+			char t[96];
+			memset(t, 'x', 80);
+			memcpy(t + 80, " bob@example.com", 16);
+			w_len(&in2, 1, t, 96);
+			w_len(&amb, 3, in2.b, in2.n);
+		}
+		size_t before = f->xd.findings[0].len;
+		assert_int_equal(pb_decide(f, EXTPROC_REQ_BODY,
+					   "application/x-protobuf", &amb,
+					   false, false, &d), EXTPROC_REPLACE);
+		assert_int_equal(f->out.len, amb.n);
+		assert_memory_equal(f->out.p, amb.b, 2); /* tag, length */
+		assert_null(memmem(f->out.p, f->out.len, "@", 1));
+		assert_null(memmem(f->out.p, f->out.len, "abcdcEfGh1", 10));
+		assert_non_null(memchr(f->out.p, '*', f->out.len));
+		assert_true(f->xd.findings[0].len > before); /* recorded */
+	}
+	/* bytes that are not text (here a nested message holding a proto2
+	 * group, which the walker does not read): stars in place, the inner
+	 * length left true */
+	struct pbw grp = { .n = 0 }, gi = { .n = 0 };
+	gi.b[gi.n++] = 0x13; /* field 2, start group */
+	gi.b[gi.n++] = 0x14; /* field 2, end group */
+	w_str(&gi, 3, "bob@example.com");
+	w_len(&grp, 1, gi.b, gi.n);
+	assert_int_equal(pb_decide(f, EXTPROC_RESP_BODY, "application/x-protobuf",
+				   &grp, false, false, &d), EXTPROC_REPLACE);
+	assert_int_equal(f->out.len, grp.n);
+	assert_memory_equal(f->out.p, grp.b, 6);
+	assert_memory_equal(f->out.p + 6, "***************", 15);
 	/* a message without hits is kept as it is */
 	struct pbw plain = { .n = 0 };
 	w_str(&plain, 1, "nothing here");
