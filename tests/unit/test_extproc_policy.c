@@ -754,6 +754,12 @@ static void test_protobuf_body(void **state)
 	assert_int_equal(f->out.len, grp.n);
 	assert_memory_equal(f->out.p, grp.b, 6);
 	assert_memory_equal(f->out.p + 6, "***************", 15);
+	/* a GRPC-mode message is protobuf whatever its content-type says */
+	app_msg(&m, mail, strlen(mail));
+	assert_int_equal(pb_decide(f, EXTPROC_REQ_BODY,
+				   "application/octet-stream", &m, true, false,
+				   &d), EXTPROC_REPLACE);
+	assert_null(memmem(f->out.p, f->out.len, mail, strlen(mail)));
 	/* a message without hits is kept as it is */
 	struct pbw plain = { .n = 0 };
 	w_str(&plain, 1, "nothing here");
