@@ -33,7 +33,7 @@
  * are scanned one chunk at a time. Where a value may be cut by a chunk
  * boundary and its first part already sent, sealtap fails closed: the
  * run of characters a detector hit can consist of that touches the
- * boundary is redacted, at most GUARD_MAX bytes (guard_boundaries()).
+ * boundary is redacted, at most POLICY_GUARD_MAX bytes (guard_boundaries()).
  * BUFFERED bodies (what the mode_override asks for) come whole and need
  * none of it.
  */
@@ -50,7 +50,6 @@
 #include "sealtap/seal.h"
 
 #define MAX_SPANS 32  /* spans handled per value, as record_seal.c */
-#define GUARD_MAX 256 /* bytes redacted on each side of a chunk boundary */
 #define NAME_MAX_FIELD 120 /* header name bytes in a token's field */
 /* Bytes of record notes ("sealed" entries, body findings) one exchange
  * keeps per list: a record holds at most extproc's 1 MiB anyway (past it
@@ -203,25 +202,6 @@ static enum extproc_verdict pd_header(void *self, struct extproc_xdec *xd,
 
 /* ---- bodies ---------------------------------------------------------------------- */
 
-static bool digit_or_upper(uint8_t c)
-{
-	return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z');
-}
-
-/* True if byte |i| of |b| can be inside a detector hit: a letter, digit
- * or one of the marks e-mail addresses, tokens and keys use, or a single
- * blank between two digits or capitals (a card number or IBAN in groups;
- * the chunk's edge counts as one, the group may go on there). */
-static bool hit_byte(const uint8_t *b, size_t len, size_t i)
-{
-	uint8_t c = b[i];
-	if ((c >= 'a' && c <= 'z') || digit_or_upper(c) ||
-	    (c && strchr("-._~+/=%@", c)))
-		return true;
-	return c == ' ' && (i == 0 || digit_or_upper(b[i - 1])) &&
-	       (i + 1 == len || digit_or_upper(b[i + 1]));
-}
-
 static struct policy_span guard_span(size_t off, size_t len)
 {
 	return (struct policy_span){ .off = (uint32_t)off,
@@ -248,7 +228,8 @@ static int guard_boundaries(struct policy_span *sp, int n,
 	size_t len = c->len;
 	if (c->off && len && !(flags & POLICY_SCAN_RESUMED)) {
 		size_t h = 0;
-		while (h < len && h < GUARD_MAX && hit_byte(b, len, h))
+		while (h < len && h < POLICY_GUARD_MAX &&
+		       policy_hit_byte(b, len, h))
 			h++;
 		if (n && sp[0].off < h)
 			h = sp[0].off;
@@ -261,7 +242,8 @@ static int guard_boundaries(struct policy_span *sp, int n,
 	if (!c->last && len &&
 	    (!json_stream || (flags & POLICY_SCAN_CUT_STRING))) {
 		size_t t = len;
-		while (t > 0 && len - t < GUARD_MAX && hit_byte(b, len, t - 1))
+		while (t > 0 && len - t < POLICY_GUARD_MAX &&
+		       policy_hit_byte(b, len, t - 1))
 			t--;
 		/* a run that starts right after an escape's backslash
 		 * takes the backslash too: "\u00" or "\n" cut in half must

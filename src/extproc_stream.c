@@ -1212,7 +1212,7 @@ static size_t pb_plan(struct side *s, int kind, const uint8_t *p, size_t len,
 		tail = PB_REST_ALL;
 	}
 	while (kind == PB_FRAMED && len - whole >= 5) {
-		if (p[whole] > 1) { /* not a frame: nothing after is either */
+		if (!policy_grpc_flag_ok(p[whole])) { /* not a frame: nor after */
 			s->pb_rest = last ? 0 : PB_REST_ALL;
 			return len;
 		}

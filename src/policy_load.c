@@ -2317,7 +2317,6 @@ static struct policy *load_text(const char *name, const char *text,
 		[POLICY_RULE_LIMIT_DEPTH] = "limit/json_depth",
 		[POLICY_RULE_LIMIT_MALFORMED] = "limit/malformed_json",
 		[POLICY_RULE_LIMIT_CHUNK] = "limit/chunk_boundary",
-		[POLICY_RULE_LIMIT_PROTOBUF] = "limit/malformed_protobuf",
 		[POLICY_RULE_LIMIT_COMPRESSED] = "limit/compressed",
 	};
 	for (unsigned i = 0; i < ST_ARRAY_SIZE(limit_names); i++) {

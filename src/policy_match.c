@@ -704,15 +704,46 @@ unsigned policy_body_protobuf(const void *ctype, size_t ctype_len,
 {
 	char mt[128];
 	size_t k = ctype ? media_type(ctype, ctype_len, mt) : 0;
+	*is_pb = true;
 	if (is(mt, k, "application/grpc") ||
-	    is(mt, k, "application/grpc+proto")) {
-		*is_pb = true;
+	    is(mt, k, "application/grpc+proto") ||
+	    is(mt, k, "application/grpc-web") ||
+	    is(mt, k, "application/grpc-web+proto"))
 		return POLICY_PB_FRAMED;
-	}
+	/* gRPC framing around another codec (JSON, ...): the frames are
+	 * read, their content is not protobuf */
+	if (has_prefix(mt, k, "application/grpc+") ||
+	    has_prefix(mt, k, "application/grpc-web+"))
+		return POLICY_PB_FRAMED | POLICY_PB_RAW;
 	*is_pb = is(mt, k, "application/x-protobuf") ||
 		 is(mt, k, "application/protobuf") ||
 		 is(mt, k, "application/vnd.google.protobuf");
 	return 0;
+}
+
+static bool digit_or_upper(uint8_t c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z');
+}
+
+bool policy_hit_byte(const void *text, size_t len, size_t i)
+{
+	const uint8_t *b = text;
+	uint8_t c = b[i];
+	if ((c >= 'a' && c <= 'z') || digit_or_upper(c) ||
+	    (c && strchr("-._~+/=%@", c)))
+		return true;
+	return c == ' ' && (i == 0 || digit_or_upper(b[i - 1])) &&
+	       (i + 1 == len || digit_or_upper(b[i + 1]));
+}
+
+size_t policy_guard_cut(const void *text, size_t start, size_t cut)
+{
+	size_t len = cut;
+	while (cut > start && len - cut < POLICY_GUARD_MAX &&
+	       policy_hit_byte(text, len, cut - 1))
+		cut--;
+	return cut;
 }
 
 int policy_scan_body(const struct policy_route *r, const void *ctype,
@@ -732,7 +763,12 @@ int policy_scan_body(const struct policy_route *r, const void *ctype,
 	struct pol_scan sc;
 	scan_init(&sc, r, body, len, spans, max, &view);
 	uint32_t lim = r->policy->limits.body_bytes;
-	uint32_t n = len > lim ? lim : (uint32_t)len;
+	/* text: a value the limit cuts goes wholly to the unscanned rest,
+	 * its first part alone would not be found (a card's first groups);
+	 * JSON ends a value open at the cut there (policy_json.c) */
+	uint32_t n = len <= lim ? (uint32_t)len
+		     : kind == BODY_JSON ? lim
+					 : (uint32_t)policy_guard_cut(body, 0, lim);
 	unsigned mask = rs->det_mask[POL_SCOPE_BODY];
 	switch (kind) {
 	case BODY_JSON:

@@ -13,7 +13,7 @@
  * Without the schema a length-delimited field is read by its bytes:
  *   - a sequence of well-formed fields that ends exactly at its end, and
  *     not valid text: a nested message, walked (at most limits.json_depth
- *     levels; deeper ones are one unscanned region);
+ *     levels; deeper ones are read raw, below);
  *   - valid UTF-8 without control characters (tab, CR, LF aside) that does
  *     not parse as fields: a string, scanned; its hits become tokens;
  *   - neither: bytes, scanned too (they often carry text), but their hits
@@ -24,14 +24,19 @@
  *     1 of length 36; "h" + any byte is field 13, a varint): which it is
  *     cannot be known, and the two readings put lengths in different
  *     places. Its hits under both readings (the text as a whole, and every
- *     string below it as a message) are replaced in place, so it stays
- *     valid either way and nothing either reading would find passes.
+ *     string below it as a message, both readings again where that is
+ *     ambiguous too) are replaced in place, so nothing either reading
+ *     would find passes, and it stays valid either way unless a hit of the
+ *     text reading runs over what the other takes for a tag or length.
  * In place, the record still gets the tokens (ext_proc: |in_place|).
  * Varint and fixed-width fields (numbers) are not scanned: a token cannot
- * stand in an integer. Groups (wire types 3 and 4, long deprecated) and any
- * other malformation make the rest of the frame (or message) one
- * unscanned region, as a JSON syntax error does; every region that cannot
- * be read is replaced in place.
+ * stand in an integer. Bytes whose structure is not read -- a malformed
+ * rest of a frame or message (groups, wire types 3 and 4, long
+ * deprecated, included), nesting past limits.json_depth or the work cap,
+ * another codec's frames, gRPC-Web trailers, the continuation of a frame
+ * an earlier chunk began -- are scanned raw, their hits in place, so
+ * whatever structure they hold keeps its lengths. Compressed bytes, which
+ * no detector can read, are one unscanned region (limits.unscanned).
  *
  * Each call scans one field's bytes alone, with its own span array, so the
  * span limit (limits: the last span grows to the end) stays inside that
@@ -39,7 +44,7 @@
  * across a length. Nothing here allocates; recursion is bounded by
  * limits.json_depth (<= POL_JSON_DEPTH_MAX), and the bytes read to tell
  * fields apart by WORK_PER_BYTE times the body (past that, a field still
- * to be told is one unscanned region, as if nested too deep).
+ * to be told is read raw, as if nested too deep).
  */
 #include <errno.h>
 #include <string.h>
@@ -64,6 +69,7 @@ struct pb_walk {
 	policy_pb_fn fn;
 	void *user;
 	int rc; /* the callback's stop code */
+	bool raw; /* frames of another codec: content read raw */
 	uint64_t budget; /* bytes the field tests may still read */
 };
 
@@ -213,12 +219,20 @@ static void scan_start(struct pb_walk *w, struct pol_scan *sc,
 }
 
 /* The detectors on [off, off + len) up to limits.body_bytes, the rest
- * unscanned; into |sc| (whose spans must end before |off|). */
+ * unscanned; into |sc| (whose spans must end before |off|). A cut at the
+ * limit moves back past what a value it splits may have left before it
+ * (policy_guard_cut()) and to a UTF-8 character's start, so neither half
+ * of a secret passes and a string stays UTF-8. */
 static void scan_bytes(struct pb_walk *w, struct pol_scan *sc, uint32_t off,
 		       uint32_t len)
 {
 	uint32_t end = off + len;
 	uint32_t cut = end > w->lim ? (off > w->lim ? off : w->lim) : end;
+	if (cut < end) {
+		cut = (uint32_t)policy_guard_cut(w->b, off, cut);
+		while (cut > off && (w->b[cut] & 0xc0) == 0x80)
+			cut--;
+	}
 	if (cut > off)
 		pol_scan_text(sc, off, cut - off, POL_ENC_RAW,
 			      sc->rs->det_mask[POL_SCOPE_BODY], 0);
@@ -241,32 +255,53 @@ static bool scan_field(struct pb_walk *w, const struct policy_pb_node *nd)
 	return report(w, nd, &sc);
 }
 
-/* Bytes that could not be read (|nd|: a field's content, or bytes with
- * no prefix of their own): one unscanned region (with keep: the detectors
- * still run, unless the bytes are compressed). */
-static bool scan_opaque(struct pb_walk *w, const struct policy_pb_node *nd,
-			uint16_t rule, unsigned flag)
+/* Bytes whose structure is not read (|nd|: a field's content, or bytes
+ * with no prefix of their own): the detectors run over them raw and
+ * their hits are replaced in place, so whatever structure they hold keeps
+ * its lengths. |flag|: why (POLICY_SCAN_*). */
+static bool scan_raw(struct pb_walk *w, const struct policy_pb_node *nd,
+		     unsigned flag)
 {
 	if (!nd->len)
 		return true;
 	struct pol_view view;
 	struct pol_scan sc;
 	struct policy_pb_node in = *nd;
-	in.in_place = true; /* its structure is unknown: no length moves */
-	nd = &in;
-	scan_start(w, &sc, &view, nd->off + nd->len);
+	in.in_place = true;
+	scan_start(w, &sc, &view, in.off + in.len);
 	sc.flags |= flag;
-	pol_scan_rest(&sc, nd->off, rule, rule != POLICY_RULE_LIMIT_COMPRESSED);
-	return report(w, nd, &sc);
+	scan_bytes(w, &sc, in.off, in.len);
+	return report(w, &in, &sc);
 }
 
-/* [off, end): bytes with no length prefix of their own. */
+/* [off, end): bytes with no length prefix of their own, read raw. */
 static bool scan_rest(struct pb_walk *w, uint32_t off, uint32_t end,
-		      uint16_t rule, unsigned flag)
+		      unsigned flag)
 {
 	struct policy_pb_node nd = { .off = off, .len = end - off };
-	return off >= end || scan_opaque(w, &nd, rule, flag);
+	return off >= end || scan_raw(w, &nd, flag);
 }
+
+/* Compressed bytes, which no detector can read: one unscanned region
+ * (limits.unscanned), in place. */
+static bool scan_compressed(struct pb_walk *w, uint32_t off, uint32_t end)
+{
+	if (off >= end)
+		return true;
+	struct pol_view view;
+	struct pol_scan sc;
+	struct policy_pb_node nd = { .off = off, .len = end - off,
+				     .in_place = true };
+	scan_start(w, &sc, &view, end);
+	pol_scan_rest(&sc, off, POLICY_RULE_LIMIT_COMPRESSED, false);
+	return report(w, &nd, &sc);
+}
+
+static bool both_readings(struct pb_walk *w, struct pol_scan *sc,
+			  uint32_t off, uint32_t len, unsigned depth);
+static unsigned merge_spans(const struct policy_span *a, unsigned na,
+			    const struct policy_span *b, unsigned nb,
+			    struct policy_span *out, unsigned max);
 
 /* The message reading of [a, end): every string or bytes field below it
  * scanned, in order, into |sc|. False once the work cap is reached. */
@@ -280,13 +315,42 @@ static bool collect_leaves(struct pb_walk *w, struct pol_scan *sc, uint32_t a,
 			continue;
 		if (!charge(w, clen))
 			return false;
-		if (depth < w->max_depth && fields_ok(w->b, cpos, cpos + clen)) {
+		if (depth >= w->max_depth ||
+		    !fields_ok(w->b, cpos, cpos + clen)) {
+			scan_bytes(w, sc, cpos, clen);
+		} else if (!is_text(w->b + cpos, clen)) {
 			if (!collect_leaves(w, sc, cpos, cpos + clen, depth + 1))
 				return false;
-		} else {
-			scan_bytes(w, sc, cpos, clen);
+		} else if (!both_readings(w, sc, cpos, clen, depth)) {
+			return false;
 		}
 	}
+	return true;
+}
+
+/* Content at [off, off + len) that is text and a message: the spans of
+ * both readings, merged, appended to |sc|. */
+static bool both_readings(struct pb_walk *w, struct pol_scan *sc,
+			  uint32_t off, uint32_t len, unsigned depth)
+{
+	struct policy_span t[POL_PB_SPANS], l[POL_PB_SPANS], m[POL_PB_SPANS];
+	unsigned max = ST_MIN(sc->max, POL_PB_SPANS);
+	struct pol_scan st = *sc, sl;
+	st.spans = t;
+	st.n = 0;
+	st.max = max;
+	st.full = false;
+	st.total = off + len;
+	sl = st;
+	sl.spans = l;
+	scan_bytes(w, &st, off, len);
+	if (!collect_leaves(w, &sl, off, off + len, depth + 1))
+		return false;
+	sc->flags |= st.flags | sl.flags;
+	unsigned n = merge_spans(t, st.n, l, sl.n, m, max);
+	for (unsigned i = 0; i < n; i++)
+		pol_out_add(sc, m[i].off, m[i].len, m[i].action, m[i].kind,
+			    m[i].detector, 0, m[i].rule_id, m[i].rule);
 	return true;
 }
 
@@ -349,8 +413,7 @@ static bool scan_both(struct pb_walk *w, struct policy_pb_node *nd,
 	sl.spans = leaves;
 	sl.max = max;
 	if (!collect_leaves(w, &sl, nd->off, end, depth + 1))
-		return scan_opaque(w, nd, POLICY_RULE_LIMIT_DEPTH,
-				   POLICY_SCAN_DEPTH);
+		return scan_raw(w, nd, POLICY_SCAN_DEPTH);
 	w->flags |= st.flags | sl.flags;
 	unsigned n = merge_spans(st.spans, st.n, leaves, sl.n, both, max);
 	nd->in_place = true;
@@ -391,8 +454,7 @@ static bool walk_message(struct pb_walk *w, uint32_t a, uint32_t end,
 		uint32_t at = pos, lpos = 0, cpos = 0, clen = 0;
 		unsigned wt;
 		if (!field(w->b, end, &pos, &wt, &lpos, &cpos, &clen))
-			return scan_rest(w, at, end, POLICY_RULE_LIMIT_PROTOBUF,
-					 POLICY_SCAN_MALFORMED);
+			return scan_rest(w, at, end, POLICY_SCAN_MALFORMED);
 		if (wt != WT_LEN || clen == 0)
 			continue;
 		struct policy_pb_node nd = {
@@ -409,12 +471,10 @@ static bool walk_message(struct pb_walk *w, uint32_t a, uint32_t end,
 			ok = scan_field(w, &nd);
 		else if (sh == SHAPE_BOTH)
 			ok = charge(w, nd.len) ? scan_both(w, &nd, depth)
-					       : scan_opaque(w, &nd,
-							     POLICY_RULE_LIMIT_DEPTH,
-							     POLICY_SCAN_DEPTH);
+					       : scan_raw(w, &nd,
+							  POLICY_SCAN_DEPTH);
 		else if (sh == SHAPE_UNKNOWN || depth >= w->max_depth)
-			ok = scan_opaque(w, &nd, POLICY_RULE_LIMIT_DEPTH,
-					 POLICY_SCAN_DEPTH);
+			ok = scan_raw(w, &nd, POLICY_SCAN_DEPTH);
 		else
 			ok = node_event(w, POLICY_PB_ENTER, &nd) &&
 			     walk_message(w, cpos, cpos + clen, depth + 1) &&
@@ -432,10 +492,8 @@ static bool walk_frames(struct pb_walk *w, uint32_t pos)
 {
 	while (w->n - pos >= 5) {
 		const uint8_t *h = w->b + pos;
-		if (h[0] > 1)
-			return scan_rest(w, pos, w->n,
-					 POLICY_RULE_LIMIT_PROTOBUF,
-					 POLICY_SCAN_MALFORMED);
+		if (!policy_grpc_flag_ok(h[0]))
+			return scan_rest(w, pos, w->n, POLICY_SCAN_MALFORMED);
 		uint32_t len = (uint32_t)h[1] << 24 | (uint32_t)h[2] << 16 |
 			       (uint32_t)h[3] << 8 | h[4];
 		struct policy_pb_node nd = {
@@ -443,10 +501,13 @@ static bool walk_frames(struct pb_walk *w, uint32_t pos)
 			.frame = true,
 		};
 		uint32_t end = len > w->n - nd.off ? w->n : nd.off + len;
+		/* compressed; a gRPC-Web trailers frame (text) or another
+		 * codec: read raw; else a message */
 		bool ok = node_event(w, POLICY_PB_ENTER, &nd) &&
-			  (h[0] ? scan_rest(w, nd.off, end,
-					    POLICY_RULE_LIMIT_COMPRESSED, 0)
-				: walk_message(w, nd.off, end, 1)) &&
+			  ((h[0] & 1) ? scan_compressed(w, nd.off, end)
+			   : ((h[0] & 0x80) || w->raw)
+				   ? scan_rest(w, nd.off, end, 0)
+				   : walk_message(w, nd.off, end, 1)) &&
 			  node_event(w, POLICY_PB_LEAVE, &nd);
 		if (!ok)
 			return false;
@@ -477,10 +538,10 @@ int policy_scan_protobuf(const struct policy_route *r, const void *body,
 	uint32_t at = (uint32_t)skip;
 	if (at && !(how & POLICY_PB_FRAMED))
 		at = w.n;
-	bool more = scan_rest(&w, 0, at, POLICY_RULE_LIMIT_PROTOBUF,
-			      POLICY_SCAN_MALFORMED) && at < w.n;
+	w.raw = how & POLICY_PB_RAW;
+	bool more = scan_rest(&w, 0, at, POLICY_SCAN_MALFORMED) && at < w.n;
 	if (more && (how & POLICY_PB_COMPRESSED))
-		scan_rest(&w, at, w.n, POLICY_RULE_LIMIT_COMPRESSED, 0);
+		scan_compressed(&w, at, w.n);
 	else if (more && (how & POLICY_PB_FRAMED))
 		walk_frames(&w, at);
 	else if (more)

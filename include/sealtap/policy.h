@@ -154,8 +154,7 @@ struct policy_span {
 #define POLICY_RULE_LIMIT_DEPTH 2     /* "limit/json_depth" */
 #define POLICY_RULE_LIMIT_MALFORMED 3 /* "limit/malformed_json" */
 #define POLICY_RULE_LIMIT_CHUNK 4     /* "limit/chunk_boundary" */
-#define POLICY_RULE_LIMIT_PROTOBUF 5  /* "limit/malformed_protobuf" */
-#define POLICY_RULE_LIMIT_COMPRESSED 6 /* "limit/compressed" */
+#define POLICY_RULE_LIMIT_COMPRESSED 5 /* "limit/compressed" */
 
 /* ---- objects ---------------------------------------------------------------- */
 
@@ -332,9 +331,32 @@ bool policy_body_is_json(const void *ctype, size_t ctype_len);
 /* How to read a protobuf body (policy_scan_protobuf()'s |how|). */
 #define POLICY_PB_FRAMED 0x01     /* gRPC length-prefixed messages */
 #define POLICY_PB_COMPRESSED 0x02 /* one compressed message: not readable */
+#define POLICY_PB_RAW 0x04        /* with FRAMED: the frames hold another
+				     codec (gRPC JSON, ...): their content is
+				     scanned as raw bytes, hits in place */
 
-/* POLICY_PB_FRAMED for application/grpc and application/grpc+proto; 0
- * with *|is_pb| for application/x-protobuf, application/protobuf and
+/* A gRPC frame's flag byte: bit 0 compressed, bit 7 a gRPC-Web trailers
+ * frame; any other bit is not gRPC. */
+static inline bool policy_grpc_flag_ok(uint8_t f)
+{
+	return !(f & ~0x81u);
+}
+
+/* Bytes a value cut at a boundary may have left just before it: byte |i|
+ * of |text| (|len| bytes) can be inside a detector hit -- a letter,
+ * digit, one of "-._~+/=%@", or a single blank between two digits or
+ * capitals (a card number or IBAN in groups; the edge counts as one). */
+bool policy_hit_byte(const void *text, size_t len, size_t i);
+#define POLICY_GUARD_MAX 256
+/* A cut at |cut| moved back, past such bytes (at most POLICY_GUARD_MAX,
+ * not before |start|), so a value it splits goes wholly to the part
+ * after it. */
+size_t policy_guard_cut(const void *text, size_t start, size_t cut);
+
+/* POLICY_PB_FRAMED for application/grpc, application/grpc+proto and
+ * application/grpc-web(+proto); with POLICY_PB_RAW for gRPC framing
+ * around another codec (application/grpc+json, grpc-web+...); 0 with
+ * *|is_pb| for application/x-protobuf, application/protobuf and
  * application/vnd.google.protobuf (one message); *|is_pb| false for
  * anything else. */
 unsigned policy_body_protobuf(const void *ctype, size_t ctype_len,
@@ -371,15 +393,17 @@ typedef int (*policy_pb_fn)(void *user, enum policy_pb_event ev,
  * schema and runs the body detectors on each string and bytes field
  * alone (policy_proto.c says how fields are told apart), calling |fn|
  * for frames and nested messages and for each field with spans, in the
- * order of the input. Fields past limits.body_bytes, a malformed rest
- * ("limit/malformed_protobuf"), compressed messages ("limit/compressed")
- * and messages nested deeper than limits.json_depth ("limit/json_depth")
- * become spans with limits.unscanned, each inside one field, frame or
- * message. The first |skip| bytes continue a frame (or message) an
- * earlier chunk began and cannot be read: one unscanned region, in place;
- * without POLICY_PB_FRAMED nothing after them can be read either.
- * |spans| (|max| >= 1) is scratch reused for each field. Returns 0, what
- * |fn| stopped with, or -EINVAL. ORs POLICY_SCAN_* into *|flags|. Never
+ * order of the input. Bytes whose structure is not read -- a malformed
+ * rest (POLICY_SCAN_MALFORMED), nesting deeper than limits.json_depth or
+ * past the work cap (POLICY_SCAN_DEPTH), another codec's frames, the
+ * first |skip| bytes, which continue a frame (or message) an earlier
+ * chunk began -- are scanned raw, their hits reported |in_place|;
+ * compressed messages are one span with limits.unscanned
+ * ("limit/compressed"); string bytes past limits.body_bytes one with
+ * limits.unscanned ("limit/body_bytes"), each inside its field. Without
+ * POLICY_PB_FRAMED nothing after a skip can be read either. |spans|
+ * (|max| >= 1) is scratch reused for each field. Returns 0, what |fn|
+ * stopped with, or -EINVAL. ORs POLICY_SCAN_* into *|flags|. Never
  * allocates. */
 int policy_scan_protobuf(const struct policy_route *r, const void *body,
 			 size_t len, unsigned how, size_t skip,

@@ -668,7 +668,12 @@ static void test_protobuf_body(void **state)
 	assert_int_equal(policy_body_protobuf("application/x-protobuf", 22, &pb),
 			 0);
 	assert_true(pb);
-	policy_body_protobuf("application/grpc-web", 20, &pb);
+	assert_int_equal(policy_body_protobuf("application/grpc-web", 20, &pb),
+			 POLICY_PB_FRAMED);
+	assert_int_equal(policy_body_protobuf("application/grpc+json", 21, &pb),
+			 POLICY_PB_FRAMED | POLICY_PB_RAW);
+	assert_true(pb);
+	policy_body_protobuf("application/grpc-web-text", 25, &pb);
 	assert_false(pb);
 	start(f, "shop.test", "/shop.v1.Orders/Create", NULL);
 	app_msg(&m, mail, strlen(mail));
@@ -779,9 +784,32 @@ static void test_protobuf_body(void **state)
 	assert_int_equal(f->out.p[5], 0x12); /* field 2, still a string */
 }
 
-/* What cannot be read is unscanned (redact: stars of the same length, so
- * no length changes): a compressed frame or message, a malformed rest,
- * nesting past limits.json_depth. No address is left in plain. */
+/* The output expected when |in|'s only change is each |needle| starred
+ * in place. */
+static void starred(const struct pbw *in, const char *needle,
+		    struct pbw *out)
+{
+	*out = *in;
+	size_t n = strlen(needle);
+	for (uint8_t *p = out->b; (p = memmem(p, out->n - (size_t)(p - out->b),
+					      needle, n)); p += n)
+		memset(p, '*', n);
+}
+
+static void assert_starred(struct fx *f, const struct pbw *in,
+			   const char *needle)
+{
+	static struct pbw want;
+	starred(in, needle, &want);
+	assert_int_equal(f->out.len, want.n);
+	assert_memory_equal(f->out.p, want.b, want.n);
+}
+
+/* Compressed bytes are unscanned (redact: stars of the same length). The
+ * rest that cannot be read as protobuf -- a malformed rest, a flag byte
+ * that is not gRPC, nesting past limits.json_depth or past the work cap
+ * -- is scanned raw and its hits starred in place, so its structure, if
+ * any, keeps its lengths. No address is left in plain. */
 static void test_protobuf_unreadable(void **state)
 {
 	struct fx *f = *state;
@@ -811,16 +839,21 @@ static void test_protobuf_unreadable(void **state)
 	w_frame(&in, 0, &t, (uint32_t)t.n);
 	assert_int_equal(pb_decide(f, EXTPROC_REQ_BODY, "application/grpc", &in,
 				   false, false, &d), EXTPROC_REPLACE);
-	assert_int_equal(f->out.len, in.n);
-	assert_memory_equal(f->out.p, in.b, 7); /* header, "he" */
-	for (size_t i = 7; i < in.n; i++)
-		assert_int_equal(f->out.p[i], '*');
-	/* a flag byte other than 0 or 1: not gRPC from there on */
+	assert_starred(f, &in, "bob@example.com");
+	/* a flag byte that is not gRPC: not gRPC from there on */
 	in.b[0] = 7;
 	assert_int_equal(pb_decide(f, EXTPROC_REQ_BODY, "application/grpc", &in,
 				   false, false, &d), EXTPROC_REPLACE);
-	for (size_t i = 0; i < in.n; i++)
-		assert_int_equal(f->out.p[i], '*');
+	assert_starred(f, &in, "bob@example.com");
+	/* a proto2 group at the top: G { group Grp = 1 { a = 2 }; b = 3 } */
+	struct pbw g = { .n = 0 };
+	g.b[g.n++] = 0x0b; /* field 1, start group */
+	w_str(&g, 2, "to bob@example.com");
+	g.b[g.n++] = 0x0c; /* field 1, end group */
+	w_str(&g, 3, "after the group");
+	assert_int_equal(pb_decide(f, EXTPROC_RESP_BODY, "application/x-protobuf",
+				   &g, false, false, &d), EXTPROC_REPLACE);
+	assert_starred(f, &g, "bob@example.com");
 	/* 70 levels of nesting (limits.json_depth is 64) */
 	struct pbw a = { .n = 0 }, b;
 	w_str(&a, 1, "bob@example.com");
@@ -831,9 +864,7 @@ static void test_protobuf_unreadable(void **state)
 	}
 	assert_int_equal(pb_decide(f, EXTPROC_REQ_BODY, "application/x-protobuf",
 				   &a, false, false, &d), EXTPROC_REPLACE);
-	assert_int_equal(f->out.len, a.n);
-	assert_null(memmem(f->out.p, f->out.len, "bob@", 4));
-	assert_memory_equal(f->out.p, a.b, 2 * 63); /* the 63 levels read */
+	assert_starred(f, &a, "bob@example.com");
 
 	/* a chain of 40 nested messages around 20 KB: telling each level's
 	 * kind reads all below it, past the work cap (16 bytes per body byte
@@ -853,9 +884,97 @@ static void test_protobuf_unreadable(void **state)
 	assert_true(big.n < sizeof(big.b));
 	assert_int_equal(pb_decide(f, EXTPROC_REQ_BODY, "application/x-protobuf",
 				   &big, false, false, &d), EXTPROC_REPLACE);
-	assert_int_equal(f->out.len, big.n);
-	assert_null(memmem(f->out.p, f->out.len, "bob@", 4));
-	assert_memory_equal(f->out.p, big.b, 30); /* the levels read */
+	assert_starred(f, &big, "bob@example.com");
+}
+
+/* Found by a second review: a bearer token in a nested string whose
+ * message (Auth{header = 1}, bytes "\n" 'g' + header) reads both as text
+ * and as fields, and so does the header itself ('B' field 8 of length
+ * 101): both readings at every level, the token never passes. A cut at
+ * limits.body_bytes (64 KiB) moves back past a value it splits and to a
+ * UTF-8 character's start. gRPC-Web frames get tokens and their lengths;
+ * gRPC frames of another codec are read raw, in place. */
+static void test_protobuf_review(void **state)
+{
+	struct fx *f = *state;
+	struct extproc_decision d;
+	static const char bearer[] =
+		"Bearer abcdcEfGh1JkLmN0pQrStUvWxYz234567890aBcDeFgHiJkLmNoPq"
+		"RsTuVwXyZ0123456789abcdefghijklmnopqrstuvwx";
+	struct pbw auth = { .n = 0 }, req = { .n = 0 };
+	w_str(&auth, 1, bearer);
+	w_len(&req, 3, auth.b, auth.n);
+	start(f, "shop.test", "/", NULL);
+	assert_int_equal(pb_decide(f, EXTPROC_REQ_BODY, "application/x-protobuf",
+				   &req, false, false, &d), EXTPROC_REPLACE);
+	assert_int_equal(f->out.len, req.n);
+	assert_null(memmem(f->out.p, f->out.len, "abcdcEfGh1", 10));
+
+	/* a string of 70,000 bytes: a card number across the limit, a
+	 * 3-byte character on it */
+	static char text[70000];
+	memset(text, '.', sizeof(text));
+	size_t at = 65536 - 4 - 15; /* the last group past the limit */
+	memcpy(text + at, " 4111 1111 1111 1111 ", 21);
+	/* (larger than the test writer's buffer: built by hand) */
+	size_t n = 4 + sizeof(text);
+	uint8_t *b = malloc(n);
+	b[0] = 0x0a;
+	b[1] = (uint8_t)(0x80 | (sizeof(text) & 0x7f));
+	b[2] = (uint8_t)(0x80 | ((sizeof(text) >> 7) & 0x7f));
+	b[3] = (uint8_t)(sizeof(text) >> 14);
+	memcpy(b + 4, text, sizeof(text));
+	struct extproc_chunk c = { .part = EXTPROC_RESP_BODY, .data = b,
+				   .len = n, .last = true };
+	assert_int_equal(decide(f, &c, "application/x-protobuf", &d),
+			 EXTPROC_REPLACE);
+	assert_null(memmem(f->out.p, f->out.len, "4111", 4));
+	assert_null(memmem(f->out.p, f->out.len, "1111", 4));
+	/* the same text as text/plain: the cut is guarded there too */
+	struct extproc_chunk ct = { .part = EXTPROC_RESP_BODY, .data = b + 4,
+				    .len = sizeof(text), .last = true };
+	assert_int_equal(decide(f, &ct, "text/plain", &d), EXTPROC_REPLACE);
+	assert_null(memmem(f->out.p, f->out.len, "1111", 4));
+	memset(b + 4, 'a', sizeof(text));
+	memcpy(b + 65535, "\xe2\x82\xac", 3); /* on the limit */
+	assert_int_equal(decide(f, &c, "application/x-protobuf", &d),
+			 EXTPROC_REPLACE);
+	assert_int_equal(f->out.len, n);
+	assert_true(f->out.p[65535] == '*' ||
+		    memcmp(f->out.p + 65535, "\xe2\x82\xac", 3) == 0);
+	free(b);
+
+	/* gRPC-Web: frames as gRPC, a trailers frame (flag 0x80) read raw */
+	static const char mail[] = "bob@example.com";
+	struct pbw m, web = { .n = 0 }, tr = { .n = 0 };
+	app_msg(&m, mail, strlen(mail));
+	w_frame(&web, 0, &m, (uint32_t)m.n);
+	static const char trailers[] = "grpc-status:0\r\nx-mail:bob@example.com\r\n";
+	memcpy(tr.b, trailers, sizeof(trailers) - 1);
+	tr.n = sizeof(trailers) - 1;
+	w_frame(&web, 0x80, &tr, (uint32_t)tr.n);
+	assert_int_equal(pb_decide(f, EXTPROC_RESP_BODY, "application/grpc-web",
+				   &web, false, false, &d), EXTPROC_REPLACE);
+	const char *tok;
+	size_t tl;
+	const char *o = (const char *)f->out.p;
+	tok = memmem(o, f->out.len, "stk1.", 5);
+	assert_non_null(tok);
+	tl = tok_len(tok, f->out.len - (size_t)(tok - o));
+	struct pbw want = { .n = 0 }, m2;
+	app_msg(&m2, tok, tl);
+	w_frame(&want, 0, &m2, (uint32_t)m2.n);
+	assert_memory_equal(f->out.p, want.b, want.n);
+	assert_int_equal(f->out.len, want.n + tr.n + 5);
+	assert_null(memmem(f->out.p, f->out.len, mail, strlen(mail)));
+	/* gRPC framing around JSON: read raw, starred in place */
+	struct pbw js = { .n = 0 }, jf = { .n = 0 };
+	memcpy(js.b, "{\"mail\":\"bob@example.com\"}", 26);
+	js.n = 26;
+	w_frame(&jf, 0, &js, (uint32_t)js.n);
+	assert_int_equal(pb_decide(f, EXTPROC_RESP_BODY, "application/grpc+json",
+				   &jf, false, false, &d), EXTPROC_REPLACE);
+	assert_starred(f, &jf, mail);
 }
 
 static void test_quiescent(void **state)
@@ -897,6 +1016,7 @@ int main(void)
 		cmocka_unit_test(test_json_stream_escape_cut),
 		cmocka_unit_test(test_protobuf_body),
 		cmocka_unit_test(test_protobuf_unreadable),
+		cmocka_unit_test(test_protobuf_review),
 		cmocka_unit_test(test_quiescent),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
