@@ -397,7 +397,8 @@ static unsigned merge_spans(const struct policy_span *a, unsigned na,
  * cannot be known without the schema, and the two readings put lengths
  * in different places. So its hits under both readings (the text as a
  * whole; every string below it as a message) are replaced in place,
- * changing no length: valid either way. */
+ * changing no length: valid either way, unless a hit of the text reading
+ * runs over what the message reading takes for a tag or length. */
 static bool scan_both(struct pb_walk *w, struct policy_pb_node *nd,
 		      unsigned depth)
 {
