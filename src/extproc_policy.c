@@ -519,11 +519,15 @@ static enum extproc_verdict pd_body(void *self, struct extproc_xdec *xd,
 			    : !policy_scans_body(xd->route, c->ctype,
 						 c->ctype_len))
 		return d->verdict = EXTPROC_KEEP;
-	bool is_pb = c->grpc_message;
-	unsigned how = c->grpc_message
-			       ? (c->compressed ? POLICY_PB_COMPRESSED : 0)
-			       : policy_body_protobuf(c->ctype, c->ctype_len,
-						      &is_pb);
+	bool is_pb;
+	unsigned how = policy_body_protobuf(c->ctype, c->ctype_len, &is_pb);
+	if (c->grpc_message) {
+		/* one de-framed message, of the codec the content-type names
+		 * (protobuf when it names none) */
+		is_pb = true;
+		how = c->compressed ? POLICY_PB_COMPRESSED
+				    : how & (POLICY_PB_JSON | POLICY_PB_RAW);
+	}
 	if (is_pb)
 		return pb_body(pp, xd, c, d, how);
 	struct policy_span sp[MAX_SPANS];

@@ -710,8 +710,11 @@ unsigned policy_body_protobuf(const void *ctype, size_t ctype_len,
 	    is(mt, k, "application/grpc-web") ||
 	    is(mt, k, "application/grpc-web+proto"))
 		return POLICY_PB_FRAMED;
-	/* gRPC framing around another codec (JSON, ...): the frames are
-	 * read, their content is not protobuf */
+	/* gRPC framing around another codec: the frames are read, their
+	 * content is not protobuf */
+	if (is(mt, k, "application/grpc+json") ||
+	    is(mt, k, "application/grpc-web+json"))
+		return POLICY_PB_FRAMED | POLICY_PB_JSON;
 	if (has_prefix(mt, k, "application/grpc+") ||
 	    has_prefix(mt, k, "application/grpc-web+"))
 		return POLICY_PB_FRAMED | POLICY_PB_RAW;

@@ -33,7 +33,8 @@
  * stand in an integer. Bytes whose structure is not read -- a malformed
  * rest of a frame or message (groups, wire types 3 and 4, long
  * deprecated, included), nesting past limits.json_depth or the work cap,
- * another codec's frames, gRPC-Web trailers, the continuation of a frame
+ * frames of a codec other than protobuf and JSON (JSON frames are JSON
+ * bodies: scan_json()), gRPC-Web trailers, the continuation of a frame
  * an earlier chunk began -- are scanned raw, their hits in place, so
  * whatever structure they hold keeps its lengths. Compressed bytes, which
  * no detector can read, are one unscanned region (limits.unscanned).
@@ -69,7 +70,8 @@ struct pb_walk {
 	policy_pb_fn fn;
 	void *user;
 	int rc; /* the callback's stop code */
-	bool raw; /* frames of another codec: content read raw */
+	bool raw;  /* frames of another codec: content read raw */
+	bool json; /* frames of the JSON codec: content read as JSON */
 	uint64_t budget; /* bytes the field tests may still read */
 };
 
@@ -282,6 +284,28 @@ static bool scan_rest(struct pb_walk *w, uint32_t off, uint32_t end,
 	return off >= end || scan_raw(w, &nd, flag);
 }
 
+/* [off, end): a JSON document (the gRPC JSON codec), scanned as a JSON
+ * body -- paths and detectors, limits.body_bytes, a syntax error's rest
+ * unscanned -- its spans replaced by tokens that keep it valid JSON (no
+ * prefix of its own: the frame around it grows). */
+static bool scan_json(struct pb_walk *w, uint32_t off, uint32_t end)
+{
+	if (off >= end)
+		return true;
+	struct pol_view view;
+	struct pol_scan sc;
+	struct policy_pb_node nd = { .off = off, .len = end - off };
+	scan_start(w, &sc, &view, end);
+	uint32_t cut = end > w->lim ? (off > w->lim ? off : w->lim) : end;
+	if (cut > off)
+		pol_json_scan(&sc, off, cut - off);
+	if (cut < end && !sc.full) {
+		sc.flags |= POLICY_SCAN_BODY_CUT;
+		pol_scan_rest(&sc, cut, POLICY_RULE_LIMIT_BODY, false);
+	}
+	return report(w, &nd, &sc);
+}
+
 /* Compressed bytes, which no detector can read: one unscanned region
  * (limits.unscanned), in place. */
 static bool scan_compressed(struct pb_walk *w, uint32_t off, uint32_t end)
@@ -489,6 +513,21 @@ static bool walk_message(struct pb_walk *w, uint32_t a, uint32_t end,
 /* gRPC length-prefixed messages: flag byte (bit 0: compressed), 4-byte
  * big-endian length, message. The last may be cut short (a body that
  * ends early); a header cut short is left as it is (nothing to scan). */
+/* A frame's content by its flag byte and the codec: compressed; a
+ * gRPC-Web trailers frame (text) or another codec, raw; JSON; else a
+ * message. */
+static bool frame_content(struct pb_walk *w, uint8_t flag, uint32_t off,
+			  uint32_t end)
+{
+	if (flag & 1)
+		return scan_compressed(w, off, end);
+	if ((flag & 0x80) || w->raw)
+		return scan_rest(w, off, end, 0);
+	if (w->json)
+		return scan_json(w, off, end);
+	return walk_message(w, off, end, 1);
+}
+
 static bool walk_frames(struct pb_walk *w, uint32_t pos)
 {
 	while (w->n - pos >= 5) {
@@ -505,10 +544,7 @@ static bool walk_frames(struct pb_walk *w, uint32_t pos)
 		/* compressed; a gRPC-Web trailers frame (text) or another
 		 * codec: read raw; else a message */
 		bool ok = node_event(w, POLICY_PB_ENTER, &nd) &&
-			  ((h[0] & 1) ? scan_compressed(w, nd.off, end)
-			   : ((h[0] & 0x80) || w->raw)
-				   ? scan_rest(w, nd.off, end, 0)
-				   : walk_message(w, nd.off, end, 1)) &&
+			  frame_content(w, h[0], nd.off, end) &&
 			  node_event(w, POLICY_PB_LEAVE, &nd);
 		if (!ok)
 			return false;
@@ -540,13 +576,12 @@ int policy_scan_protobuf(const struct policy_route *r, const void *body,
 	if (at && !(how & POLICY_PB_FRAMED))
 		at = w.n;
 	w.raw = how & POLICY_PB_RAW;
+	w.json = how & POLICY_PB_JSON;
 	bool more = scan_rest(&w, 0, at, POLICY_SCAN_MALFORMED) && at < w.n;
-	if (more && (how & POLICY_PB_COMPRESSED))
-		scan_compressed(&w, at, w.n);
-	else if (more && (how & POLICY_PB_FRAMED))
+	if (more && (how & POLICY_PB_FRAMED))
 		walk_frames(&w, at);
-	else if (more)
-		walk_message(&w, 0, w.n, 1);
+	else if (more) /* one message: as a frame's content with flag 0 */
+		frame_content(&w, (how & POLICY_PB_COMPRESSED) ? 1 : 0, 0, w.n);
 	if (flags)
 		*flags |= w.flags;
 	return w.rc;

@@ -331,9 +331,13 @@ bool policy_body_is_json(const void *ctype, size_t ctype_len);
 /* How to read a protobuf body (policy_scan_protobuf()'s |how|). */
 #define POLICY_PB_FRAMED 0x01     /* gRPC length-prefixed messages */
 #define POLICY_PB_COMPRESSED 0x02 /* one compressed message: not readable */
-#define POLICY_PB_RAW 0x04        /* with FRAMED: the frames hold another
-				     codec (gRPC JSON, ...): their content is
-				     scanned as raw bytes, hits in place */
+#define POLICY_PB_RAW 0x04        /* another codec: the frames' content (or
+				     the one message) is scanned as raw bytes,
+				     hits in place */
+#define POLICY_PB_JSON 0x08       /* the JSON codec: the frames' content (or
+				     the one message) is JSON, scanned as a
+				     JSON body (paths, detectors; tokens keep
+				     it valid JSON, the frame lengths follow) */
 
 /* A gRPC frame's flag byte: bit 0 compressed, bit 7 a gRPC-Web trailers
  * frame; any other bit is not gRPC. */
@@ -354,8 +358,9 @@ bool policy_hit_byte(const void *text, size_t len, size_t i);
 size_t policy_guard_cut(const void *text, size_t start, size_t cut);
 
 /* POLICY_PB_FRAMED for application/grpc, application/grpc+proto and
- * application/grpc-web(+proto); with POLICY_PB_RAW for gRPC framing
- * around another codec (application/grpc+json, grpc-web+...); 0 with
+ * application/grpc-web(+proto); with POLICY_PB_JSON for gRPC framing
+ * around JSON (application/grpc+json, grpc-web+json), with POLICY_PB_RAW
+ * around any other codec (application/grpc+..., grpc-web+...); 0 with
  * *|is_pb| for application/x-protobuf, application/protobuf and
  * application/vnd.google.protobuf (one message); *|is_pb| false for
  * anything else. */

@@ -124,8 +124,8 @@ msg_seeds.update({
                      EP.ProcessingRequest(response_body=EP.HttpBody(body=APP))),
 })
 
-# fuzz_protobuf: how (u8: 1 framed, 2 GRPC mode, 4 compressed, 8 response)
-# then the body
+# fuzz_protobuf: how (u8: 1 framed, 2 GRPC mode, 4 compressed, 8 response,
+# >> 4 & 3 the framed codec, >> 6 the unreadable lead) then the body
 pb_seeds = {
     'frames': bytes([1]) + gframe(APP) + gframe(APP),
     'frame_cut': bytes([1]) + gframe(APP, declared=len(APP) + 300),
@@ -136,6 +136,10 @@ pb_seeds = {
     'response_card': bytes([9]) + gframe(EP.HttpBody(body=b'pay 4111111111111111').SerializeToString()),
     'ambiguous_text': bytes([0]) + b'\x1a\x0ehxhy@hxhx.hxhx',
     'malformed': bytes([1]) + gframe(b'hello bob@example.com'),
+    # (how >> 4) & 3 picks the framed codec: 1 grpc+json, 2 grpc-web
+    'grpc_json': bytes([0x11]) + gframe(b'{"password":"p","mail":"bob@example.com"}'),
+    'grpc_mode_json': bytes([0x13]) + b'"pay 5105105105105100"',
+    'grpc_web_trailers': bytes([0x21]) + gframe(APP) + gframe(b'grpc-status:0\r\n', 0x80),
 }
 os.makedirs(os.path.join(HERE, 'seeds', 'protobuf'), exist_ok=True)
 for name, data in pb_seeds.items():
