@@ -241,10 +241,7 @@ static int guard_boundaries(struct policy_span *sp, int n,
 	}
 	if (!c->last && len &&
 	    (!json_stream || (flags & POLICY_SCAN_CUT_STRING))) {
-		size_t t = len;
-		while (t > 0 && len - t < POLICY_GUARD_MAX &&
-		       policy_hit_byte(b, len, t - 1))
-			t--;
+		size_t t = policy_guard_cut(b, 0, len);
 		/* a run that starts right after an escape's backslash
 		 * takes the backslash too: "\u00" or "\n" cut in half must
 		 * not leave a lone backslash before the stars (invalid

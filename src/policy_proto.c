@@ -192,23 +192,17 @@ static bool is_text(const uint8_t *s, uint32_t n)
 	return true;
 }
 
-/* Hands the |n| spans of one region to the caller: a field's content
- * (|nd| with its length prefix) or bytes inside a frame or message (no
- * prefix). */
-static bool report_spans(struct pb_walk *w, const struct policy_pb_node *nd,
-			 const struct policy_span *sp, unsigned n)
-{
-	if (!n)
-		return true;
-	w->rc = w->fn(w->user, POLICY_PB_TEXT, nd, sp, n);
-	return w->rc == 0;
-}
-
+/* Hands the spans |sc| found in one region to the caller: a field's
+ * content (|nd| with its length prefix) or bytes inside a frame or
+ * message (no prefix). */
 static bool report(struct pb_walk *w, const struct policy_pb_node *nd,
 		   const struct pol_scan *sc)
 {
 	w->flags |= sc->flags;
-	return report_spans(w, nd, sc->spans, sc->n);
+	if (!sc->n)
+		return true;
+	w->rc = w->fn(w->user, POLICY_PB_TEXT, nd, sc->spans, sc->n);
+	return w->rc == 0;
 }
 
 static void scan_start(struct pb_walk *w, struct pol_scan *sc,
@@ -247,12 +241,14 @@ static void scan_bytes(struct pb_walk *w, struct pol_scan *sc, uint32_t off,
 	}
 }
 
-/* A string or bytes field's content. */
-static bool scan_field(struct pb_walk *w, const struct policy_pb_node *nd)
+/* A string or bytes field's content (|flag|: POLICY_SCAN_* to report). */
+static bool scan_field(struct pb_walk *w, const struct policy_pb_node *nd,
+		       unsigned flag)
 {
 	struct pol_view view;
 	struct pol_scan sc;
 	scan_start(w, &sc, &view, nd->off + nd->len);
+	sc.flags |= flag;
 	scan_bytes(w, &sc, nd->off, nd->len);
 	return report(w, nd, &sc);
 }
@@ -266,14 +262,9 @@ static bool scan_raw(struct pb_walk *w, const struct policy_pb_node *nd,
 {
 	if (!nd->len)
 		return true;
-	struct pol_view view;
-	struct pol_scan sc;
 	struct policy_pb_node in = *nd;
 	in.in_place = true;
-	scan_start(w, &sc, &view, in.off + in.len);
-	sc.flags |= flag;
-	scan_bytes(w, &sc, in.off, in.len);
-	return report(w, &in, &sc);
+	return scan_field(w, &in, flag);
 }
 
 /* [off, end): bytes with no length prefix of their own, read raw. */
@@ -426,23 +417,13 @@ static unsigned merge_spans(const struct policy_span *a, unsigned na,
 static bool scan_both(struct pb_walk *w, struct policy_pb_node *nd,
 		      unsigned depth)
 {
-	uint32_t end = nd->off + nd->len;
-	struct policy_span leaves[POL_PB_SPANS], both[POL_PB_SPANS];
 	struct pol_view view;
-	struct pol_scan st, sl;
-	unsigned max = ST_MIN(w->max, POL_PB_SPANS);
-	scan_start(w, &st, &view, end);
-	st.max = max;
-	scan_bytes(w, &st, nd->off, nd->len);
-	scan_start(w, &sl, &view, end);
-	sl.spans = leaves;
-	sl.max = max;
-	if (!collect_leaves(w, &sl, nd->off, end, depth + 1))
+	struct pol_scan sc;
+	scan_start(w, &sc, &view, nd->off + nd->len);
+	if (!both_readings(w, &sc, nd->off, nd->len, depth))
 		return scan_raw(w, nd, POLICY_SCAN_DEPTH);
-	w->flags |= st.flags | sl.flags;
-	unsigned n = merge_spans(st.spans, st.n, leaves, sl.n, both, max);
 	nd->in_place = true;
-	return report_spans(w, nd, both, n);
+	return report(w, nd, &sc);
 }
 
 enum shape { SHAPE_STRING, SHAPE_BYTES, SHAPE_MESSAGE, SHAPE_BOTH,
@@ -493,7 +474,7 @@ static bool walk_message(struct pb_walk *w, uint32_t a, uint32_t end,
 		 * nobody can see */
 		nd.in_place = sh == SHAPE_BYTES;
 		if (sh == SHAPE_STRING || sh == SHAPE_BYTES)
-			ok = scan_field(w, &nd);
+			ok = scan_field(w, &nd, 0);
 		else if (sh == SHAPE_BOTH)
 			ok = charge(w, nd.len) ? scan_both(w, &nd, depth)
 					       : scan_raw(w, &nd,

@@ -38,6 +38,22 @@ struct walk_check {
 	uint32_t last_end; /* end of the previous span: they come in order */
 };
 
+/* A broken invariant: the one way a fuzz target reports (libFuzzer keeps
+ * the input that crashed it). */
+static void require(bool holds)
+{
+	if (!holds)
+		abort();
+}
+
+static bool span_ok(const struct walk_check *w,
+		    const struct policy_pb_node *nd, const struct policy_span *s)
+{
+	return s->len && s->off >= nd->off &&
+	       s->off + s->len <= nd->off + nd->len && s->off >= w->last_end &&
+	       s->rule && s->action > POLICY_ACTION_KEEP;
+}
+
 static int on_event(void *user, enum policy_pb_event ev,
 		    const struct policy_pb_node *nd,
 		    const struct policy_span *sp, unsigned n)
@@ -45,28 +61,20 @@ static int on_event(void *user, enum policy_pb_event ev,
 	struct walk_check *w = user;
 	switch (ev) {
 	case POLICY_PB_ENTER:
-		if (nd->hdr + nd->hdr_len != nd->off || nd->off > w->len)
-			abort();
-		if (nd->frame && w->depth)
-			abort();
+		require(nd->hdr + nd->hdr_len == nd->off && nd->off <= w->len &&
+			!(nd->frame && w->depth));
 		w->frames += nd->frame;
 		w->depth++;
 		break;
 	case POLICY_PB_LEAVE:
-		if (!w->depth)
-			abort();
+		require(w->depth);
 		w->depth--;
 		break;
 	case POLICY_PB_TEXT:
-		if (!n || n > SPANS || nd->off + nd->len > w->len ||
-		    (nd->hdr_len && nd->hdr + nd->hdr_len != nd->off))
-			abort();
+		require(n && n <= SPANS && nd->off + nd->len <= w->len &&
+			(!nd->hdr_len || nd->hdr + nd->hdr_len == nd->off));
 		for (unsigned i = 0; i < n; i++) {
-			if (!sp[i].len || sp[i].off < nd->off ||
-			    sp[i].off + sp[i].len > nd->off + nd->len ||
-			    sp[i].off < w->last_end || !sp[i].rule ||
-			    sp[i].action <= POLICY_ACTION_KEEP)
-				abort();
+			require(span_ok(w, nd, &sp[i]));
 			w->last_end = sp[i].off + sp[i].len;
 		}
 		break;
@@ -82,9 +90,8 @@ static unsigned walk(const struct policy_route *r, const uint8_t *b,
 	struct policy_span sp[SPANS];
 	unsigned flags = 0;
 	*w = (struct walk_check){ .len = (uint32_t)len };
-	if (policy_scan_protobuf(r, b, len, how, skip, sp, SPANS, &flags,
-				 on_event, w) != 0 || w->depth)
-		abort();
+	require(policy_scan_protobuf(r, b, len, how, skip, sp, SPANS, &flags,
+				     on_event, w) == 0 && !w->depth);
 	return flags;
 }
 
@@ -101,8 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		static const char *const tenants[] = { "default" };
 		struct keys_cache *keys = testkeys_new(1, tenants, 1, 0x5a, NULL, 0);
 		pp = pol && keys ? extproc_policy_new(pol, keys, 0, &ctr) : NULL;
-		if (!pp)
-			abort();
+		require(pp);
 		extproc_policy_online(pp, true);
 		dec = extproc_policy_decider(pp);
 	}
@@ -156,9 +162,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    !(wh & (POLICY_PB_JSON | POLICY_PB_RAW)) &&
 	    !(in_flags & (POLICY_SCAN_MALFORMED | POLICY_SCAN_SPANS_FULL))) {
 		unsigned out_flags = walk(r, out.p, out.len, wh, 0, &out_w);
-		if ((out_flags & POLICY_SCAN_MALFORMED) ||
-		    out_w.frames != in_w.frames)
-			abort();
+		require(!(out_flags & POLICY_SCAN_MALFORMED) &&
+			out_w.frames == in_w.frames);
 	}
 	extproc_buf_free(&out);
 	extproc_buf_free(&xd.applied);

@@ -620,7 +620,7 @@ static enum extproc_verdict pb_decide(struct fx *f, enum extproc_part part,
 }
 
 /* The message of the protobuf tests, with |mail| where the address was:
- * { 1: { 2: { 2: "xxx... <mail>" }, 3: 7 }, 4: "keep me" } -- the innermost
+ * { 1: { 2: { 2: 80 x "x", " <mail>" }, 3: 7 }, 4: "keep me" } -- the innermost
  * string is 96 bytes with the address, past 127 with a token, so its
  * varint grows to two bytes. */
 static void app_msg(struct pbw *m, const char *mail, size_t mlen)
@@ -715,7 +715,7 @@ static void test_protobuf_body(void **state)
 	 *    without the "Bearer" the detector needs;
 	 *  - "Re: ...": 'R' field 10 of length 'e', a real string that a
 	 *    token would break as a message (its "length" rewritten);
-	 *  - a real nested message {1: "xxx... <mail>"} (tag 0x0a and a
+	 *  - a real nested message {1: 80 x "x", " <mail>"} (tag 0x0a and a
 	 *    printable length) */
 	static const char *const amb_text[] = {
 		"hxhy@hxhx.hxhx",
