@@ -766,12 +766,12 @@ int policy_scan_body(const struct policy_route *r, const void *ctype,
 	struct pol_scan sc;
 	scan_init(&sc, r, body, len, spans, max, &view);
 	uint32_t lim = r->policy->limits.body_bytes;
-	/* text: a value the limit cuts goes wholly to the unscanned rest,
-	 * its first part alone would not be found (a card's first groups);
-	 * JSON ends a value open at the cut there (policy_json.c) */
+	/* a value the limit cuts goes wholly to the unscanned rest: its
+	 * first part alone would not be found (a card's first groups). In
+	 * JSON the value then ends at the moved cut (policy_json.c: a value
+	 * open at the end is handled as far as it goes) */
 	uint32_t n = len <= lim ? (uint32_t)len
-		     : kind == BODY_JSON ? lim
-					 : (uint32_t)policy_guard_cut(body, 0, lim);
+				: (uint32_t)policy_guard_cut(body, 0, lim);
 	unsigned mask = rs->det_mask[POL_SCOPE_BODY];
 	switch (kind) {
 	case BODY_JSON:
@@ -864,8 +864,11 @@ int policy_scan_body_chunk(const struct policy_route *r, const void *ctype,
 	uint32_t total = carry + (uint32_t)len;
 	scan_init(&sc, r, in, total, spans, max, &view);
 	uint32_t lim = r->policy->limits.body_bytes;
-	uint32_t n = total > lim ? lim : total;
-	bool cut = total > n;
+	/* as in a whole body, the cut moves back past a value it splits;
+	 * never into the carry, whose bytes went out with the chunk before
+	 * (starred there by ext_proc's chunk guard when a string was open) */
+	bool cut = total > lim;
+	uint32_t n = cut ? (uint32_t)policy_guard_cut(in, carry, lim) : total;
 	pol_json_scan_chunk(&sc, n, js, last || cut);
 	if (!last && !cut && !js->dead &&
 	    ((js->carry_len && js->carry[0] == '"') ||

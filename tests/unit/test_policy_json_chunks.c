@@ -390,6 +390,44 @@ static void test_deep_keep_guarded(void **st)
 	policy_free(p);
 }
 
+/* limits.body_bytes cutting a chunk inside a card only a detector finds:
+ * the cut moves back over the card's digits, so none of them is left for
+ * the reply, but never into the carry (the string's start, carried from
+ * the chunk before, went out with that chunk). */
+static void test_body_cut_guarded(void **st)
+{
+	(void)st;
+	static const char text[] =
+		"tenants: {t: {kms: pkcs11, kek: k}}\n"
+		"limits: {body_bytes: 20}\n"
+		"rule_sets: {r: {detectors: {card: redact}}}\n";
+	struct policy *p = load(text);
+	const char *c[2] = { "{\"n\": \"pay",
+			     " to 4111 1111 1111 1111 and more\"}" };
+	size_t cl[2] = { strlen(c[0]), strlen(c[1]) };
+	unsigned fl[2];
+	struct policy_span sp[8];
+	int n = scan_seq(policy_default_route(p), c, cl, 2, fl, sp);
+	assert_true(fl[0] & POLICY_SCAN_CUT_STRING);
+	assert_true(fl[1] & POLICY_SCAN_BODY_CUT);
+	/* the carry is "pay (4 bytes); the cut at 20 of carry + chunk falls
+	 * after "4111 1111 11" and moves back to the blank before it */
+	assert_int_equal(n, 1);
+	assert_int_equal(sp[0].rule_id, POLICY_RULE_LIMIT_BODY);
+	assert_int_equal(sp[0].off, 4);
+	assert_int_equal(sp[0].off + sp[0].len, cl[1]);
+	/* a cut that would have to go into the carry stays where it is */
+	const char *d[2] = { "{\"n\": \"4111 1111",
+			     " 1111 1111 and more text to cut\"}" };
+	size_t dl[2] = { strlen(d[0]), strlen(d[1]) };
+	n = scan_seq(policy_default_route(p), d, dl, 2, fl, sp);
+	assert_true(fl[1] & POLICY_SCAN_BODY_CUT);
+	assert_int_equal(n, 1);
+	assert_int_equal(sp[0].off, 0);
+	assert_int_equal(sp[0].len, dl[1]);
+	policy_free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -402,6 +440,7 @@ int main(void)
 		cmocka_unit_test(test_long_string_then_resumed),
 		cmocka_unit_test(test_split_bom),
 		cmocka_unit_test(test_deep_keep_guarded),
+		cmocka_unit_test(test_body_cut_guarded),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
