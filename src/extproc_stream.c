@@ -154,6 +154,9 @@ struct extproc_xchg {
 			    only with allow_mode_override */
 	bool done;  /* immediate_response sent */
 	bool begun; /* the decider was told the exchange's route */
+	bool in_value; /* the data plane sends header values in `value`
+			  (Envoy with send_header_raw_value off), and then
+			  reads only that field of a mutation: ours go there */
 	struct extproc_xdec xd;
 	uint64_t last_ns;
 };
@@ -589,6 +592,7 @@ struct hmut {
 	size_t nset, capset;
 	char **remove;
 	size_t nremove, capremove;
+	bool in_value; /* values in `value`, not raw_value (xchg.in_value) */
 	bool nomem;
 };
 
@@ -617,9 +621,22 @@ static char *astrndup(struct extproc_ctx *ctx, const void *s, size_t n)
 	return p;
 }
 
-/* Adds "set |name| to |value|" (raw_value only): overwriting every line
+/* The deprecated `append` flag, which Envoy's ext_proc filter reads
+ * instead of append_action (unset means false: every option of a name
+ * would overwrite the one before, and only the last line would stay).
+ * Shared by every reply, never freed: replies live in the stream's
+ * arena and are packed, not freed through protobuf-c. */
+static Sealtap__Wkt__BoolValue append_no = SEALTAP__WKT__BOOL_VALUE__INIT;
+static Sealtap__Wkt__BoolValue append_yes = {
+	PROTOBUF_C_MESSAGE_INIT(&sealtap__wkt__bool_value__descriptor), 1
+};
+
+/* Adds "set |name| to |value|" (in raw_value, or in value only for a data
+ * plane that sends its headers that way): overwriting every line
  * the data plane has under that name, or, with |append|, adding a line
- * after those an earlier option of this mutation set. */
+ * after those an earlier option of this mutation set. Both ways of
+ * saying so are set: append_action (the API's current field, gRPC's
+ * ext_proc) and append (Envoy's). */
 static void hmut_add(struct extproc_ctx *ctx, struct hmut *m,
 		     const uint8_t *name, size_t nl, const uint8_t *value,
 		     size_t vl, bool append)
@@ -627,7 +644,9 @@ static void hmut_add(struct extproc_ctx *ctx, struct hmut *m,
 	HDR_OPTION *o = anew(ctx, sizeof(*o));
 	HDR_VALUE *hv = anew(ctx, sizeof(*hv));
 	char *k = astrndup(ctx, name, nl);
-	uint8_t *v = arena_alloc(ctx->arena, vl ? vl : 1);
+	/* in value: the data plane's values were UTF-8 (a proto3 string)
+	 * and tokens are ASCII, so the string stays valid */
+	char *v = astrndup(ctx, value, vl);
 	if (!o || !hv || !k || !v ||
 	    !grow(ctx, (void ***)&m->set, &m->capset, m->nset)) {
 		m->nomem = true;
@@ -635,14 +654,18 @@ static void hmut_add(struct extproc_ctx *ctx, struct hmut *m,
 	}
 	envoy__config__core__v3__header_value_option__init(o);
 	envoy__config__core__v3__header_value__init(hv);
-	memcpy(v, value, vl);
 	hv->key = k;
-	hv->raw_value.data = v;
-	hv->raw_value.len = vl;
+	if (m->in_value) {
+		hv->value = v;
+	} else {
+		hv->raw_value.data = (uint8_t *)v;
+		hv->raw_value.len = vl;
+	}
 	o->header = hv;
 	o->append_action =
 		append ? ENVOY__CONFIG__CORE__V3__HEADER_VALUE_OPTION__HEADER_APPEND_ACTION__APPEND_IF_EXISTS_OR_ADD
 		       : ENVOY__CONFIG__CORE__V3__HEADER_VALUE_OPTION__HEADER_APPEND_ACTION__OVERWRITE_IF_EXISTS_OR_ADD;
+	o->append = append ? &append_yes : &append_no;
 	o->keep_empty_value = vl == 0;
 	m->set[m->nset++] = o;
 }
@@ -1004,6 +1027,11 @@ static bool walk_headers(struct extproc_xchg *x, struct extproc_ctx *ctx,
 		return true;
 	}
 	uint32_t nf = 0, nchange = 0;
+	for (size_t i = 0; i < nh && !x->in_value; i++)
+		x->in_value = map->headers[i] &&
+			      !map->headers[i]->raw_value.len &&
+			      map->headers[i]->value && map->headers[i]->value[0];
+	m->in_value = x->in_value;
 	for (size_t i = 0; i < nh; i++) {
 		if (!map->headers[i])
 			continue;
@@ -1349,14 +1377,15 @@ static int fd_flush(struct extproc_xchg *x, struct extproc_ctx *ctx, int dir,
  * sealtap with a content-length: Envoy leaves content-length to the
  * processor in that mode alone (ProcessingMode.BodySendMode) and refuses
  * a body that does not match it, so the reply sets it to |len|. */
-static int fix_length(struct extproc_ctx *ctx, const struct side *s,
-		      COMMON_RESP *cr, size_t len, const char **why)
+static int fix_length(struct extproc_ctx *ctx, const struct extproc_xchg *x,
+		      const struct side *s, COMMON_RESP *cr, size_t len,
+		      const char **why)
 {
 	if (s->body_mode != MODE_BUFFERED || !s->has_clen)
 		return 0;
 	char num[24];
 	int k = snprintf(num, sizeof(num), "%zu", len);
-	struct hmut m = { 0 };
+	struct hmut m = { .in_value = x->in_value };
 	hmut_set(ctx, &m, (const uint8_t *)"content-length", 14,
 		 (const uint8_t *)num, (size_t)k);
 	cr->header_mutation = hmut_finish(ctx, &m);
@@ -1539,7 +1568,7 @@ static int body_reply(struct extproc_xchg *x, struct extproc_ctx *ctx,
 		br.response = &cr;
 		EXTPROC_INC(ctx->ctr, mutations_body);
 		x->mutations++;
-		int rc = fix_length(ctx, s, &cr, v == EXTPROC_REPLACE
+		int rc = fix_length(ctx, x, s, &cr, v == EXTPROC_REPLACE
 							? ctx->scratch.len
 							: 0, why);
 		if (rc)

@@ -419,6 +419,9 @@ static void test_mutation_shape(void **state)
 			       sizeof(pt)) < 0);
 	assert_int_equal(hm->set_headers[0]->append_action,
 			 ENVOY__CONFIG__CORE__V3__HEADER_VALUE_OPTION__HEADER_APPEND_ACTION__OVERWRITE_IF_EXISTS_OR_ADD);
+	/* Envoy reads the deprecated append flag, not append_action */
+	assert_non_null(hm->set_headers[0]->append);
+	assert_false(hm->set_headers[0]->append->value);
 	/* request id: the record id, 16 hex digits */
 	assert_string_equal(hm->set_headers[1]->header->key, EXTPROC_REQUEST_ID_DEFAULT);
 	assert_memory_equal(hm->set_headers[1]->header->raw_value.data, "0000000000abcdef", 16);

@@ -108,6 +108,10 @@ def set_map(hm):
                     % (h.key, h.value))
         if h.key.startswith(':') or h.key == 'host' or h.key.startswith('x-envoy-'):
             xp.fail('protected header %s was mutated' % h.key)
+        # Envoy reads `append`, gRPC's ext_proc append_action: they agree
+        appends = o.append_action == pb.core.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD
+        if not o.HasField('append') or o.append.value != appends:
+            xp.fail('header %s: append disagrees with append_action' % h.key)
         out.setdefault(h.key, []).append((h.raw_value, o.append_action))
     return out
 

@@ -54,7 +54,7 @@ R = base64.b32encode(os.urandom(5)).decode().lower()
 C = {k: 'CANARY%s%s' % (k, R) for k in (
     'auth', 'key', 'secret', 'internal', 'sid', 'sidtwo', 'query', 'ssn',
     'card', 'resp', 'setc', 'trailer', 'globex', 'streamed', 'duplex',
-    'nokey', 'chunked')}
+    'nokey', 'chunked', 'vauth', 'vssn')}
 C_EMAIL = 'canary.%s@example.com' % R
 C_EMAIL2 = 'canary2.%s@example.com' % R
 CARD = '4111111111111111'          # Luhn-valid test card
@@ -123,6 +123,11 @@ def mutation(hm):
             xp.fail('%s carries value=%r; values go in raw_value only' % (h.key, h.value))
         if h.key.startswith(':') or h.key == 'host' or h.key.startswith('x-envoy-'):
             xp.fail('protected header %s was mutated' % h.key)
+        # Envoy reads `append`, gRPC's ext_proc append_action: they agree
+        if not o.HasField('append') or \
+                o.append.value != (o.append_action == HVO.APPEND_IF_EXISTS_OR_ADD):
+            xp.fail('%s: append %r disagrees with append_action %r' % (
+                h.key, o.append if o.HasField('append') else None, o.append_action))
         sets.setdefault(h.key, []).append((h.raw_value.decode('latin-1'), o.append_action))
     return sets, list(hm.remove_headers)
 
@@ -247,6 +252,45 @@ def headers_and_buffered_bodies(ctx):
 
 
 @scenario
+def headers_in_value_field(ctx):
+    """A data plane that sends header values in `value` (Envoy with the
+    runtime flag send_header_raw_value off) reads only `value` from a
+    mutation: the sealed value, the request id and a BUFFERED body's new
+    content-length come back there, raw_value empty (they came back empty
+    to such a data plane)."""
+    kid = ctx['kid']['acme']
+    c = xp.Call(ctx['ch'], pb)
+    hm = pb.core.HeaderMap()
+    body = json.dumps({'ssn': C['vssn']}).encode()
+    for k, v in ((':authority', 'shop.acme.test'), (':path', '/orders'), (':method', 'POST'),
+                 ('content-type', 'application/json'), ('content-length', str(len(body))),
+                 ('authorization', 'Bearer ' + C['vauth']), ('x-user', 'alice')):
+        hv = hm.headers.add()
+        hv.key, hv.value = k, v
+    c.send(EP.ProcessingRequest(request_headers=EP.HttpHeaders(headers=hm),
+                                protocol_config=pcfg(MODE.BUFFERED)))
+    r = expect(c, 'request_headers')
+    sets = {}
+    for o in r.request_headers.response.header_mutation.set_headers:
+        if o.header.raw_value or not o.header.value:
+            xp.fail('%s: value %r, raw_value %r; this data plane reads value' % (
+                o.header.key, o.header.value, o.header.raw_value))
+        sets[o.header.key] = o.header.value
+    if not is_token(sets.get('authorization', ''), 'g', kid) or \
+            not is_token(sets.get('x-user', ''), 's', kid) or \
+            not re.fullmatch('[0-9a-f]{16}', sets.get('x-sealtap-request-id', '')):
+        xp.fail('mutations in value: %r' % sets)
+    c.send(EP.ProcessingRequest(request_body=EP.HttpBody(body=body, end_of_stream=True)))
+    cr = expect(c, 'request_body').request_body.response
+    nb = cr.body_mutation.body
+    cl = [(o.header.key, o.header.value, o.header.raw_value) for o in cr.header_mutation.set_headers]
+    if not is_token(json.loads(nb)['ssn'], 'g', kid) or cl != [('content-length', str(len(nb)), b'')]:
+        xp.fail('BUFFERED body in value mode: %r %r' % (nb, cl))
+    c.half_close()
+    assert c.finish()[0] == grpc.StatusCode.OK
+
+
+@scenario
 def tokenize_is_deterministic(ctx):
     c = xp.Call(ctx['ch'], pb)
     c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [
@@ -263,13 +307,25 @@ def tokenize_is_deterministic(ctx):
 def repeated_names_keep_every_line(ctx):
     kid = ctx['kid']['acme']
     c = xp.Call(ctx['ch'], pb)
-    c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [
-        (':authority', 'shop.acme.test'), (':path', '/'),
-        ('x-note', 'hello'), ('x-note', 'mail ' + C_EMAIL2), ('x-note', 'bye'),
-        ('cookie', 'theme=dark'), ('cookie', 'sid=' + C['sidtwo']),
-        ('x-trace', 'a'), ('x-trace', 'b')], eos=True)))
+    sent = [(':authority', 'shop.acme.test'), (':path', '/'),
+            ('x-note', 'hello'), ('x-note', 'mail ' + C_EMAIL2), ('x-note', 'bye'),
+            ('cookie', 'theme=dark'), ('cookie', 'sid=' + C['sidtwo']),
+            ('x-trace', 'a'), ('x-trace', 'b')]
+    c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, sent, eos=True)))
     r = expect(c, 'request_headers')
-    sets, removed = mutation(r.request_headers.response.header_mutation)
+    hm = r.request_headers.response.header_mutation
+    sets, removed = mutation(hm)
+    # what the backend gets from Envoy: every line of each name, in order,
+    # the e-mail and the session id tokenized (Envoy kept only each name's
+    # last line when the later lines did not say `append`)
+    lines = {}
+    for k, v in xp.envoy_apply(sent, hm):
+        lines.setdefault(k, []).append(v)
+    xn, ck, xt = lines.get('x-note', []), lines.get('cookie', []), lines.get('x-trace')
+    if len(xn) != 3 or xn[0::2] != ['hello', 'bye'] or not has_token(xn[1], 's', kid) or \
+            len(ck) != 2 or ck[0] != 'theme=dark' or not has_token(ck[1], 's', kid) or \
+            xt != ['a', 'b']:
+        xp.fail('Envoy would pass on %r' % lines)
     ow, ap = HVO.OVERWRITE_IF_EXISTS_OR_ADD, HVO.APPEND_IF_EXISTS_OR_ADD
     note = sets.get('x-note', [])
     if [v for v, _ in note][0::2] != ['hello', 'bye'] or [a for _, a in note] != [ow, ap, ap] \

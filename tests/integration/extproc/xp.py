@@ -267,5 +267,24 @@ def headers(pb, pairs, eos=False):
     return pb.ep.HttpHeaders(headers=hm, end_of_stream=eos)
 
 
+def envoy_apply(pairs, hm):
+    """The header list |pairs| [(name, value)] after HeaderMutation |hm|,
+    applied as Envoy's ext_proc filter applies it (mutation_utils.cc):
+    remove_headers first, then each set option in order, adding a line
+    when its `append` flag (a BoolValue, false when unset) is true and
+    otherwise replacing every line of the name with this one. It does not
+    read append_action."""
+    out = [(k, v) for k, v in pairs if k not in set(hm.remove_headers)]
+    for o in hm.set_headers:
+        k, v = o.header.key, o.header.raw_value.decode('latin-1')
+        if o.HasField('append') and o.append.value:
+            out.append((k, v))
+            continue
+        i = next((n for n, (name, _) in enumerate(out) if name == k), len(out))
+        out = [p for p in out if p[0] != k]
+        out.insert(i, (k, v))
+    return out
+
+
 def fail(msg):
     raise AssertionError(msg)
