@@ -122,7 +122,11 @@ struct side {
 	uint64_t body_shown; /* body bytes shown to the decider */
 	uint8_t phase;
 	uint8_t body_mode;
+	uint8_t said_mode; /* the body mode the data plane announced (body_mode
+			      may be what a mode_override asked for) */
 	bool body_eos;   /* end_of_stream seen (headers or body) */
+	bool body_whole; /* a BUFFERED body without end_of_stream was taken
+			    as whole (trailers follow): no more body */
 	bool any_hdrs;   /* a header list was received */
 	bool has_clen;   /* its headers carry content-length */
 	uint8_t nctype;
@@ -494,6 +498,7 @@ struct extproc_xchg *extproc_xchg_new(const struct extproc_xchg_info *info)
 	x->info.peer = x->peer;
 	x->status = -1;
 	x->side[0].body_mode = x->side[1].body_mode = MODE_UNKNOWN;
+	x->side[0].said_mode = x->side[1].said_mode = MODE_UNKNOWN;
 	x->last_ns = info->start_ns;
 	static const char hex[] = "0123456789abcdef";
 	for (int i = 0; i < 16; i++)
@@ -1451,6 +1456,15 @@ static int on_body(struct extproc_xchg *x, struct extproc_ctx *ctx, int dir,
 			   : "request_body after request_trailers";
 		return -EXTPROC_GRPC_INVALID_ARGUMENT;
 	}
+	if (s->body_whole) {
+		/* its end was not guarded as a cut: more body would make
+		 * it one. BUFFERED is answered once (Envoy sends the whole
+		 * body, or refuses one over its buffer with 413). */
+		EXTPROC_INC(ctx->ctr, msgs_out_of_order);
+		*why = dir ? "response_body after a whole BUFFERED body"
+			   : "request_body after a whole BUFFERED body";
+		return -EXTPROC_GRPC_INVALID_ARGUMENT;
+	}
 	s->phase = PH_BODY;
 	bool fd = s->body_mode == MODE_FULL_DUPLEX;
 	if (s->body_eos && (fd || s->body_mode == MODE_GRPC)) {
@@ -1491,6 +1505,13 @@ static int on_body(struct extproc_xchg *x, struct extproc_ctx *ctx, int dir,
 	const uint8_t *data = b->body.data;
 	size_t len = b->body.len, k = len, skip = 0;
 	bool moved = false; /* the reply's bytes are not the chunk's */
+	/* a BUFFERED body is whole also when trailers follow it (Envoy then
+	 * sends it without end_of_stream): nothing goes on past its end, so
+	 * its last characters are not guarded as a cut. Only when the data
+	 * plane said BUFFERED: one that ignored our mode_override (no
+	 * allow_mode_override) streams its chunks, and their ends are cuts */
+	bool last = b->end_of_stream || s->said_mode == MODE_BUFFERED;
+	s->body_whole = !b->end_of_stream && last;
 	int kind = side_pb(s);
 	if (kind) {
 		if (s->pending.len) {
@@ -1501,15 +1522,14 @@ static int on_body(struct extproc_xchg *x, struct extproc_ctx *ctx, int dir,
 			data = s->pending.p;
 			len = s->pending.len;
 		}
-		k = pb_plan(s, kind, data, len, b->end_of_stream,
+		k = pb_plan(s, kind, data, len, last,
 			    s->body_mode == MODE_STREAMED, &skip);
 		moved = data != b->body.data || k != len;
 	}
 	struct extproc_decision d = { 0 };
 	enum extproc_verdict v = EXTPROC_KEEP;
 	if (k || !moved)
-		v = decide_chunk(x, ctx, dir, data, k, b->end_of_stream, false,
-				 skip, &d);
+		v = decide_chunk(x, ctx, dir, data, k, last, false, skip, &d);
 	if (v == EXTPROC_DENY) {
 		s->pending.len = 0;
 		return reply_immediate(x, ctx, &d, out, why);
@@ -1671,6 +1691,7 @@ int extproc_xchg_message(struct extproc_xchg *x, struct extproc_ctx *ctx,
 				       : req->protocol_config->request_body_mode;
 			x->side[d].body_mode = m <= MODE_GRPC ? (uint8_t)m
 							      : MODE_UNKNOWN;
+			x->side[d].said_mode = x->side[d].body_mode;
 		}
 	}
 	if (req->n_attributes)

@@ -291,6 +291,42 @@ def headers_in_value_field(ctx):
 
 
 @scenario
+def buffered_body_then_trailers(ctx):
+    """A BUFFERED body that trailers follow comes from Envoy without
+    end_of_stream, but whole: nothing of it is guarded as a cut chunk
+    ("ship to 12 Elm St 4111" came back "ship to 12 Elm St ****"); only
+    when the data plane said BUFFERED, not when sealtap's mode_override did."""
+    c = xp.Call(ctx['ch'], pb)
+    c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [
+        (':authority', 'shop.acme.test'), (':path', '/notes'), (':method', 'POST'),
+        ('content-type', 'text/plain')]), protocol_config=pcfg(MODE.BUFFERED)))
+    expect(c, 'request_headers')
+    c.send(EP.ProcessingRequest(request_body=EP.HttpBody(
+        body=b'ship to 12 Elm St 4111', end_of_stream=False)))
+    cr = expect(c, 'request_body').request_body.response
+    if cr.HasField('body_mutation'):
+        xp.fail('a whole BUFFERED body changed: %r' % cr.body_mutation)
+    c.send(EP.ProcessingRequest(request_trailers=EP.HttpTrailers(
+        trailers=xp.headers(pb, [('x-checksum', 'abc')]).headers)))
+    expect(c, 'request_trailers')
+    c.half_close()
+    assert c.finish()[0] == grpc.StatusCode.OK
+    # more body after one taken whole would turn its end into a cut that
+    # went out unguarded: the stream ends instead
+    c = xp.Call(ctx['ch'], pb)
+    c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [
+        (':authority', 'shop.acme.test'), (':path', '/notes'), (':method', 'POST'),
+        ('content-type', 'text/plain')]), protocol_config=pcfg(MODE.BUFFERED)))
+    expect(c, 'request_headers')
+    c.send(EP.ProcessingRequest(request_body=EP.HttpBody(body=b'pay 5500 0000', end_of_stream=False)))
+    expect(c, 'request_body')
+    c.send(EP.ProcessingRequest(request_body=EP.HttpBody(body=b' 0000 0004', end_of_stream=True)))
+    code, details = c.finish()[:2]
+    if code != grpc.StatusCode.INVALID_ARGUMENT or 'whole BUFFERED' not in (details or ''):
+        xp.fail('a second BUFFERED body message: %r %r' % (code, details))
+
+
+@scenario
 def tokenize_is_deterministic(ctx):
     c = xp.Call(ctx['ch'], pb)
     c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [
