@@ -109,10 +109,13 @@ enum {
 	A_UNKNOWN_FIELDS = 1u << 3,
 	A_GRPC_FRAME_CUT = 1u << 4, /* a STREAMED protobuf body ended inside
 				       what was held */
+	A_OVERRIDE_IGNORED = 1u << 5, /* the route reads bodies its modes do
+					 not send, and the data plane would
+					 ignore a mode_override */
 };
 static const char *const anomaly_names[] = {
 	"protocol_error", "header_block_too_big", "record_too_big",
-	"unknown_fields", "grpc_frame_cut",
+	"unknown_fields", "grpc_frame_cut", "mode_override_ignored",
 };
 
 struct side {
@@ -158,6 +161,8 @@ struct extproc_xchg {
 			    only with allow_mode_override */
 	bool done;  /* immediate_response sent */
 	bool begun; /* the decider was told the exchange's route */
+	bool no_wait;  /* protocol_config: bodies sent without waiting for the
+			  headers reply (Envoy then ignores mode_override) */
 	bool in_value; /* the data plane sends header values in `value`
 			  (Envoy with send_header_raw_value off), and then
 			  reads only that field of a mutation: ours go there */
@@ -1160,6 +1165,18 @@ static int on_headers(struct extproc_xchg *x, struct extproc_ctx *ctx,
 		hr.response = &cr;
 	Envoy__Extensions__Filters__Http__ExtProc__V3__ProcessingMode pm =
 		ENVOY__EXTENSIONS__FILTERS__HTTP__EXT_PROC__V3__PROCESSING_MODE__INIT;
+	if (override && (x->no_wait ||
+			 x->side[0].said_mode == MODE_FULL_DUPLEX ||
+			 x->side[1].said_mode == MODE_FULL_DUPLEX)) {
+		/* Envoy applies a mode_override only when it waits for this
+		 * reply before sending bodies and neither direction is
+		 * FULL_DUPLEX_STREAMED (ext_proc.cc onReceiveMessage): the
+		 * modes stay as announced, and the record says the route's
+		 * bodies may not all come */
+		override = false;
+		x->anomalies |= A_OVERRIDE_IGNORED;
+		EXTPROC_INC(ctx->ctr, mode_overrides_ignored);
+	}
 	if (override) {
 		pm.request_body_mode = (int)mo.request_body;
 		pm.response_body_mode = (int)mo.response_body;
@@ -1693,6 +1710,8 @@ int extproc_xchg_message(struct extproc_xchg *x, struct extproc_ctx *ctx,
 							      : MODE_UNKNOWN;
 			x->side[d].said_mode = x->side[d].body_mode;
 		}
+		if (req->protocol_config->send_body_without_waiting_for_header_response)
+			x->no_wait = true;
 	}
 	if (req->n_attributes)
 		take_attributes(x, req);

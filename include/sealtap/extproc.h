@@ -153,6 +153,8 @@ struct extproc_cfg {
 	X(mutations_protected, "mutations refused on protected headers")       \
 	X(mutations_body, "body chunks replaced")                              \
 	X(mode_overrides, "processing mode overrides sent (per route)")        \
+	X(mode_overrides_ignored, "overrides a route needed but not sent: the" \
+	  " data plane announced a mode in which it ignores them")            \
 	X(health_http, "HTTP/1.1 health port requests")                        \
 	X(records, "exchange records written to the export ring")              \
 	X(records_dropped, "records dropped: export ring full")                \

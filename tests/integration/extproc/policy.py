@@ -326,6 +326,32 @@ def buffered_body_then_trailers(ctx):
         xp.fail('a second BUFFERED body message: %r %r' % (code, details))
 
 
+IGNORED_RIDS = []
+
+
+@scenario
+def override_the_data_plane_would_ignore(ctx):
+    """Envoy ignores a mode_override when a direction is announced
+    FULL_DUPLEX_STREAMED or bodies go out without waiting for the headers
+    reply: on a route that reads bodies none is sent then, the record
+    keeps the announced modes and says mode_override_ignored (the record
+    claimed BUFFERED while the response body never came)."""
+    for cfg in (EP.ProtocolConfiguration(request_body_mode=MODE.FULL_DUPLEX_STREAMED,
+                                         response_body_mode=MODE.NONE),
+                EP.ProtocolConfiguration(request_body_mode=MODE.STREAMED,
+                                         send_body_without_waiting_for_header_response=True)):
+        c = xp.Call(ctx['ch'], pb)
+        c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [
+            (':authority', 'shop.acme.test'), (':path', '/orders'), (':method', 'POST'),
+            ('content-type', 'application/json')]), protocol_config=cfg))
+        r = expect(c, 'request_headers')
+        if r.HasField('mode_override'):
+            xp.fail('a mode_override the data plane ignores: %r' % r.mode_override)
+        IGNORED_RIDS.append(request_id(mutation(r.request_headers.response.header_mutation)[0]))
+        c.half_close()
+        assert c.finish()[0] == grpc.StatusCode.OK
+
+
 @scenario
 def tokenize_is_deterministic(ctx):
     c = xp.Call(ctx['ch'], pb)
@@ -904,6 +930,14 @@ def check_records(srv, recs, failures):
     if (ep.get('request_body_mode'), ep.get('response_body_mode'), ep.get('mode_override')) != \
             ('BUFFERED', 'BUFFERED', True):
         print('FAIL: record of an overridden exchange: %r' % ep)
+        failures += 1
+    ign = [by_id.get(rid) for rid in IGNORED_RIDS]
+    if [(r['extproc'].get('request_body_mode'), r['extproc'].get('response_body_mode'),
+         r['extproc'].get('mode_override'), 'mode_override_ignored' in r.get('anomalies', []))
+        for r in ign if r] != [('FULL_DUPLEX_STREAMED', 'NONE', False, True),
+                               ('STREAMED', 'NONE', False, True)]:
+        print('FAIL: records of exchanges whose override was not sent: %r' %
+              [(r or {}).get('extproc') for r in ign])
         failures += 1
     g = [r['extproc'] for r in recs if r['extproc'].get('request_body_mode') == 'GRPC']
     if len(g) != 1 or g[0].get('mode_override') is not False:
