@@ -1002,7 +1002,7 @@ def check_core(srv, failures):
     theirs after every callback)."""
     got = srv.gcore()
     if got is None:
-        print('SKIP core: gdb (gcore) not installed')
+        print('SKIP core: gdb (gcore) not installed, or an ASan build')
         return failures
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..',
                                     'tools'))

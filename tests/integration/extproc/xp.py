@@ -126,11 +126,15 @@ class Server:
     def gcore(self):
         """A core of the running server by gdb's gcore, and a copy of its
         /proc/PID/maps from just before: (core path, maps path), or None
-        when gdb is not installed."""
+        when gdb is not installed or the server is an AddressSanitizer
+        build (gcore writes its terabytes of shadow mappings out: a run
+        against one filled this machine's disk)."""
         if not shutil.which('gcore'):
             return None
         maps = os.path.join(self.dir, 'maps')
         shutil.copy('/proc/%d/maps' % self.proc.pid, maps)
+        if 'libasan' in open(maps).read():
+            return None
         base = os.path.join(self.dir, 'core')
         subprocess.run(['gcore', '-o', base, str(self.proc.pid)],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
