@@ -93,6 +93,8 @@
 #define RESET_REFILL 100.0          /* ... and refill per second */
 #define HEALTH_REQ_MAX 2048
 #define HEALTH_TIMEOUT_S 5
+#define HEALTH_CONNS_MAX 256        /* open health-port connections */
+#define ACCEPT_PAUSE_MS 100         /* listeners off after EMFILE/ENFILE */
 
 static const char PREFACE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 #define PREFACE_LEN 24
@@ -102,6 +104,7 @@ enum stream_kind { K_NONE = 0, K_PROCESS, K_HEALTH, K_WATCH, K_UNKNOWN };
 
 struct xp_worker;
 struct xp_conn;
+struct hconn;
 
 struct xp_stream {
 	struct xp_stream *prev, *next; /* conn's list, least recently active first */
@@ -180,6 +183,12 @@ struct xp_worker {
 	struct xp_listener lst[EXTPROC_MAX_LISTEN];
 	unsigned nlst;
 	struct xp_listener health;
+	struct event *resume_ev; /* turns the listeners on again */
+	struct event *drain_ev;  /* waits for the other threads' drain */
+	bool accept_paused;
+	bool drained;
+	struct hconn *hconns; /* open health-port connections */
+	unsigned nhconns;
 	struct xp_conn *conns;
 	unsigned nconns;
 	struct extproc_counters ctr;
@@ -211,11 +220,38 @@ struct extproc_server {
 	int health_fd;
 	uint64_t nonce;
 	atomic_int shutdown;
+	atomic_uint draining; /* threads not done draining */
 };
 
 static void conn_close(struct xp_conn *c);
 static bool conn_flush(struct xp_conn *c);
 static void stream_finish(struct xp_stream *s, int status, const char *msg);
+
+/* A draining thread with no connection left: its loop ends, except the
+ * one with the health port, which answers 503 until every thread has
+ * drained (a probe in between would otherwise find no one answering). */
+static void worker_drained(struct xp_worker *w)
+{
+	if (!w->drained) {
+		w->drained = true;
+		if (w->srv)
+			atomic_fetch_sub(&w->srv->draining, 1);
+	}
+	if (w->srv && w->health.ev && w->health.fd >= 0 &&
+	    atomic_load(&w->srv->draining) > 0) {
+		struct timeval tv = { .tv_usec = 50 * 1000 };
+		evtimer_add(w->drain_ev, &tv);
+		return;
+	}
+	event_base_loopexit(w->base, NULL);
+}
+
+static void drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	worker_drained(arg);
+}
 
 /* ---- streams ---------------------------------------------------------- */
 
@@ -1299,8 +1335,14 @@ static void conn_close(struct xp_conn *c)
 		event_free(c->rd);
 	if (c->wr)
 		event_free(c->wr);
-	if (c->ssl)
+	if (c->ssl) {
+		/* close_notify, best effort (the socket may not take it): a
+		 * clean end of the TLS stream rather than a truncation */
+		if (SSL_is_init_finished(c->ssl))
+			SSL_shutdown(c->ssl);
+		ERR_clear_error();
 		SSL_free(c->ssl);
+	}
 	if (c->fd >= 0)
 		close(c->fd);
 	if (!c->detached) {
@@ -1313,7 +1355,7 @@ static void conn_close(struct xp_conn *c)
 		w->nconns--;
 		/* the last connection of a draining thread: done */
 		if (w->draining && !w->conns)
-			event_base_loopexit(w->base, NULL);
+			worker_drained(w);
 	}
 	EXTPROC_INC(&w->ctr, conns_closed);
 	extproc_buf_free(&c->out);
@@ -1372,6 +1414,40 @@ static struct xp_conn *conn_new(struct xp_worker *w, int fd,
 
 /* ---- accepting -------------------------------------------------------- */
 
+/* accept4() failed for want of a descriptor or memory: the connection
+ * stays in the backlog and the level-triggered listener would fire again
+ * at once, forever, a core spinning while the limit lasts. The thread's
+ * listeners go off for ACCEPT_PAUSE_MS (resume_cb()). */
+static void accept_failed(struct xp_worker *w, int err)
+{
+	if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM)
+		return; /* EAGAIN, or a connection that went away */
+	if (w->accept_paused)
+		return;
+	EXTPROC_INC(&w->ctr, accept_paused);
+	w->accept_paused = true;
+	for (unsigned i = 0; i < w->nlst; i++)
+		if (w->lst[i].fd >= 0)
+			event_del(w->lst[i].ev);
+	if (w->health.ev && w->health.fd >= 0)
+		event_del(w->health.ev);
+	struct timeval tv = { .tv_usec = ACCEPT_PAUSE_MS * 1000 };
+	evtimer_add(w->resume_ev, &tv);
+}
+
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct xp_worker *w = arg;
+	w->accept_paused = false;
+	for (unsigned i = 0; i < w->nlst; i++)
+		if (w->lst[i].fd >= 0) /* closed when draining */
+			event_add(w->lst[i].ev, NULL);
+	if (w->health.ev && w->health.fd >= 0)
+		event_add(w->health.ev, NULL);
+}
+
 static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 {
 	(void)what;
@@ -1382,8 +1458,10 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 		socklen_t sl = sizeof(ss);
 		int fd = accept4(lfd, (struct sockaddr *)&ss, &sl,
 				 SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0)
+		if (fd < 0) {
+			accept_failed(w, errno);
 			return;
+		}
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		struct xp_conn *c = conn_new(w, fd, (struct sockaddr *)&ss);
@@ -1425,15 +1503,26 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 /* ---- HTTP/1.1 health port --------------------------------------------- */
 
 struct hconn {
+	struct hconn *prev, *next; /* the worker's list */
 	struct xp_worker *w;
 	int fd;
 	struct event *ev;
+	uint64_t deadline_ns; /* HEALTH_TIMEOUT_S after accept, whatever
+				 trickles in */
 	char buf[HEALTH_REQ_MAX];
 	size_t len;
 };
 
 static void hconn_free(struct hconn *h)
 {
+	struct xp_worker *w = h->w;
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		w->hconns = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	w->nhconns--;
 	event_free(h->ev);
 	close(h->fd);
 	free(h);
@@ -1442,7 +1531,9 @@ static void hconn_free(struct hconn *h)
 static void hconn_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct hconn *h = arg;
-	if (what & EV_TIMEOUT) {
+	/* the event's timeout restarts with every read: a client sending a
+	 * byte now and then is cut off by the deadline from accept */
+	if ((what & EV_TIMEOUT) || st_mono_ns() > h->deadline_ns) {
 		hconn_free(h);
 		return;
 	}
@@ -1485,21 +1576,32 @@ static void health_accept_cb(evutil_socket_t lfd, short what, void *arg)
 	struct xp_worker *w = arg;
 	for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
 		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0)
+		if (fd < 0) {
+			accept_failed(w, errno);
 			return;
-		struct hconn *h = calloc(1, sizeof(*h));
-		if (!h) {
+		}
+		struct hconn *h = w->nhconns < HEALTH_CONNS_MAX
+					  ? calloc(1, sizeof(*h))
+					  : NULL;
+		if (!h) { /* over the cap: a probe's connect fails, it retries */
+			EXTPROC_INC(&w->ctr, health_http_refused);
 			close(fd);
 			continue;
 		}
 		h->w = w;
 		h->fd = fd;
+		h->deadline_ns = st_mono_ns() + HEALTH_TIMEOUT_S * ST_NS_PER_SEC;
 		h->ev = event_new(w->base, fd, EV_READ | EV_PERSIST, hconn_cb, h);
 		if (!h->ev) {
 			close(fd);
 			free(h);
 			continue;
 		}
+		h->next = w->hconns;
+		if (w->hconns)
+			w->hconns->prev = h;
+		w->hconns = h;
+		w->nhconns++;
 		struct timeval tv = { .tv_sec = HEALTH_TIMEOUT_S };
 		event_add(h->ev, &tv);
 	}
@@ -1624,7 +1726,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 			}
 		}
 		if (!w->conns)
-			event_base_loopexit(w->base, NULL);
+			worker_drained(w);
 	}
 }
 
@@ -1642,7 +1744,7 @@ static void goaway_cb(evutil_socket_t fd, short what, void *arg)
 		conn_flush(c);
 	}
 	if (!w->conns)
-		event_base_loopexit(w->base, NULL);
+		worker_drained(w);
 }
 
 static void shutdown_cb(evutil_socket_t fd, short what, void *arg)
@@ -1659,11 +1761,8 @@ static void shutdown_cb(evutil_socket_t fd, short what, void *arg)
 		close(w->lst[i].fd);
 		w->lst[i].fd = -1;
 	}
-	if (w->health.ev) {
-		event_del(w->health.ev);
-		close(w->health.fd);
-		w->health.fd = -1;
-	}
+	/* the health port stays open while the connections drain: probes
+	 * get 503 and take this instance out of rotation */
 	struct xp_conn *next;
 	for (struct xp_conn *c = w->conns; c; c = next) {
 		next = c->next;
@@ -1757,7 +1856,10 @@ static int worker_init(struct xp_worker *w, const struct extproc_cfg *cfg,
 	w->tick_ev = event_new(w->base, -1, EV_PERSIST, tick_cb, w);
 	w->goaway_ev = evtimer_new(w->base, goaway_cb, w);
 	w->shutdown_ev = event_new(w->base, -1, 0, shutdown_cb, w);
-	if (!w->tick_ev || !w->goaway_ev || !w->shutdown_ev)
+	w->resume_ev = evtimer_new(w->base, resume_cb, w);
+	w->drain_ev = evtimer_new(w->base, drain_cb, w);
+	if (!w->tick_ev || !w->goaway_ev || !w->shutdown_ev || !w->resume_ev ||
+	    !w->drain_ev)
 		return -ENOMEM;
 	return 0;
 }
@@ -1772,10 +1874,16 @@ static void worker_fini(struct xp_worker *w)
 		if (w->lst[i].fd >= 0)
 			close(w->lst[i].fd);
 	}
+	while (w->hconns)
+		hconn_free(w->hconns);
 	if (w->health.ev)
 		event_free(w->health.ev);
 	if (w->health.fd >= 0)
 		close(w->health.fd);
+	if (w->resume_ev)
+		event_free(w->resume_ev);
+	if (w->drain_ev)
+		event_free(w->drain_ev);
 	if (w->tick_ev)
 		event_free(w->tick_ev);
 	if (w->goaway_ev)
@@ -1827,6 +1935,20 @@ static int split_addr(const char *s, char *host, size_t hl, char *port,
 
 /* Binds |addr| (port |port_override| if non-zero) with SO_REUSEPORT.
  * Returns the fd and the bound port in |bound|, or -errno. */
+/* Whether a socket (of any process) already listens on |ai|'s address. */
+static bool port_taken(const struct addrinfo *ai)
+{
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false; /* the real bind will say what is wrong */
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	bool taken = bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 &&
+		     errno == EADDRINUSE;
+	close(fd);
+	return taken;
+}
+
 static int bind_one(const char *addr, unsigned port_override, bool reuseport,
 		    unsigned *bound, char *err, size_t errlen)
 {
@@ -1847,6 +1969,18 @@ static int bind_one(const char *addr, unsigned port_override, bool reuseport,
 		snprintf(err, errlen, "listen address \"%s\": %s", addr,
 			 gai_strerror(rc));
 		return -EINVAL;
+	}
+	/* SO_REUSEPORT lets a second process of the same user bind the
+	 * port too, and the kernel would then split the connections between
+	 * the two: the first socket of a group checks without it that no
+	 * one listens there yet (SO_REUSEADDR: TIME_WAIT is no obstacle) */
+	if (reuseport && !port_override && strcmp(port, "0") != 0 &&
+	    port_taken(res)) {
+		rc = -EADDRINUSE;
+		freeaddrinfo(res);
+		snprintf(err, errlen, "cannot listen on %s: %s; is another "
+			 "process using the port?", addr, strerror(-rc));
+		return rc;
 	}
 	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
@@ -2002,6 +2136,15 @@ static SSL_CTX *make_ssl_ctx(const struct extproc_cfg *cfg, char *err,
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
 					 SSL_OP_CIPHER_SERVER_PREFERENCE);
+	/* RFC 9113 §9.2.2: with TLS 1.2 only ephemeral key exchange and
+	 * AEAD ciphers (the rest are on its block list); TLS 1.3's suites
+	 * all qualify and are set apart */
+	if (SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20:"
+					 "DHE+AESGCM:DHE+CHACHA20") != 1) {
+		ssl_err(err, errlen, "extproc TLS:",
+			"cannot set the TLS 1.2 cipher list");
+		goto fail;
+	}
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
 				      SSL_MODE_RELEASE_BUFFERS);
@@ -2211,6 +2354,10 @@ void extproc_server_shutdown(struct extproc_server *s)
 {
 	if (atomic_exchange(&s->shutdown, 1))
 		return;
+	unsigned n = 0;
+	for (unsigned i = 0; i < s->nworkers; i++)
+		n += s->workers[i].started;
+	atomic_store(&s->draining, n);
 	for (unsigned i = 0; i < s->nworkers; i++)
 		if (s->workers[i].started)
 			event_active(s->workers[i].shutdown_ev, EV_TIMEOUT, 0);

@@ -156,6 +156,10 @@ struct extproc_cfg {
 	X(mode_overrides_ignored, "overrides a route needed but not sent: the" \
 	  " data plane announced a mode in which it ignores them")            \
 	X(health_http, "HTTP/1.1 health port requests")                        \
+	X(health_http_refused, "health port connections closed at once: "     \
+	  "HEALTH_CONNS_MAX open")                                             \
+	X(accept_paused, "times a thread stopped accepting for 100 ms: no "    \
+	  "file descriptor or memory (EMFILE, ENFILE)")                        \
 	X(records, "exchange records written to the export ring")              \
 	X(records_dropped, "records dropped: export ring full")                \
 	X(records_too_big, "records over the size cap (headers left out)")

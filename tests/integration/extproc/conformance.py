@@ -672,6 +672,23 @@ def main():
             failures += 1
         else:
             print('ok: ALPN without h2 refused [%s]' % args.tls)
+        # RFC 9113 §9.2.2: TLS 1.2 with h2 only with AEAD ciphers and
+        # ephemeral keys; a CBC suite is refused in the handshake
+        mt = ['-cert', certs['client.pem'], '-key', certs['client.key']] \
+            if args.tls == 'mtls' else []
+        for cipher, want in (('ECDHE-ECDSA-AES128-SHA', False),
+                             ('ECDHE-ECDSA-AES128-GCM-SHA256', True)):
+            r = subprocess.run(['openssl', 's_client', '-connect', '127.0.0.1:%d' % srv.port,
+                                '-tls1_2', '-cipher', cipher, '-alpn', 'h2',
+                                '-CAfile', certs['ca.pem']] + mt,
+                               input=b'', capture_output=True, timeout=10)
+            got = b'Cipher is ' + cipher.encode() in r.stdout
+            if got != want:
+                print('FAIL: TLS 1.2 with %s %s' % (cipher, 'refused' if want else 'accepted'))
+                failures += 1
+            else:
+                print('ok: TLS 1.2 with %s %s [%s]' % (cipher, 'accepted' if want else 'refused',
+                                                       args.tls))
     if args.tls == 'mtls':
         rd = lambda k: open(certs[k], 'rb').read()  # noqa: E731
         for label, cr in (('no client certificate', grpc.ssl_channel_credentials(rd('ca.pem'))),

@@ -5,13 +5,19 @@ finishes (GOAWAY, then drain), new connections are refused, the process
 exits 0 and writes its summary; and thousands of streams on one connection
 each closed the way Envoy closes them by default (half-close, then
 RST_STREAM(CANCEL)), played by bench/extproc_load, keep that connection
-up (nghttp2's own reset limit would tear it down after 1,000).
+up (nghttp2's own reset limit would tear it down after 1,000); a second
+instance cannot take the port (SO_REUSEPORT would let it share the
+connections); the health port answers 503 while draining and cuts off a
+client that trickles its request; out of file descriptors, the server
+pauses accepting instead of spinning a core, and recovers.
 
 usage: lifecycle.py --workdir DIR
 """
 import argparse
+import http.client
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -68,6 +74,105 @@ def envoy_close_many(workdir):
     return failures
 
 
+def second_instance(srv):
+    """A second sealtap on the port of a running one must fail to start:
+    with SO_REUSEPORT alone the kernel would hand it half the
+    connections. Returns the number of failures."""
+    cfg = os.path.join(srv.dir, 'second.yaml')
+    text = open(srv.config).read().replace(
+        '"127.0.0.1:0"]', '"127.0.0.1:%d"]' % srv.port, 1)
+    with open(cfg, 'w') as f:
+        f.write(text)
+    try:
+        p = subprocess.run([xp.BIN, 'extproc', '--config', cfg], capture_output=True,
+                           text=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        print('FAIL: a second instance started on port %d' % srv.port)
+        return 1
+    if p.returncode == 0 or 'another process' not in p.stderr:
+        print('FAIL: second instance on the same port: rc %d %s' % (p.returncode, p.stderr[-300:]))
+        return 1
+    print('ok: a second instance on the same port refuses to start')
+    return 0
+
+
+def health_trickle(srv):
+    """A client sending its health request a byte a second is cut off
+    HEALTH_TIMEOUT_S (5 s) after it connected, not kept open by each
+    byte. Returns the number of failures."""
+    s = socket.create_connection(('127.0.0.1', srv.health_port), timeout=2)
+    t0 = time.time()
+    closed = None
+    for b in b'GET / HTTP/1.1\r\nX-Slow: ' + b'y' * 20:
+        try:
+            s.sendall(bytes([b]))
+            s.settimeout(1.0)
+            if s.recv(1) == b'':
+                closed = time.time() - t0
+                break
+        except socket.timeout:
+            continue
+        except OSError:
+            closed = time.time() - t0
+            break
+    s.close()
+    if closed is None or closed > 7.5:
+        print('FAIL: health client trickling a byte a second still open after %s s' % closed)
+        return 1
+    print('ok: health client trickling its request cut off after %.1f s' % closed)
+    return 0
+
+
+def fd_limit(workdir):
+    """The server out of file descriptors (RLIMIT_NOFILE 64, 80
+    connections): it pauses accepting (accept_paused) instead of
+    spinning on the listener, and serves again once connections close.
+    Returns the number of failures."""
+    srv = xp.Server(workdir, 'fd-limit')
+    failures = 0
+    socks = []
+    try:
+        resource.prlimit(srv.proc.pid, resource.RLIMIT_NOFILE, (64, 64))
+        for _ in range(80):
+            socks.append(socket.create_connection(('127.0.0.1', srv.port), timeout=2))
+        time.sleep(0.5)
+
+        def cpu():
+            f = open('/proc/%d/stat' % srv.proc.pid).read().rsplit(')', 1)[1].split()
+            return (int(f[11]) + int(f[12])) / os.sysconf('SC_CLK_TCK')
+        c0 = cpu()
+        time.sleep(2)
+        used = cpu() - c0
+        if used > 0.5:
+            print('FAIL: %.2f s of CPU in 2 s at the descriptor limit (spinning)' % used)
+            failures += 1
+        for s in socks:
+            s.close()
+        socks = []
+        time.sleep(0.5)
+        ch = grpc.insecure_channel('127.0.0.1:%d' % srv.port, options=OPTS)
+        c = xp.Call(ch, pb)
+        c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [(':path', '/')], eos=True)))
+        ok = c.recv(10).WhichOneof('response') == 'request_headers'
+        c.half_close()
+        ok = ok and c.finish(10)[0] == grpc.StatusCode.OK
+        ch.close()
+        if not ok:
+            print('FAIL: no service after the descriptors came back')
+            failures += 1
+    finally:
+        for s in socks:
+            s.close()
+        ctr = srv.stop()
+    if not ctr.get('accept_paused'):
+        print('FAIL: accept_paused not counted: %r' % ctr.get('accept_paused'))
+        failures += 1
+    if not failures:
+        print('ok: at the descriptor limit accepting paused (%d times, %.2f s of CPU '
+              'in 2 s), served again after' % (ctr['accept_paused'], used))
+    return failures
+
+
 def check_wire_latency(r):
     """The generator's second latency, ended at the reply's arrival in
     its socket (kernel receive timestamp), must cover every reply and can
@@ -111,6 +216,8 @@ def main():
     for ch in chans[1:]:
         ch.close()
     print('ok: 16 connections served by the shared port')
+    failures += second_instance(srv)
+    failures += health_trickle(srv)
 
     # a stream in flight when SIGTERM arrives
     ch = chans[0]
@@ -126,6 +233,19 @@ def main():
         failures += 1
     except OSError:
         print('ok: listener closed on SIGTERM')
+    # the health port stays up while draining, saying so
+    try:
+        hc = http.client.HTTPConnection('127.0.0.1', srv.health_port, timeout=2)
+        hc.request('GET', '/')
+        st = hc.getresponse().status
+        hc.close()
+    except OSError as e:
+        st = repr(e)
+    if st != 503:
+        print('FAIL: health port while draining: %s (want 503)' % st)
+        failures += 1
+    else:
+        print('ok: health port answers 503 while draining')
     c.send(EP.ProcessingRequest(response_headers=xp.headers(pb, [(':status', '200')], eos=True)))
     r = c.recv()
     if r.WhichOneof('response') != 'response_headers':
@@ -155,6 +275,7 @@ def main():
         failures += 1
     ch.close()
     failures += envoy_close_many(args.workdir)
+    failures += fd_limit(args.workdir)
     xp.cleanup_stubs()
     print('lifecycle: %d failure(s)' % failures)
     return 1 if failures else 0
