@@ -23,8 +23,9 @@
  * provider, ended by trailers carrying grpc-status (and grpc-message).
  *
  * Caps: max_message per message, max_streams per connection (SETTINGS),
- * max_header_list per stream, CONN_BUFFER_MSGS messages' worth of partial
- * input per connection, OUT_HIGH bytes of output pulled from nghttp2
+ * max_header_list per stream, CONN_BUFFER_MSGS messages' worth of admitted
+ * partial input per connection and as much again waiting (conn_admit()),
+ * OUT_HIGH bytes of output pulled from nghttp2
  * before the socket takes them, and a premature-reset budget per
  * connection against stream floods (the rapid reset pattern).
  *
@@ -82,7 +83,9 @@
 #define READS_PER_EVENT 16          /* fairness between connections */
 #define ACCEPTS_PER_EVENT 64
 #define CONN_BUFFER_MSGS 4          /* partial input per conn, in max_message */
-#define STREAM_WINDOW (1u << 20)    /* SETTINGS_INITIAL_WINDOW_SIZE */
+#define STREAM_WINDOW (256u << 10)  /* SETTINGS_INITIAL_WINDOW_SIZE: what a
+				       stream waiting for admission may
+				       send */
 #define CONN_WINDOW (16u << 20)     /* connection receive window */
 #define STREAM_OUT_MSGS 2           /* unsent replies per stream, in max_message */
 #define STREAM_OUT_SLACK (64u << 10) /* ... plus this */
@@ -127,6 +130,12 @@ struct xp_stream {
 	size_t counted;    /* out.len - out_off as summed in c->pending */
 	uint32_t held;     /* DATA bytes handled but not consumed (flow
 			      control): replies over the cap */
+	bool admitted;     /* its partial message is counted in c->reserved */
+	bool waiting;      /* its partial message waits for room there */
+	uint32_t wait_new; /* bytes of the DATA chunk in hand it stored while
+			      waiting (stream_data() -> on_data_chunk()) */
+	uint32_t unconsumed; /* stored while waiting: the connection window
+				given back, the stream's not */
 	bool stall_rst;    /* reset for a write stall */
 	uint64_t sent;     /* reply bytes nghttp2 pulled */
 	uint64_t stall_sent, stall_ns; /* |sent| when last seen moving */
@@ -153,6 +162,8 @@ struct xp_conn {
 	uint64_t created_ns, last_ns;
 	unsigned nstreams;
 	uint64_t buffered; /* partial message bytes held by its streams */
+	uint64_t reserved; /* sizes of the partial messages admitted */
+	uint64_t waiting;  /* bytes stored by streams waiting for admission */
 	uint64_t pending;  /* unsent reply bytes of its streams (s->out) */
 	bool held_conn;    /* a stream holds input for the conn cap */
 	uint64_t sent;     /* bytes written to the socket */
@@ -337,6 +348,64 @@ static void conn_release(struct xp_conn *c)
 			stream_release(s);
 }
 
+/* Partial messages of a connection: one is admitted when its whole size
+ * fits under CONN_BUFFER_MSGS max_messages with the others admitted; its
+ * DATA is consumed as it comes, so it always completes. One that does
+ * not fit waits: its DATA is kept and the connection window given back
+ * (nghttp2_session_consume_connection), so the admitted ones never
+ * starve, but its stream window is not, so the client sends at most one
+ * stream window more on it. Admitted in the connection's stream order
+ * as room frees up. Waiting bytes past another CONN_BUFFER_MSGS
+ * max_messages end the stream (msgs_over_conn_input). Envoy interleaves
+ * many streams' bodies on one connection: they queue here instead of
+ * failing. */
+static uint64_t conn_input_cap(const struct xp_conn *c)
+{
+	return CONN_BUFFER_MSGS * (uint64_t)c->w->cfg->max_message;
+}
+
+static void stream_admit(struct xp_stream *s)
+{
+	struct xp_conn *c = s->c;
+	if (s->waiting) {
+		c->waiting -= s->in.len;
+		s->waiting = false;
+		if (s->unconsumed && c->h2)
+			nghttp2_session_consume_stream(c->h2, s->id,
+						       s->unconsumed);
+		s->unconsumed = 0;
+	}
+	s->admitted = true;
+	c->reserved += s->msg_len;
+}
+
+/* Room freed up: admits the waiting streams that now fit, in order. */
+static void conn_admit(struct xp_conn *c)
+{
+	if (!c->waiting)
+		return;
+	for (struct xp_stream *s = c->shead; s && c->waiting; s = s->next)
+		if (s->waiting &&
+		    c->reserved + s->msg_len <= conn_input_cap(c))
+			stream_admit(s);
+}
+
+/* Forgets |s|'s partial message (done, or dropped). */
+static void stream_input_done(struct xp_stream *s)
+{
+	struct xp_conn *c = s->c;
+	c->buffered -= s->in.len;
+	if (s->admitted)
+		c->reserved -= s->msg_len;
+	if (s->waiting)
+		c->waiting -= s->in.len;
+	if (s->waiting && s->unconsumed && c->h2 && !s->finishing)
+		nghttp2_session_consume_stream(c->h2, s->id, s->unconsumed);
+	s->unconsumed = 0;
+	s->admitted = s->waiting = false;
+	s->in.len = 0;
+}
+
 static void stream_free(struct xp_stream *s)
 {
 	struct xp_conn *c = s->c;
@@ -354,7 +423,9 @@ static void stream_free(struct xp_stream *s)
 	else
 		c->stail = s->prev;
 	c->nstreams--;
-	c->buffered -= s->in.len;
+	s->finishing = true; /* no window to give back: the stream is gone */
+	stream_input_done(s);
+	conn_admit(c);
 	if (s->deadline)
 		event_free(s->deadline);
 	extproc_buf_free(&s->in);
@@ -471,8 +542,8 @@ static void stream_finish(struct xp_stream *s, int status, const char *msg)
 		EXTPROC_INC(&w->ctr, streams_ok);
 	else
 		EXTPROC_INC(&w->ctr, streams_error);
-	s->c->buffered -= s->in.len;
-	s->in.len = 0;
+	stream_input_done(s);
+	conn_admit(s->c);
 	if (s->deadline)
 		event_del(s->deadline);
 	if (s->resp_started) {
@@ -746,8 +817,14 @@ static void stream_data(struct xp_stream *s, const uint8_t *data, size_t len)
 			continue;
 		}
 		size_t k = need < len ? need : len;
-		if (c->buffered + k > CONN_BUFFER_MSGS * max_msg) {
-			EXTPROC_INC(&w->ctr, msgs_too_large);
+		if (!s->admitted && !s->waiting) {
+			if (c->reserved + s->msg_len <= conn_input_cap(c))
+				stream_admit(s);
+			else
+				s->waiting = true;
+		}
+		if (s->waiting && c->waiting + k > conn_input_cap(c)) {
+			EXTPROC_INC(&w->ctr, msgs_over_conn_input);
 			stream_finish(s, EXTPROC_GRPC_RESOURCE_EXHAUSTED,
 				      "too much partial input on this "
 				      "connection");
@@ -759,14 +836,20 @@ static void stream_data(struct xp_stream *s, const uint8_t *data, size_t len)
 			return;
 		}
 		c->buffered += k;
+		if (s->waiting) {
+			c->waiting += k;
+			s->wait_new += (uint32_t)k;
+		}
 		data += k;
 		len -= k;
 		if (s->in.len == s->msg_len) {
 			s->nprefix = 0;
-			c->buffered -= s->in.len;
 			size_t n = s->in.len;
-			s->in.len = 0;
+			/* the bytes stay where they are until the message
+			 * is handled; only the counts go */
+			stream_input_done(s);
 			stream_message(s, s->in.p, n);
+			conn_admit(c);
 		}
 	}
 }
@@ -885,8 +968,17 @@ static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id,
 		return 0;
 	}
 	stream_touch(s);
+	s->wait_new = 0;
 	stream_data(s, data, len);
 	stream_out_sync(s);
+	if (s->wait_new && !s->finishing && !s->rejected) {
+		/* stored for a message waiting for room: the connection
+		 * window goes back at once, the stream's when admitted */
+		nghttp2_session_consume_connection(h2, s->wait_new);
+		s->unconsumed += s->wait_new;
+		len -= s->wait_new;
+	}
+	s->wait_new = 0;
 	if (s->finishing || s->rejected || stream_out_ok(s)) {
 		/* input discarded or under the caps */
 		nghttp2_session_consume(h2, id, len + s->held);

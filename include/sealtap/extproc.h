@@ -139,6 +139,8 @@ struct extproc_cfg {
 	X(msgs_malformed, "messages that are not valid protobuf (status 13)")  \
 	X(msgs_truncated, "streams ended inside a gRPC message (status 13)")   \
 	X(msgs_too_large, "messages over max_message (status 8)")              \
+	X(msgs_over_conn_input, "messages refused: partial input waiting on "   \
+	  "the connection over its cap (status 8)")                            \
 	X(msgs_compressed, "compressed messages refused (status 12)")          \
 	X(msgs_out_of_order, "messages out of phase order (status 3)")         \
 	X(replies, "ProcessingResponse messages sent")                         \

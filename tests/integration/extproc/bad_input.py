@@ -180,7 +180,7 @@ def unread_replies(workdir):
               'streams_backpressure %d' % (sent >> 20, time.time() - t0, grew >> 20,
                                            ctr.get('streams_backpressure', 0)))
         # the stream cap is 2 x max_message (4 MiB) + 64 KiB: replies it
-        # holds, plus one stream window (1 MiB) of input and the
+        # holds, plus one stream window (256 KiB) of input and the
         # connection's 1 MiB of output
         if grew >= 64 << 20:
             raise AssertionError('server RSS grew by %d MiB holding unread replies'
@@ -235,7 +235,11 @@ def write_stall(workdir):
                                  (':authority', 'x'), (':path', xp.PROCESS),
                                  ('content-type', 'application/grpc'), ('te', 'trailers')])
             c.send_data(sid, hdr)
+            # as many body messages as the stream's window takes (no
+            # WINDOW_UPDATE is read from here on)
             for _ in range(16):
+                if c.local_flow_control_window(sid) < len(body):
+                    break
                 for i in range(0, len(body), 16384):
                     c.send_data(sid, body[i:i + 16384])
             s.sendall(c.data_to_send())
@@ -280,6 +284,51 @@ def write_stall(workdir):
                                             'conns_idle_timeout', 'streams_idle_timeout')}))
     finally:
         srv.stop()
+
+
+def interleaved_uploads(workdir, n=40, size=1000000):
+    """|n| streams on one connection, each request_headers then one
+    request_body message of |size| bytes (Envoy's 1 MiB buffer limit),
+    their DATA interleaved over the streams that have window, as a
+    multiplexing client sends them: partial messages past the
+    connection's cap (4 x max_message) wait for room instead of failing
+    (24 of 40 ended with RESOURCE_EXHAUSTED), and every stream ends
+    with grpc-status 0."""
+    srv = xp.Server(workdir, 'interleaved', stream_timeout='30s')
+    try:
+        rh = pb.ep.ProcessingRequest()
+        for k, v in [(':method', 'POST'), (':path', '/upload'), ('content-type', 'text/plain')]:
+            rh.request_headers.headers.headers.add(key=k, raw_value=v.encode())
+        body = pb.ep.ProcessingRequest()
+        body.request_body.body = b'x' * size
+        body.request_body.end_of_stream = True
+        msg = frame(rh.SerializeToString()) + frame(body.SerializeToString())
+        r = Raw(srv.port)
+        sids = [r.call(xp.PROCESS, chunks=[], end=False) for _ in range(n)]
+        off = dict.fromkeys(sids, 0)
+        deadline = time.time() + 60
+        while not all(r.streams[x]['ended'] for x in sids):
+            if time.time() > deadline:
+                raise AssertionError('uploads did not finish: %d of %d ended' % (
+                    sum(r.streams[x]['ended'] for x in sids), n))
+            for x in sids:
+                w = min(r.conn.local_flow_control_window(x), 16384) \
+                    if off[x] < len(msg) and not r.streams[x]['ended'] else 0
+                if w > 0:
+                    piece = msg[off[x]:off[x] + w]
+                    off[x] += len(piece)
+                    r.conn.send_data(x, piece, end_stream=off[x] >= len(msg))
+            r.flush()
+            try:  # replies and WINDOW_UPDATEs: whatever came within 20 ms
+                r.pump(lambda: False, timeout=0.02)
+            except AssertionError:
+                pass
+        bad = [status_of(r.streams[x]) for x in sids if status_of(r.streams[x])[0] != '0']
+        r.close()
+    finally:
+        ctr = srv.stop()
+    if bad or ctr.get('msgs_over_conn_input'):
+        raise AssertionError('%d of %d uploads failed: %r' % (len(bad), n, bad[:2]))
 
 
 def status_of(s):
@@ -499,6 +548,8 @@ def main():
          'control, memory stays bounded', lambda: unread_replies(args.workdir))
     case('a client that stops reading: connection closed, stream reset '
          '(write stall)', lambda: write_stall(args.workdir))
+    case('40 uploads of 1 MB interleaved on one connection: partial messages '
+         'over the cap wait for room, none fails', lambda: interleaved_uploads(args.workdir))
 
     ctr = srv.stop()
     want = {'conns_bad_preface': 1, 'conns_http1': 1, 'streams_bad_request': 2,
