@@ -17,8 +17,11 @@
  *            dashes (one kind per number), first digit 2-6 (the issuer
  *            ranges of the card networks: Mastercard 2/5, Amex/Diners/JCB
  *            3, Visa 4, Discover/UnionPay 6), valid Luhn check digit, not
- *            touching another letter or digit. Longer digit runs are not
- *            searched for card-number substrings.
+ *            touching another letter or digit. Groups that follow a card
+ *            (its expiry date, CVV, another card) do not hide it: the
+ *            longest run of whole groups that is a card is taken. Longer
+ *            digit runs without separators are not searched for
+ *            card-number substrings.
  *   ssn      AAA-GG-SSSS (dashes, or single spaces) where the area is not
  *            000, 666 or 9xx, the group not 00 and the serial not 0000
  *            (SSA rules, also after the 2011 randomisation). Nine digits
@@ -175,33 +178,55 @@ bool pol_iban_ok(const uint8_t *s, size_t n)
 
 /* ---- detectors ------------------------------------------------------------- */
 
+static bool card_digits_ok(const uint8_t *d, size_t nd)
+{
+	return nd >= 13 && d[0] >= '2' && d[0] <= '6' && pol_luhn_ok(d, nd);
+}
+
 /* A card number starting at |i| (a digit not preceded by a letter or
- * digit). Returns its length or 0. Looks at most 37 bytes ahead. */
+ * digit). Returns its length or 0. Looks at most 38 bytes ahead.
+ *
+ * A separator joins the digits after it to the number, so a card
+ * followed by its expiry date, its CVV or another card ("4539...6467
+ * 12/26", "...6467-12-26") reads as one run that is too long or fails
+ * the check digit. Then the longest run of whole groups from the start
+ * that is a card is taken: the card, not the run. (The caller tries
+ * again after each separator, which finds a second card.) A run of
+ * digits without separators longer than 19 is not searched. */
 static size_t card_at(const uint8_t *t, size_t n, size_t i)
 {
 	uint8_t d[19];
 	size_t nd = 0, j = i;
 	uint8_t sep = 0;
+	size_t gend[sizeof(d)]; /* where each group before a separator ends */
+	uint8_t gnd[sizeof(d)]; /* and how many digits the run had there */
+	unsigned ng = 0;
+	bool over = false;
 	while (j < n) {
 		uint8_t c = t[j];
 		if (is_digit(c)) {
-			if (nd == sizeof(d))
-				return 0; /* a longer number, not a card */
+			if (nd == sizeof(d)) {
+				over = true; /* a longer number, not a card */
+				break;
+			}
 			d[nd++] = c;
 			j++;
 		} else if ((c == ' ' || c == '-') && (sep == 0 || sep == c) &&
 			   j + 1 < n && is_digit(t[j + 1])) {
+			gend[ng] = j;
+			gnd[ng++] = (uint8_t)nd;
 			sep = c;
 			j++;
 		} else {
 			break;
 		}
 	}
-	if (nd < 13 || (j < n && is_alpha(t[j])))
-		return 0;
-	if (d[0] < '2' || d[0] > '6' || !pol_luhn_ok(d, nd))
-		return 0;
-	return j - i;
+	if (!over && !(j < n && is_alpha(t[j])) && card_digits_ok(d, nd))
+		return j - i;
+	while (ng--)
+		if (card_digits_ok(d, gnd[ng]))
+			return gend[ng] - i;
+	return 0;
 }
 
 static unsigned num_at(const uint8_t *t, size_t k, size_t n)

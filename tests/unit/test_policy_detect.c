@@ -149,6 +149,18 @@ static const struct dcase cases[] = {
 	  { H("4111111111111111", CARD) } },
 	{ "\"n\":\"5500 0000 0000 0004\"", ALL,
 	  { H("5500 0000 0000 0004", CARD) } },
+	/* groups after a card (expiry, CVV, another card) do not hide it:
+	 * the longest run of whole groups that is a card; the caller finds
+	 * a second card after the separator */
+	{ "card 4539148803436467 12/26", ALL, { H("4539148803436467", CARD) } },
+	{ "4539148803436467 124", ALL, { H("4539148803436467", CARD) } },
+	{ "4539148803436467-12-26", ALL, { H("4539148803436467", CARD) } },
+	{ "4539 1488 0343 6467 12", ALL, { H("4539 1488 0343 6467", CARD) } },
+	{ "cards 4539148803436467 5500000000000004", ALL,
+	  { H("4539148803436467", CARD), H("5500000000000004", CARD) } },
+	{ "4539148803436467 12x", ALL, { H("4539148803436467", CARD) } },
+	/* no group boundary at a card: nothing */
+	{ "45391488034364671234 5", ALL, { { 0 } } },
 	/* Luhn fails */
 	{ "4111111111111112", ALL, { { 0 } } },
 	{ "4111 1111 1111 1112", ALL, { { 0 } } },
