@@ -283,7 +283,14 @@ bool pol_view_decode(struct pol_view *v, const uint8_t *s, size_t len,
 			ok = put_byte(v, (uint8_t)(hexv(s[i + 1]) * 16 +
 						   hexv(s[i + 2])),
 				      at);
-		} else if (enc == POL_ENC_FORM && c == '+') {
+		} else if (c == '+' &&
+			   (enc == POL_ENC_FORM ||
+			    (enc == POL_ENC_PCT && i && i + 1 < len &&
+			     s[i - 1] >= '0' && s[i - 1] <= '9' &&
+			     s[i + 1] >= '0' && s[i + 1] <= '9'))) {
+			/* in a URL only between digits: a form's blank in a
+			 * card's groups ("4539+1488+..."), while a+b@x.org
+			 * stays one address */
 			ok = put_byte(v, ' ', at);
 		} else {
 			ok = put_byte(v, c, at);
@@ -299,7 +306,8 @@ bool pol_view_decode(struct pol_view *v, const uint8_t *s, size_t len,
 static bool needs_decode(const uint8_t *s, size_t len, enum pol_enc enc)
 {
 	switch (enc) {
-	case POL_ENC_PCT: return memchr(s, '%', len) != NULL;
+	case POL_ENC_PCT:
+		return memchr(s, '%', len) != NULL || memchr(s, '+', len) != NULL;
 	case POL_ENC_FORM:
 		return memchr(s, '%', len) != NULL || memchr(s, '+', len) != NULL;
 	case POL_ENC_JSON: return memchr(s, '\\', len) != NULL;
@@ -537,8 +545,9 @@ static int next_set_cookie(const void *v, size_t len, size_t *pos,
 
 /* A URL or origin-form path: the query's parameters by the query rules,
  * the rest (and unmatched values) by the detectors on percent-decoded
- * text. '+' is left as is in URLs: decoding it to a blank would cut an
- * e-mail address like a+b@x.org in two. */
+ * text. '+' is left as is in URLs, but between two digits: decoding it
+ * to a blank would cut an e-mail address like a+b@x.org in two, leaving
+ * it would hide a card's groups ("4539+1488+0343+6467"). */
 static void scan_url(struct pol_scan *sc, uint32_t len, unsigned mask)
 {
 	const uint8_t *v = sc->base;

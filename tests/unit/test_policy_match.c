@@ -373,6 +373,11 @@ static const struct vcase vcases[] = {
 	  { { "4111111111111111", SEAL, DET, NULL } } },
 	{ ":path", "/cards/4111%201111%201111%201111",
 	  { { "4111%201111%201111%201111", SEAL, DET, NULL } } },
+	/* an HTML form's GET: '+' between digits reads as a blank */
+	{ ":path", "/search?card=4539+1488+0343+6467&x=1",
+	  { { "4539+1488+0343+6467", SEAL, DET, NULL } } },
+	{ ":path", "/search?q=1+2+3&m=a+b@example.com",
+	  { { "a+b@example.com", TOK, DET, NULL } } },
 	{ ":path", "/a?", { { 0 } } },
 	{ ":path", "?token=t", { { "t", SEAL, QRY, NULL } } },
 	/* URL-valued headers get query rules too */
