@@ -212,17 +212,89 @@ static struct policy_span guard_span(size_t off, size_t len)
 				     .kind = POLICY_KIND_LIMIT };
 }
 
+/* Bytes of the chunk before kept for bearer_across(): "Bearer" and the
+ * blanks after it. */
+#define TAIL_MAX 16
+
+static bool blank(uint8_t c)
+{
+	return c == ' ' || c == '\t';
+}
+
+static uint8_t ascii_lower(uint8_t c)
+{
+	return c >= 'A' && c <= 'Z' ? (uint8_t)(c + 32) : c;
+}
+
+/* The bearer detector takes a token only after "Bearer" and blanks, and
+ * a chunk is scanned alone: when the keyword or its blanks end in the
+ * chunk before (|tail|, its last bytes) and the token starts in this
+ * one, nothing finds the token. Returns the end of that token in |b| (at
+ * most POLICY_GUARD_MAX), 0 if there is none. */
+static size_t bearer_across(const uint8_t *tail, size_t nt, const uint8_t *b,
+			    size_t len)
+{
+	static const char kw[] = "bearer";
+	for (size_t s = 0; s < nt; s++) {
+		uint8_t p = s ? ascii_lower(tail[s - 1]) : 0;
+		if ((p >= 'a' && p <= 'z') || (p >= '0' && p <= '9'))
+			continue; /* "xbearer": another word */
+		size_t i = s, k = 0;
+		for (; k < 6; k++, i++) {
+			size_t at = i < nt ? i : i - nt;
+			if ((i >= nt && at >= len) ||
+			    ascii_lower(i < nt ? tail[at] : b[at]) !=
+				    (uint8_t)kw[k])
+				break;
+		}
+		if (k < 6)
+			continue;
+		size_t bl = 0;
+		for (; i < nt + len && blank(i < nt ? tail[i] : b[i - nt]); i++)
+			bl++;
+		if (!bl || i <= nt)
+			continue; /* no blank, or the token began before */
+		size_t j = i - nt, e = j;
+		while (e < len && e - j < POLICY_GUARD_MAX &&
+		       policy_hit_byte(b, len, e))
+			e++;
+		if (e > j)
+			return e;
+	}
+	return 0;
+}
+
+/* The side's tail becomes the last TAIL_MAX bytes of it and |c|. */
+static bool keep_tail(struct extproc_buf *t, const struct extproc_chunk *c)
+{
+	uint8_t w[2 * TAIL_MAX];
+	size_t n = t->len < TAIL_MAX ? t->len : TAIL_MAX, k;
+	if (n)
+		memcpy(w, t->p + t->len - n, n);
+	k = c->len < TAIL_MAX ? c->len : TAIL_MAX;
+	if (k)
+		memcpy(w + n, c->data + c->len - k, k);
+	n += k;
+	size_t keep = n < TAIL_MAX ? n : TAIL_MAX;
+	t->len = 0;
+	bool ok = extproc_buf_put(t, w + n - keep, keep);
+	explicit_bzero(w, sizeof(w));
+	return ok;
+}
+
 /* Adds a redact span over the hit bytes touching each boundary of |c|
  * inside its body (the start of a chunk that is not the first, the end of
  * one that is not the last), clipped so spans stay sorted and disjoint.
  * A JSON body parsed on from chunk to chunk needs neither where the
  * scanner saw the bytes on both sides of the boundary (|flags|
  * POLICY_SCAN_RESUMED: none at the start) or where the chunk does not end
- * inside a string (no POLICY_SCAN_CUT_STRING: none at the end).
+ * inside a string (no POLICY_SCAN_CUT_STRING: none at the end). At the
+ * start the guard also takes a bearer token whose "Bearer" the chunk
+ * before held (|tail|: its last bytes).
  * |sp| has room for |n| + 2. Returns the new count. */
 static int guard_boundaries(struct policy_span *sp, int n,
 			    const struct extproc_chunk *c, unsigned flags,
-			    bool json_stream)
+			    bool json_stream, const struct extproc_buf *tail)
 {
 	const uint8_t *b = c->data;
 	size_t len = c->len;
@@ -231,6 +303,9 @@ static int guard_boundaries(struct policy_span *sp, int n,
 		while (h < len && h < POLICY_GUARD_MAX &&
 		       policy_hit_byte(b, len, h))
 			h++;
+		size_t bt = bearer_across(tail->p, tail->len, b, len);
+		if (bt > h)
+			h = bt;
 		if (n && sp[0].off < h)
 			h = sp[0].off;
 		if (h) {
@@ -544,7 +619,10 @@ static enum extproc_verdict pd_body(void *self, struct extproc_xdec *xd,
 	bool parsed = stream &&
 		      !(flags & (POLICY_SCAN_MALFORMED | POLICY_SCAN_BODY_CUT |
 				 POLICY_SCAN_SPANS_FULL));
-	n = guard_boundaries(sp, n, c, flags, parsed);
+	struct extproc_buf *tail = &xd->body_tail[c->part == EXTPROC_RESP_BODY];
+	n = guard_boundaries(sp, n, c, flags, parsed, tail);
+	if (!c->last && !keep_tail(tail, c))
+		return d->verdict = EXTPROC_REMOVE; /* no memory: fail closed */
 	if (!n)
 		return d->verdict = EXTPROC_KEEP;
 	if (denied(pp, c->part, sp, n, d))

@@ -531,6 +531,8 @@ void extproc_xchg_free(struct extproc_xchg *x)
 	extproc_buf_free(&x->xd.findings[1]);
 	extproc_buf_free(&x->xd.body_state[0]);
 	extproc_buf_free(&x->xd.body_state[1]);
+	extproc_buf_free(&x->xd.body_tail[0]);
+	extproc_buf_free(&x->xd.body_tail[1]);
 	free(x);
 }
 

@@ -293,6 +293,9 @@ struct extproc_xdec {
 					     chunks of the request and the
 					     response body (body bytes:
 					     secret memory like the rest) */
+	struct extproc_buf body_tail[2];  /* the last bytes of the chunk
+					     before, for a keyword cut by the
+					     boundary (same memory) */
 };
 
 /* A body chunk shown to a decider: pointers into the message, valid for
