@@ -563,9 +563,23 @@ static enum extproc_verdict pb_body(struct extproc_policy *pp,
 	struct policy_span sp[MAX_SPANS];
 	pp->nedits = 0;
 	pp->pb_rep.len = 0;
-	int rc = policy_scan_protobuf(xd->route, c->data, c->len, how,
-				      c->pb_skip, sp, MAX_SPANS, NULL,
-				      pb_event, &j);
+	/* a chunk decided without the ones around it (no holding): the
+	 * bytes continuing a field at its start and those of a field it
+	 * cuts at its end are guarded as a text chunk's ends are */
+	struct extproc_buf *tail = &xd->body_tail[c->part == EXTPROC_RESP_BODY];
+	struct policy_pb_chunk ck = { .skip = c->pb_skip, .cut_end = c->pb_cut };
+	if (ck.skip) {
+		while (ck.head < c->len && ck.head < POLICY_GUARD_MAX &&
+		       policy_hit_byte(c->data, c->len, ck.head))
+			ck.head++;
+		size_t bt = bearer_across(tail->p, tail->len, c->data, c->len);
+		if (bt > ck.head)
+			ck.head = bt;
+	}
+	if (c->pb_cut && !keep_tail(tail, c))
+		return d->verdict = EXTPROC_REMOVE; /* no memory: fail closed */
+	int rc = policy_scan_protobuf(xd->route, c->data, c->len, how, &ck, sp,
+				      MAX_SPANS, NULL, pb_event, &j);
 	enum extproc_verdict v = EXTPROC_REPLACE;
 	if (j.denied)
 		v = EXTPROC_DENY;

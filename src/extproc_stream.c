@@ -1217,6 +1217,8 @@ static enum extproc_verdict decide_chunk(struct extproc_xchg *x,
 		.ctype = s->nctype ? s->ctype : NULL, .ctype_len = s->nctype,
 		.grpc_message = s->body_mode == MODE_GRPC,
 		.compressed = compressed, .pb_skip = skip,
+		/* pb_plan() left what the decided bytes leave unfinished */
+		.pb_cut = !last && s->pb_rest != 0,
 	};
 	s->body_shown += len;
 	ctx->scratch.len = 0;

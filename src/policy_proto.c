@@ -73,6 +73,8 @@ struct pb_walk {
 	bool raw;  /* frames of another codec: content read raw */
 	bool json; /* frames of the JSON codec: content read as JSON */
 	uint64_t budget; /* bytes the field tests may still read */
+	uint32_t head; /* chunk guard: bytes at the start to star */
+	bool cut_end;  /* the input ends inside a field that goes on */
 };
 
 /* Telling a field's kind reads its content once per level it is nested
@@ -253,10 +255,25 @@ static bool scan_field(struct pb_walk *w, const struct policy_pb_node *nd,
 	return report(w, nd, &sc);
 }
 
+/* A chunk guard span over [off, end), in place: the part of a value a
+ * chunk boundary cuts, which the detectors cannot judge alone. */
+static void guard_add(struct pol_scan *sc, uint32_t off, uint32_t end)
+{
+	if (off < end)
+		pol_out_add(sc, off, end - off, POLICY_ACTION_REDACT,
+			    POLICY_KIND_LIMIT, 0, 0, POLICY_RULE_LIMIT_CHUNK,
+			    sc->p->rule_names[POLICY_RULE_LIMIT_CHUNK]);
+}
+
 /* Bytes whose structure is not read (|nd|: a field's content, or bytes
  * with no prefix of their own): the detectors run over them raw and
  * their hits are replaced in place, so whatever structure they hold keeps
- * its lengths. |flag|: why (POLICY_SCAN_*). */
+ * its lengths. |flag|: why (POLICY_SCAN_*). In a chunk decided without
+ * the ones around it, such bytes touching the chunk's start (what
+ * continues a field an earlier chunk passed on: w->head) or its end (a
+ * field cut there: w->cut_end) may hold part of a value whose other part
+ * went out or comes later: the run of characters a hit can be made of
+ * at that boundary is starred too. */
 static bool scan_raw(struct pb_walk *w, const struct policy_pb_node *nd,
 		     unsigned flag)
 {
@@ -264,7 +281,23 @@ static bool scan_raw(struct pb_walk *w, const struct policy_pb_node *nd,
 		return true;
 	struct policy_pb_node in = *nd;
 	in.in_place = true;
-	return scan_field(w, &in, flag);
+	uint32_t end = nd->off + nd->len;
+	struct pol_view view;
+	struct pol_scan sc;
+	scan_start(w, &sc, &view, end);
+	sc.flags |= flag;
+	if (nd->off == 0 && w->head)
+		guard_add(&sc, 0, w->head < end ? w->head : end);
+	scan_bytes(w, &sc, nd->off, nd->len);
+	if (w->cut_end && end == w->n && !sc.full) {
+		/* from the run's start, or past the spans already made
+		 * (spans stay in order and disjoint, as the text guard's) */
+		uint32_t t = (uint32_t)policy_guard_cut(w->b, nd->off, end);
+		if (sc.n && t < sc.spans[sc.n - 1].off + sc.spans[sc.n - 1].len)
+			t = sc.spans[sc.n - 1].off + sc.spans[sc.n - 1].len;
+		guard_add(&sc, t, end);
+	}
+	return report(w, &in, &sc);
 }
 
 /* [off, end): bytes with no length prefix of their own, read raw. */
@@ -535,12 +568,14 @@ static bool walk_frames(struct pb_walk *w, uint32_t pos)
 }
 
 int policy_scan_protobuf(const struct policy_route *r, const void *body,
-			 size_t len, unsigned how, size_t skip,
+			 size_t len, unsigned how,
+			 const struct policy_pb_chunk *ck,
 			 struct policy_span *spans, unsigned max,
 			 unsigned *flags, policy_pb_fn fn, void *user)
 {
+	size_t skip = ck ? ck->skip : 0;
 	if (!r || !spans || max == 0 || !fn || (!body && len) ||
-	    len > UINT32_MAX || skip > len)
+	    len > UINT32_MAX || skip > len || (ck && ck->head > len))
 		return -EINVAL;
 	if (!r->rules->scans_bodies || len == 0)
 		return 0;
@@ -550,6 +585,8 @@ int policy_scan_protobuf(const struct policy_route *r, const void *body,
 		.max_depth = r->policy->limits.json_depth,
 		.spans = spans, .max = max, .fn = fn, .user = user,
 		.budget = WORK_PER_BYTE * (uint64_t)len + WORK_BASE,
+		.head = ck && skip ? (uint32_t)ck->head : 0,
+		.cut_end = ck && ck->cut_end,
 	};
 	/* the continuation of a frame or message an earlier chunk began;
 	 * a message has no frame after which reading could start again */

@@ -316,6 +316,8 @@ struct extproc_chunk {
 					continue a frame (or message) an
 					earlier chunk passed on unfinished:
 					unreadable */
+	bool pb_cut;                 /* ... and this chunk passes one on
+					unfinished (not the last) */
 };
 
 /* The one interface between the protocol engine and the policy. For each

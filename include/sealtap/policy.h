@@ -401,17 +401,29 @@ typedef int (*policy_pb_fn)(void *user, enum policy_pb_event ev,
  * order of the input. Bytes whose structure is not read -- a malformed
  * rest (POLICY_SCAN_MALFORMED), nesting deeper than limits.json_depth or
  * past the work cap (POLICY_SCAN_DEPTH), another codec's frames, the
- * first |skip| bytes, which continue a frame (or message) an earlier
+ * first |ck|->skip bytes, which continue a frame (or message) an earlier
  * chunk began -- are scanned raw, their hits reported |in_place|;
  * compressed messages are one span with limits.unscanned
  * ("limit/compressed"); string bytes past limits.body_bytes one with
  * limits.unscanned ("limit/body_bytes"), each inside its field. Without
- * POLICY_PB_FRAMED nothing after a skip can be read either. |spans|
+ * POLICY_PB_FRAMED nothing after a skip can be read either. |ck| (NULL:
+ * a whole body) says how a chunk decided without its neighbours is cut;
+ * unread bytes at its boundaries get chunk guards (below). |spans|
  * (|max| >= 1) is scratch reused for each field. Returns 0, what |fn|
  * stopped with, or -EINVAL. ORs POLICY_SCAN_* into *|flags|. Never
  * allocates. */
+struct policy_pb_chunk {
+	size_t skip;  /* bytes continuing a frame an earlier chunk began */
+	size_t head;  /* of those, how many from the start to star in place
+			 ("limit/chunk_boundary"): the caller's guard of a
+			 value the boundary cut, <= the chunk's length */
+	bool cut_end; /* the chunk ends inside a field that goes on in the
+			 next: the run of characters a hit can be made of
+			 touching its end is starred in place */
+};
 int policy_scan_protobuf(const struct policy_route *r, const void *body,
-			 size_t len, unsigned how, size_t skip,
+			 size_t len, unsigned how,
+			 const struct policy_pb_chunk *ck,
 			 struct policy_span *spans, unsigned max,
 			 unsigned *flags, policy_pb_fn fn, void *user);
 

@@ -84,13 +84,15 @@ static int on_event(void *user, enum policy_pb_event ev,
 
 /* Walks |b|: returns its POLICY_SCAN_* flags, fills |w|. */
 static unsigned walk(const struct policy_route *r, const uint8_t *b,
-		     size_t len, unsigned how, size_t skip,
+		     size_t len, unsigned how, size_t skip, bool cut,
 		     struct walk_check *w)
 {
 	struct policy_span sp[SPANS];
 	unsigned flags = 0;
 	*w = (struct walk_check){ .len = (uint32_t)len };
-	require(policy_scan_protobuf(r, b, len, how, skip, sp, SPANS, &flags,
+	struct policy_pb_chunk ck = { .skip = skip, .head = skip / 2,
+				      .cut_end = cut };
+	require(policy_scan_protobuf(r, b, len, how, &ck, sp, SPANS, &flags,
 				     on_event, w) == 0 && !w->depth);
 	return flags;
 }
@@ -136,8 +138,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t skip = (size_t)(how >> 6) * 5;
 	if (skip > len)
 		skip = len;
+	/* a chunk that passes a frame on unfinished: guarded at its end */
+	bool cut = !grpc_message && len % 3 == 0;
 	struct walk_check in_w, out_w;
-	unsigned in_flags = walk(r, body, len, wh, skip, &in_w);
+	unsigned in_flags = walk(r, body, len, wh, skip, cut, &in_w);
 
 	struct extproc_xdec xd = { .notes = true };
 	memcpy(xd.record_id, "00000000000000f2", 16);
@@ -148,7 +152,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct extproc_decision d = { .out = &out };
 	struct extproc_chunk c = {
 		.part = how & 8 ? EXTPROC_RESP_BODY : EXTPROC_REQ_BODY,
-		.data = body, .len = len, .last = true,
+		.data = body, .len = len, .last = !cut, .pb_cut = cut,
 		.ctype = (const uint8_t *)ctype, .ctype_len = strlen(ctype),
 		.grpc_message = grpc_message, .compressed = compressed,
 		.pb_skip = grpc_message ? 0 : skip,
@@ -161,7 +165,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (v == EXTPROC_REPLACE && !c.pb_skip &&
 	    !(wh & (POLICY_PB_JSON | POLICY_PB_RAW)) &&
 	    !(in_flags & (POLICY_SCAN_MALFORMED | POLICY_SCAN_SPANS_FULL))) {
-		unsigned out_flags = walk(r, out.p, out.len, wh, 0, &out_w);
+		unsigned out_flags = walk(r, out.p, out.len, wh, 0, false,
+					  &out_w);
 		require(!(out_flags & POLICY_SCAN_MALFORMED) &&
 			out_w.frames == in_w.frames);
 	}
@@ -171,6 +176,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	extproc_buf_free(&xd.findings[1]);
 	extproc_buf_free(&xd.body_state[0]);
 	extproc_buf_free(&xd.body_state[1]);
+	extproc_buf_free(&xd.body_tail[0]);
+	extproc_buf_free(&xd.body_tail[1]);
 	extproc_policy_quiescent(pp);
 	free(body);
 	return 0;

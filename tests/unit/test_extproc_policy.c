@@ -89,6 +89,8 @@ static int teardown(void **state)
 	extproc_buf_free(&f->xd.findings[1]);
 	extproc_buf_free(&f->xd.body_state[0]);
 	extproc_buf_free(&f->xd.body_state[1]);
+	extproc_buf_free(&f->xd.body_tail[0]);
+	extproc_buf_free(&f->xd.body_tail[1]);
 	free(f);
 	return 0;
 }
@@ -102,6 +104,8 @@ static bool start(struct fx *f, const char *authority, const char *path,
 	extproc_buf_free(&f->xd.findings[1]);
 	extproc_buf_free(&f->xd.body_state[0]);
 	extproc_buf_free(&f->xd.body_state[1]);
+	extproc_buf_free(&f->xd.body_tail[0]);
+	extproc_buf_free(&f->xd.body_tail[1]);
 	memset(&f->xd, 0, sizeof(f->xd));
 	memcpy(f->xd.record_id, RID, 16);
 	f->xd.notes = true; /* as when records are written */
