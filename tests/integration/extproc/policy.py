@@ -54,7 +54,7 @@ R = base64.b32encode(os.urandom(5)).decode().lower()
 C = {k: 'CANARY%s%s' % (k, R) for k in (
     'auth', 'key', 'secret', 'internal', 'sid', 'sidtwo', 'query', 'ssn',
     'card', 'resp', 'setc', 'trailer', 'globex', 'streamed', 'duplex',
-    'nokey', 'chunked', 'vauth', 'vssn', 'bearer')}
+    'nokey', 'chunked', 'vauth', 'vssn', 'bearer', 'sniff')}
 C_EMAIL = 'canary.%s@example.com' % R
 C_EMAIL2 = 'canary2.%s@example.com' % R
 CARD = '4111111111111111'          # Luhn-valid test card
@@ -356,6 +356,28 @@ def override_the_data_plane_would_ignore(ctx):
         IGNORED_RIDS.append(request_id(mutation(r.request_headers.response.header_mutation)[0]))
         c.half_close()
         assert c.finish()[0] == grpc.StatusCode.OK
+
+
+@scenario
+def json_body_without_content_type(ctx):
+    """A response body whose headers never came (response header mode
+    SKIP) has no content-type: a body that opens a JSON object is read as
+    JSON, so the JSON path rules apply ($.ssn was passed in plain: the body
+    went to the detectors as text)."""
+    kid = ctx['kid']['acme']
+    c = xp.Call(ctx['ch'], pb)
+    c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [
+        (':authority', 'shop.acme.test'), (':path', '/me'), (':method', 'GET')], eos=True),
+        protocol_config=pcfg(MODE.NONE, MODE.BUFFERED)))
+    expect(c, 'request_headers')
+    body = b'  {"user": "bob", "ssn": "%s"}' % C['sniff'].encode()
+    c.send(EP.ProcessingRequest(response_body=EP.HttpBody(body=body, end_of_stream=True)))
+    cr = expect(c, 'response_body').response_body.response
+    j = json.loads(cr.body_mutation.body) if cr.HasField('body_mutation') else {}
+    if not is_token(j.get('ssn', ''), 'g', kid) or j.get('user') != 'bob':
+        xp.fail('JSON body without a content-type: %r' % (cr.body_mutation.body or body))
+    c.half_close()
+    assert c.finish()[0] == grpc.StatusCode.OK
 
 
 @scenario
