@@ -527,6 +527,14 @@ static const struct config_opt opts[] = {
 		  "(SETTINGS_MAX_CONCURRENT_STREAMS); one stream is one "
 		  "HTTP request in flight at the load balancer.",
 	  .why = "room for a busy Envoy on few connections." },
+	{ .name = "extproc.max_connections", .type = OPT_U32,
+	  FIELD(extproc.max_connections), .min = 1, .max = 1u << 20,
+	  .def = 4096,
+	  .help = "Open client connections the server keeps, shared out "
+		  "among its threads; one more is closed at once "
+		  "(conns_refused_limit).",
+	  .why = "an Envoy fleet opens about one connection per worker; "
+		 "the cap bounds what a flood of idle connections holds." },
 	{ .name = "extproc.max_header_list", .type = OPT_SIZE,
 	  FIELD(extproc.max_header_list), .min = KiB, .max = 16 * MiB,
 	  .def = 16 * KiB,

@@ -81,6 +81,7 @@ void extproc_cfg_from_config(const struct st_config *cfg,
 	x->threads = cfg->extproc.threads;
 	x->max_message = cfg->extproc.max_message;
 	x->max_streams = cfg->extproc.max_streams;
+	x->max_connections = cfg->extproc.max_connections;
 	x->max_header_list = cfg->extproc.max_header_list;
 	x->idle_timeout_ns = cfg->extproc.idle_timeout_ns;
 	x->stream_timeout_ns = cfg->extproc.stream_timeout_ns;

@@ -208,6 +208,7 @@ struct xp_worker {
 	struct export_ring *ring;
 	struct extproc_buf rec;
 	uint64_t out_cap, conn_out_cap; /* unsent replies: stream, conn */
+	unsigned max_conns; /* its share of max_connections; 0: no cap */
 	uint8_t *rbuf;
 	uint64_t conn_seq;
 	uint64_t nonce;
@@ -1554,6 +1555,13 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 			accept_failed(w, errno);
 			return;
 		}
+		if (w->max_conns && w->nconns >= w->max_conns) {
+			/* over the cap: closed at once, the backlog drained
+			 * (the client sees its connection end, not a hang) */
+			EXTPROC_INC(&w->ctr, conns_refused_limit);
+			close(fd);
+			continue;
+		}
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		struct xp_conn *c = conn_new(w, fd, (struct sockaddr *)&ss);
@@ -2318,6 +2326,11 @@ int extproc_server_new(const struct extproc_cfg *cfg,
 			goto fail;
 		}
 		w->ssl_ctx = s->ssl_ctx;
+		/* the kernel spreads connections evenly over the threads'
+		 * sockets: each keeps its share (at least one) */
+		if (cfg->max_connections)
+			w->max_conns = (cfg->max_connections + s->nworkers - 1) /
+				       s->nworkers;
 		if (cfg->records) {
 			if (export_ring_init(&s->rings[i], cfg->ring_size) < 0) {
 				snprintf(err, errlen, "cannot allocate the "

@@ -103,6 +103,7 @@ struct st_config {
 		uint32_t threads;        /* event-loop threads */
 		uint64_t max_message;    /* bytes of one gRPC message */
 		uint32_t max_streams;    /* concurrent streams per connection */
+		uint32_t max_connections; /* open connections, all threads */
 		uint32_t max_header_list; /* bytes of a request header list */
 		uint64_t idle_timeout_ns;
 		uint64_t stream_timeout_ns;

@@ -72,6 +72,8 @@ struct extproc_cfg {
 	unsigned threads;               /* event-loop threads */
 	uint64_t max_message;           /* bytes of one gRPC message */
 	uint32_t max_streams;           /* SETTINGS_MAX_CONCURRENT_STREAMS */
+	uint32_t max_connections;       /* open connections, all threads
+					   (0: no cap) */
 	uint32_t max_header_list;       /* SETTINGS_MAX_HEADER_LIST_SIZE */
 	uint64_t idle_timeout_ns;       /* connection without streams */
 	uint64_t stream_timeout_ns;     /* stream without a frame; replies
@@ -98,6 +100,8 @@ struct extproc_cfg {
 	X(conns_accepted, "connections accepted")                              \
 	X(conns_tls, "connections that completed a TLS handshake")             \
 	X(conns_tls_failed, "connections refused in the TLS handshake")        \
+	X(conns_refused_limit, "connections closed at accept: "                \
+	  "max_connections open")                                              \
 	X(conns_closed, "connections closed")                                  \
 	X(conns_bad_preface, "connections closed: not the HTTP/2 preface")     \
 	X(conns_http1, "connections closed: HTTP/1.x request (505 sent)")      \

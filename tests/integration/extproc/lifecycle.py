@@ -9,7 +9,8 @@ up (nghttp2's own reset limit would tear it down after 1,000); a second
 instance cannot take the port (SO_REUSEPORT would let it share the
 connections); the health port answers 503 while draining and cuts off a
 client that trickles its request; out of file descriptors, the server
-pauses accepting instead of spinning a core, and recovers.
+pauses accepting instead of spinning a core, and recovers; connections
+over extproc.max_connections are closed at accept.
 
 usage: lifecycle.py --workdir DIR
 """
@@ -173,6 +174,55 @@ def fd_limit(workdir):
     return failures
 
 
+def conn_limit(workdir):
+    """extproc.max_connections 3: the fourth and fifth connections are
+    closed at once (conns_refused_limit), the three open ones still
+    served, and a new one is taken again once one of them closes.
+    Returns the number of failures."""
+    srv = xp.Server(workdir, 'conn-limit', extra_yaml='  max_connections: 3')
+    failures = 0
+    socks = []
+    try:
+        for _ in range(5):
+            socks.append(socket.create_connection(('127.0.0.1', srv.port), timeout=2))
+        time.sleep(0.3)
+        closed = []
+        for i, s in enumerate(socks):
+            s.settimeout(0.3)
+            try:
+                # the server's SETTINGS on a kept connection, EOF on a refused one
+                closed.append(s.recv(64) == b'')
+            except socket.timeout:
+                closed.append(False)
+            except ConnectionResetError:
+                closed.append(True)
+        if closed != [False, False, False, True, True]:
+            print('FAIL: max_connections 3: closed %r' % closed)
+            failures += 1
+        socks[0].close()
+        time.sleep(0.3)
+        ch = grpc.insecure_channel('127.0.0.1:%d' % srv.port, options=OPTS)
+        c = xp.Call(ch, pb)
+        c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [(':path', '/')], eos=True)))
+        ok = c.recv(10).WhichOneof('response') == 'request_headers'
+        c.half_close()
+        ok = ok and c.finish(10)[0] == grpc.StatusCode.OK
+        ch.close()
+        if not ok:
+            print('FAIL: no service once a connection under the cap closed')
+            failures += 1
+    finally:
+        for s in socks:
+            s.close()
+        ctr = srv.stop()
+    if ctr.get('conns_refused_limit', 0) < 2:
+        print('FAIL: conns_refused_limit %r' % ctr.get('conns_refused_limit'))
+        failures += 1
+    if not failures:
+        print('ok: max_connections 3: two more closed at accept, served again after one closed')
+    return failures
+
+
 def check_wire_latency(r):
     """The generator's second latency, ended at the reply's arrival in
     its socket (kernel receive timestamp), must cover every reply and can
@@ -276,6 +326,7 @@ def main():
     ch.close()
     failures += envoy_close_many(args.workdir)
     failures += fd_limit(args.workdir)
+    failures += conn_limit(args.workdir)
     xp.cleanup_stubs()
     print('lifecycle: %d failure(s)' % failures)
     return 1 if failures else 0
