@@ -613,7 +613,10 @@ uint64_t extproc_grpc_timeout_ns(const uint8_t *v, size_t len)
 	default: return 0;
 	}
 	const uint64_t century = 100ull * 365 * 24 * 3600 * ST_NS_PER_SEC;
-	return n > century / unit ? 0 : n * unit;
+	if (n > century / unit)
+		return 0;
+	/* "0S": a deadline already passed, not none (1 ns: expires at once) */
+	return n ? n * unit : 1;
 }
 
 /* End of the request headers: accept the call or refuse it. */

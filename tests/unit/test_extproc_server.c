@@ -320,6 +320,8 @@ static void test_grpc_timeout(void **state)
 		{ "S", 0 },
 		{ "1x", 0 },
 		{ "1.5S", 0 },
+		{ "0S", 1 }, /* already expired, not "no deadline" */
+		{ "0m", 1 },
 	};
 	for (size_t i = 0; i < sizeof(t) / sizeof(*t); i++) {
 		uint64_t got = extproc_grpc_timeout_ns((const uint8_t *)t[i].v,
