@@ -400,7 +400,7 @@ static void stream_input_done(struct xp_stream *s)
 		c->reserved -= s->msg_len;
 	if (s->waiting)
 		c->waiting -= s->in.len;
-	if (s->waiting && s->unconsumed && c->h2 && !s->finishing)
+	if (s->unconsumed && c->h2 && !s->finishing)
 		nghttp2_session_consume_stream(c->h2, s->id, s->unconsumed);
 	s->unconsumed = 0;
 	s->admitted = s->waiting = false;
@@ -975,9 +975,12 @@ static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id,
 	s->wait_new = 0;
 	stream_data(s, data, len);
 	stream_out_sync(s);
-	if (s->wait_new && !s->finishing && !s->rejected) {
-		/* stored for a message waiting for room: the connection
-		 * window goes back at once, the stream's when admitted */
+	if (s->wait_new && s->waiting && !s->finishing && !s->rejected) {
+		/* stored for a message still waiting for room: the
+		 * connection window goes back at once, the stream's when
+		 * admitted. (A message that completed while waiting in this
+		 * chunk is handled: its bytes here are consumed below as any
+		 * handled DATA, the earlier ones were by stream_input_done.) */
 		nghttp2_session_consume_connection(h2, s->wait_new);
 		s->unconsumed += s->wait_new;
 		len -= s->wait_new;
@@ -2240,10 +2243,10 @@ static SSL_CTX *make_ssl_ctx(const struct extproc_cfg *cfg, char *err,
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
 					 SSL_OP_CIPHER_SERVER_PREFERENCE);
 	/* RFC 9113 §9.2.2: with TLS 1.2 only ephemeral key exchange and
-	 * AEAD ciphers (the rest are on its block list); TLS 1.3's suites
-	 * all qualify and are set apart */
-	if (SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20:"
-					 "DHE+AESGCM:DHE+CHACHA20") != 1) {
+	 * AEAD ciphers (the rest are on its block list; DHE would need
+	 * parameters, ECDHE does not); TLS 1.3's suites all qualify and are
+	 * set apart */
+	if (SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20") != 1) {
 		ssl_err(err, errlen, "extproc TLS:",
 			"cannot set the TLS 1.2 cipher list");
 		goto fail;

@@ -331,6 +331,56 @@ def interleaved_uploads(workdir, n=40, size=1000000):
         raise AssertionError('%d of %d uploads failed: %r' % (len(bad), n, bad[:2]))
 
 
+def waiting_keeps_window(workdir):
+    """Four streams hold the connection's admission cap (4 x 64 KiB) but a
+    few KB with partial messages; a fifth alternates a 20 KB message,
+    which waits and completes while waiting, and a 4 KB one, admitted at
+    once. Every byte of its stream window must come back: a message that
+    completed while waiting left its last chunk's stream window
+    unreturned, and after 30 such rounds the stream stalled for good."""
+    srv = xp.Server(workdir, 'waiting-window', max_message='64KiB', stream_timeout='30s')
+
+    def idle(r, t):
+        try:
+            r.pump(lambda: False, timeout=t)
+        except AssertionError:
+            pass
+
+    def msg(n, eos=False, headers=False):
+        m = pb.ep.ProcessingRequest()
+        if headers:
+            for k, v in [(':method', 'POST'), (':path', '/u'), ('content-type', 'text/plain')]:
+                m.request_headers.headers.headers.add(key=k, raw_value=v.encode())
+        else:
+            m.request_body.body = b'y' * n
+            m.request_body.end_of_stream = eos
+        return frame(m.SerializeToString())
+    try:
+        r = Raw(srv.port)
+        for _ in range(4):
+            r.call(xp.PROCESS, chunks=[msg(0, headers=True) + msg(64000, True)[:1000]], end=False)
+        v = r.call(xp.PROCESS, chunks=[msg(0, headers=True)], end=False)
+        idle(r, 0.3)
+        full = r.conn.local_flow_control_window(v)
+        for i in range(60):
+            m = msg(20000 if i % 2 == 0 else 4000)
+            if r.conn.local_flow_control_window(v) < len(m):
+                idle(r, 2.0)
+                if r.conn.local_flow_control_window(v) < len(m):
+                    raise AssertionError('stream stalled at message %d: window %d of %d' % (
+                        i, r.conn.local_flow_control_window(v), full))
+            before = len(r.streams[v]['data'])
+            r.conn.send_data(v, m[:len(m) // 2])
+            r.flush()
+            idle(r, 0.02)
+            r.conn.send_data(v, m[len(m) // 2:])
+            r.flush()
+            r.pump(lambda: len(r.streams[v]['data']) > before, timeout=5)
+        r.close()
+    finally:
+        srv.stop()
+
+
 def status_of(s):
     """grpc-status and grpc-message, from trailers or a trailers-only reply."""
     h = dict(s['trailers'] or s['headers'])
@@ -550,6 +600,8 @@ def main():
          '(write stall)', lambda: write_stall(args.workdir))
     case('40 uploads of 1 MB interleaved on one connection: partial messages '
          'over the cap wait for room, none fails', lambda: interleaved_uploads(args.workdir))
+    case('a stream whose messages wait and complete while waiting keeps its '
+         'whole window', lambda: waiting_keeps_window(args.workdir))
 
     ctr = srv.stop()
     want = {'conns_bad_preface': 1, 'conns_http1': 1, 'streams_bad_request': 2,
