@@ -595,6 +595,32 @@ static enum extproc_verdict pb_body(struct extproc_policy *pp,
 	return d->verdict = v;
 }
 
+/* A chunk scanned alone. A whole body without a content-type (none in
+ * its headers, or no headers message: header mode SKIP) that parses as
+ * JSON is scanned as JSON, so the JSON path rules apply; one that does
+ * not (a log line "[INFO] ...", an INI section) stays text, as does a
+ * body in several chunks (RFC 9110 8.3: a recipient may examine the data
+ * when the type is missing). */
+static int scan_whole(const struct policy_route *r,
+		      const struct extproc_chunk *c, struct policy_span *sp)
+{
+	if (!c->ctype && !c->off && c->last) {
+		size_t i = 0;
+		while (i < c->len && (c->data[i] == ' ' || c->data[i] == '\t' ||
+				      c->data[i] == '\r' || c->data[i] == '\n'))
+			i++;
+		if (i < c->len && (c->data[i] == '{' || c->data[i] == '[')) {
+			unsigned f = 0;
+			int n = policy_scan_body(r, "application/json", 16, c->data,
+						 c->len, sp, MAX_SPANS - 2, &f);
+			if (n < 0 || !(f & POLICY_SCAN_MALFORMED))
+				return n;
+		}
+	}
+	return policy_scan_body(r, c->ctype, c->ctype_len, c->data, c->len, sp,
+				MAX_SPANS - 2, NULL);
+}
+
 static enum extproc_verdict pd_body(void *self, struct extproc_xdec *xd,
 				    const struct extproc_chunk *c,
 				    struct extproc_decision *d)
@@ -623,9 +649,7 @@ static enum extproc_verdict pd_body(void *self, struct extproc_xdec *xd,
 	bool stream = (c->off || !c->last) &&
 		      policy_body_is_json(c->ctype, c->ctype_len);
 	int n = stream ? scan_chunk(pp, xd, c, sp, &flags)
-		       : policy_scan_body(xd->route, c->ctype, c->ctype_len,
-					  c->data, c->len, sp, MAX_SPANS - 2,
-					  NULL);
+		       : scan_whole(xd->route, c, sp);
 	if (n < 0)
 		return d->verdict = EXTPROC_REMOVE; /* no memory, over 4 GiB */
 	/* a JSON parse that broke off (syntax, body_bytes, span slots)

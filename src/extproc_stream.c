@@ -1202,26 +1202,6 @@ static int on_headers(struct extproc_xchg *x, struct extproc_ctx *ctx,
  * (|last|: the body ends with it; |compressed|: GRPC mode's flag; |skip|:
  * leading protobuf bytes that cannot be read); a replacement lands in
  * ctx->scratch. */
-/* A body without a content-type (none in its headers, or no headers
- * message: header mode SKIP) whose first bytes open a JSON object or
- * array is scanned as JSON, so the policy's JSON paths apply (they were
- * skipped: the body went to the detectors as text). Decided once, on the
- * body's first bytes (RFC 9110 8.3: a recipient may examine the data
- * when the type is missing). */
-static void sniff_json(struct side *s, const uint8_t *p, size_t len)
-{
-	if (s->nctype || s->body_shown)
-		return;
-	size_t i = 0;
-	while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' ||
-			   p[i] == '\n'))
-		i++;
-	if (i < len && (p[i] == '{' || p[i] == '[')) {
-		memcpy(s->ctype, "application/json", 16);
-		s->nctype = 16;
-	}
-}
-
 static enum extproc_verdict decide_chunk(struct extproc_xchg *x,
 					 struct extproc_ctx *ctx, int dir,
 					 const uint8_t *data, size_t len,
@@ -1231,8 +1211,6 @@ static enum extproc_verdict decide_chunk(struct extproc_xchg *x,
 	struct side *s = &x->side[dir];
 	struct extproc_mode mo;
 	begin(x, ctx, NULL, &mo);
-	if (s->body_mode != MODE_GRPC)
-		sniff_json(s, data, len);
 	struct extproc_chunk c = {
 		.part = dir ? EXTPROC_RESP_BODY : EXTPROC_REQ_BODY,
 		.data = data, .len = len, .off = s->body_shown, .last = last,

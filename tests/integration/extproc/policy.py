@@ -378,6 +378,21 @@ def json_body_without_content_type(ctx):
         xp.fail('JSON body without a content-type: %r' % (cr.body_mutation.body or body))
     c.half_close()
     assert c.finish()[0] == grpc.StatusCode.OK
+    # one that only begins like JSON (a log line) stays text: its e-mail
+    # tokenized in place, nothing else touched (it was starred whole as
+    # malformed JSON)
+    c = xp.Call(ctx['ch'], pb)
+    c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [
+        (':authority', 'shop.acme.test'), (':path', '/log'), (':method', 'GET')], eos=True),
+        protocol_config=pcfg(MODE.NONE, MODE.BUFFERED)))
+    expect(c, 'request_headers')
+    body = b'[INFO] login by ' + C_EMAIL.encode() + b'\n[WARN] retry\n'
+    c.send(EP.ProcessingRequest(response_body=EP.HttpBody(body=body, end_of_stream=True)))
+    nb = expect(c, 'response_body').response_body.response.body_mutation.body
+    if not re.fullmatch(rb'\[INFO\] login by stk1\.s\.[A-Za-z0-9_.-]+\n\[WARN\] retry\n', nb):
+        xp.fail('a log line without a content-type: %r' % nb)
+    c.half_close()
+    assert c.finish()[0] == grpc.StatusCode.OK
 
 
 @scenario
