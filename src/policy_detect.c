@@ -183,16 +183,39 @@ static bool card_digits_ok(const uint8_t *d, size_t nd)
 	return nd >= 13 && d[0] >= '2' && d[0] <= '6' && pol_luhn_ok(d, nd);
 }
 
+/* Whether the first |ng| groups ending at the digit counts |gnd| are
+ * laid out as a card is written: one group of 13-19 digits, 4-4-4-4,
+ * 4-4-4-4-3, or 4-6-5 / 4-6-4 (Amex, Diners). */
+static bool card_layout(const uint8_t *gnd, unsigned ng)
+{
+	uint8_t sz[5];
+	if (ng == 1)
+		return gnd[0] >= 13;
+	if (ng > 5)
+		return false;
+	for (unsigned k = 0; k < ng; k++)
+		sz[k] = (uint8_t)(gnd[k] - (k ? gnd[k - 1] : 0));
+	if (ng == 3)
+		return sz[0] == 4 && sz[1] == 6 && (sz[2] == 5 || sz[2] == 4);
+	for (unsigned k = 0; k < 4 && k < ng; k++)
+		if (sz[k] != 4)
+			return false;
+	return ng == 4 || sz[4] == 3;
+}
+
 /* A card number starting at |i| (a digit not preceded by a letter or
  * digit). Returns its length or 0. Looks at most 38 bytes ahead.
  *
  * A separator joins the digits after it to the number, so a card
  * followed by its expiry date, its CVV or another card ("4539...6467
  * 12/26", "...6467-12-26") reads as one run that is too long or fails
- * the check digit. Then the longest run of whole groups from the start
- * that is a card is taken: the card, not the run. (The caller tries
- * again after each separator, which finds a second card.) A run of
- * digits without separators longer than 19 is not searched. */
+ * the check digit. Then, when |i| starts the run (no digit and separator
+ * before it) and its first groups are laid out as a card is written, the
+ * longest such prefix that is a card is taken: the card, not the run.
+ * (The caller tries again after each separator, which finds a second
+ * card.) Lists of small numbers (tables, phone numbers, dates) are not
+ * searched for cards that way. A run of digits without separators longer
+ * than 19 is not searched. */
 static size_t card_at(const uint8_t *t, size_t n, size_t i)
 {
 	uint8_t d[19];
@@ -223,8 +246,10 @@ static size_t card_at(const uint8_t *t, size_t n, size_t i)
 	}
 	if (!over && !(j < n && is_alpha(t[j])) && card_digits_ok(d, nd))
 		return j - i;
+	if (i >= 2 && (t[i - 1] == ' ' || t[i - 1] == '-') && is_digit(t[i - 2]))
+		return 0; /* inside a run: only its start is searched */
 	while (ng--)
-		if (card_digits_ok(d, gnd[ng]))
+		if (card_layout(gnd, ng + 1) && card_digits_ok(d, gnd[ng]))
 			return gend[ng] - i;
 	return 0;
 }
