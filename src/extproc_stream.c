@@ -667,7 +667,9 @@ static void hmut_add(struct extproc_ctx *ctx, struct hmut *m,
 	envoy__config__core__v3__header_value_option__init(o);
 	envoy__config__core__v3__header_value__init(hv);
 	hv->key = k;
-	if (m->in_value) {
+	if (m->in_value && policy_is_text(value, vl)) {
+		/* (a line that is not UTF-8 cannot be a proto3 string: it
+		 * goes in raw_value, which such a data plane sent it in) */
 		hv->value = v;
 	} else {
 		hv->raw_value.data = (uint8_t *)v;

@@ -157,9 +157,10 @@ static bool fields_ok(const uint8_t *b, uint32_t a, uint32_t end)
 
 /* Valid UTF-8 (no overlong forms, surrogates or code points past
  * U+10FFFF) with no control character but tab, LF and CR. */
-static bool is_text(const uint8_t *s, uint32_t n)
+bool policy_is_text(const void *text, size_t n)
 {
-	uint32_t i = 0;
+	const uint8_t *s = text;
+	size_t i = 0;
 	while (i < n) {
 		uint8_t c = s[i];
 		if (c < 0x80) {
@@ -366,7 +367,7 @@ static bool collect_leaves(struct pb_walk *w, struct pol_scan *sc, uint32_t a,
 		if (depth >= w->max_depth ||
 		    !fields_ok(w->b, cpos, cpos + clen)) {
 			scan_bytes(w, sc, cpos, clen);
-		} else if (!is_text(w->b + cpos, clen)) {
+		} else if (!policy_is_text(w->b + cpos, clen)) {
 			if (!collect_leaves(w, sc, cpos, cpos + clen, depth + 1))
 				return false;
 		} else if (!both_readings(w, sc, cpos, clen, depth)) {
@@ -470,7 +471,7 @@ static enum shape field_shape(struct pb_walk *w,
 {
 	if (!charge(w, 2ull * nd->len))
 		return SHAPE_UNKNOWN;
-	bool text = is_text(w->b + nd->off, nd->len);
+	bool text = policy_is_text(w->b + nd->off, nd->len);
 	if (!fields_ok(w->b, nd->off, nd->off + nd->len))
 		return text ? SHAPE_STRING : SHAPE_BYTES;
 	return text ? SHAPE_BOTH : SHAPE_MESSAGE;

@@ -357,6 +357,11 @@ bool policy_hit_byte(const void *text, size_t len, size_t i);
  * after it. */
 size_t policy_guard_cut(const void *text, size_t start, size_t cut);
 
+/* Whether |n| bytes are valid UTF-8 (no overlong forms, surrogates or
+ * code points past U+10FFFF) with no control character but tab, LF and
+ * CR: what protobuf reads as a string. */
+bool policy_is_text(const void *text, size_t n);
+
 /* POLICY_PB_FRAMED for application/grpc, application/grpc+proto and
  * application/grpc-web(+proto); with POLICY_PB_JSON for gRPC framing
  * around JSON (application/grpc+json, grpc-web+json), with POLICY_PB_RAW

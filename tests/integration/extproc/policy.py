@@ -273,15 +273,26 @@ def headers_in_value_field(ctx):
                  ('authorization', 'Bearer ' + C['vauth']), ('x-user', 'alice')):
         hv = hm.headers.add()
         hv.key, hv.value = k, v
+    # a line that is not UTF-8 came in raw_value: its mutation goes there
+    # too (in value it made the whole reply unparseable)
+    hv = hm.headers.add()
+    hv.key, hv.raw_value = 'x-note', b'caf\xe9 mail ' + C_EMAIL2.encode()
     c.send(EP.ProcessingRequest(request_headers=EP.HttpHeaders(headers=hm),
                                 protocol_config=pcfg(MODE.BUFFERED)))
     r = expect(c, 'request_headers')
     sets = {}
     for o in r.request_headers.response.header_mutation.set_headers:
+        if o.header.key == 'x-note':
+            if o.header.value or not has_token(o.header.raw_value.decode('latin-1'), 's', kid):
+                xp.fail('x-note (not UTF-8): %r' % o.header)
+            continue
         if o.header.raw_value or not o.header.value:
             xp.fail('%s: value %r, raw_value %r; this data plane reads value' % (
                 o.header.key, o.header.value, o.header.raw_value))
         sets[o.header.key] = o.header.value
+    if 'x-note' in sets or not any(o.header.key == 'x-note' for o in
+                                   r.request_headers.response.header_mutation.set_headers):
+        xp.fail('x-note not replaced')
     if not is_token(sets.get('authorization', ''), 'g', kid) or \
             not is_token(sets.get('x-user', ''), 's', kid) or \
             not re.fullmatch('[0-9a-f]{16}', sets.get('x-sealtap-request-id', '')):
