@@ -212,8 +212,8 @@ static struct policy_span guard_span(size_t off, size_t len)
 				     .kind = POLICY_KIND_LIMIT };
 }
 
-/* Bytes of the chunk before kept for bearer_across(): "Bearer" and the
- * blanks after it. */
+/* Bytes of the chunks before kept for bearer_across(): "Bearer" and the
+ * blanks after it (a run of blanks kept as one). */
 #define TAIL_MAX 16
 
 static bool blank(uint8_t c)
@@ -258,26 +258,43 @@ static size_t bearer_across(const uint8_t *tail, size_t nt, const uint8_t *b,
 		while (e < len && e - j < POLICY_GUARD_MAX &&
 		       policy_hit_byte(b, len, e))
 			e++;
-		if (e > j)
+		/* the detector's shape: at least 8 characters, not an
+		 * auth-param ("realm=..."); a run the chunk's end cuts may
+		 * still be one */
+		if (e > j && (e == len || (e - j >= 8 && b[e] != '"')))
 			return e;
 	}
 	return 0;
 }
 
-/* The side's tail becomes the last TAIL_MAX bytes of it and |c|. */
+/* One byte onto a tail being built backwards from w[*k]: a blank after
+ * (before, going backwards) a blank is dropped. */
+static void tail_push(uint8_t *w, size_t *k, bool *blank_run, uint8_t b)
+{
+	if (blank(b)) {
+		if (*blank_run)
+			return;
+		*blank_run = true;
+	} else {
+		*blank_run = false;
+	}
+	w[--*k] = b;
+}
+
+/* The side's tail becomes the last TAIL_MAX bytes of it and |c|, runs
+ * of blanks kept as one: "Bearer" stays in view whatever number of
+ * blanks, and chunks of blanks only, follow it. */
 static bool keep_tail(struct extproc_buf *t, const struct extproc_chunk *c)
 {
-	uint8_t w[2 * TAIL_MAX];
-	size_t n = t->len < TAIL_MAX ? t->len : TAIL_MAX, k;
-	if (n)
-		memcpy(w, t->p + t->len - n, n);
-	k = c->len < TAIL_MAX ? c->len : TAIL_MAX;
-	if (k)
-		memcpy(w + n, c->data + c->len - k, k);
-	n += k;
-	size_t keep = n < TAIL_MAX ? n : TAIL_MAX;
+	uint8_t w[TAIL_MAX];
+	size_t k = TAIL_MAX;
+	bool run = false;
+	for (size_t i = c->len; i-- > 0 && k;)
+		tail_push(w, &k, &run, c->data[i]);
+	for (size_t i = t->len; i-- > 0 && k;)
+		tail_push(w, &k, &run, t->p[i]);
 	t->len = 0;
-	bool ok = extproc_buf_put(t, w + n - keep, keep);
+	bool ok = extproc_buf_put(t, w + k, TAIL_MAX - k);
 	explicit_bzero(w, sizeof(w));
 	return ok;
 }

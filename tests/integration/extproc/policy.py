@@ -531,21 +531,36 @@ def streamed_bearer_cut_anywhere(ctx):
     its blanks left the token bare in the next chunk (it passed, 23 cuts
     in a review). No byte of the token may pass at any cut."""
     tok = 'tq5kep' + C['bearer'][-8:]
-    body = b'{"log":"x"}\nAuthorization: Bearer   ' + tok.encode() + b'\nend\n'
-    leaks = []
-    for cut in range(1, len(body)):
+
+    def streamed(parts):
         c, _, _ = start_streamed(ctx, 'text/plain')
         out = b''
-        for i, p in enumerate((body[:cut], body[cut:])):
-            c.send(EP.ProcessingRequest(request_body=EP.HttpBody(body=p, end_of_stream=i == 1)))
+        for i, p in enumerate(parts):
+            c.send(EP.ProcessingRequest(request_body=EP.HttpBody(
+                body=p, end_of_stream=i == len(parts) - 1)))
             cr = expect(c, 'request_body').request_body.response
             out += cr.body_mutation.body if cr.HasField('body_mutation') else p
         c.half_close()
         assert c.finish()[0] == grpc.StatusCode.OK
-        if any(tok[i:i + 6].encode() in out for i in range(len(tok) - 5)):
-            leaks.append((cut, out))
+        return out
+    leaks = []
+    # one blank, and more blanks than the 16 bytes kept of a chunk
+    for gap in (b'   ', b' ' * 20):
+        body = b'{"log":"x"}\nAuthorization: Bearer' + gap + tok.encode() + b'\nend\n'
+        for cut in range(1, len(body)):
+            out = streamed((body[:cut], body[cut:]))
+            if any(tok[i:i + 6].encode() in out for i in range(len(tok) - 5)):
+                leaks.append((cut, out))
+    # a chunk of blanks only between "Bearer" and the token
+    out = streamed((b'x Bearer', b' ' * 30, b' ' + tok.encode() + b' end'))
+    if tok[:6].encode() in out or tok[-6:].encode() in out:
+        leaks.append(('blank chunk', out))
     if leaks:
         xp.fail('%d cuts let the token through, e.g. %r' % (len(leaks), leaks[0]))
+    # an ordinary word after "bearer" is no token: left alone
+    out = streamed((b'the bearer', b' of this note is ok'))
+    if not out.endswith(b' of this note is ok'):
+        xp.fail('a word after "bearer" starred: %r' % out)
 
 
 def full_duplex(c, parts):
