@@ -2055,8 +2055,11 @@ static bool port_taken(const struct addrinfo *ai)
 	return taken;
 }
 
+/* |probe|: check that no one else listens on the port first (the first
+ * socket of a group, on a port this server has not bound yet: its own
+ * 0.0.0.0:P would make the probe of a dual-stack [::]:P fail). */
 static int bind_one(const char *addr, unsigned port_override, bool reuseport,
-		    unsigned *bound, char *err, size_t errlen)
+		    bool probe, unsigned *bound, char *err, size_t errlen)
 {
 	char host[256], port[16];
 	if (split_addr(addr, host, sizeof(host), port, sizeof(port)) < 0) {
@@ -2080,7 +2083,7 @@ static int bind_one(const char *addr, unsigned port_override, bool reuseport,
 	 * port too, and the kernel would then split the connections between
 	 * the two: the first socket of a group checks without it that no
 	 * one listens there yet (SO_REUSEADDR: TIME_WAIT is no obstacle) */
-	if (reuseport && !port_override && strcmp(port, "0") != 0 &&
+	if (probe && reuseport && !port_override && strcmp(port, "0") != 0 &&
 	    port_taken(res)) {
 		rc = -EADDRINUSE;
 		freeaddrinfo(res);
@@ -2351,14 +2354,21 @@ int extproc_server_new(const struct extproc_cfg *cfg,
 	/* Listeners: thread 0 binds first (port 0 picks one), the others
 	 * bind the same port. */
 	unsigned nl = cfg->nlisten ? cfg->nlisten : 1;
+	unsigned bound_ports[EXTPROC_MAX_LISTEN] = { 0 };
 	for (unsigned a = 0; a < nl; a++) {
 		const char *addr = cfg->nlisten ? cfg->listen[a]
 						: EXTPROC_LISTEN_DEFAULT;
 		unsigned port = 0;
+		char h[256], ps[16];
+		bool ours = false; /* an earlier address bound this port */
+		if (split_addr(addr, h, sizeof(h), ps, sizeof(ps)) == 0)
+			for (unsigned b = 0; b < a; b++)
+				ours |= bound_ports[b] == (unsigned)atoi(ps);
 		for (unsigned i = 0; i < s->nworkers; i++) {
 			struct xp_worker *w = &s->workers[i];
 			unsigned bound;
-			int fd = bind_one(addr, port, true, &bound, err, errlen);
+			int fd = bind_one(addr, port, true, !ours, &bound, err,
+					  errlen);
 			if (fd < 0) {
 				rc = fd;
 				goto fail;
@@ -2375,14 +2385,15 @@ int extproc_server_new(const struct extproc_cfg *cfg,
 				goto fail;
 			}
 		}
+		bound_ports[a] = port;
 		fmt_bound(addr, port, s->addrs[s->naddrs], sizeof(s->addrs[0]));
 		s->naddrs++;
 	}
 	if (cfg->health_listen && cfg->health_listen[0]) {
 		struct xp_worker *w = &s->workers[0];
 		unsigned bound;
-		int fd = bind_one(cfg->health_listen, 0, false, &bound, err,
-				  errlen);
+		int fd = bind_one(cfg->health_listen, 0, false, false, &bound,
+				  err, errlen);
 		if (fd < 0) {
 			rc = fd;
 			goto fail;

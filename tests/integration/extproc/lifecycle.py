@@ -94,6 +94,32 @@ def second_instance(srv):
         print('FAIL: second instance on the same port: rc %d %s' % (p.returncode, p.stderr[-300:]))
         return 1
     print('ok: a second instance on the same port refuses to start')
+    # its own addresses on one port do not trip that check: 0.0.0.0:P and
+    # a dual-stack [::]:P (the probe of the second saw the first)
+    if not socket.has_ipv6:
+        return 0
+    s = socket.socket()
+    s.bind(('', 0))
+    port = s.getsockname()[1]
+    s.close()
+    with open(cfg, 'w') as f:
+        f.write(text.replace('"127.0.0.1:%d"]' % srv.port,
+                             '"0.0.0.0:%d", "[::]:%d"]' % (port, port), 1))
+    ready = os.path.join(srv.dir, 'dual.json')
+    p = subprocess.Popen([xp.BIN, 'extproc', '--config', cfg, '--no-records',
+                          '--ready-file', ready], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 10
+    while not os.path.exists(ready) and p.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    started = os.path.exists(ready)
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+    err = p.communicate(timeout=20)[1]
+    if not started:
+        print('FAIL: listen 0.0.0.0:P and [::]:P did not start: %s' % err[-300:])
+        return 1
+    print('ok: 0.0.0.0:P and [::]:P of one instance start together')
     return 0
 
 
