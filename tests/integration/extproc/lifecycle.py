@@ -75,6 +75,19 @@ def envoy_close_many(workdir):
     return failures
 
 
+def served(port):
+    """Whether one ext_proc exchange on a new connection to |port| gets
+    its reply and ends with grpc-status 0."""
+    ch = grpc.insecure_channel('127.0.0.1:%d' % port, options=OPTS)
+    c = xp.Call(ch, pb)
+    c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [(':path', '/')], eos=True)))
+    ok = c.recv(10).WhichOneof('response') == 'request_headers'
+    c.half_close()
+    ok = ok and c.finish(10)[0] == grpc.StatusCode.OK
+    ch.close()
+    return ok
+
+
 def second_instance(srv):
     """A second sealtap on the port of a running one must fail to start:
     with SO_REUSEPORT alone the kernel would hand it half the
@@ -177,14 +190,7 @@ def fd_limit(workdir):
             s.close()
         socks = []
         time.sleep(0.5)
-        ch = grpc.insecure_channel('127.0.0.1:%d' % srv.port, options=OPTS)
-        c = xp.Call(ch, pb)
-        c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [(':path', '/')], eos=True)))
-        ok = c.recv(10).WhichOneof('response') == 'request_headers'
-        c.half_close()
-        ok = ok and c.finish(10)[0] == grpc.StatusCode.OK
-        ch.close()
-        if not ok:
+        if not served(srv.port):
             print('FAIL: no service after the descriptors came back')
             failures += 1
     finally:
@@ -227,14 +233,7 @@ def conn_limit(workdir):
             failures += 1
         socks[0].close()
         time.sleep(0.3)
-        ch = grpc.insecure_channel('127.0.0.1:%d' % srv.port, options=OPTS)
-        c = xp.Call(ch, pb)
-        c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [(':path', '/')], eos=True)))
-        ok = c.recv(10).WhichOneof('response') == 'request_headers'
-        c.half_close()
-        ok = ok and c.finish(10)[0] == grpc.StatusCode.OK
-        ch.close()
-        if not ok:
+        if not served(srv.port):
             print('FAIL: no service once a connection under the cap closed')
             failures += 1
     finally:

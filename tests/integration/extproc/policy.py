@@ -313,11 +313,7 @@ def buffered_body_then_trailers(ctx):
     end_of_stream, but whole: nothing of it is guarded as a cut chunk
     ("ship to 12 Elm St 4111" came back "ship to 12 Elm St ****"); only
     when the data plane said BUFFERED, not when sealtap's mode_override did."""
-    c = xp.Call(ctx['ch'], pb)
-    c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [
-        (':authority', 'shop.acme.test'), (':path', '/notes'), (':method', 'POST'),
-        ('content-type', 'text/plain')]), protocol_config=pcfg(MODE.BUFFERED)))
-    expect(c, 'request_headers')
+    c = start_notes(ctx, 'text/plain')
     c.send(EP.ProcessingRequest(request_body=EP.HttpBody(
         body=b'ship to 12 Elm St 4111', end_of_stream=False)))
     cr = expect(c, 'request_body').request_body.response
@@ -330,11 +326,7 @@ def buffered_body_then_trailers(ctx):
     assert c.finish()[0] == grpc.StatusCode.OK
     # more body after one taken whole would turn its end into a cut that
     # went out unguarded: the stream ends instead
-    c = xp.Call(ctx['ch'], pb)
-    c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [
-        (':authority', 'shop.acme.test'), (':path', '/notes'), (':method', 'POST'),
-        ('content-type', 'text/plain')]), protocol_config=pcfg(MODE.BUFFERED)))
-    expect(c, 'request_headers')
+    c = start_notes(ctx, 'text/plain')
     c.send(EP.ProcessingRequest(request_body=EP.HttpBody(body=b'pay 5500 0000', end_of_stream=False)))
     expect(c, 'request_body')
     c.send(EP.ProcessingRequest(request_body=EP.HttpBody(body=b' 0000 0004', end_of_stream=True)))
@@ -455,6 +447,17 @@ def repeated_names_keep_every_line(ctx):
         xp.fail('unchanged or removed lines in the mutation: %r %r' % (sets, removed))
     c.half_close()
     assert c.finish()[0] == grpc.StatusCode.OK
+
+
+def start_notes(ctx, ctype):
+    """A POST /notes exchange of |ctype| whose body comes BUFFERED, as the
+    data plane announced: the call, its request_headers answered."""
+    c = xp.Call(ctx['ch'], pb)
+    c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [
+        (':authority', 'shop.acme.test'), (':path', '/notes'), (':method', 'POST'),
+        ('content-type', ctype)]), protocol_config=pcfg(MODE.BUFFERED)))
+    expect(c, 'request_headers')
+    return c
 
 
 def start_streamed(ctx, ctype):
@@ -914,11 +917,7 @@ def card_in_url_denied(ctx):
 
 @scenario
 def card_in_body_denied(ctx):
-    c = xp.Call(ctx['ch'], pb)
-    c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [
-        (':authority', 'shop.acme.test'), (':path', '/notes'), (':method', 'POST'),
-        ('content-type', 'text/plain')]), protocol_config=pcfg(MODE.BUFFERED)))
-    expect(c, 'request_headers')
+    c = start_notes(ctx, 'text/plain')
     c.send(EP.ProcessingRequest(request_body=EP.HttpBody(
         body=b'pay with ' + CARD2.encode() + b' please', end_of_stream=True)))
     r = expect(c, 'immediate_response')
@@ -934,11 +933,7 @@ def json_card_at_body_cut(ctx):
     inside a card number only the card detector finds: the card goes
     wholly to the unscanned rest (redacted), none of its digits passes
     (its first twelve did, the detector saw only them)."""
-    c = xp.Call(ctx['ch'], pb)
-    c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, [
-        (':authority', 'shop.acme.test'), (':path', '/notes'), (':method', 'POST'),
-        ('content-type', 'application/json')]), protocol_config=pcfg(MODE.BUFFERED)))
-    expect(c, 'request_headers')
+    c = start_notes(ctx, 'application/json')
     card = CARD2.encode()
     head = b'{"pad": "'
     mid = b'", "note": "pay with '
