@@ -326,6 +326,14 @@ static bool stream_out_ok(const struct xp_stream *s)
 	       s->c->pending <= w->conn_out_cap;
 }
 
+/* Whether |s| holds flow-control credit to give back once its replies
+ * drain: DATA held unconsumed, or the stream window of a message that
+ * waited for admission and is no longer waiting. */
+static bool stream_holds(const struct xp_stream *s)
+{
+	return s->held || (s->unconsumed && !s->waiting);
+}
+
 /* Consumes the DATA |s| held back: nghttp2 sends WINDOW_UPDATE for the
  * stream and the connection once enough is consumed, and the client may
  * send more. */
@@ -333,6 +341,10 @@ static void stream_release(struct xp_stream *s)
 {
 	nghttp2_session_consume(s->c->h2, s->id, s->held);
 	s->held = 0;
+	if (s->unconsumed && !s->waiting) {
+		nghttp2_session_consume_stream(s->c->h2, s->id, s->unconsumed);
+		s->unconsumed = 0;
+	}
 }
 
 /* The connection's replies drained below half its cap: releases every
@@ -345,7 +357,7 @@ static void conn_release(struct xp_conn *c)
 		return;
 	c->held_conn = false;
 	for (struct xp_stream *s = c->shead; s; s = s->next)
-		if (s->held && stream_out_ok(s))
+		if (stream_holds(s) && stream_out_ok(s))
 			stream_release(s);
 }
 
@@ -365,16 +377,29 @@ static uint64_t conn_input_cap(const struct xp_conn *c)
 	return CONN_BUFFER_MSGS * (uint64_t)c->w->cfg->max_message;
 }
 
+/* The stream window a message held while it waited goes back, unless
+ * the stream's replies are over their caps: then it goes with the held
+ * DATA when they drain (stream_release()), or the client could send on
+ * past the cap on unsent replies. */
+static void stream_give_back(struct xp_stream *s)
+{
+	if (!s->unconsumed || !s->c->h2)
+		return;
+	if (stream_out_ok(s)) {
+		nghttp2_session_consume_stream(s->c->h2, s->id, s->unconsumed);
+		s->unconsumed = 0;
+	} else if (s->c->pending > s->c->w->conn_out_cap) {
+		s->c->held_conn = true;
+	}
+}
+
 static void stream_admit(struct xp_stream *s)
 {
 	struct xp_conn *c = s->c;
 	if (s->waiting) {
 		c->waiting -= s->in.len;
 		s->waiting = false;
-		if (s->unconsumed && c->h2)
-			nghttp2_session_consume_stream(c->h2, s->id,
-						       s->unconsumed);
-		s->unconsumed = 0;
+		stream_give_back(s);
 	}
 	s->admitted = true;
 	c->reserved += s->msg_len;
@@ -400,10 +425,11 @@ static void stream_input_done(struct xp_stream *s)
 		c->reserved -= s->msg_len;
 	if (s->waiting)
 		c->waiting -= s->in.len;
-	if (s->unconsumed && c->h2 && !s->finishing)
-		nghttp2_session_consume_stream(c->h2, s->id, s->unconsumed);
-	s->unconsumed = 0;
 	s->admitted = s->waiting = false;
+	if (s->finishing)
+		s->unconsumed = 0; /* no window to give a stream that ends */
+	else
+		stream_give_back(s);
 	s->in.len = 0;
 }
 
@@ -509,7 +535,8 @@ static ssize_t data_read_cb(nghttp2_session *h2, int32_t id, uint8_t *buf,
 		s->sent += n;
 		extproc_buf_sent(&s->out, &s->out_off);
 		stream_out_sync(s);
-		if (s->held && s->out.len - s->out_off <= s->c->w->out_cap) {
+		if (stream_holds(s) &&
+		    s->out.len - s->out_off <= s->c->w->out_cap) {
 			if (s->c->pending <= s->c->w->conn_out_cap)
 				stream_release(s);
 			else
@@ -975,12 +1002,16 @@ static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id,
 	s->wait_new = 0;
 	stream_data(s, data, len);
 	stream_out_sync(s);
+	if (!s->finishing && !s->rejected && !stream_out_ok(s))
+		s->wait_new = 0; /* held whole below, waiting bytes too */
 	if (s->wait_new && s->waiting && !s->finishing && !s->rejected) {
-		/* stored for a message still waiting for room: the
-		 * connection window goes back at once, the stream's when
-		 * admitted. (A message that completed while waiting in this
-		 * chunk is handled: its bytes here are consumed below as any
-		 * handled DATA, the earlier ones were by stream_input_done.) */
+		/* stored while waiting for room: the connection window goes
+		 * back at once, the stream's when the message is admitted or
+		 * done. (Bytes here of a message that completed while
+		 * waiting go the same way when the chunk began another
+		 * waiting one: given back with that one, a delay, not a
+		 * loss; otherwise they are consumed below as any handled
+		 * DATA.) Over the reply caps nothing goes back: all is held. */
 		nghttp2_session_consume_connection(h2, s->wait_new);
 		s->unconsumed += s->wait_new;
 		len -= s->wait_new;

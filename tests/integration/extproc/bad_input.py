@@ -331,6 +331,67 @@ def interleaved_uploads(workdir, n=40, size=1000000):
         raise AssertionError('%d of %d uploads failed: %r' % (len(bad), n, bad[:2]))
 
 
+def body_msg(n, eos=False, headers=False):
+    """One framed ProcessingRequest: request_headers (|headers|), or a
+    request_body of |n| bytes."""
+    m = pb.ep.ProcessingRequest()
+    if headers:
+        for k, v in [(':method', 'POST'), (':path', '/u'), ('content-type', 'text/plain')]:
+            m.request_headers.headers.headers.add(key=k, raw_value=v.encode())
+    else:
+        m.request_body.body = b'y' * n
+        m.request_body.end_of_stream = eos
+    return frame(m.SerializeToString())
+
+
+def waiting_under_reply_cap(workdir):
+    """The admission cap full (four 4 MiB messages begun), a client that
+    reads no reply (INITIAL_WINDOW_SIZE 0) sends 15 KB messages on a fifth
+    stream, each DATA frame cut inside a message so each waits: the cap on
+    unsent replies must still stop it (the waiting bytes gave their window
+    back at once and 150 MB went in, server RSS +155 MB)."""
+    srv = xp.Server(workdir, 'waiting-cap', stream_timeout='60s')
+    try:
+        pid = srv.proc.pid
+        r = Raw(srv.port, window=0)
+        for _ in range(4):
+            r.call(xp.PROCESS, chunks=[body_msg(0, headers=True) +
+                                       body_msg(4 * 1024 * 1024 - 100, True)[:1000]], end=False)
+        v = r.call(xp.PROCESS, chunks=[body_msg(0, headers=True)], end=False)
+        try:
+            r.pump(lambda: False, timeout=0.5)
+        except AssertionError:
+            pass
+        rss0 = vm_rss(pid)
+        one = body_msg(15000)
+        half = len(one) // 2
+        piece = one[half:] + one[:half]
+        r.conn.send_data(v, one[:half])
+        r.flush()
+        sent, t0 = 0, time.time()
+        while sent < 60 << 20 and time.time() - t0 < 60:
+            tw = time.time()
+            while r.conn.local_flow_control_window(v) < len(piece) and time.time() - tw < 3:
+                try:
+                    r.pump(lambda: False, timeout=0.02)
+                except AssertionError:
+                    pass
+            if r.conn.local_flow_control_window(v) < len(piece):
+                break  # held by flow control, as it should be
+            r.conn.send_data(v, piece)
+            r.flush()
+            sent += len(piece)
+        grew = vm_rss(pid) - rss0
+        print('  sent %d MiB on a stream whose messages wait, replies unread; '
+              'server RSS grew %d MiB' % (sent >> 20, grew >> 20))
+        if sent >= 32 << 20 or grew >= 64 << 20:
+            raise AssertionError('the reply cap did not hold: %d MiB taken, RSS +%d MiB' % (
+                sent >> 20, grew >> 20))
+        r.close()
+    finally:
+        srv.stop()
+
+
 def waiting_keeps_window(workdir):
     """Four streams hold the connection's admission cap (4 x 64 KiB) but a
     few KB with partial messages; a fifth alternates a 20 KB message,
@@ -346,15 +407,7 @@ def waiting_keeps_window(workdir):
         except AssertionError:
             pass
 
-    def msg(n, eos=False, headers=False):
-        m = pb.ep.ProcessingRequest()
-        if headers:
-            for k, v in [(':method', 'POST'), (':path', '/u'), ('content-type', 'text/plain')]:
-                m.request_headers.headers.headers.add(key=k, raw_value=v.encode())
-        else:
-            m.request_body.body = b'y' * n
-            m.request_body.end_of_stream = eos
-        return frame(m.SerializeToString())
+    msg = body_msg
     try:
         r = Raw(srv.port)
         for _ in range(4):
@@ -602,6 +655,8 @@ def main():
          'over the cap wait for room, none fails', lambda: interleaved_uploads(args.workdir))
     case('a stream whose messages wait and complete while waiting keeps its '
          'whole window', lambda: waiting_keeps_window(args.workdir))
+    case('a stream whose messages wait still stops at the cap on unread '
+         'replies', lambda: waiting_under_reply_cap(args.workdir))
 
     ctr = srv.stop()
     want = {'conns_bad_preface': 1, 'conns_http1': 1, 'streams_bad_request': 2,
