@@ -2086,11 +2086,37 @@ static bool port_taken(const struct addrinfo *ai)
 	return taken;
 }
 
-/* |probe|: check that no one else listens on the port first (the first
- * socket of a group, on a port this server has not bound yet: its own
- * 0.0.0.0:P would make the probe of a dual-stack [::]:P fail). */
+/* SO_REUSEPORT lets a second process of the same user bind a port too,
+ * and the kernel would then split the connections between the two: so,
+ * before the server binds anything, each listen address with a port is
+ * tried without it (SO_REUSEADDR: TIME_WAIT is no obstacle). All first,
+ * then the binds, so the server's own 0.0.0.0:P cannot fail the probe of
+ * its dual-stack [::]:P, and no address goes unprobed. Returns 0 or
+ * -EADDRINUSE with |err| set; an address that does not parse or resolve
+ * is left to the bind to report. */
+static int probe_addr(const char *addr, char *err, size_t errlen)
+{
+	char host[256], port[16];
+	if (split_addr(addr, host, sizeof(host), port, sizeof(port)) < 0 ||
+	    strcmp(port, "0") == 0)
+		return 0;
+	struct addrinfo hints = { .ai_family = AF_UNSPEC,
+				  .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE };
+	struct addrinfo *res;
+	if (getaddrinfo(host[0] ? host : NULL, port, &hints, &res))
+		return 0;
+	bool taken = port_taken(res);
+	freeaddrinfo(res);
+	if (!taken)
+		return 0;
+	snprintf(err, errlen, "cannot listen on %s: %s; is another process "
+		 "using the port?", addr, strerror(EADDRINUSE));
+	return -EADDRINUSE;
+}
+
 static int bind_one(const char *addr, unsigned port_override, bool reuseport,
-		    bool probe, unsigned *bound, char *err, size_t errlen)
+		    unsigned *bound, char *err, size_t errlen)
 {
 	char host[256], port[16];
 	if (split_addr(addr, host, sizeof(host), port, sizeof(port)) < 0) {
@@ -2109,18 +2135,6 @@ static int bind_one(const char *addr, unsigned port_override, bool reuseport,
 		snprintf(err, errlen, "listen address \"%s\": %s", addr,
 			 gai_strerror(rc));
 		return -EINVAL;
-	}
-	/* SO_REUSEPORT lets a second process of the same user bind the
-	 * port too, and the kernel would then split the connections between
-	 * the two: the first socket of a group checks without it that no
-	 * one listens there yet (SO_REUSEADDR: TIME_WAIT is no obstacle) */
-	if (probe && reuseport && !port_override && strcmp(port, "0") != 0 &&
-	    port_taken(res)) {
-		rc = -EADDRINUSE;
-		freeaddrinfo(res);
-		snprintf(err, errlen, "cannot listen on %s: %s; is another "
-			 "process using the port?", addr, strerror(-rc));
-		return rc;
 	}
 	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
@@ -2385,21 +2399,21 @@ int extproc_server_new(const struct extproc_cfg *cfg,
 	/* Listeners: thread 0 binds first (port 0 picks one), the others
 	 * bind the same port. */
 	unsigned nl = cfg->nlisten ? cfg->nlisten : 1;
-	unsigned bound_ports[EXTPROC_MAX_LISTEN] = { 0 };
+	for (unsigned a = 0; a < nl; a++) {
+		rc = probe_addr(cfg->nlisten ? cfg->listen[a]
+					     : EXTPROC_LISTEN_DEFAULT,
+				err, errlen);
+		if (rc < 0)
+			goto fail;
+	}
 	for (unsigned a = 0; a < nl; a++) {
 		const char *addr = cfg->nlisten ? cfg->listen[a]
 						: EXTPROC_LISTEN_DEFAULT;
 		unsigned port = 0;
-		char h[256], ps[16];
-		bool ours = false; /* an earlier address bound this port */
-		if (split_addr(addr, h, sizeof(h), ps, sizeof(ps)) == 0)
-			for (unsigned b = 0; b < a; b++)
-				ours |= bound_ports[b] == (unsigned)atoi(ps);
 		for (unsigned i = 0; i < s->nworkers; i++) {
 			struct xp_worker *w = &s->workers[i];
 			unsigned bound;
-			int fd = bind_one(addr, port, true, !ours, &bound, err,
-					  errlen);
+			int fd = bind_one(addr, port, true, &bound, err, errlen);
 			if (fd < 0) {
 				rc = fd;
 				goto fail;
@@ -2416,15 +2430,14 @@ int extproc_server_new(const struct extproc_cfg *cfg,
 				goto fail;
 			}
 		}
-		bound_ports[a] = port;
 		fmt_bound(addr, port, s->addrs[s->naddrs], sizeof(s->addrs[0]));
 		s->naddrs++;
 	}
 	if (cfg->health_listen && cfg->health_listen[0]) {
 		struct xp_worker *w = &s->workers[0];
 		unsigned bound;
-		int fd = bind_one(cfg->health_listen, 0, false, false, &bound,
-				  err, errlen);
+		int fd = bind_one(cfg->health_listen, 0, false, &bound, err,
+				  errlen);
 		if (fd < 0) {
 			rc = fd;
 			goto fail;

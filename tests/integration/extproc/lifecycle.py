@@ -107,6 +107,22 @@ def second_instance(srv):
         print('FAIL: second instance on the same port: rc %d %s' % (p.returncode, p.stderr[-300:]))
         return 1
     print('ok: a second instance on the same port refuses to start')
+    if socket.has_ipv6:
+        # the taken address second in a list whose first has the same port
+        with open(cfg, 'w') as f:
+            f.write(open(srv.config).read().replace(
+                '"127.0.0.1:0"]', '"[::1]:%d", "127.0.0.1:%d"]' % (srv.port, srv.port), 1))
+        try:
+            p = subprocess.run([xp.BIN, 'extproc', '--config', cfg, '--no-records'],
+                               capture_output=True, text=True, timeout=10)
+        except subprocess.TimeoutExpired:
+            print('FAIL: a second instance joined 127.0.0.1:%d after [::1]:%d' % (
+                srv.port, srv.port))
+            return 1
+        if p.returncode == 0 or 'another process' not in p.stderr:
+            print('FAIL: [::1]:P + a taken 127.0.0.1:P: rc %d %s' % (p.returncode, p.stderr[-300:]))
+            return 1
+        print('ok: every listen address is probed, not only the first of a port')
     # its own addresses on one port do not trip that check: 0.0.0.0:P and
     # a dual-stack [::]:P (the probe of the second saw the first)
     if not socket.has_ipv6:
