@@ -246,11 +246,29 @@ static size_t card_at(const uint8_t *t, size_t n, size_t i)
 	}
 	if (!over && !(j < n && is_alpha(t[j])) && card_digits_ok(d, nd))
 		return j - i;
-	if (i >= 2 && (t[i - 1] == ' ' || t[i - 1] == '-') && is_digit(t[i - 2]))
-		return 0; /* inside a run: only its start is searched */
-	while (ng--)
-		if (card_layout(gnd, ng + 1) && card_digits_ok(d, gnd[ng]))
-			return gend[ng] - i;
+	/* inside a run (digits and a separator before |i|): a card there
+	 * is one group of 13-19 digits, or begins with a group of 4 after a
+	 * group that is not (a time, an id, a quantity before the card; not
+	 * the next group of a list of 4-digit numbers) */
+	size_t prev = 0;
+	if (i >= 2 && (t[i - 1] == ' ' || t[i - 1] == '-'))
+		while (prev < i - 1 && is_digit(t[i - 2 - prev]))
+			prev++;
+	while (ng--) {
+		if (!card_layout(gnd, ng + 1) || !card_digits_ok(d, gnd[ng]))
+			continue;
+		if (prev && ng && (prev == 4 || gnd[0] != 4))
+			continue;
+		/* a 4-digit group after it is an expiry (MMYY), not the
+		 * next of a list of years */
+		size_t at = gend[ng] + 1, e = at;
+		while (e < n && e - at < 5 && is_digit(t[e]))
+			e++;
+		if (e - at == 4 && !((t[at] == '0' && t[at + 1] >= '1') ||
+				     (t[at] == '1' && t[at + 1] <= '2')))
+			continue;
+		return gend[ng] - i;
+	}
 	return 0;
 }
 
