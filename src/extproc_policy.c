@@ -622,7 +622,8 @@ static int scan_whole(const struct policy_route *r,
 		      const struct extproc_chunk *c, struct policy_span *sp)
 {
 	if (!c->ctype && !c->off && c->last) {
-		size_t i = 0;
+		/* a byte order mark, which the JSON scanner skips too */
+		size_t i = c->len >= 3 && !memcmp(c->data, "\xef\xbb\xbf", 3) ? 3 : 0;
 		while (i < c->len && (c->data[i] == ' ' || c->data[i] == '\t' ||
 				      c->data[i] == '\r' || c->data[i] == '\n'))
 			i++;

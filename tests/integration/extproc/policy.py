@@ -373,10 +373,11 @@ def json_body_without_content_type(ctx):
         (':authority', 'shop.acme.test'), (':path', '/me'), (':method', 'GET')], eos=True),
         protocol_config=pcfg(MODE.NONE, MODE.BUFFERED)))
     expect(c, 'request_headers')
-    body = b'  {"user": "bob", "ssn": "%s"}' % C['sniff'].encode()
+    body = b'\xef\xbb\xbf  {"user": "bob", "ssn": "%s"}' % C['sniff'].encode()
     c.send(EP.ProcessingRequest(response_body=EP.HttpBody(body=body, end_of_stream=True)))
     cr = expect(c, 'response_body').response_body.response
-    j = json.loads(cr.body_mutation.body) if cr.HasField('body_mutation') else {}
+    j = json.loads(cr.body_mutation.body.decode('utf-8-sig')) \
+        if cr.HasField('body_mutation') else {}
     if not is_token(j.get('ssn', ''), 'g', kid) or j.get('user') != 'bob':
         xp.fail('JSON body without a content-type: %r' % (cr.body_mutation.body or body))
     c.half_close()
