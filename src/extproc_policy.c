@@ -267,6 +267,20 @@ static size_t bearer_across(const uint8_t *tail, size_t nt, const uint8_t *b,
 	return 0;
 }
 
+/* How much of a chunk that continues what the chunk before left open
+ * to guard from its start: the run of characters a hit can be made of
+ * touching it, or further, a bearer token whose "Bearer" the chunks
+ * before held (|tail|). */
+static size_t head_guard(const struct extproc_buf *tail, const uint8_t *b,
+			 size_t len)
+{
+	size_t h = 0;
+	while (h < len && h < POLICY_GUARD_MAX && policy_hit_byte(b, len, h))
+		h++;
+	size_t bt = bearer_across(tail->p, tail->len, b, len);
+	return bt > h ? bt : h;
+}
+
 /* One byte onto a tail being built backwards from w[*k]: a blank after
  * (before, going backwards) a blank is dropped. */
 static void tail_push(uint8_t *w, size_t *k, bool *blank_run, uint8_t b)
@@ -316,13 +330,7 @@ static int guard_boundaries(struct policy_span *sp, int n,
 	const uint8_t *b = c->data;
 	size_t len = c->len;
 	if (c->off && len && !(flags & POLICY_SCAN_RESUMED)) {
-		size_t h = 0;
-		while (h < len && h < POLICY_GUARD_MAX &&
-		       policy_hit_byte(b, len, h))
-			h++;
-		size_t bt = bearer_across(tail->p, tail->len, b, len);
-		if (bt > h)
-			h = bt;
+		size_t h = head_guard(tail, b, len);
 		if (n && sp[0].off < h)
 			h = sp[0].off;
 		if (h) {
@@ -584,15 +592,10 @@ static enum extproc_verdict pb_body(struct extproc_policy *pp,
 	 * bytes continuing a field at its start and those of a field it
 	 * cuts at its end are guarded as a text chunk's ends are */
 	struct extproc_buf *tail = &xd->body_tail[c->part == EXTPROC_RESP_BODY];
-	struct policy_pb_chunk ck = { .skip = c->pb_skip, .cut_end = c->pb_cut };
-	if (ck.skip) {
-		while (ck.head < c->len && ck.head < POLICY_GUARD_MAX &&
-		       policy_hit_byte(c->data, c->len, ck.head))
-			ck.head++;
-		size_t bt = bearer_across(tail->p, tail->len, c->data, c->len);
-		if (bt > ck.head)
-			ck.head = bt;
-	}
+	struct policy_pb_chunk ck = {
+		.skip = c->pb_skip, .cut_end = c->pb_cut,
+		.head = c->pb_skip ? head_guard(tail, c->data, c->len) : 0,
+	};
 	if (c->pb_cut && !keep_tail(tail, c))
 		return d->verdict = EXTPROC_REMOVE; /* no memory: fail closed */
 	int rc = policy_scan_protobuf(xd->route, c->data, c->len, how, &ck, sp,

@@ -2072,6 +2072,17 @@ static int split_addr(const char *s, char *host, size_t hl, char *port,
 
 /* Binds |addr| (port |port_override| if non-zero) with SO_REUSEPORT.
  * Returns the fd and the bound port in |bound|, or -errno. */
+/* getaddrinfo() for a listening socket on |host| (empty: any) and
+ * |port|; the caller frees *|res|. */
+static int passive_addr(const char *host, const char *port,
+			struct addrinfo **res)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC,
+				  .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE };
+	return getaddrinfo(host[0] ? host : NULL, port, &hints, res);
+}
+
 /* Whether a socket (of any process) already listens on |ai|'s address. */
 static bool port_taken(const struct addrinfo *ai)
 {
@@ -2100,11 +2111,8 @@ static int probe_addr(const char *addr, char *err, size_t errlen)
 	if (split_addr(addr, host, sizeof(host), port, sizeof(port)) < 0 ||
 	    strcmp(port, "0") == 0)
 		return 0;
-	struct addrinfo hints = { .ai_family = AF_UNSPEC,
-				  .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_PASSIVE };
 	struct addrinfo *res;
-	if (getaddrinfo(host[0] ? host : NULL, port, &hints, &res))
+	if (passive_addr(host, port, &res))
 		return 0;
 	bool taken = port_taken(res);
 	freeaddrinfo(res);
@@ -2126,11 +2134,8 @@ static int bind_one(const char *addr, unsigned port_override, bool reuseport,
 	}
 	if (port_override)
 		snprintf(port, sizeof(port), "%u", port_override);
-	struct addrinfo hints = { .ai_family = AF_UNSPEC,
-				  .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_PASSIVE };
 	struct addrinfo *res;
-	int rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+	int rc = passive_addr(host, port, &res);
 	if (rc) {
 		snprintf(err, errlen, "listen address \"%s\": %s", addr,
 			 gai_strerror(rc));
