@@ -5,9 +5,12 @@
  * connections, sends request_headers (and, later, response_headers) and
  * waits for each reply. Then it closes the stream, in one of two ways:
  *   --close reset (Envoy's default): a half-close (empty DATA with
- *     END_STREAM) followed at once by RST_STREAM(CANCEL), in the same
+ *     END_STREAM) followed at once by RST_STREAM(NO_ERROR), in the same
  *     write; the server's trailers are never awaited (Envoy's
- *     ExternalProcessorStreamImpl::close: closeStream, then resetStream);
+ *     ExternalProcessorStreamImpl::close: closeStream, then resetStream,
+ *     which Envoy's HTTP/2 codec sends as NO_ERROR for a local reset);
+ *   --close cancel: the same with RST_STREAM(CANCEL), as a gRPC library
+ *     sends it (Envoy configured with google_grpc);
  *   --close graceful (Envoy with the runtime flag
  *     envoy.reloadable_features.ext_proc_graceful_grpc_close): a
  *     half-close, then the server ends the stream with grpc-status 0.
@@ -35,6 +38,16 @@
  * carries the timestamp of its last segment, so earlier replies in it are
  * given a later arrival than they had: the error is never in the server's
  * favour.
+ * Every reply is checked (bad_replies): its type, grpc-status 0, and for
+ * request_headers that the authorization header comes back set to a
+ * sealed token (stk1.g...), not removed, and that no reply carries the
+ * plaintext of the authorization token or the session cookie.
+ * When the window ends, no stream is started any more and those in flight
+ * get up to --drain seconds to finish: their latency is counted, so a
+ * stall at the end is not cut out. Streams still unanswered then
+ * (unfinished) and starts the schedule owed but never sent (unsent) enter
+ * the histograms with the latency they had reached at least (the end of
+ * the drain minus their scheduled start), and are reported.
  * Output: one JSON object on stdout.
  */
 #ifndef _GNU_SOURCE
@@ -228,7 +241,8 @@ struct stream {
 	uint32_t in_have;  /* bytes of the current reply seen */
 	uint32_t in_need;  /* reply length incl. prefix, 0 = unknown */
 	uint8_t pfx[5];
-	struct stream *next_free;
+	uint8_t *reply;    /* the current reply's message, being read */
+	struct stream *prev, *next; /* the streams in flight */
 };
 
 struct conn {
@@ -261,14 +275,20 @@ static struct {
 	double duration, warmup, rate;
 	bool resp_headers;
 	bool graceful; /* --close graceful: wait for the server's trailers */
+	uint32_t rst_code; /* --close reset / cancel: the RST_STREAM's code */
+	double drain;      /* seconds the streams in flight get at the end */
 	int cpu;
-} opt = { "127.0.0.1", "9000", 64, 16, 5, 1, 0, false, false, -1 };
+} opt = { "127.0.0.1", "9000", 64, 16, 5, 1, 0, false, false,
+	  NGHTTP2_NO_ERROR, 1.0, -1 };
 
 static struct conn *conns;
 static int ep;
 static uint64_t done_streams, failed_streams, started_streams;
 static uint64_t msgs_replied, bad_replies;
+static struct stream *inflight_head;
 static bool measuring;
+static bool draining; /* the window is over: finishing what is in flight */
+static uint64_t unfinished, unsent;
 static uint64_t backlog_max;
 static uint64_t pending_starts; /* open loop: starts owed (connection full) */
 
@@ -338,6 +358,10 @@ static bool start_stream(struct conn *c, uint64_t t_sched)
 		return false;
 	}
 	s->id = id;
+	s->next = inflight_head;
+	if (inflight_head)
+		inflight_head->prev = s;
+	inflight_head = s;
 	/* after the submission: a refused one is retried, counted once */
 	if (measuring && opt.rate > 0)
 		hist_add(&lag, s->t_sent > t_sched ? s->t_sent - t_sched : 0);
@@ -345,6 +369,144 @@ static bool start_stream(struct conn *c, uint64_t t_sched)
 	started_streams++;
 	mark_dirty(c);
 	return true;
+}
+
+/* ---- reply checks ---- */
+
+/* The secrets of the request and response headers above: a reply must
+ * never carry them in plaintext. */
+#define AUTH_PLAIN "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9"
+#define SID_PLAIN "8f14e45fceea167a5a36dedd4bea2543"
+
+static bool pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	*v = 0;
+	for (unsigned sh = 0; sh < 64 && *p < end; sh += 7) {
+		uint8_t b = *(*p)++;
+		*v |= (uint64_t)(b & 0x7f) << sh;
+		if (!(b & 0x80))
+			return true;
+	}
+	return false;
+}
+
+/* The next length-delimited field of [*p, end): its number and bytes;
+ * fields of other wire types are skipped. False at the end or on a
+ * malformed message (then *bad is set). */
+static bool pb_next(const uint8_t **p, const uint8_t *end, uint32_t *field,
+		    const uint8_t **v, size_t *vl, bool *bad)
+{
+	while (*p < end) {
+		uint64_t key, x;
+		if (!pb_varint(p, end, &key))
+			break;
+		switch (key & 7) {
+		case 0:
+			if (!pb_varint(p, end, &x))
+				goto malformed;
+			continue;
+		case 1:
+		case 5: {
+			size_t k = (key & 7) == 1 ? 8 : 4;
+			if ((size_t)(end - *p) < k)
+				goto malformed;
+			*p += k;
+			continue;
+		}
+		case 2:
+			if (!pb_varint(p, end, &x) || x > (uint64_t)(end - *p))
+				goto malformed;
+			*field = (uint32_t)(key >> 3);
+			*v = *p;
+			*vl = (size_t)x;
+			*p += x;
+			return true;
+		default:
+			goto malformed;
+		}
+	}
+	if (*p == end)
+		return false;
+malformed:
+	*bad = true;
+	return false;
+}
+
+/* |len| bytes at |v| are |name| */
+static bool pb_is(const uint8_t *v, size_t len, const char *name)
+{
+	return len == strlen(name) && !memcmp(v, name, len);
+}
+
+/* Walks a HeaderMutation: whether it sets authorization to a sealed
+ * token (*sealed) or removes it (*removed). */
+static void check_mutation(const uint8_t *p, const uint8_t *end,
+			   bool *sealed, bool *removed, bool *bad)
+{
+	uint32_t f, g, h;
+	const uint8_t *v, *w, *u;
+	size_t vl, wl, ul;
+	while (pb_next(&p, end, &f, &v, &vl, bad)) {
+		if (f == 2 && pb_is(v, vl, "authorization"))
+			*removed = true; /* remove_headers */
+		if (f != 1)
+			continue; /* set_headers: HeaderValueOption */
+		const uint8_t *q = v, *qe = v + vl;
+		while (pb_next(&q, qe, &g, &w, &wl, bad)) {
+			if (g != 1)
+				continue; /* header: HeaderValue */
+			bool auth = false;
+			const uint8_t *val = NULL;
+			size_t val_len = 0;
+			const uint8_t *r = w, *re = w + wl;
+			while (pb_next(&r, re, &h, &u, &ul, bad)) {
+				if (h == 1)
+					auth = pb_is(u, ul, "authorization");
+				else if (h == 2 || h == 3) {
+					val = u;
+					val_len = ul;
+				}
+			}
+			if (auth && val && val_len > 7 &&
+			    !memcmp(val, "stk1.g.", 7))
+				*sealed = true;
+		}
+	}
+}
+
+/* Whether the reply message |m| (no prefix) is what the server owes for
+ * message |phase|: request_headers (field 1) with authorization sealed,
+ * or response_headers (field 2); and carries neither secret. */
+static bool reply_ok(const uint8_t *m, size_t len, uint8_t phase)
+{
+	if (memmem(m, len, AUTH_PLAIN, sizeof(AUTH_PLAIN) - 1) ||
+	    memmem(m, len, SID_PLAIN, sizeof(SID_PLAIN) - 1))
+		return false;
+	const uint8_t *p = m, *end = m + len, *v;
+	size_t vl;
+	uint32_t f;
+	bool bad = false, typed = false, sealed = false, removed = false;
+	while (pb_next(&p, end, &f, &v, &vl, &bad)) {
+		if (f != (phase == 1 ? 1u : 2u))
+			continue;
+		typed = true;
+		if (phase != 1)
+			continue;
+		/* HeadersResponse.response: CommonResponse.header_mutation */
+		const uint8_t *q = v, *qe = v + vl, *w, *u;
+		size_t wl, ul;
+		uint32_t g, h;
+		while (pb_next(&q, qe, &g, &w, &wl, &bad)) {
+			if (g != 1)
+				continue;
+			const uint8_t *r = w, *re = w + wl;
+			while (pb_next(&r, re, &h, &u, &ul, &bad))
+				if (h == 2)
+					check_mutation(u, u + ul, &sealed,
+						       &removed, &bad);
+		}
+	}
+	return !bad && typed && (phase != 1 || (sealed && !removed));
 }
 
 static void on_reply(struct stream *s)
@@ -391,22 +553,28 @@ static int on_data(nghttp2_session *h2, uint8_t flags, int32_t id,
 						  (uint32_t)s->pfx[3] << 8 | s->pfx[4]);
 				if (s->pfx[0] != 0)
 					bad_replies++;
+				/* a reply is a few hundred bytes; a huge
+				 * length is a bad reply, not an allocation */
+				if (s->in_need > (1u << 20)) {
+					bad_replies++;
+					return NGHTTP2_ERR_CALLBACK_FAILURE;
+				}
+				s->reply = malloc(s->in_need - 5 + 1);
 			}
 		}
 		if (s->in_have >= 5) {
-			/* first byte of the message: tag of the oneof */
 			size_t k = s->in_need - s->in_have;
 			if (k > len)
 				k = len;
-			if (k && s->in_have == 5) {
-				uint8_t want = s->phase == 1 ? 0x0a : 0x12;
-				if (data[0] != want)
-					bad_replies++;
-			}
+			memcpy(s->reply + (s->in_have - 5), data, k);
 			s->in_have += (uint32_t)k;
 			data += k;
 			len -= k;
 			if (s->in_have == s->in_need) {
+				if (!reply_ok(s->reply, s->in_need - 5, s->phase))
+					bad_replies++;
+				free(s->reply);
+				s->reply = NULL;
 				s->in_have = 0;
 				on_reply(s);
 			}
@@ -415,7 +583,7 @@ static int on_data(nghttp2_session *h2, uint8_t flags, int32_t id,
 	return 0;
 }
 
-/* --close reset: RST_STREAM(CANCEL) right behind the half-close, queued
+/* --close reset / cancel: RST_STREAM right behind the half-close, queued
  * while the half-close is being written so both leave in one write. */
 static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *f,
 			 void *user)
@@ -424,7 +592,7 @@ static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *f,
 	if (!opt.graceful && f->hd.type == NGHTTP2_DATA &&
 	    (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
 		nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE,
-					  f->hd.stream_id, NGHTTP2_CANCEL);
+					  f->hd.stream_id, opt.rst_code);
 	return 0;
 }
 
@@ -436,14 +604,21 @@ static int on_close(nghttp2_session *h2, int32_t id, uint32_t code, void *user)
 		return 0;
 	/* a stream is done when every reply came and it was closed the
 	 * chosen way: the server's grpc-status 0 (graceful) or our own
-	 * cancel after the half-close (reset) */
+	 * reset after the half-close (reset, cancel) */
 	bool ok = opt.graceful ? code == NGHTTP2_NO_ERROR
-			       : code == NGHTTP2_CANCEL;
+			       : code == opt.rst_code;
 	if (ok && s->eof_sent)
-		done_streams += measuring;
+		done_streams += measuring && !draining;
 	else
 		failed_streams++;
 	s->c->inflight--;
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		inflight_head = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	free(s->reply);
 	free(s);
 	return 0;
 }
@@ -643,7 +818,8 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: extproc_load [--host H] [--port P] [--connections N] "
 		"[--depth D] [--duration S] [--warmup S] [--rate R] "
-		"[--response-headers] [--close reset|graceful] [--cpu N]\n");
+		"[--response-headers] [--close reset|cancel|graceful] "
+		"[--drain S] [--cpu N]\n");
 	exit(2);
 }
 
@@ -655,7 +831,7 @@ int main(int argc, char **argv)
 		{ "duration", 1, NULL, 'd' },	  { "warmup", 1, NULL, 'w' },
 		{ "rate", 1, NULL, 'r' },	  { "response-headers", 0, NULL, 'R' },
 		{ "cpu", 1, NULL, 'C' },	  { "close", 1, NULL, 'x' },
-		{ NULL, 0, NULL, 0 },
+		{ "drain", 1, NULL, 'D' },	  { NULL, 0, NULL, 0 },
 	};
 	int ch;
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -672,13 +848,16 @@ int main(int argc, char **argv)
 		case 'x':
 			if (!strcmp(optarg, "graceful"))
 				opt.graceful = true;
+			else if (!strcmp(optarg, "cancel"))
+				opt.rst_code = NGHTTP2_CANCEL;
 			else if (strcmp(optarg, "reset"))
 				usage();
 			break;
+		case 'D': opt.drain = atof(optarg); break;
 		default: usage();
 		}
 	}
-	if (!opt.conns || !opt.depth || opt.duration <= 0)
+	if (!opt.conns || !opt.depth || opt.duration <= 0 || opt.drain < 0)
 		usage();
 	signal(SIGPIPE, SIG_IGN);
 	if (opt.cpu >= 0) {
@@ -713,7 +892,8 @@ int main(int argc, char **argv)
 	uint64_t measured_start_count = 0;
 	/* The generator's own CPU over the measured window: a busy client
 	 * adds its delays to the latency it reports. */
-	uint64_t cpu_at_measure = 0;
+	uint64_t cpu_at_measure = 0, cpu_at_end = 0, drain_end = 0;
+	uint64_t window_starts = 0;
 	struct epoll_event evs[256];
 	unsigned dead = 0;
 	for (;;) {
@@ -723,9 +903,21 @@ int main(int argc, char **argv)
 			measured_start_count = started_streams;
 			cpu_at_measure = cpu_ns();
 		}
-		if (now >= t_end)
+		if (!draining && now >= t_end) {
+			/* the starts due up to the end go out now; what
+			 * stays owed (connections full) is never sent */
+			if (opt.rate > 0)
+				start_due(t_end);
+			draining = true;
+			window_starts = started_streams - measured_start_count;
+			cpu_at_end = cpu_ns();
+			drain_end = now + (uint64_t)(opt.drain * 1e9);
+		}
+		if (draining && (!inflight_head || now >= drain_end))
 			break;
-		if (opt.rate > 0) {
+		if (draining) {
+			/* no new streams: only what is in flight */
+		} else if (opt.rate > 0) {
 			start_due(now);
 		} else {
 			for (unsigned i = 0; i < opt.conns; i++) {
@@ -753,7 +945,8 @@ int main(int argc, char **argv)
 			struct conn *c = evs[i].data.ptr;
 			if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
 				conn_read(c);
-				if (opt.rate > 0 && now_ns() >= next_start) {
+				if (opt.rate > 0 && !draining &&
+				    now_ns() >= next_start) {
 					start_due(now_ns());
 					flush_dirty();
 				}
@@ -772,6 +965,22 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	/* What never came or never left: the latency it reached at least,
+	 * and counted apart. */
+	uint64_t t_final = now_ns();
+	for (struct stream *s = inflight_head; s; s = s->next) {
+		uint64_t from = s->phase == 1 && opt.rate > 0 ? s->t_sched
+							       : s->t_sent;
+		hist_add(&lat, t_final - from);
+		hist_add(&wire, t_final - from);
+		unfinished++;
+	}
+	for (uint64_t k = 1; k <= pending_starts; k++) {
+		uint64_t sched = next_start - interval * k;
+		hist_add(&lat, t_final > sched ? t_final - sched : 0);
+		hist_add(&wire, t_final > sched ? t_final - sched : 0);
+		unsent++;
+	}
 	double secs = opt.duration;
 	printf("{\"mode\":\"%s\",\"close\":\"%s\",\"connections\":%u,"
 	       "\"depth\":%u,\"response_headers\":%s,\"target_rate\":%.0f,"
@@ -782,9 +991,12 @@ int main(int argc, char **argv)
 	       "\"client_cpu_pct\":%.0f,\"conns_died\":%u,"
 	       "\"start_lag_p99_us\":%.1f,\"start_lag_p999_us\":%.1f,"
 	       "\"replies\":%llu,\"wire_replies\":%llu,\"wire_p50_us\":%.1f,"
-	       "\"wire_p99_us\":%.1f,\"wire_p999_us\":%.1f}\n",
+	       "\"wire_p99_us\":%.1f,\"wire_p999_us\":%.1f,"
+	       "\"unfinished\":%llu,\"unsent\":%llu}\n",
 	       opt.rate > 0 ? "open" : "closed",
-	       opt.graceful ? "graceful" : "reset", opt.conns, opt.depth,
+	       opt.graceful ? "graceful"
+	       : opt.rst_code == NGHTTP2_CANCEL ? "cancel" : "reset",
+	       opt.conns, opt.depth,
 	       opt.resp_headers ? "true" : "false", opt.rate, secs,
 	       (unsigned long long)done_streams, (double)done_streams / secs,
 	       (double)lat.n / secs, (unsigned long long)failed_streams,
@@ -792,12 +1004,13 @@ int main(int argc, char **argv)
 	       (double)hist_q(&lat, 0.99) / 1e3,
 	       (double)hist_q(&lat, 0.999) / 1e3,
 	       (unsigned long long)backlog_max,
-	       (unsigned long long)(started_streams - measured_start_count),
-	       (double)(cpu_ns() - cpu_at_measure) / (secs * 1e7), dead,
+	       (unsigned long long)window_starts,
+	       (double)(cpu_at_end - cpu_at_measure) / (secs * 1e7), dead,
 	       (double)hist_q(&lag, 0.99) / 1e3, (double)hist_q(&lag, 0.999) / 1e3,
 	       (unsigned long long)lat.n, (unsigned long long)wire.n,
 	       (double)hist_q(&wire, 0.5) / 1e3,
 	       (double)hist_q(&wire, 0.99) / 1e3,
-	       (double)hist_q(&wire, 0.999) / 1e3);
+	       (double)hist_q(&wire, 0.999) / 1e3,
+	       (unsigned long long)unfinished, (unsigned long long)unsent);
 	return 0;
 }

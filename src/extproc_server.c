@@ -137,6 +137,7 @@ struct xp_stream {
 	uint32_t unconsumed; /* stored while waiting: the connection window
 				given back, the stream's not */
 	bool stall_rst;    /* reset for a write stall */
+	bool peer_rst;     /* the client's RST_STREAM ended it */
 	uint64_t sent;     /* reply bytes nghttp2 pulled */
 	uint64_t stall_sent, stall_ns; /* |sent| when last seen moving */
 	int grpc_status; /* -1 until finished */
@@ -1035,12 +1036,20 @@ static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *f,
 			 void *user)
 {
 	(void)user;
-	if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
+	if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA &&
+	    f->hd.type != NGHTTP2_RST_STREAM)
 		return 0;
 	struct xp_stream *s =
 		nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
 	if (!s)
 		return 0;
+	if (f->hd.type == NGHTTP2_RST_STREAM) {
+		/* nghttp2 closes the stream right after this callback; the
+		 * close needs to know the reset was the client's, since a
+		 * NO_ERROR reset and a normal close carry the same code */
+		s->peer_rst = true;
+		return 0;
+	}
 	stream_touch(s);
 	if (f->hd.type == NGHTTP2_HEADERS &&
 	    f->headers.cat == NGHTTP2_HCAT_REQUEST)
@@ -1115,21 +1124,28 @@ static int on_stream_close(nghttp2_session *h2, int32_t id, uint32_t code,
 	 * always carry a message first. Our own write-stall reset is not
 	 * the client's. */
 	bool empty = !s->nmsgs && !s->stall_rst;
-	if (s->finished && s->remote_closed && code == NGHTTP2_NO_ERROR) {
+	/* The client's end of a stream: Envoy's own gRPC client resets with
+	 * NO_ERROR (its codec's code for a local reset), gRPC libraries
+	 * (Envoy's google_grpc) with CANCEL. Our own write-stall reset
+	 * (CANCEL) ends a stream the same way. */
+	bool cancel = code == NGHTTP2_CANCEL ||
+		      (s->peer_rst && code == NGHTTP2_NO_ERROR);
+	if (s->finished && s->remote_closed && !s->peer_rst &&
+	    code == NGHTTP2_NO_ERROR) {
 		end = s->grpc_status ? EXTPROC_END_ERROR : EXTPROC_END_COMPLETE;
-	} else if (code == NGHTTP2_CANCEL && !empty &&
+	} else if (cancel && !empty &&
 		   (s->remote_closed || (s->x && extproc_xchg_done(s->x)) ||
 		    s->finished || s->stall_rst)) {
-		/* Envoy's normal end: half-close, then RST_STREAM(CANCEL) */
+		/* Envoy's normal end: half-close, then RST_STREAM */
 		end = s->grpc_status > 0 ? EXTPROC_END_ERROR
 					 : EXTPROC_END_COMPLETE;
 		EXTPROC_INC(&w->ctr, streams_cancelled);
-	} else if (code == NGHTTP2_CANCEL && s->nmsgs) {
-		/* observability mode and Envoy's own timeouts end streams
-		 * this way: counted, not an error */
+	} else if (cancel && s->nmsgs) {
+		/* reset while open, its messages answered or not: counted,
+		 * not an error */
 		end = EXTPROC_END_CANCELLED;
 		EXTPROC_INC(&w->ctr, streams_cancelled);
-	} else if (code != NGHTTP2_NO_ERROR) {
+	} else if (code != NGHTTP2_NO_ERROR || s->peer_rst) {
 		end = w->draining ? EXTPROC_END_SHUTDOWN : EXTPROC_END_RESET;
 		EXTPROC_INC(&w->ctr, streams_reset);
 		if (empty) {

@@ -39,13 +39,14 @@ EOF
 {
 	"$BIN" keys init -c "$T/keys/keys.yaml" &&
 		"$BIN" keys create --tenant acme -c "$T/keys/keys.yaml" &&
-		"$BIN" keys create --tenant globex -c "$T/keys/keys.yaml"
+		"$BIN" keys create --tenant globex -c "$T/keys/keys.yaml" &&
+		"$BIN" keys create --tenant default -c "$T/keys/keys.yaml"
 } >"$T/keys/out" 2>&1 || { cat "$T/keys/out"; fail "sealtap keys init/create"; }
 timeout 300 "$PY" "$D/policy.py" --workdir "$T/policy" --keys-yaml "$T/keys/keys.yaml" || rc=1
 mkdir -p "$T/bad"
 timeout 300 "$PY" "$D/bad_input.py" --workdir "$T/bad" || rc=1
 mkdir -p "$T/life"
-timeout 120 "$PY" "$D/lifecycle.py" --workdir "$T/life" || rc=1
+timeout 120 "$PY" "$D/lifecycle.py" --workdir "$T/life" --keys-yaml "$T/keys/keys.yaml" || rc=1
 # TLS key files that cannot serve: one line naming the key, exit 2.
 mkdir -p "$T/tlskey"
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/tlskey/k.pem" -out "$T/tlskey/c.pem" \

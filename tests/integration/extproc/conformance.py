@@ -437,7 +437,9 @@ def trailers_both_ways(ctx):
 
 @scenario
 def half_close_then_cancel(ctx):
-    # Envoy's normal end of a stream: half-close, then RST_STREAM(CANCEL)
+    # the end of a stream from a gRPC library (Envoy's google_grpc):
+    # half-close, then RST_STREAM(CANCEL); Envoy's own client sends
+    # NO_ERROR (lifecycle.py, bad_input.py)
     for _ in range(20):
         c = xp.Call(ctx['ch'], pb)
         c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, REQ_HEADERS, eos=True)))

@@ -4,15 +4,18 @@
 finishes (GOAWAY, then drain), new connections are refused, the process
 exits 0 and writes its summary; and thousands of streams on one connection
 each closed the way Envoy closes them by default (half-close, then
-RST_STREAM(CANCEL)), played by bench/extproc_load, keep that connection
-up (nghttp2's own reset limit would tear it down after 1,000); a second
+RST_STREAM(NO_ERROR) from Envoy's own gRPC client, RST_STREAM(CANCEL)
+from a gRPC library), played by bench/extproc_load, which checks each
+reply has authorization sealed, keep that connection up (nghttp2's own
+reset limit would tear it down after 1,000); a second
 instance cannot take the port (SO_REUSEPORT would let it share the
 connections); the health port answers 503 while draining and cuts off a
 client that trickles its request; out of file descriptors, the server
 pauses accepting instead of spinning a core, and recovers; connections
 over extproc.max_connections are closed at accept.
 
-usage: lifecycle.py --workdir DIR
+usage: lifecycle.py --workdir DIR --keys-yaml FILE (a key store with a
+DEK for the tenant `default`, SOFTHSM2_CONF naming its token)
 """
 import argparse
 import http.client
@@ -35,7 +38,7 @@ EP = pb.ep
 OPTS = [('grpc.use_local_subchannel_pool', 1)]
 
 
-def envoy_close_many(workdir):
+def envoy_close_many(workdir, keys_yaml, close):
     """Streams closed as Envoy closes them, at full speed on one
     connection for 1.5 s: none may fail and the connection must stay
     up. Returns the number of failures."""
@@ -45,12 +48,13 @@ def envoy_close_many(workdir):
     if not os.access(load, os.X_OK):
         print('FAIL: no load generator at %s' % load)
         return 1
-    srv = xp.Server(workdir, 'envoy-close')
+    srv = xp.Server(workdir, 'envoy-close-' + close, keys_yaml=keys_yaml,
+                    env=dict(os.environ))
     try:
         out = subprocess.run(
             [load, '--port', str(srv.port), '--connections', '1',
              '--depth', '8', '--duration', '1.5', '--warmup', '0',
-             '--close', 'reset'],
+             '--close', close],
             capture_output=True, timeout=60, text=True)
     finally:
         ctr = srv.stop()
@@ -62,15 +66,21 @@ def envoy_close_many(workdir):
         return 1
     # nghttp2's default allows 1,000 resets, then 33 per second
     want = 1000 + 33 * 2 + 1
-    if r['conns_died'] or r['failed'] or r['bad_replies'] or r['streams'] < want:
-        print('FAIL: half-close + cancel on one connection: %s %s' % (r, out.stderr))
+    code = 'NO_ERROR' if close == 'reset' else 'CANCEL'
+    if (r['conns_died'] or r['failed'] or r['bad_replies'] or r['unfinished']
+            or r['streams'] < want):
+        print('FAIL: half-close + RST_STREAM(%s) on one connection: %s %s'
+              % (code, r, out.stderr))
         failures += 1
-    elif ctr.get('streams_cancelled', 0) < r['streams'] or ctr.get('conns_flood'):
+    elif (ctr.get('streams_cancelled', 0) < r['streams'] or ctr.get('conns_flood')
+          or ctr.get('streams_premature_reset') or ctr.get('seal_failed_closed')
+          or ctr.get('seal_sealed', 0) < r['streams']):
         print('FAIL: server counters %r' % ctr)
         failures += 1
     else:
         print('ok: %d streams on one connection closed with half-close + '
-              'RST_STREAM(CANCEL), connection kept' % r['streams'])
+              'RST_STREAM(%s), each reply sealed, connection kept'
+              % (r['streams'], code))
     failures += check_wire_latency(r)
     return failures
 
@@ -284,7 +294,9 @@ def check_wire_latency(r):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--workdir', required=True)
+    ap.add_argument('--keys-yaml', required=True)
     args = ap.parse_args()
+    keys_yaml = open(args.keys_yaml).read()
     failures = 0
     srv = xp.Server(args.workdir, 'lifecycle', threads=4)
     tasks = os.listdir('/proc/%d/task' % srv.proc.pid)
@@ -365,7 +377,8 @@ def main():
         print('FAIL: streams_ok %r' % ctr.get('streams_ok'))
         failures += 1
     ch.close()
-    failures += envoy_close_many(args.workdir)
+    for close in ('reset', 'cancel'):
+        failures += envoy_close_many(args.workdir, keys_yaml, close)
     failures += fd_limit(args.workdir)
     failures += conn_limit(args.workdir)
     xp.cleanup_stubs()
