@@ -852,6 +852,7 @@ static void teardown(struct run *r, struct capture_result *res)
 		res->record_bytes = st.bytes;
 		res->record_files = st.files;
 		res->record_write_errors = st.write_errors;
+		res->records_lost = st.records_lost;
 	}
 	if (r->out_rings) {
 		for (unsigned i = 0; i < r->nworkers; i++)

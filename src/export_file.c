@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #define IDLE_SLEEP_NS 1000000 /* 1 ms between polls of empty rings */
 #define TRICKLE_RECORDS 64     /* fewer per pass: records come slowly */
 #define TRICKLE_SLEEP_NS 100000 /* 100 us: rings hold far more than that */
+#define RETRY_NS 1000000000ull  /* a failed write is retried after 1 s */
 
 struct export_file {
 	struct export_file_cfg cfg;
@@ -34,6 +36,9 @@ struct export_file {
 	uint64_t last_write_ns;
 	char *batch;
 	uint32_t batch_len;
+	uint32_t batch_cap;     /* cfg.batch_bytes, more while writes fail */
+	uint64_t batch_records; /* records in |batch| */
+	uint64_t retry_ns;      /* != 0: writes fail; the rings wait until */
 	struct export_stats st;
 };
 
@@ -106,53 +111,116 @@ static void close_current(struct export_file *ef)
 	ef->st.files++;
 }
 
-static void write_batch(struct export_file *ef)
+/* Puts the current file back to its last whole batch: a write that
+ * failed half-way must not leave a torn record for the next batch to be
+ * appended to (the line would then hold two records and parse as none). */
+static void cut_back(struct export_file *ef)
+{
+	if (ftruncate(ef->fd, (off_t)ef->file_bytes) == 0 &&
+	    lseek(ef->fd, (off_t)ef->file_bytes, SEEK_SET) >= 0)
+		return;
+	/* cannot cut: close this file, torn tail and all, and start a new
+	 * one, so the next batch at least is not appended to the torn line */
+	log_kv(LOG_LEVEL_ERROR, "cannot cut back a record file after a "
+	       "failed write", "error", strerror(errno), NULL);
+	close_current(ef);
+}
+
+/* Writes the batch. False when it could not (disk full, I/O error): the
+ * batch is kept, whole, for the retry RETRY_NS later; the rings are not
+ * drained meanwhile, so a long outage shows as records_dropped at the
+ * producers, counted, not as records lost here unseen. */
+static bool write_batch(struct export_file *ef)
 {
 	if (ef->batch_len == 0)
-		return;
-	if (ef->fd < 0 && open_next(ef) < 0) {
-		ef->batch_len = 0; /* counted in write_errors */
-		return;
-	}
+		return true;
+	if (ef->fd < 0 && open_next(ef) < 0)
+		goto failed; /* counted in write_errors */
 	const char *p = ef->batch;
 	uint32_t left = ef->batch_len;
 	while (left) {
 		ssize_t w = write(ef->fd, p, left);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
 			ef->st.write_errors++;
-			log_kv(LOG_LEVEL_ERROR, "record write failed", "error",
-			       strerror(errno), NULL);
-			break;
+			if (!ef->retry_ns)
+				log_kv(LOG_LEVEL_ERROR, "record write failed; "
+				       "holding the records and retrying every "
+				       "second", "error",
+				       w < 0 ? strerror(errno) : "no progress",
+				       NULL);
+			cut_back(ef);
+			goto failed;
 		}
 		p += w;
 		left -= (uint32_t)w;
 	}
-	ef->st.bytes += ef->batch_len - left;
-	ef->file_bytes += ef->batch_len - left;
+	if (ef->retry_ns)
+		log_kv(LOG_LEVEL_INFO, "record writes resumed", NULL);
+	ef->retry_ns = 0;
+	ef->st.bytes += ef->batch_len;
+	ef->st.records += ef->batch_records;
+	ef->file_bytes += ef->batch_len;
 	ef->batch_len = 0;
+	ef->batch_records = 0;
 	ef->last_write_ns = st_mono_ns();
 	if (ef->file_bytes >= ef->cfg.max_bytes)
 		close_current(ef);
+	return true;
+failed:
+	ef->retry_ns = st_mono_ns() + RETRY_NS;
+	return false;
+}
+
+/* Makes room for |len| more bytes in the batch: by writing it, or, when
+ * that fails or one record is larger than a batch, by growing it. False
+ * only when memory runs out. */
+static bool batch_room(struct export_file *ef, uint32_t len)
+{
+	if (ef->batch_len + len <= ef->batch_cap)
+		return true;
+	if (!ef->retry_ns && write_batch(ef) && len <= ef->batch_cap)
+		return true;
+	uint64_t want = (uint64_t)ef->batch_len + len;
+	uint64_t cap = ef->batch_cap;
+	while (cap < want)
+		cap *= 2;
+	if (cap > UINT32_MAX)
+		return false;
+	char *b = realloc(ef->batch, cap);
+	if (!b)
+		return false;
+	ef->batch = b;
+	ef->batch_cap = (uint32_t)cap;
+	return true;
 }
 
 static void take(void *u, const void *rec, uint32_t len)
 {
 	struct export_file *ef = u;
-	if (ef->batch_len + len > ef->cfg.batch_bytes)
-		write_batch(ef);
-	if (len > ef->cfg.batch_bytes) { /* larger than a batch: direct */
-		char *saved = ef->batch;
-		ef->batch = (char *)rec; /* only read by write_batch() */
-		ef->batch_len = len;
-		write_batch(ef);
-		ef->batch = saved;
-	} else {
-		memcpy(ef->batch + ef->batch_len, rec, len);
-		ef->batch_len += len;
+	if (!batch_room(ef, len)) {
+		ef->st.records_lost++;
+		log_kv(LOG_LEVEL_ERROR, "record lost: out of memory", NULL);
+		return;
 	}
-	ef->st.records++;
+	memcpy(ef->batch + ef->batch_len, rec, len);
+	ef->batch_len += len;
+	ef->batch_records++;
+}
+
+static void count_only(void *u, const void *rec, uint32_t len)
+{
+	(void)u;
+	(void)rec;
+	(void)len;
+}
+
+static const char *u64_str(uint64_t v)
+{
+	static _Thread_local char buf[24];
+	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)v);
+	return buf;
 }
 
 static void *run(void *arg)
@@ -162,16 +230,29 @@ static void *run(void *arg)
 	for (;;) {
 		int stopping = atomic_load(&ef->stop);
 		unsigned got = 0;
+		uint64_t now = st_mono_ns();
+		if (ef->retry_ns && now >= ef->retry_ns)
+			write_batch(ef); /* the retry */
+		if (ef->retry_ns) {
+			/* still failing: the rings wait (their producers count
+			 * what does not fit); at the end what is held is lost,
+			 * counted */
+			if (stopping)
+				break;
+			struct timespec ts = { 0, IDLE_SLEEP_NS * 10 };
+			nanosleep(&ts, NULL);
+			continue;
+		}
 		for (unsigned i = 0; i < ef->nrings; i++)
 			got += export_ring_drain(&ef->rings[i], take, ef);
-		uint64_t now = st_mono_ns();
-		if (ef->batch_len &&
+		now = st_mono_ns();
+		if (ef->batch_len && !ef->retry_ns &&
 		    now - ef->last_write_ns >= ef->cfg.flush_ns)
 			write_batch(ef);
-		if (ef->fd >= 0 && st_mono_ns() - ef->opened_ns >= ef->cfg.max_age_ns) {
-			write_batch(ef);
+		if (ef->fd >= 0 && !ef->retry_ns &&
+		    st_mono_ns() - ef->opened_ns >= ef->cfg.max_age_ns &&
+		    write_batch(ef))
 			close_current(ef);
-		}
 		if (stopping && got == 0)
 			break;
 		/* Idle: sleep 1 ms. A trickle: sleep a little so records
@@ -183,7 +264,24 @@ static void *run(void *arg)
 			nanosleep(&ts, NULL);
 		}
 	}
-	write_batch(ef);
+	/* One last try of what is held; if it works, what the rings still
+	 * hold (the loop leaves them while writes fail) goes too. */
+	if (write_batch(ef)) {
+		for (unsigned i = 0; i < ef->nrings; i++)
+			export_ring_drain(&ef->rings[i], take, ef);
+		write_batch(ef);
+	}
+	if (ef->retry_ns) {
+		/* still failing: what is held and what the rings still hold
+		 * is lost, and said so */
+		uint64_t lost = ef->batch_records;
+		for (unsigned i = 0; i < ef->nrings; i++)
+			lost += export_ring_drain(&ef->rings[i], count_only, NULL);
+		ef->st.records_lost += lost;
+		log_kv(LOG_LEVEL_ERROR, "records lost: the record files could "
+		       "not be written at shutdown", "records",
+		       u64_str(lost), NULL);
+	}
 	close_current(ef);
 	return NULL;
 }
@@ -232,6 +330,7 @@ int export_file_start(const struct export_file_cfg *cfg,
 	ef->seq = last_seq(ef->dir);
 	static atomic_uint instances;
 	ef->instance = atomic_fetch_add(&instances, 1);
+	ef->batch_cap = cfg->batch_bytes;
 	ef->batch = malloc(cfg->batch_bytes);
 	if (!ef->batch) {
 		free(ef);

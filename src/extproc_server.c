@@ -2562,6 +2562,10 @@ void extproc_server_join(struct extproc_server *s)
 		struct export_stats st;
 		export_file_stop(s->exporter, &st);
 		s->exporter = NULL;
+		/* the exporter's own losses, beside the workers' drops */
+		struct extproc_counters *c = &s->workers[0].ctr;
+		c->v[EXTPROC_CTR_record_write_errors] += st.write_errors;
+		c->v[EXTPROC_CTR_records_lost] += st.records_lost;
 	}
 }
 

@@ -172,7 +172,8 @@ static void print_summary(const struct capture_result *res,
 	if (res->record_dir[0])
 		printf("sealtap tap: %llu HTTP/2 connections, %llu exchanges "
 		       "(%llu complete, %llu with anomalies), %llu records "
-		       "written to %s/ in %llu file%s, %llu dropped\n",
+		       "written to %s/ in %llu file%s, %llu dropped, %llu lost "
+		       "(%llu failed writes)\n",
 		       (unsigned long long)v[ST_CTR_h2_conns],
 		       (unsigned long long)v[ST_CTR_h2_exchanges],
 		       (unsigned long long)v[ST_CTR_h2_exchanges_complete],
@@ -181,13 +182,16 @@ static void print_summary(const struct capture_result *res,
 		       res->record_dir,
 		       (unsigned long long)res->record_files,
 		       res->record_files == 1 ? "" : "s",
-		       (unsigned long long)v[ST_CTR_h2_records_dropped]);
+		       (unsigned long long)v[ST_CTR_h2_records_dropped],
+		       (unsigned long long)res->records_lost,
+		       (unsigned long long)res->record_write_errors);
 	printf("{\"packets\":%llu,\"bytes\":%llu,\"wall_s\":%.6f,\"mpps\":%.6f,"
 	       "\"gbps\":%.6f,\"workers\":%u,\"mpps_per_worker\":%.6f,"
 	       "\"gbps_per_worker\":%.6f,\"hugepages\":%s,\"rss\":%s,"
 	       "\"flows\":%llu,\"stream_bytes\":%llu,\"gaps\":%llu,"
 	       "\"dropped\":%llu,\"exchanges\":%llu,\"exchanges_per_sec\":%.1f,"
 	       "\"records_written\":%llu,\"record_files\":%llu,"
+	       "\"records_lost\":%llu,\"record_write_errors\":%llu,"
 	       "\"record_dir\":\"%s\",\"counters\":",
 	       (unsigned long long)pkts, (unsigned long long)bytes,
 	       res->wall_s, mpps, gbps, res->workers,
@@ -202,7 +206,9 @@ static void print_summary(const struct capture_result *res,
 	       res->wall_s > 0 ? (double)v[ST_CTR_h2_exchanges] / res->wall_s
 			       : 0.0,
 	       (unsigned long long)res->records_written,
-	       (unsigned long long)res->record_files, res->record_dir);
+	       (unsigned long long)res->record_files,
+	       (unsigned long long)res->records_lost,
+	       (unsigned long long)res->record_write_errors, res->record_dir);
 	counters_write_json(stdout, &res->total);
 	if (x) {
 		printf(",\"extproc\":");

@@ -162,6 +162,7 @@ struct capture_result {
 	uint64_t record_bytes;
 	uint64_t record_files;
 	uint64_t record_write_errors;
+	uint64_t records_lost; /* taken by the exporter, never written */
 	char record_dir[512];
 	double wall_s;
 	unsigned workers;

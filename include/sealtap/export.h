@@ -9,6 +9,9 @@
  * as DIR/.records-<n>.ndjson.tmp and renamed to DIR/records-<n>.ndjson
  * (after fdatasync) when they reach max_bytes or max_age or the run ends,
  * so a reader never sees a half-written file under the final name.
+ * A failed write (disk full) is cut back to the last whole batch and
+ * retried every second with the batch held; meanwhile the rings are not
+ * drained, so what does not fit is dropped and counted by the producers.
  */
 #ifndef SEALTAP_EXPORT_H
 #define SEALTAP_EXPORT_H
@@ -52,10 +55,12 @@ struct export_file_cfg {
 };
 
 struct export_stats {
-	uint64_t records;
+	uint64_t records;      /* written */
 	uint64_t bytes;
 	uint64_t files;
-	uint64_t write_errors;
+	uint64_t write_errors; /* failed writes, creates, renames (retried) */
+	uint64_t records_lost; /* taken but never written: writes still
+				  failing at the end, or no memory */
 };
 
 struct export_file;

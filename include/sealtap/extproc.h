@@ -168,7 +168,11 @@ struct extproc_cfg {
 	  "file descriptor or memory (EMFILE, ENFILE)")                        \
 	X(records, "exchange records written to the export ring")              \
 	X(records_dropped, "records dropped: export ring full")                \
-	X(records_too_big, "records over the size cap (headers left out)")
+	X(records_too_big, "records over the size cap (headers left out)")    \
+	X(record_write_errors, "record file writes that failed (disk full, "  \
+	  "I/O error): cut back to the last whole record, retried each second")\
+	X(records_lost, "records the exporter took but never wrote: writes "  \
+	  "still failing at shutdown, or no memory")
 
 enum extproc_counter {
 #define EXTPROC_CTR_ENUM(name, help) EXTPROC_CTR_##name,

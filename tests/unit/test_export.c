@@ -7,7 +7,9 @@
  * numbers and checksums.
  *
  * File exporter: a real exporter thread writing into a temporary
- * directory; the files are read back and compared with what was pushed.
+ * directory; the files are read back and compared with what was pushed;
+ * writes that fail part-way (a file size limit standing in for a full
+ * disk) leave no torn line and lose nothing uncounted.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -21,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -834,6 +838,78 @@ static void test_file_unwritable(void **state)
 	export_ring_fini(&ring);
 }
 
+/* Sets the soft limit on file size (RLIMIT_FSIZE): past it writes fail
+ * with EFBIG, after a partial write, as on a full disk. */
+static void fsize_limit(rlim_t lim)
+{
+	struct rlimit rl;
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &rl), 0);
+	rl.rlim_cur = lim == RLIM_INFINITY ? rl.rlim_max : lim;
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &rl), 0);
+}
+
+/* Writes that fail (here: past a file size limit, a partial write then
+ * EFBIG, as on a full disk) are cut back to the last whole record and
+ * retried; nothing is lost once writes work again, and what cannot be
+ * written by the end is counted as lost, never left as a torn line. */
+static void test_file_write_fails(void **state)
+{
+	(void)state;
+	signal(SIGXFSZ, SIG_IGN);
+	struct export_ring ring;
+	assert_int_equal(export_ring_init(&ring, 1 << 16), 0);
+	char dir[300];
+	snprintf(dir, sizeof(dir), "%s/full", tmpdir);
+	struct export_file_cfg cfg = { .dir = dir,
+				       .max_bytes = 1ull << 30,
+				       .max_age_ns = 3600ull * 1000000000,
+				       .flush_ns = 1000000,
+				       .batch_bytes = 4096 };
+	struct export_file *ef;
+	char err[256];
+	struct export_stats st;
+	struct dirlist l;
+
+	/* 1. the limit is lifted while the exporter retries */
+	assert_int_equal(export_file_start(&cfg, &ring, 1, &ef, err,
+					   sizeof(err)),
+			 0);
+	fsize_limit(10000);
+	push_lines(&ring, 1, 200, 0, 80); /* ~20 KB */
+	usleep(300000);
+	fsize_limit(RLIM_INFINITY);
+	usleep(1500000); /* the retry comes after 1 s */
+	export_file_stop(ef, &st);
+	list_dir(dir, &l);
+	unsigned want = 200;
+	check_files(dir, &l, 1, &want);
+	assert_int_equal(st.records, 200);
+	assert_true(st.write_errors >= 1);
+	assert_int_equal(st.records_lost, 0);
+	assert_int_equal(l.tmp, 0);
+
+	/* 2. still failing at the end: what could not be written is lost,
+	 * counted; the files hold whole lines, in order */
+	char dir2[300];
+	snprintf(dir2, sizeof(dir2), "%s/full2", tmpdir);
+	cfg.dir = dir2;
+	assert_int_equal(export_file_start(&cfg, &ring, 1, &ef, err,
+					   sizeof(err)),
+			 0);
+	fsize_limit(10000);
+	push_lines(&ring, 1, 200, 0, 80);
+	usleep(300000);
+	export_file_stop(ef, &st);
+	fsize_limit(RLIM_INFINITY);
+	list_dir(dir2, &l);
+	assert_true(st.records > 0 && st.records < 200);
+	assert_int_equal(st.records + st.records_lost, 200);
+	assert_true(st.write_errors >= 1);
+	want = (unsigned)st.records;
+	check_files(dir2, &l, 1, &want);
+	export_ring_fini(&ring);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -855,6 +931,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_file_flush, setup_dir,
 						teardown_dir),
 		cmocka_unit_test_setup_teardown(test_file_unwritable,
+						setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_file_write_fails,
 						setup_dir, teardown_dir),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
