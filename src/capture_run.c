@@ -655,13 +655,15 @@ static void wait_live(struct run *r, uint64_t deadline)
 /* The analyzer's sink. Live, a full ring drops the record (counted by
  * the analyzer): a worker never waits on the exporter. Offline, nothing is
  * dropped: the worker waits for the exporter, as the reader waits for the
- * workers, so a run over a capture always gives the same records. */
+ * workers, so a run over a capture always gives the same records; also
+ * while the exporter's writes fail (a full disk: it retries each second),
+ * until a stop is asked for, which drops (counted) instead of hanging. */
 static int export_push(void *user, const void *rec, uint32_t len)
 {
 	struct wctx *wc = user;
 	unsigned spins = 0;
 	while (export_ring_push(wc->out, rec, len) < 0) {
-		if (!wc->out_wait || len > wc->out->size / 2)
+		if (!wc->out_wait || len > wc->out->size / 2 || stop_requested)
 			return -1;
 		if (++spins % RUN_SPINS_BEFORE_YIELD == 0)
 			sched_yield();
