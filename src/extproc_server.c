@@ -790,6 +790,14 @@ static void stream_message(struct xp_stream *s, const uint8_t *msg, size_t len)
 
 /* DATA payload of |s|: cut into gRPC messages. Bounded by the caps on
  * message size and on partial input per connection. */
+/* A message refused before it was read (too large, compressed, cut
+ * short): the exchange counts it, so its record is still written. */
+static void stream_rejected_message(struct xp_stream *s)
+{
+	if (s->x)
+		extproc_xchg_rejected_message(s->x);
+}
+
 static void stream_data(struct xp_stream *s, const uint8_t *data, size_t len)
 {
 	struct xp_conn *c = s->c;
@@ -810,6 +818,7 @@ static void stream_data(struct xp_stream *s, const uint8_t *data, size_t len)
 				/* PROTOCOL-HTTP2.md: a compressed message
 				 * without a grpc-encoding we accepted */
 				EXTPROC_INC(&w->ctr, msgs_compressed);
+				stream_rejected_message(s);
 				s->enc_bad = true; /* grpc-accept-encoding */
 				stream_finish(s, EXTPROC_GRPC_UNIMPLEMENTED,
 					      "compressed messages are not "
@@ -818,6 +827,7 @@ static void stream_data(struct xp_stream *s, const uint8_t *data, size_t len)
 				return;
 			}
 			if (s->prefix[0] & 0xfe) {
+				stream_rejected_message(s);
 				stream_finish(s, EXTPROC_GRPC_INTERNAL,
 					      "reserved flag bits set in a "
 					      "gRPC message prefix");
@@ -828,6 +838,7 @@ static void stream_data(struct xp_stream *s, const uint8_t *data, size_t len)
 				     (uint32_t)s->prefix[3] << 8 | s->prefix[4];
 			if (s->msg_len > max_msg) {
 				EXTPROC_INC(&w->ctr, msgs_too_large);
+				stream_rejected_message(s);
 				stream_finish(s, EXTPROC_GRPC_RESOURCE_EXHAUSTED,
 					      "message larger than "
 					      "extproc.max_message");
@@ -857,6 +868,7 @@ static void stream_data(struct xp_stream *s, const uint8_t *data, size_t len)
 		}
 		if (s->waiting && c->waiting + k > conn_input_cap(c)) {
 			EXTPROC_INC(&w->ctr, msgs_over_conn_input);
+			stream_rejected_message(s);
 			stream_finish(s, EXTPROC_GRPC_RESOURCE_EXHAUSTED,
 				      "too much partial input on this "
 				      "connection");
@@ -895,6 +907,7 @@ static void stream_remote_closed(struct xp_stream *s)
 		return;
 	if (s->nprefix || s->in.len) {
 		EXTPROC_INC(&w->ctr, msgs_truncated);
+		stream_rejected_message(s);
 		stream_finish(s, EXTPROC_GRPC_INTERNAL,
 			      "stream ended inside a gRPC message");
 		return;

@@ -541,6 +541,11 @@ bool extproc_xchg_done(const struct extproc_xchg *x)
 	return x->done;
 }
 
+void extproc_xchg_rejected_message(struct extproc_xchg *x)
+{
+	x->messages++;
+}
+
 /* ---- replies ---------------------------------------------------------- */
 
 /* Packs |r| as one gRPC message (5-byte prefix, uncompressed) onto |out|. */
@@ -1688,6 +1693,10 @@ int extproc_xchg_message(struct extproc_xchg *x, struct extproc_ctx *ctx,
 			 struct extproc_buf *out, const char **why)
 {
 	extproc_arena_reset(ctx->arena);
+	/* counted before it is read: a first message that is not valid
+	 * still leaves the exchange its record (an audit trail of what was
+	 * refused) */
+	x->messages++;
 	PREQ *req = envoy__service__ext_proc__v3__processing_request__unpack(
 		&ctx->arena->alloc, len, msg);
 	if (!req) {
@@ -1695,7 +1704,6 @@ int extproc_xchg_message(struct extproc_xchg *x, struct extproc_ctx *ctx,
 		*why = "ProcessingRequest is not valid protobuf";
 		return -EXTPROC_GRPC_INTERNAL;
 	}
-	x->messages++;
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	x->last_ns = (uint64_t)ts.tv_sec * ST_NS_PER_SEC + (uint64_t)ts.tv_nsec;

@@ -459,6 +459,11 @@ int extproc_xchg_end_of_input(struct extproc_xchg *x, struct extproc_ctx *ctx,
 /* True once an immediate_response was sent (no more replies). */
 bool extproc_xchg_done(const struct extproc_xchg *x);
 
+/* The transport rejected a message before it reached
+ * extproc_xchg_message() (too large, compressed, truncated): counted as
+ * a message, so the exchange still gets its record. */
+void extproc_xchg_rejected_message(struct extproc_xchg *x);
+
 /* Writes the exchange's record (one NDJSON line) into |out| (reset
  * first). |end| and |grpc_status| say how the stream ended. Returns the
  * record length, 0 if there is nothing to record (no message was

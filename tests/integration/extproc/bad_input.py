@@ -434,6 +434,38 @@ def waiting_keeps_window(workdir):
         srv.stop()
 
 
+def first_message_rejected(workdir):
+    """An exchange whose first message the server refuses (not protobuf,
+    compressed, over max_message, cut short by END_STREAM, reserved flag
+    bits) still leaves its record: end error, one message, protocol_error.
+    (None was written: the record needed one message read.)"""
+    srv = xp.Server(workdir, 'first-rejected', max_message=65536)
+    try:
+        f = Raw(srv.port)
+        cases = [
+            ('malformed', frame(b'\xff\xff\xff'), '13'),
+            ('compressed', b'\x01' + struct.pack('>I', 3) + b'abc', '12'),
+            ('too large', b'\x00' + struct.pack('>I', 100000) + b'x' * 100, '8'),
+            ('truncated', b'\x00' + struct.pack('>I', 100) + b'xy', '13'),
+            ('reserved flag', b'\x02' + struct.pack('>I', 3) + b'abc', '13'),
+        ]
+        for name, chunk, code in cases:
+            s = f.wait(f.call(xp.PROCESS, chunks=[chunk]))
+            if status_of(s)[0] != code:
+                raise AssertionError('%s: grpc-status %r, want %s'
+                                     % (name, status_of(s), code))
+        f.close()
+    finally:
+        srv.stop()
+    recs = srv.records()
+    bad = [r for r in recs if r.get('end') != 'error'
+           or r['extproc']['messages'] != 1
+           or 'protocol_error' not in r.get('anomalies', [])]
+    if len(recs) != len(cases) or bad:
+        raise AssertionError('%d records for %d refused exchanges: %r'
+                             % (len(recs), len(cases), recs))
+
+
 def status_of(s):
     """grpc-status and grpc-message, from trailers or a trailers-only reply."""
     h = dict(s['trailers'] or s['headers'])
@@ -661,6 +693,9 @@ def main():
          'whole window', lambda: waiting_keeps_window(args.workdir))
     case('a stream whose messages wait still stops at the cap on unread '
          'replies', lambda: waiting_under_reply_cap(args.workdir))
+    case('a first message refused (malformed, compressed, too large, cut '
+         'short, reserved flags) still leaves a record',
+         lambda: first_message_rejected(args.workdir))
 
     ctr = srv.stop()
     want = {'conns_bad_preface': 1, 'conns_http1': 1, 'streams_bad_request': 2,
