@@ -986,6 +986,9 @@ int capture_run(const struct st_config *cfg, const struct capture_opts *o,
 	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
+	/* a supervisor's or a closed terminal's SIGHUP ends the run the
+	 * same orderly way (its default would lose the records in flight) */
+	signal(SIGHUP, on_signal);
 	/* This thread is the RX stage: packet bytes pass through its stack. */
 	if (mem_nodump_stack() != 0)
 		log_kv(LOG_LEVEL_WARN, "RX stage stack stays in core dumps "

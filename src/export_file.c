@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -76,23 +77,12 @@ static int open_next(struct export_file *ef)
 	return 0;
 }
 
-/* Makes the current file durable and gives it its final name. */
-static void close_current(struct export_file *ef)
+/* Renames |tmp| to the final name of file number ef->seq, never over
+ * another exporter's file: a taken number is skipped. 0 or -1. */
+static int publish(struct export_file *ef, const char *tmp)
 {
-	if (ef->fd < 0)
-		return;
-	char tmp[4200], fin[4200];
-	fdatasync(ef->fd);
-	close(ef->fd);
-	ef->fd = -1;
-	tmp_name(ef, tmp, sizeof(tmp));
+	char fin[4200];
 	final_name(ef, fin, sizeof(fin));
-	if (ef->file_bytes == 0) {
-		unlink(tmp);
-		ef->seq--; /* reuse the number: no empty files */
-		return;
-	}
-	/* Never over another exporter's file: a taken number is skipped. */
 	int rc;
 	for (unsigned tries = 0;; tries++) {
 		rc = renameat2(AT_FDCWD, tmp, AT_FDCWD, fin, RENAME_NOREPLACE);
@@ -106,9 +96,27 @@ static void close_current(struct export_file *ef)
 		ef->st.write_errors++;
 		log_kv(LOG_LEVEL_ERROR, "cannot rename record file", "path",
 		       tmp, "error", strerror(errno), NULL);
+	}
+	return rc;
+}
+
+/* Makes the current file durable and gives it its final name. */
+static void close_current(struct export_file *ef)
+{
+	if (ef->fd < 0)
+		return;
+	char tmp[4200];
+	fdatasync(ef->fd);
+	close(ef->fd);
+	ef->fd = -1;
+	tmp_name(ef, tmp, sizeof(tmp));
+	if (ef->file_bytes == 0) {
+		unlink(tmp);
+		ef->seq--; /* reuse the number: no empty files */
 		return;
 	}
-	ef->st.files++;
+	if (publish(ef, tmp) == 0)
+		ef->st.files++;
 }
 
 /* Puts the current file back to its last whole batch: a write that
@@ -307,6 +315,73 @@ static uint64_t last_seq(const char *dir)
 	return seq;
 }
 
+/* The length of |fd|'s content up to and with its last newline: a file
+ * an exporter could not finish may end inside a record. */
+static off_t whole_lines(int fd)
+{
+	char buf[65536];
+	off_t end = lseek(fd, 0, SEEK_END);
+	while (end > 0) {
+		off_t from = end > (off_t)sizeof(buf) ? end - (off_t)sizeof(buf)
+						      : 0;
+		ssize_t n = pread(fd, buf, (size_t)(end - from), from);
+		if (n <= 0)
+			return 0;
+		for (ssize_t i = n - 1; i >= 0; i--)
+			if (buf[i] == '\n')
+				return from + i + 1;
+		end = from;
+	}
+	return 0;
+}
+
+/* A file an exporter that is gone left unfinished (killed, power cut):
+ * its whole records get a final name after the files present, instead of
+ * staying hidden from readers under the .tmp name for good. Files of
+ * live processes (another exporter sharing the directory) are left
+ * alone. */
+static void recover_stale(struct export_file *ef)
+{
+	DIR *dp = opendir(ef->dir);
+	if (!dp)
+		return;
+	struct dirent *e;
+	while ((e = readdir(dp)) != NULL) {
+		unsigned long long n;
+		int pid;
+		unsigned inst;
+		char tail[16];
+		if (sscanf(e->d_name, ".records-%llu.%d.%u.%15s", &n, &pid,
+			   &inst, tail) != 4 ||
+		    strcmp(tail, "ndjson.tmp") || pid <= 0 || pid == getpid() ||
+		    kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		char path[4400];
+		snprintf(path, sizeof(path), "%s/%s", ef->dir, e->d_name);
+		int fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		off_t keep = whole_lines(fd);
+		int trunc_rc = ftruncate(fd, keep);
+		fdatasync(fd);
+		close(fd);
+		if (keep == 0 || trunc_rc < 0) {
+			if (keep == 0)
+				unlink(path);
+			continue;
+		}
+		ef->seq++;
+		if (publish(ef, path) == 0) {
+			char fin[4200];
+			final_name(ef, fin, sizeof(fin));
+			log_kv(LOG_LEVEL_WARN, "recovered the records an earlier "
+			       "run left unfinished", "from", e->d_name, "to",
+			       fin, NULL);
+		}
+	}
+	closedir(dp);
+}
+
 int export_file_start(const struct export_file_cfg *cfg,
 		      struct export_ring *rings, unsigned n,
 		      struct export_file **out, char *err, size_t errlen)
@@ -328,6 +403,7 @@ int export_file_start(const struct export_file_cfg *cfg,
 	ef->nrings = n;
 	ef->fd = -1;
 	ef->seq = last_seq(ef->dir);
+	recover_stale(ef);
 	static atomic_uint instances;
 	ef->instance = atomic_fetch_add(&instances, 1);
 	ef->batch_cap = cfg->batch_bytes;

@@ -265,11 +265,15 @@ int extproc_main(int argc, char **argv)
 
 	/* Signals go to this thread only (sigwait below); the event-loop
 	 * threads inherit the mask. A peer closing mid-write is an error
-	 * return, not a signal. */
+	 * return, not a signal. SIGHUP (a supervisor, a closed terminal)
+	 * and SIGQUIT drain like SIGTERM: their default ends the process
+	 * with no drain, no summary and the record file left as .tmp. */
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGQUIT);
 	sigaddset(&set, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
@@ -343,6 +347,7 @@ int extproc_main(int argc, char **argv)
 		if (sig == SIGUSR1) {
 			struct extproc_counters sum;
 			extproc_server_counters(srv, &sum);
+			keys_runtime_counters(keys, &sum.seal);
 			extproc_counters_write_json(stdout, &sum);
 			fputc('\n', stdout);
 			fflush(stdout);

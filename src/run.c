@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -57,6 +59,48 @@ static int start_server(const struct st_config *cfg, const struct policy *pol,
 	return 0;
 }
 
+/* SIGUSR1 prints the ext_proc counters, as `sealtap extproc` does: a
+ * thread of its own waits for it (every other thread has it blocked;
+ * its default action would end the process, tap included). */
+struct usr1 {
+	struct extproc_server *srv;
+	struct keys_runtime *keys;
+	_Atomic bool done;
+	pthread_t thread;
+	bool started;
+};
+
+static void *usr1_main(void *arg)
+{
+	struct usr1 *u = arg;
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	for (;;) {
+		int sig;
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (atomic_load(&u->done))
+			return NULL;
+		struct extproc_counters sum;
+		extproc_server_counters(u->srv, &sum);
+		keys_runtime_counters(u->keys, &sum.seal);
+		extproc_counters_write_json(stdout, &sum);
+		fputc('\n', stdout);
+		fflush(stdout);
+	}
+}
+
+static void usr1_stop(struct usr1 *u)
+{
+	if (!u->started)
+		return;
+	atomic_store(&u->done, true);
+	pthread_kill(u->thread, SIGUSR1);
+	pthread_join(u->thread, NULL);
+	u->started = false;
+}
+
 int run_tap_and_extproc(const struct st_config *cfg, struct capture_opts *o,
 			const char *ready_file, struct capture_result *res,
 			struct extproc_counters *xsum, char *err,
@@ -72,14 +116,27 @@ int run_tap_and_extproc(const struct st_config *cfg, struct capture_opts *o,
 				      &pol, &keys, err, errlen);
 	if (rc < 0)
 		return rc;
+	/* blocked from here on in this thread and every thread made after
+	 * (event loops, DPDK lcores): only usr1_main takes it */
+	sigset_t usr1set;
+	sigemptyset(&usr1set);
+	sigaddset(&usr1set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &usr1set, NULL);
+	struct usr1 u = { .keys = keys };
 	struct extproc_server *srv = NULL;
 	struct extproc_cfg xc; /* the server keeps a pointer: lives to the end */
 	rc = start_server(cfg, pol, keys, ready_file, &xc, &srv, err, errlen);
 	if (rc == 0) {
+		u.srv = srv;
+		u.started = pthread_create(&u.thread, NULL, usr1_main, &u) == 0;
+		if (!u.started)
+			log_kv(LOG_LEVEL_WARN, "SIGUSR1 will not print the "
+			       "ext_proc counters: no thread for it", NULL);
 		o->policy = pol;
 		o->keys = keys;
 		o->reader_base = 0;
 		rc = capture_run(cfg, o, res, err, errlen);
+		usr1_stop(&u);
 		log_kv(LOG_LEVEL_INFO, "extproc stopping: GOAWAY, draining",
 		       NULL);
 		extproc_server_shutdown(srv);

@@ -26,6 +26,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -910,6 +911,63 @@ static void test_file_write_fails(void **state)
 	export_ring_fini(&ring);
 }
 
+/* A .tmp file left by an exporter whose process is gone (killed) is
+ * given a final name at the next start, cut back to its whole lines; one
+ * of a live process is left alone. */
+static void test_file_recovers_stale(void **state)
+{
+	(void)state;
+	char dir[300], path[400];
+	snprintf(dir, sizeof(dir), "%s/stale", tmpdir);
+	assert_int_equal(mkdir(dir, 0750), 0);
+	pid_t dead = fork();
+	if (dead == 0)
+		_exit(0);
+	assert_true(dead > 0);
+	waitpid(dead, NULL, 0);
+	snprintf(path, sizeof(path), "%s/.records-000001.%d.0.ndjson.tmp", dir,
+		 (int)dead);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	for (int i = 0; i < 3; i++)
+		fprintf(f, "{\"r\":0,\"s\":%d,\"pad\":\"x\"}\n", i);
+	fputs("{\"r\":0,\"s\":3,\"pa", f); /* torn by the kill */
+	fclose(f);
+	char live[400];
+	snprintf(live, sizeof(live), "%s/.records-000009.%d.0.ndjson.tmp", dir,
+		 (int)getppid());
+	f = fopen(live, "w");
+	assert_non_null(f);
+	fputs("{\"r\":1,\"s\":0}\n", f);
+	fclose(f);
+
+	struct export_ring ring;
+	assert_int_equal(export_ring_init(&ring, 1 << 16), 0);
+	struct export_file_cfg cfg = { .dir = dir,
+				       .max_bytes = 1ull << 30,
+				       .max_age_ns = 3600ull * 1000000000,
+				       .flush_ns = 1000000,
+				       .batch_bytes = 4096 };
+	struct export_file *ef;
+	char err[256];
+	assert_int_equal(export_file_start(&cfg, &ring, 1, &ef, err,
+					   sizeof(err)),
+			 0);
+	push_lines(&ring, 1, 10, 3, 20);
+	struct export_stats st;
+	export_file_stop(ef, &st);
+	struct dirlist l;
+	list_dir(dir, &l);
+	assert_int_equal(l.n, 2);
+	assert_string_equal(l.names[0], "records-000001.ndjson");
+	assert_int_equal(l.tmp, 1); /* the live process's */
+	assert_int_equal(access(live, F_OK), 0);
+	unsigned want = 13; /* 3 recovered, then the 10 of this run */
+	check_files(dir, &l, 1, &want);
+	unlink(live);
+	export_ring_fini(&ring);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -933,6 +991,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_file_unwritable,
 						setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_file_write_fails,
+						setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_file_recovers_stale,
 						setup_dir, teardown_dir),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
