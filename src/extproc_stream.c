@@ -1688,6 +1688,43 @@ static int on_trailers(struct extproc_xchg *x, struct extproc_ctx *ctx,
 	return emit(x, ctx, &r, out, why);
 }
 
+/* In observability mode the data plane applies nothing: the mutations
+ * a message's processing counted are moved to mutations_observed, so the
+ * counters and the record's `mutations` say only what was sent. */
+struct mut_mark {
+	uint64_t x;
+	uint64_t v[4];
+};
+
+static const int mut_ctr[4] = {
+	EXTPROC_CTR_mutations_replaced, EXTPROC_CTR_mutations_removed,
+	EXTPROC_CTR_mutations_added, EXTPROC_CTR_mutations_body,
+};
+
+static void mut_mark_take(const struct extproc_xchg *x,
+			  const struct extproc_ctx *ctx, struct mut_mark *m)
+{
+	m->x = x->mutations;
+	for (int i = 0; i < 4; i++)
+		m->v[i] = ctx->ctr->v[mut_ctr[i]];
+}
+
+static void mut_mark_unsent(struct extproc_xchg *x, struct extproc_ctx *ctx,
+			    const struct mut_mark *m)
+{
+	if (!x->observability)
+		return;
+	for (int i = 0; i < 4; i++) {
+		ctx->ctr->v[EXTPROC_CTR_mutations_observed] +=
+			ctx->ctr->v[mut_ctr[i]] - m->v[i];
+		ctx->ctr->v[mut_ctr[i]] = m->v[i];
+	}
+	x->mutations = m->x;
+}
+
+static int dispatch(struct extproc_xchg *x, struct extproc_ctx *ctx,
+		    const PREQ *req, struct extproc_buf *out, const char **why);
+
 int extproc_xchg_message(struct extproc_xchg *x, struct extproc_ctx *ctx,
 			 const uint8_t *msg, size_t len,
 			 struct extproc_buf *out, const char **why)
@@ -1751,6 +1788,16 @@ int extproc_xchg_message(struct extproc_xchg *x, struct extproc_ctx *ctx,
 		return 0;
 	}
 
+	struct mut_mark mk;
+	mut_mark_take(x, ctx, &mk);
+	int rc = dispatch(x, ctx, req, out, why);
+	mut_mark_unsent(x, ctx, &mk);
+	return rc;
+}
+
+static int dispatch(struct extproc_xchg *x, struct extproc_ctx *ctx,
+		    const PREQ *req, struct extproc_buf *out, const char **why)
+{
 	switch (req->request_case) {
 	case REQ_CASE(REQUEST_HEADERS):
 		return on_headers(x, ctx, 0, req->request_headers, out, why);
@@ -1774,16 +1821,18 @@ int extproc_xchg_end_of_input(struct extproc_xchg *x, struct extproc_ctx *ctx,
 {
 	if (x->done)
 		return 0;
-	for (int d = 0; d < 2; d++) {
+	struct mut_mark mk;
+	mut_mark_take(x, ctx, &mk);
+	int rc = 0;
+	for (int d = 0; d < 2 && !rc && !x->done; d++) {
 		pending_lost(x, ctx, d);
 		if (x->side[d].pending.len) {
 			extproc_arena_reset(ctx->arena);
-			int rc = fd_flush(x, ctx, d, true, true, out, why);
-			if (rc || x->done)
-				return rc;
+			rc = fd_flush(x, ctx, d, true, true, out, why);
 		}
 	}
-	return 0;
+	mut_mark_unsent(x, ctx, &mk);
+	return rc;
 }
 
 /* ---- the record ------------------------------------------------------- */

@@ -158,6 +158,8 @@ struct extproc_cfg {
 	X(mutations_added, "headers added (request id)")                       \
 	X(mutations_protected, "mutations refused on protected headers")       \
 	X(mutations_body, "body chunks replaced")                              \
+	X(mutations_observed, "mutations decided in observability mode, "      \
+	  "never sent (the data plane applies nothing there)")                 \
 	X(mode_overrides, "processing mode overrides sent (per route)")        \
 	X(mode_overrides_ignored, "overrides a route needed but not sent: the" \
 	  " data plane announced a mode in which it ignores them")            \

@@ -731,7 +731,7 @@ def main():
             'mutations_removed': 100, 'mutations_added': 100,
             'mutations_body': 300, 'mode_overrides': 100,
             'seal_failed_closed': 100, 'streams_health': 3,
-            'streams_unimplemented': 2}
+            'streams_unimplemented': 2, 'mutations_observed': 1}
     if not args.only:
         for k, v in want.items():
             if ctr.get(k, 0) < v:
@@ -745,6 +745,12 @@ def main():
     # records: one per exchange, credentials never in plain
     recs = srv.records()
     if not args.only:
+        # observability mode: nothing sealtap decides is sent, so its
+        # record says no mutation (it claimed them, and the counters too)
+        obs = [r for r in recs if r['extproc'].get('observability')]
+        if not obs or any(r['extproc']['mutations'] for r in obs):
+            print('FAIL: observability-mode records: %r' % [r['extproc'] for r in obs])
+            failures += 1
         if len(recs) < 400 or any(r.get('source') != 'extproc' for r in recs):
             print('FAIL: records: %d, sources %r' % (len(recs), {r.get('source') for r in recs}))
             failures += 1
