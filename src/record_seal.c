@@ -15,7 +15,7 @@
 #include "sealtap/seal.h"
 
 #define MAX_SPANS 32      /* spans handled per value */
-#define MAX_KEYS 64       /* (tenant, DEK) contexts cached per worker */
+#define KEYS_START 64     /* (tenant, DEK) context slots to start with */
 #define TOKEN_CAP (SEAL_TOKEN_MAX + 1)
 
 /* Cipher contexts of one DEK, made by this worker at first use. */
@@ -36,7 +36,14 @@ struct record_sealer {
 	unsigned worker;
 	struct st_counters *c;
 	const struct keys_snapshot *snap; /* held until quiescent */
-	struct key_ctx keys[MAX_KEYS];
+	/* One slot per DEK this worker sealed with and that is still a
+	 * tenant's current one. Never evicted while current: a GCM context
+	 * made again for the same DEK would restart its nonce counter, which
+	 * seal_gcm's guard refuses (the tenant would fail closed for good).
+	 * Grows with the tenants; slots of DEKs no longer current are
+	 * reused first. */
+	struct key_ctx *keys;
+	unsigned nkeys;
 	char *token;   /* TOKEN_CAP scratch */
 };
 
@@ -57,7 +64,9 @@ struct record_sealer *record_seal_new(const struct policy *pol,
 	rs->worker = worker;
 	rs->c = c;
 	rs->token = malloc(TOKEN_CAP);
-	if (!rs->pol || !rs->token) {
+	rs->keys = calloc(KEYS_START, sizeof(*rs->keys));
+	rs->nkeys = rs->keys ? KEYS_START : 0;
+	if (!rs->pol || !rs->token || !rs->keys) {
 		record_seal_free(rs);
 		return NULL;
 	}
@@ -82,8 +91,9 @@ void record_seal_free(struct record_sealer *rs)
 		return;
 	if (rs->cache)
 		keys_cache_offline(rs->cache, rs->worker);
-	for (unsigned i = 0; i < MAX_KEYS; i++)
+	for (unsigned i = 0; i < rs->nkeys; i++)
 		key_ctx_release(&rs->keys[i]);
+	free(rs->keys);
 	policy_free(rs->own_pol);
 	free(rs->token);
 	free(rs);
@@ -130,6 +140,31 @@ bool record_seal_scans_bodies(const struct policy_route *r)
 	return r && policy_route_scans_bodies(r);
 }
 
+/* A free slot when every slot is taken: one whose DEK is no longer its
+ * tenant's current one (rotated, or the tenant gone) is released; else
+ * the table grows. NULL only without memory. */
+static struct key_ctx *key_slot(struct record_sealer *rs)
+{
+	for (unsigned i = 0; i < rs->nkeys; i++) {
+		struct key_ctx *k = &rs->keys[i];
+		const struct keys_dek *cur = keys_snapshot_lookup(
+			rs->snap, k->tenant, strlen(k->tenant));
+		if (!cur || cur->generation != k->generation) {
+			key_ctx_release(k);
+			return k;
+		}
+	}
+	unsigned n = rs->nkeys * 2;
+	struct key_ctx *keys = realloc(rs->keys, n * sizeof(*keys));
+	if (!keys)
+		return NULL;
+	memset(keys + rs->nkeys, 0, (n - rs->nkeys) * sizeof(*keys));
+	rs->keys = keys;
+	struct key_ctx *k = &keys[rs->nkeys];
+	rs->nkeys = n;
+	return k;
+}
+
 /* The cipher contexts for |tenant|'s current DEK, made at first use; NULL
  * if the tenant has no usable key (fail closed). */
 static struct key_ctx *key_for(struct record_sealer *rs, const char *tenant)
@@ -143,7 +178,7 @@ static struct key_ctx *key_for(struct record_sealer *rs, const char *tenant)
 	if (!d)
 		return NULL;
 	struct key_ctx *free_slot = NULL;
-	for (unsigned i = 0; i < MAX_KEYS; i++) {
+	for (unsigned i = 0; i < rs->nkeys; i++) {
 		struct key_ctx *k = &rs->keys[i];
 		if (k->generation == d->generation) {
 			k->dek = d;
@@ -152,9 +187,12 @@ static struct key_ctx *key_for(struct record_sealer *rs, const char *tenant)
 		if (!k->generation && !free_slot)
 			free_slot = k;
 	}
-	if (!free_slot) { /* drop the oldest contexts: a rare rotation storm */
-		free_slot = &rs->keys[d->generation % MAX_KEYS];
-		key_ctx_release(free_slot);
+	if (!free_slot)
+		free_slot = key_slot(rs);
+	if (!free_slot) {
+		log_kv(LOG_LEVEL_ERROR, "no memory for cipher contexts: value "
+		       "fails closed", "tenant", tenant, NULL);
+		return NULL;
 	}
 	struct key_ctx *k = free_slot;
 	k->generation = d->generation;

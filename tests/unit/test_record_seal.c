@@ -364,6 +364,94 @@ static void test_quota(void **state)
 	keys_cache_free(c);
 }
 
+/* More tenants than a worker's first table of cipher contexts (64),
+ * round robin, twice: every value of every tenant is sealed both times.
+ * (With a fixed table the 65th tenant evicted one, whose GCM context the
+ * nonce guard then refused to make again: 64 of 66 tenants failed closed
+ * for good in the second round.) */
+#define NTEN 70
+static void test_many_tenants(void **state)
+{
+	(void)state;
+	static char pol_text[16384];
+	size_t o = 0;
+	o += (size_t)snprintf(pol_text + o, sizeof(pol_text) - o, "tenants:\n");
+	for (int i = 0; i < NTEN; i++)
+		o += (size_t)snprintf(pol_text + o, sizeof(pol_text) - o,
+				      "  t%d: {kms: pkcs11, kek: k}\n", i);
+	o += (size_t)snprintf(pol_text + o, sizeof(pol_text) - o,
+			      "rule_sets:\n  s:\n    headers: "
+			      "{authorization: seal}\nroutes:\n");
+	for (int i = 0; i < NTEN; i++)
+		o += (size_t)snprintf(pol_text + o, sizeof(pol_text) - o,
+				      "  - {name: r%d, match: {authority: "
+				      "t%d.test}, tenant: t%d, rules: s}\n",
+				      i, i, i);
+	o += (size_t)snprintf(pol_text + o, sizeof(pol_text) - o,
+			      "default: {tenant: t0, rules: s}\n");
+	char err[256];
+	struct policy *pol = policy_load_text("many.yaml", pol_text, o, err,
+					      sizeof(err));
+	if (!pol)
+		fail_msg("%s", err);
+	struct keys_cache_cfg cfg = {
+		.workers = 1, .max_tenants = 128, .max_seals = 1000000,
+		.max_age_ns = 3600ull * 1000000000ull, .rotate_at_pct = 90,
+		.mem = KEYS_MEM_AUTO,
+	};
+	struct keys_cache *c;
+	assert_int_equal(keys_cache_new(&cfg, &c, err, sizeof(err)), 0);
+	char tenant[NTEN][16], kid[NTEN][16];
+	for (int i = 0; i < NTEN; i++) {
+		uint8_t *buf;
+		size_t cap;
+		int slot = keys_cache_slot_get(c, &buf, &cap);
+		assert_true(slot >= 0);
+		memset(buf, FILL + i, SEAL_DEK_LEN);
+		snprintf(tenant[i], sizeof(tenant[i]), "t%d", i);
+		snprintf(kid[i], sizeof(kid[i]), "many-%d", i);
+		struct keys_dek_meta m = { kid[i], 5000 + (uint32_t)i,
+					   (int64_t)time(NULL), 0 };
+		assert_int_equal(keys_cache_install(c, tenant[i], slot, &m), 0);
+	}
+	assert_int_equal(keys_cache_publish(c), 0);
+	struct st_counters ctr;
+	memset(&ctr, 0, sizeof(ctr));
+	keys_cache_online(c, 0);
+	struct record_sealer *rs = record_seal_new(pol, c, 0, &ctr);
+	assert_non_null(rs);
+	struct bpool *pool = bpool_new(256, 1u << 20);
+	struct record_seal_where w = { RID, "request.headers:authorization" };
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < NTEN; i++) {
+			char auth[32];
+			int al = snprintf(auth, sizeof(auth), "t%d.test", i);
+			const struct policy_route *r = record_seal_route(
+				rs, auth, (size_t)al, "/", 1, NULL, 0, NULL, 0);
+			struct bchain out;
+			bchain_init(&out, 0);
+			assert_true(record_seal_value(rs, r, &w, "authorization",
+						      13, "Bearer x", 8, pool,
+						      &out, NULL));
+			char *j = chain_text(&out);
+			char want[40];
+			snprintf(want, sizeof(want), "\"stk1.g.%s.", kid[i]);
+			if (strncmp(j, want, strlen(want)))
+				fail_msg("round %d tenant %d: %s", round, i, j);
+			free(j);
+			bchain_reset(pool, &out);
+			record_seal_quiescent(rs);
+		}
+	}
+	assert_int_equal(ctr.v[ST_CTR_seal_sealed], 2 * NTEN);
+	assert_int_equal(ctr.v[ST_CTR_seal_failed_closed], 0);
+	record_seal_free(rs);
+	keys_cache_offline(c, 0);
+	keys_cache_free(c);
+	bpool_free(pool);
+	policy_free(pol);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -371,6 +459,7 @@ int main(void)
 		cmocka_unit_test(test_body),
 		cmocka_unit_test(test_replace),
 		cmocka_unit_test(test_quota),
+		cmocka_unit_test(test_many_tenants),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
