@@ -989,6 +989,14 @@ int capture_run(const struct st_config *cfg, const struct capture_opts *o,
 	/* a supervisor's or a closed terminal's SIGHUP ends the run the
 	 * same orderly way (its default would lose the records in flight) */
 	signal(SIGHUP, on_signal);
+	/* sealtap run holds these until now (see run.c): one that came
+	 * during set-up is delivered here */
+	sigset_t stopset;
+	sigemptyset(&stopset);
+	sigaddset(&stopset, SIGINT);
+	sigaddset(&stopset, SIGTERM);
+	sigaddset(&stopset, SIGHUP);
+	pthread_sigmask(SIG_UNBLOCK, &stopset, NULL);
 	/* This thread is the RX stage: packet bytes pass through its stack. */
 	if (mem_nodump_stack() != 0)
 		log_kv(LOG_LEVEL_WARN, "RX stage stack stays in core dumps "

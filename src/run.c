@@ -110,18 +110,31 @@ int run_tap_and_extproc(const struct st_config *cfg, struct capture_opts *o,
 	struct keys_runtime *keys;
 	memset(res, 0, sizeof(*res));
 	memset(xsum, 0, sizeof(*xsum));
+	/* SIGINT/SIGTERM/SIGHUP held from the start: the server serves (and
+	 * writes its ready file) long before the tap installs its handlers
+	 * (preload, EAL, ports), and their default action would end the
+	 * process with no drain and its records left in .tmp. capture_run()
+	 * unblocks them once its handlers are in place, so one that came
+	 * early stops the run in order. */
+	sigset_t stopset;
+	sigemptyset(&stopset);
+	sigaddset(&stopset, SIGINT);
+	sigaddset(&stopset, SIGTERM);
+	sigaddset(&stopset, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &stopset, NULL);
+	/* SIGUSR1: blocked from here on in this thread and every thread
+	 * made after (keys, event loops, DPDK lcores): only usr1_main takes
+	 * it. */
+	sigset_t usr1set;
+	sigemptyset(&usr1set);
+	sigaddset(&usr1set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &usr1set, NULL);
 	int rc = extproc_start_policy(cfg, o->policy_path,
 				      cfg->capture.workers +
 					      cfg->extproc.threads,
 				      &pol, &keys, err, errlen);
 	if (rc < 0)
 		return rc;
-	/* blocked from here on in this thread and every thread made after
-	 * (event loops, DPDK lcores): only usr1_main takes it */
-	sigset_t usr1set;
-	sigemptyset(&usr1set);
-	sigaddset(&usr1set, SIGUSR1);
-	pthread_sigmask(SIG_BLOCK, &usr1set, NULL);
 	struct usr1 u = { .keys = keys };
 	struct extproc_server *srv = NULL;
 	struct extproc_cfg xc; /* the server keeps a pointer: lives to the end */

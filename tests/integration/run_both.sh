@@ -7,8 +7,10 @@
 # tenant (a real SoftHSM2 token made here): the ext_proc reply carries a
 # token in raw_value, the records of both (source tap and extproc) land in
 # one directory, `sealtap open` recovers every canary, and no canary
-# appears in plaintext in records, logs or the summary. SIGINT stops the
-# tap and drains the server.
+# appears in plaintext in records, logs or the summary. SIGUSR1 prints the
+# ext_proc counters and leaves the process running; SIGINT stops the tap
+# and drains the server; a SIGTERM that comes right after the ready file,
+# while the tap still sets up, stops it in order too (exit 0).
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 it_init run_both
@@ -79,6 +81,13 @@ xp.cleanup_stubs()
 PYEOF
 ok "$(tail -1 "$T/xp.out")"
 
+# SIGUSR1: the ext_proc counters on stdout, the process keeps running
+kill -USR1 "$RUNPID"
+for _ in $(seq 50); do grep -q '"streams_process":1' "$T/out" && break; sleep 0.1; done
+kill -0 "$RUNPID" 2>/dev/null || fail "SIGUSR1 ended sealtap run"
+grep -q '"streams_process":1' "$T/out" || fail "SIGUSR1 printed no ext_proc counters"
+ok "SIGUSR1: ext_proc counters printed, still running"
+
 sleep 1
 kill -INT "$RUNPID"
 wait "$RUNPID"
@@ -114,4 +123,20 @@ for c in $(cat "$T/canaries"); do
 	grep -aqF "$c" "$T/opened" || fail "canary $c not recovered by sealtap open"
 done
 ok "records of both faces in one directory, every canary sealed and opened, none in plaintext"
+
+# SIGTERM as soon as the server is ready, while the tap sets up its port
+rm -f "$T/ready2.json"
+ip netns exec "$NS" "$BIN" run -c "$T/run.yaml" --port net_pcap0 \
+	--listen 127.0.0.1:0 --ready-file "$T/ready2.json" --out "$T/rec2" --no-progress \
+	-- --vdev net_pcap0,iface=lo >"$T/out2" 2>"$T/err2" &
+RUNPID=$!
+for _ in $(seq 300); do [[ -s $T/ready2.json ]] && break; sleep 0.01; done
+[[ -s $T/ready2.json ]] || { cat "$T/err2"; fail "second sealtap run did not start"; }
+kill -TERM "$RUNPID"
+wait "$RUNPID"
+rc=$?
+RUNPID=""
+[[ $rc == 0 ]] || { tail -5 "$T/err2"; fail "SIGTERM during set-up: exit $rc, not an orderly stop"; }
+grep -q '"extproc stopping: GOAWAY, draining"' "$T/err2" || fail "SIGTERM during set-up: server not drained"
+ok "SIGTERM right after the ready file: orderly stop, exit 0"
 echo PASS
