@@ -1904,8 +1904,13 @@ static void goaway_cb(evutil_socket_t fd, short what, void *arg)
 	struct xp_conn *next;
 	for (struct xp_conn *c = w->conns; c; c = next) {
 		next = c->next;
-		if (c->state != C_H2 || c->goaway_sent)
+		if (c->state == C_CLOSING || c->goaway_sent)
 			continue;
+		if (c->state != C_H2) {
+			/* silent since the drain began: nothing to lose */
+			conn_close(c);
+			continue;
+		}
 		conn_goaway(c, NGHTTP2_NO_ERROR, NULL, false);
 		conn_flush(c);
 	}
@@ -1923,6 +1928,15 @@ static void shutdown_cb(evutil_socket_t fd, short what, void *arg)
 	w->draining = true;
 	w->drain_deadline = st_mono_ns() + w->cfg->shutdown_timeout_ns;
 	for (unsigned i = 0; i < w->nlst; i++) {
+		/* Connections the kernel completed but we had not accepted
+		 * would be reset by the close, their requests lost unseen:
+		 * taken first, they drain like the others. */
+		for (unsigned k = 0; k < 16; k++) {
+			unsigned before = w->nconns;
+			accept_cb(w->lst[i].fd, EV_READ, &w->lst[i]);
+			if (w->nconns == before)
+				break;
+		}
 		event_del(w->lst[i].ev);
 		close(w->lst[i].fd);
 		w->lst[i].fd = -1;
@@ -1932,10 +1946,12 @@ static void shutdown_cb(evutil_socket_t fd, short what, void *arg)
 	struct xp_conn *next;
 	for (struct xp_conn *c = w->conns; c; c = next) {
 		next = c->next;
-		if (c->state != C_H2) {
-			conn_close(c);
+		/* Not HTTP/2 yet (TLS handshake, preface not read): such a
+		 * client may have sent its request already. It has until the
+		 * final GOAWAY (goaway_cb) to start its session, which then
+		 * begins with the shutdown notice. */
+		if (c->state != C_H2)
 			continue;
-		}
 		/* two-step GOAWAY: a notice now, the last stream id after
 		 * GOAWAY_DELAY_MS, so streams in flight are not refused */
 		nghttp2_submit_shutdown_notice(c->h2);
