@@ -1595,6 +1595,28 @@ void config_defaults(struct st_config *cfg)
 
 /* config_validate() with the location of each option: |path| and |lines|
  * (per option, 0 = not from the file) may be NULL. */
+/* Whether two checked "host:port" listen addresses would take the same
+ * socket: one port (not 0: each gets its own), and the same host or a
+ * wildcard of the host's family (0.0.0.0 covers IPv4 hosts, [::] IPv6
+ * ones; the two wildcards together are the usual dual-stack pair). */
+static bool addrs_overlap(const char *a, const char *b)
+{
+	const char *ca = strrchr(a, ':'), *cb = strrchr(b, ':');
+	long pa = atol(ca + 1), pb = atol(cb + 1);
+	if (pa != pb || pa == 0)
+		return false;
+	size_t la = (size_t)(ca - a), lb = (size_t)(cb - b);
+	if (la == lb && !strncmp(a, b, la))
+		return true;
+	bool v6a = a[0] == '[', v6b = b[0] == '[';
+	if (v6a != v6b)
+		return false;
+	const char *wild = v6a ? "[::]" : "0.0.0.0";
+	size_t wl = strlen(wild);
+	return (la == wl && !strncmp(a, wild, wl)) ||
+	       (lb == wl && !strncmp(b, wild, wl)) || la == 0 || lb == 0;
+}
+
 static int validate_at(const struct st_config *cfg, const char *path,
 		       const unsigned *lines, char *err, size_t errlen)
 {
@@ -1727,6 +1749,26 @@ static int validate_at(const struct st_config *cfg, const char *path,
 			return report(err, errlen, path, LINE(hl), hl->name,
 				      "value \"%s\" is not host:port; write "
 				      "e.g. 0.0.0.0:8080", ha);
+	}
+	/* The same address twice (or a wildcard and an address it covers,
+	 * on one port) would fail at bind as if another process held the
+	 * port; it is a mistake in this file. */
+	for (unsigned i = 0; i < cfg->extproc.nlisten; i++) {
+		for (unsigned j = i + 1; j < cfg->extproc.nlisten; j++)
+			if (addrs_overlap(cfg->extproc.listen[i],
+					  cfg->extproc.listen[j]))
+				return report(err, errlen, path, LINE(xl),
+					      xl->name, "\"%s\" and \"%s\" are "
+					      "the same address and port; "
+					      "list each once",
+					      cfg->extproc.listen[i],
+					      cfg->extproc.listen[j]);
+		if (ha && ha[0] && addrs_overlap(cfg->extproc.listen[i], ha))
+			return report(err, errlen, path, LINE(hl), hl->name,
+				      "\"%s\" is also an ext_proc listen "
+				      "address (\"%s\"); give the health port "
+				      "a port of its own", ha,
+				      cfg->extproc.listen[i]);
 	}
 	const struct config_opt *rh = opt_find("extproc.request_id_header");
 	const char *rid = cfg->extproc.request_id_header;

@@ -1064,6 +1064,48 @@ static void test_validate(void **state)
 	assert_int_equal(config_validate(&c, err, sizeof(err)), 0);
 	assert_string_equal(err, "");
 
+	/* ext_proc addresses that would take one socket twice */
+	static const struct {
+		const char *a, *b; /* b NULL: the health port takes a */
+		bool bad;
+	} lrows[] = {
+		{ "127.0.0.1:9000", "127.0.0.1:9000", true },
+		{ "0.0.0.0:9000", "127.0.0.1:9000", true },
+		{ "[::]:9000", "[::1]:9000", true },
+		{ ":9000", "10.0.0.1:9000", true },
+		{ "0.0.0.0:9000", "[::]:9000", false }, /* dual stack */
+		{ "127.0.0.1:0", "127.0.0.1:0", false }, /* each its own */
+		{ "127.0.0.1:9000", "127.0.0.2:9000", false },
+		{ "127.0.0.1:9000", "127.0.0.1:9001", false },
+		{ "0.0.0.0:9000", NULL, true },
+		{ "127.0.0.1:9000", NULL, true },
+		{ "127.0.0.2:9000", NULL, false },
+	};
+	for (size_t i = 0; i < sizeof(lrows) / sizeof(lrows[0]); i++) {
+		config_defaults(&c);
+		char a[32], b[32], h[32];
+		snprintf(a, sizeof(a), "%s", lrows[i].a);
+		c.extproc.listen[0] = a;
+		c.extproc.nlisten = 1;
+		if (lrows[i].b) {
+			snprintf(b, sizeof(b), "%s", lrows[i].b);
+			c.extproc.listen[1] = b;
+			c.extproc.nlisten = 2;
+		} else {
+			snprintf(h, sizeof(h), "127.0.0.1:9000");
+			c.extproc.health_listen = h;
+		}
+		int rc = config_validate(&c, err, sizeof(err));
+		if ((rc < 0) != lrows[i].bad)
+			fail_msg("%s + %s: rc %d (%s)", lrows[i].a,
+				 lrows[i].b ? lrows[i].b : "health 127.0.0.1:9000",
+				 rc, err);
+		if (lrows[i].bad)
+			assert_non_null(strstr(err, lrows[i].b
+							    ? "are the same address"
+							    : "is also an ext_proc"));
+	}
+
 	/* Rules spanning two keys point at the one set in the file. */
 	expect_error("reasm:\n  worker_memcap: 1MiB\n  flow_buffer: 2MiB\n",
 		     -EINVAL, 3,
