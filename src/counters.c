@@ -31,10 +31,11 @@ const char *counters_help(enum st_counter id)
 void counters_sum(struct st_counters *dst, const struct st_counters *src)
 {
 	for (unsigned i = 0; i < ST_CTR__COUNT; i++) {
+		uint64_t v = st_ctr_get(&src->v[i]); /* |src| may be live */
 		if (counters_is_gauge(i))
-			dst->v[i] = dst->v[i] > src->v[i] ? dst->v[i] : src->v[i];
+			dst->v[i] = dst->v[i] > v ? dst->v[i] : v;
 		else
-			dst->v[i] += src->v[i];
+			dst->v[i] += v;
 	}
 }
 

@@ -388,17 +388,20 @@ const char *extproc_counter_name(enum extproc_counter id)
 void extproc_counters_sum(struct extproc_counters *dst,
 			  const struct extproc_counters *src)
 {
+	/* |src| may be a live worker's (SIGUSR1) */
 	for (unsigned i = 0; i < EXTPROC_CTR__COUNT; i++)
-		dst->v[i] += src->v[i];
+		dst->v[i] += st_ctr_get(&src->v[i]);
 	for (unsigned i = 0; i < EXTPROC_HIST_BUCKETS; i++)
-		dst->lat[i] += src->lat[i];
+		dst->lat[i] += st_ctr_get(&src->lat[i]);
 	counters_sum(&dst->seal, &src->seal);
 }
 
 void extproc_counters_lat(struct extproc_counters *c, uint64_t ns)
 {
 	unsigned b = ns ? 63 - (unsigned)__builtin_clzll(ns) : 0;
-	c->lat[b < EXTPROC_HIST_BUCKETS ? b : EXTPROC_HIST_BUCKETS - 1]++;
+	st_ctr_add(&c->lat[b < EXTPROC_HIST_BUCKETS ? b
+						     : EXTPROC_HIST_BUCKETS - 1],
+		   1);
 }
 
 uint64_t extproc_counters_quantile(const struct extproc_counters *c, double q)
@@ -1715,9 +1718,9 @@ static void mut_mark_unsent(struct extproc_xchg *x, struct extproc_ctx *ctx,
 	if (!x->observability)
 		return;
 	for (int i = 0; i < 4; i++) {
-		ctx->ctr->v[EXTPROC_CTR_mutations_observed] +=
-			ctx->ctr->v[mut_ctr[i]] - m->v[i];
-		ctx->ctr->v[mut_ctr[i]] = m->v[i];
+		EXTPROC_ADD(ctx->ctr, mutations_observed,
+			    ctx->ctr->v[mut_ctr[i]] - m->v[i]);
+		st_ctr_set(&ctx->ctr->v[mut_ctr[i]], m->v[i]);
 	}
 	x->mutations = m->x;
 }

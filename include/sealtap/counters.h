@@ -126,12 +126,32 @@ struct st_counters {
 	uint64_t v[ST_CTR__COUNT];
 } ST_CACHE_ALIGNED;
 
-#define ST_CTR_INC(c, name) ((c)->v[ST_CTR_##name]++)
-#define ST_CTR_ADD(c, name, n) ((c)->v[ST_CTR_##name] += (n))
+/* A counter set has one writer (its worker thread) and readers anywhere
+ * (SIGUSR1, progress lines): relaxed atomic loads and stores, plain moves
+ * on x86-64 (no lock prefix, no read-modify-write), so a reader never
+ * sees a torn value and the writes cost what ++ costs. */
+static inline void st_ctr_add(uint64_t *p, uint64_t n)
+{
+	__atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + n,
+			 __ATOMIC_RELAXED);
+}
+
+static inline void st_ctr_set(uint64_t *p, uint64_t v)
+{
+	__atomic_store_n(p, v, __ATOMIC_RELAXED);
+}
+
+static inline uint64_t st_ctr_get(const uint64_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+#define ST_CTR_INC(c, name) st_ctr_add(&(c)->v[ST_CTR_##name], 1)
+#define ST_CTR_ADD(c, name, n) st_ctr_add(&(c)->v[ST_CTR_##name], (n))
 #define ST_CTR_MAXG(c, name, x)                                                \
 	do {                                                                   \
 		if ((uint64_t)(x) > (c)->v[ST_CTR_##name])                     \
-			(c)->v[ST_CTR_##name] = (uint64_t)(x);                 \
+			st_ctr_set(&(c)->v[ST_CTR_##name], (uint64_t)(x));     \
 	} while (0)
 
 /* True for gauges (summed as max across workers, not added). */

@@ -194,8 +194,9 @@ struct extproc_counters {
 	struct st_counters seal; /* the sealer's (seal_*), as in the tap */
 } ST_CACHE_ALIGNED;
 
-#define EXTPROC_INC(c, name) ((c)->v[EXTPROC_CTR_##name]++)
-#define EXTPROC_ADD(c, name, n) ((c)->v[EXTPROC_CTR_##name] += (n))
+/* one writer, readers anywhere: see st_ctr_add() in counters.h */
+#define EXTPROC_INC(c, name) st_ctr_add(&(c)->v[EXTPROC_CTR_##name], 1)
+#define EXTPROC_ADD(c, name, n) st_ctr_add(&(c)->v[EXTPROC_CTR_##name], (n))
 
 const char *extproc_counter_name(enum extproc_counter id);
 void extproc_counters_sum(struct extproc_counters *dst,
