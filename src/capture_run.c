@@ -43,6 +43,14 @@
 
 static volatile sig_atomic_t stop_requested;
 
+void capture_stop_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGHUP);
+}
+
 static void on_signal(int sig)
 {
 	(void)sig;
@@ -992,10 +1000,7 @@ int capture_run(const struct st_config *cfg, const struct capture_opts *o,
 	/* sealtap run holds these until now (see run.c): one that came
 	 * during set-up is delivered here */
 	sigset_t stopset;
-	sigemptyset(&stopset);
-	sigaddset(&stopset, SIGINT);
-	sigaddset(&stopset, SIGTERM);
-	sigaddset(&stopset, SIGHUP);
+	capture_stop_signals(&stopset);
 	pthread_sigmask(SIG_UNBLOCK, &stopset, NULL);
 	/* This thread is the RX stage: packet bytes pass through its stack. */
 	if (mem_nodump_stack() != 0)

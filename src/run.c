@@ -117,10 +117,7 @@ int run_tap_and_extproc(const struct st_config *cfg, struct capture_opts *o,
 	 * unblocks them once its handlers are in place, so one that came
 	 * early stops the run in order. */
 	sigset_t stopset;
-	sigemptyset(&stopset);
-	sigaddset(&stopset, SIGINT);
-	sigaddset(&stopset, SIGTERM);
-	sigaddset(&stopset, SIGHUP);
+	capture_stop_signals(&stopset);
 	pthread_sigmask(SIG_BLOCK, &stopset, NULL);
 	/* SIGUSR1: blocked from here on in this thread and every thread
 	 * made after (keys, event loops, DPDK lcores): only usr1_main takes

@@ -24,6 +24,7 @@
 #ifndef SEALTAP_CAPTURE_H
 #define SEALTAP_CAPTURE_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -178,5 +179,10 @@ struct capture_result {
  * returned and |r->input_error| says what happened. */
 int capture_run(const struct st_config *cfg, const struct capture_opts *o,
 		struct capture_result *r, char *err, size_t errlen);
+
+/* The signals that stop a run in order (SIGINT, SIGTERM, SIGHUP) in
+ * |set|. capture_run() unblocks them once its handlers are in place, so
+ * a caller that set up other work first (sealtap run) can hold them. */
+void capture_stop_signals(sigset_t *set);
 
 #endif

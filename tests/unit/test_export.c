@@ -839,6 +839,23 @@ static void test_file_unwritable(void **state)
 	export_ring_fini(&ring);
 }
 
+/* An exporter over |ring| into |dir| that writes each record within 1 ms
+ * and never rotates. */
+static struct export_file *start_one(struct export_ring *ring,
+				     const char *dir)
+{
+	struct export_file_cfg cfg = { .dir = dir,
+				       .max_bytes = 1ull << 30,
+				       .max_age_ns = 3600ull * 1000000000,
+				       .flush_ns = 1000000,
+				       .batch_bytes = 4096 };
+	struct export_file *ef;
+	char err[256];
+	if (export_file_start(&cfg, ring, 1, &ef, err, sizeof(err)) < 0)
+		fail_msg("%s", err);
+	return ef;
+}
+
 /* Sets the soft limit on file size (RLIMIT_FSIZE): past it writes fail
  * with EFBIG, after a partial write, as on a full disk. */
 static void fsize_limit(rlim_t lim)
@@ -861,20 +878,11 @@ static void test_file_write_fails(void **state)
 	assert_int_equal(export_ring_init(&ring, 1 << 16), 0);
 	char dir[300];
 	snprintf(dir, sizeof(dir), "%s/full", tmpdir);
-	struct export_file_cfg cfg = { .dir = dir,
-				       .max_bytes = 1ull << 30,
-				       .max_age_ns = 3600ull * 1000000000,
-				       .flush_ns = 1000000,
-				       .batch_bytes = 4096 };
-	struct export_file *ef;
-	char err[256];
 	struct export_stats st;
 	struct dirlist l;
 
 	/* 1. the limit is lifted while the exporter retries */
-	assert_int_equal(export_file_start(&cfg, &ring, 1, &ef, err,
-					   sizeof(err)),
-			 0);
+	struct export_file *ef = start_one(&ring, dir);
 	fsize_limit(10000);
 	push_lines(&ring, 1, 200, 0, 80); /* ~20 KB */
 	usleep(300000);
@@ -893,10 +901,7 @@ static void test_file_write_fails(void **state)
 	 * counted; the files hold whole lines, in order */
 	char dir2[300];
 	snprintf(dir2, sizeof(dir2), "%s/full2", tmpdir);
-	cfg.dir = dir2;
-	assert_int_equal(export_file_start(&cfg, &ring, 1, &ef, err,
-					   sizeof(err)),
-			 0);
+	ef = start_one(&ring, dir2);
 	fsize_limit(10000);
 	push_lines(&ring, 1, 200, 0, 80);
 	usleep(300000);
@@ -943,16 +948,7 @@ static void test_file_recovers_stale(void **state)
 
 	struct export_ring ring;
 	assert_int_equal(export_ring_init(&ring, 1 << 16), 0);
-	struct export_file_cfg cfg = { .dir = dir,
-				       .max_bytes = 1ull << 30,
-				       .max_age_ns = 3600ull * 1000000000,
-				       .flush_ns = 1000000,
-				       .batch_bytes = 4096 };
-	struct export_file *ef;
-	char err[256];
-	assert_int_equal(export_file_start(&cfg, &ring, 1, &ef, err,
-					   sizeof(err)),
-			 0);
+	struct export_file *ef = start_one(&ring, dir);
 	push_lines(&ring, 1, 10, 3, 20);
 	struct export_stats st;
 	export_file_stop(ef, &st);
