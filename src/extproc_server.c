@@ -233,6 +233,7 @@ struct extproc_server {
 	int health_fd;
 	uint64_t nonce;
 	atomic_int shutdown;
+	atomic_int force;     /* a second stop: end the drain now */
 	atomic_uint draining; /* threads not done draining */
 };
 
@@ -1923,8 +1924,18 @@ static void shutdown_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct xp_worker *w = arg;
-	if (w->draining)
+	if (w->draining) {
+		/* asked again: the operator does not want to wait for the
+		 * drain; what is open now ends as the drain deadline ends it */
+		if (w->srv && atomic_load(&w->srv->force)) {
+			while (w->conns) {
+				EXTPROC_INC(&w->ctr, conns_drained);
+				conn_close(w->conns);
+			}
+			worker_drained(w);
+		}
 		return;
+	}
 	w->draining = true;
 	w->drain_deadline = st_mono_ns() + w->cfg->shutdown_timeout_ns;
 	for (unsigned i = 0; i < w->nlst; i++) {
@@ -2568,8 +2579,15 @@ void extproc_server_write_addrs(struct extproc_server *s, FILE *out)
 
 void extproc_server_shutdown(struct extproc_server *s)
 {
-	if (atomic_exchange(&s->shutdown, 1))
+	if (atomic_exchange(&s->shutdown, 1)) {
+		/* the second call: no more waiting */
+		atomic_store(&s->force, 1);
+		for (unsigned i = 0; i < s->nworkers; i++)
+			if (s->workers[i].started)
+				event_active(s->workers[i].shutdown_ev,
+					     EV_TIMEOUT, 0);
 		return;
+	}
 	unsigned n = 0;
 	for (unsigned i = 0; i < s->nworkers; i++)
 		n += s->workers[i].started;
@@ -2577,6 +2595,11 @@ void extproc_server_shutdown(struct extproc_server *s)
 	for (unsigned i = 0; i < s->nworkers; i++)
 		if (s->workers[i].started)
 			event_active(s->workers[i].shutdown_ev, EV_TIMEOUT, 0);
+}
+
+bool extproc_server_drained(struct extproc_server *s)
+{
+	return atomic_load(&s->draining) == 0;
 }
 
 void extproc_server_join(struct extproc_server *s)

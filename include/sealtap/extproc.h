@@ -491,8 +491,11 @@ int extproc_server_start(struct extproc_server *s, char *err, size_t errlen);
 void extproc_server_write_addrs(struct extproc_server *s, FILE *out);
 /* Graceful stop: GOAWAY on every connection, listeners closed, health
  * NOT_SERVING; connections drain for shutdown_timeout_ns, then close.
- * Safe to call from any thread, once. */
+ * Safe to call from any thread. A second call ends the drain at once:
+ * the connections still open are closed as at the drain's deadline. */
 void extproc_server_shutdown(struct extproc_server *s);
+/* True once every thread has drained (after shutdown). */
+bool extproc_server_drained(struct extproc_server *s);
 /* Waits for the threads to end (after shutdown), stops the exporter. */
 void extproc_server_join(struct extproc_server *s);
 /* Sum of every thread's counters. */

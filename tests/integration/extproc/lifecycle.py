@@ -128,6 +128,46 @@ def drain_takes_pending(workdir):
     return 0
 
 
+def second_signal(workdir):
+    """A second SIGTERM during the drain ends it at once: the stream
+    still open is closed (its record says shutdown) and the process exits
+    0, instead of waiting out shutdown_timeout (60 s here). Returns the
+    number of failures."""
+    srv = xp.Server(workdir, 'second-signal', shutdown_timeout='60s')
+    ch = grpc.insecure_channel('127.0.0.1:%d' % srv.port, options=OPTS)
+    c = xp.Call(ch, pb)
+    c.send(EP.ProcessingRequest(request_headers=xp.headers(
+        pb, [(':path', '/held')])))
+    c.recv()  # answered; the stream stays open (no half-close)
+    srv.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    failures = 0
+    if not srv.alive():
+        print('FAIL: the drain ended with a stream open, before its timeout')
+        failures += 1
+    t0 = time.time()
+    srv.proc.send_signal(signal.SIGTERM)
+    try:
+        srv.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        pass
+    took = time.time() - t0
+    c.cancel()
+    ch.close()
+    ctr = srv.stop()
+    held = [r for r in srv.records() if r['request'].get('path') == '/held']
+    if took > 5 or not ctr.get('conns_drained') or \
+            [r['end'] for r in held] != ['shutdown']:
+        print('FAIL: second SIGTERM: exit after %.1f s, conns_drained %s, '
+              'records %r' % (took, ctr.get('conns_drained'),
+                              [r['end'] for r in held]))
+        failures += 1
+    else:
+        print('ok: a second SIGTERM ends the drain at once (%.2f s), the '
+              'open stream recorded as shutdown' % took)
+    return failures
+
+
 def served(port):
     """Whether one ext_proc exchange on a new connection to |port| gets
     its reply and ends with grpc-status 0."""
@@ -423,6 +463,7 @@ def main():
     for close in ('reset', 'cancel'):
         failures += envoy_close_many(args.workdir, keys_yaml, close)
     failures += drain_takes_pending(args.workdir)
+    failures += second_signal(args.workdir)
     failures += fd_limit(args.workdir)
     failures += conn_limit(args.workdir)
     xp.cleanup_stubs()

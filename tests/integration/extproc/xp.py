@@ -66,7 +66,7 @@ class Server:
 
     def __init__(self, workdir, name, extra_yaml='', tls=None, threads=1,
                  max_message=None, env=None, policy=None, keys_yaml=None,
-                 stream_timeout='5s'):
+                 stream_timeout='5s', shutdown_timeout='3s'):
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
         self.records_dir = os.path.join(self.dir, 'records')
@@ -77,7 +77,7 @@ class Server:
                  '  health_listen: "127.0.0.1:0"',
                  '  threads: %d' % threads,
                  '  stream_timeout: %s' % stream_timeout,
-                 '  shutdown_timeout: 3s']
+                 '  shutdown_timeout: %s' % shutdown_timeout]
         if max_message:
             lines.append('  max_message: %s' % max_message)
         if tls:
