@@ -435,7 +435,7 @@ static void test_many_tenants(void **state)
 						      &out, NULL));
 			char *j = chain_text(&out);
 			char want[40];
-			snprintf(want, sizeof(want), "\"stk1.g.%s.", kid[i]);
+			snprintf(want, sizeof(want), "\"stk1.g.%.15s.", kid[i]);
 			if (strncmp(j, want, strlen(want)))
 				fail_msg("round %d tenant %d: %s", round, i, j);
 			free(j);
