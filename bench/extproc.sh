@@ -307,6 +307,8 @@ out = {
     "bad_replies": sum(x["all_bad_replies"] for x in runs),
     "conns_died": sum(x["all_conns_died"] for x in runs),
     "unfinished_streams": sum(x["all_unfinished"] for x in runs),
+    # starts the schedule owed but the generator never sent
+    "unsent_starts": sum(x["all_unsent"] for x in runs),
     "server_errors": c.get("streams_error", 0) + rc.get("streams_error", 0),
     "values_sealed": c.get("seal_sealed", 0), "values_failed_closed": c.get("seal_failed_closed", 0),
     "with_records": {
@@ -324,6 +326,7 @@ out = {
 }
 clean = (out["failed_streams"] == 0 and out["bad_replies"] == 0
          and out["conns_died"] == 0 and out["unfinished_streams"] == 0
+         and out["unsent_starts"] == 0
          and out["server_errors"] == 0 and out["values_sealed"] > 0
          and out["values_failed_closed"] == 0 and l50["reps_below_rate"] < mx["reps"])
 out["clean"] = clean

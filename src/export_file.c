@@ -3,12 +3,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,6 +21,8 @@
 #define TRICKLE_RECORDS 64     /* fewer per pass: records come slowly */
 #define TRICKLE_SLEEP_NS 100000 /* 100 us: rings hold far more than that */
 #define RETRY_NS 1000000000ull  /* a failed write is retried after 1 s */
+#define STOP_RETRY_NS 10000000000ull /* and for 10 s more at the end,
+					     unless cfg.stop_retry_ns */
 
 struct export_file {
 	struct export_file_cfg cfg;
@@ -37,7 +39,7 @@ struct export_file {
 	uint64_t last_write_ns;
 	char *batch;
 	uint32_t batch_len;
-	uint32_t batch_cap;     /* cfg.batch_bytes, more while writes fail */
+	uint32_t batch_cap;     /* cfg.batch_bytes, or one larger record */
 	uint64_t batch_records; /* records in |batch| */
 	uint64_t retry_ns;      /* != 0: writes fail; the rings wait until */
 	struct export_stats st;
@@ -60,12 +62,28 @@ static void final_name(const struct export_file *ef, char *buf, size_t len)
 		 (unsigned long long)ef->seq);
 }
 
+/* A new temporary file, held with an exclusive flock until it has its
+ * final name: the lock, not the pid in the name, tells a starting
+ * exporter that the file is alive (pids repeat: a container's sealtap is
+ * pid 1 at every start, and other pid namespaces may share the
+ * directory). Never over an existing file (O_EXCL): a name left by a
+ * dead run with the same pid keeps its records for recover_stale(). */
 static int open_next(struct export_file *ef)
 {
 	char path[4200];
-	ef->seq++;
-	tmp_name(ef, path, sizeof(path));
-	ef->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	for (unsigned tries = 0;; tries++) {
+		ef->seq++;
+		tmp_name(ef, path, sizeof(path));
+		ef->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+			      0640);
+		if (ef->fd >= 0 || errno != EEXIST || tries == 1000)
+			break;
+	}
+	if (ef->fd >= 0 && flock(ef->fd, LOCK_EX) < 0) {
+		log_kv(LOG_LEVEL_WARN, "cannot lock a record file; another "
+		       "exporter could take it for an unfinished one", "path",
+		       path, "error", strerror(errno), NULL);
+	}
 	if (ef->fd < 0) {
 		ef->st.write_errors++;
 		log_kv(LOG_LEVEL_ERROR, "cannot create record file", "path",
@@ -106,72 +124,111 @@ static void close_current(struct export_file *ef)
 	if (ef->fd < 0)
 		return;
 	char tmp[4200];
-	fdatasync(ef->fd);
-	close(ef->fd);
-	ef->fd = -1;
 	tmp_name(ef, tmp, sizeof(tmp));
+	if (fdatasync(ef->fd) < 0) {
+		/* the kernel may have dropped some of it (EIO, or ENOSPC on
+		 * a filesystem that allocates late): said, and counted */
+		ef->st.write_errors++;
+		log_kv(LOG_LEVEL_ERROR, "record file not made durable; some "
+		       "of its records may be lost", "path", tmp, "error",
+		       strerror(errno), NULL);
+	}
+	/* renamed (or removed) before the close lets go of the lock, so no
+	 * starting exporter takes it for a dead run's */
 	if (ef->file_bytes == 0) {
 		unlink(tmp);
 		ef->seq--; /* reuse the number: no empty files */
-		return;
-	}
-	if (publish(ef, tmp) == 0)
+	} else if (publish(ef, tmp) == 0) {
 		ef->st.files++;
+	}
+	close(ef->fd);
+	ef->fd = -1;
 }
 
-/* Puts the current file back to its last whole batch: a write that
- * failed half-way must not leave a torn record for the next batch to be
- * appended to (the line would then hold two records and parse as none). */
-static void cut_back(struct export_file *ef)
+/* Bytes of |b| (|n| long) up to and with its last newline: the whole
+ * records in it (records are NDJSON lines). */
+static uint32_t whole_records_len(const char *b, uint32_t n)
 {
-	if (ftruncate(ef->fd, (off_t)ef->file_bytes) == 0 &&
-	    lseek(ef->fd, (off_t)ef->file_bytes, SEEK_SET) >= 0)
-		return;
-	/* cannot cut: close this file, torn tail and all, and start a new
-	 * one, so the next batch at least is not appended to the torn line */
-	log_kv(LOG_LEVEL_ERROR, "cannot cut back a record file after a "
-	       "failed write", "error", strerror(errno), NULL);
-	close_current(ef);
+	while (n && b[n - 1] != '\n')
+		n--;
+	return n;
 }
 
-/* Writes the batch. False when it could not (disk full, I/O error): the
- * batch is kept, whole, for the retry RETRY_NS later; the rings are not
- * drained meanwhile, so a long outage shows as records_dropped at the
- * producers, counted, not as records lost here unseen. */
+static uint64_t count_lines(const char *b, uint32_t n)
+{
+	uint64_t k = 0;
+	for (const char *p = b; (p = memchr(p, '\n', (size_t)(b + n - p)));
+	     p++)
+		k++;
+	return k;
+}
+
+/* The first |n| bytes of the batch (whole records) are in the file. */
+static void batch_written(struct export_file *ef, uint32_t n)
+{
+	uint64_t recs = count_lines(ef->batch, n);
+	if (recs > ef->batch_records)
+		recs = ef->batch_records;
+	ef->st.bytes += n;
+	ef->st.records += recs;
+	ef->file_bytes += n;
+	ef->batch_records -= recs;
+	memmove(ef->batch, ef->batch + n, ef->batch_len - n);
+	ef->batch_len -= n;
+}
+
+/* Writes the batch. A short or failed write (disk full, I/O error) keeps
+ * the whole records that reached the file and cuts off the torn rest (a
+ * line holding half a record would glue the next batch's first record to
+ * it, and parse as neither); the records not written stay in the batch
+ * for the retry RETRY_NS later, and false is returned. Meanwhile the
+ * rings are not drained past a full batch: live producers count their
+ * drops, offline ones wait. */
 static bool write_batch(struct export_file *ef)
 {
 	if (ef->batch_len == 0)
 		return true;
 	if (ef->fd < 0 && open_next(ef) < 0)
 		goto failed; /* counted in write_errors */
-	const char *p = ef->batch;
-	uint32_t left = ef->batch_len;
-	while (left) {
-		ssize_t w = write(ef->fd, p, left);
+	uint32_t done = 0;
+	int err = 0;
+	while (done < ef->batch_len) {
+		ssize_t w = write(ef->fd, ef->batch + done,
+				  ef->batch_len - done);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) {
-			ef->st.write_errors++;
-			if (!ef->retry_ns)
-				log_kv(LOG_LEVEL_ERROR, "record write failed; "
-				       "holding the records and retrying every "
-				       "second", "error",
-				       w < 0 ? strerror(errno) : "no progress",
-				       NULL);
-			cut_back(ef);
-			goto failed;
+			err = w < 0 ? errno : ENOSPC;
+			break;
 		}
-		p += w;
-		left -= (uint32_t)w;
+		done += (uint32_t)w;
 	}
+	if (err) {
+		uint32_t keep = whole_records_len(ef->batch, done);
+		if (keep < done &&
+		    (ftruncate(ef->fd, (off_t)(ef->file_bytes + keep)) < 0 ||
+		     lseek(ef->fd, (off_t)(ef->file_bytes + keep), SEEK_SET) < 0)) {
+			/* cannot cut: this file ends here, torn tail and all,
+			 * and the next batch starts a new one */
+			log_kv(LOG_LEVEL_ERROR, "cannot cut back a record "
+			       "file after a failed write", "error",
+			       strerror(errno), NULL);
+			batch_written(ef, keep);
+			close_current(ef);
+		} else {
+			batch_written(ef, keep);
+		}
+		ef->st.write_errors++;
+		if (!ef->retry_ns)
+			log_kv(LOG_LEVEL_ERROR, "record write failed; holding "
+			       "the records and retrying every second",
+			       "error", strerror(err), NULL);
+		goto failed;
+	}
+	batch_written(ef, done);
 	if (ef->retry_ns)
 		log_kv(LOG_LEVEL_INFO, "record writes resumed", NULL);
 	ef->retry_ns = 0;
-	ef->st.bytes += ef->batch_len;
-	ef->st.records += ef->batch_records;
-	ef->file_bytes += ef->batch_len;
-	ef->batch_len = 0;
-	ef->batch_records = 0;
 	ef->last_write_ns = st_mono_ns();
 	if (ef->file_bytes >= ef->cfg.max_bytes)
 		close_current(ef);
@@ -181,40 +238,30 @@ failed:
 	return false;
 }
 
-/* Makes room for |len| more bytes in the batch: by writing it, or, when
- * that fails or one record is larger than a batch, by growing it. False
- * only when memory runs out. */
-static bool batch_room(struct export_file *ef, uint32_t len)
-{
-	if (ef->batch_len + len <= ef->batch_cap)
-		return true;
-	if (!ef->retry_ns && write_batch(ef) && len <= ef->batch_cap)
-		return true;
-	uint64_t want = (uint64_t)ef->batch_len + len;
-	uint64_t cap = ef->batch_cap;
-	while (cap < want)
-		cap *= 2;
-	if (cap > UINT32_MAX)
-		return false;
-	char *b = realloc(ef->batch, cap);
-	if (!b)
-		return false;
-	ef->batch = b;
-	ef->batch_cap = (uint32_t)cap;
-	return true;
-}
-
-static void take(void *u, const void *rec, uint32_t len)
+/* One record from a ring into the batch. False leaves it in the ring:
+ * the batch is full and cannot be written now. */
+static bool take(void *u, const void *rec, uint32_t len)
 {
 	struct export_file *ef = u;
-	if (!batch_room(ef, len)) {
-		ef->st.records_lost++;
-		log_kv(LOG_LEVEL_ERROR, "record lost: out of memory", NULL);
-		return;
+	if (ef->batch_len + len > ef->batch_cap) {
+		if (ef->retry_ns || !write_batch(ef))
+			return false;
+		if (len > ef->batch_cap) { /* one record larger than a batch */
+			char *b = realloc(ef->batch, len);
+			if (!b) {
+				ef->st.records_lost++;
+				log_kv(LOG_LEVEL_ERROR, "record lost: out of "
+				       "memory", NULL);
+				return true;
+			}
+			ef->batch = b;
+			ef->batch_cap = len;
+		}
 	}
 	memcpy(ef->batch + ef->batch_len, rec, len);
 	ef->batch_len += len;
 	ef->batch_records++;
+	return true;
 }
 
 static void count_only(void *u, const void *rec, uint32_t len)
@@ -235,33 +282,37 @@ static void *run(void *arg)
 {
 	struct export_file *ef = arg;
 	ef->last_write_ns = st_mono_ns();
+	uint64_t stop_deadline = 0;
 	for (;;) {
 		int stopping = atomic_load(&ef->stop);
-		unsigned got = 0;
 		uint64_t now = st_mono_ns();
+		if (stopping && !stop_deadline)
+			stop_deadline = now + (ef->cfg.stop_retry_ns
+						       ? ef->cfg.stop_retry_ns
+						       : STOP_RETRY_NS);
 		if (ef->retry_ns && now >= ef->retry_ns)
 			write_batch(ef); /* the retry */
 		if (ef->retry_ns) {
-			/* still failing: the rings wait (their producers count
-			 * what does not fit); at the end what is held is lost,
-			 * counted */
-			if (stopping)
+			/* still failing: the rings wait; at the end, after
+			 * STOP_RETRY_NS more, what is held is lost, counted */
+			if (stopping && now >= stop_deadline)
 				break;
 			struct timespec ts = { 0, IDLE_SLEEP_NS * 10 };
 			nanosleep(&ts, NULL);
 			continue;
 		}
+		unsigned got = 0;
 		for (unsigned i = 0; i < ef->nrings; i++)
-			got += export_ring_drain(&ef->rings[i], take, ef);
+			got += export_ring_drain_until(&ef->rings[i], take, ef);
 		now = st_mono_ns();
 		if (ef->batch_len && !ef->retry_ns &&
-		    now - ef->last_write_ns >= ef->cfg.flush_ns)
+		    (stopping || now - ef->last_write_ns >= ef->cfg.flush_ns))
 			write_batch(ef);
 		if (ef->fd >= 0 && !ef->retry_ns &&
 		    st_mono_ns() - ef->opened_ns >= ef->cfg.max_age_ns &&
 		    write_batch(ef))
 			close_current(ef);
-		if (stopping && got == 0)
+		if (stopping && got == 0 && !ef->batch_len)
 			break;
 		/* Idle: sleep 1 ms. A trickle: sleep a little so records
 		 * batch up instead of the thread spinning a core on a few
@@ -272,23 +323,14 @@ static void *run(void *arg)
 			nanosleep(&ts, NULL);
 		}
 	}
-	/* One last try of what is held; if it works, what the rings still
-	 * hold (the loop leaves them while writes fail) goes too. */
-	if (write_batch(ef)) {
-		for (unsigned i = 0; i < ef->nrings; i++)
-			export_ring_drain(&ef->rings[i], take, ef);
-		write_batch(ef);
-	}
-	if (ef->retry_ns) {
-		/* still failing: what is held and what the rings still hold
-		 * is lost, and said so */
-		uint64_t lost = ef->batch_records;
-		for (unsigned i = 0; i < ef->nrings; i++)
-			lost += export_ring_drain(&ef->rings[i], count_only, NULL);
+	uint64_t lost = ef->batch_records;
+	for (unsigned i = 0; i < ef->nrings; i++)
+		lost += export_ring_drain(&ef->rings[i], count_only, NULL);
+	if (lost) {
 		ef->st.records_lost += lost;
 		log_kv(LOG_LEVEL_ERROR, "records lost: the record files could "
-		       "not be written at shutdown", "records",
-		       u64_str(lost), NULL);
+		       "not be written by the end", "records", u64_str(lost),
+		       NULL);
 	}
 	close_current(ef);
 	return NULL;
@@ -337,9 +379,9 @@ static off_t whole_lines(int fd)
 
 /* A file an exporter that is gone left unfinished (killed, power cut):
  * its whole records get a final name after the files present, instead of
- * staying hidden from readers under the .tmp name for good. Files of
- * live processes (another exporter sharing the directory) are left
- * alone. */
+ * staying hidden from readers under the .tmp name for good. Files a live
+ * exporter holds (its flock: open_next()) are left alone, whatever the
+ * pid in their name. */
 static void recover_stale(struct export_file *ef)
 {
 	DIR *dp = opendir(ef->dir);
@@ -353,31 +395,32 @@ static void recover_stale(struct export_file *ef)
 		char tail[16];
 		if (sscanf(e->d_name, ".records-%llu.%d.%u.%15s", &n, &pid,
 			   &inst, tail) != 4 ||
-		    strcmp(tail, "ndjson.tmp") || pid <= 0 || pid == getpid() ||
-		    kill(pid, 0) == 0 || errno != ESRCH)
+		    strcmp(tail, "ndjson.tmp"))
 			continue;
 		char path[4400];
 		snprintf(path, sizeof(path), "%s/%s", ef->dir, e->d_name);
 		int fd = open(path, O_RDWR | O_CLOEXEC);
 		if (fd < 0)
 			continue;
-		off_t keep = whole_lines(fd);
-		int trunc_rc = ftruncate(fd, keep);
-		fdatasync(fd);
-		close(fd);
-		if (keep == 0 || trunc_rc < 0) {
-			if (keep == 0)
-				unlink(path);
+		/* held: a live exporter's (this process's too) */
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			close(fd);
 			continue;
 		}
-		ef->seq++;
-		if (publish(ef, path) == 0) {
-			char fin[4200];
-			final_name(ef, fin, sizeof(fin));
-			log_kv(LOG_LEVEL_WARN, "recovered the records an earlier "
-			       "run left unfinished", "from", e->d_name, "to",
-			       fin, NULL);
+		/* An empty one is left alone: it may be a file a live
+		 * exporter just created and has not locked yet. */
+		off_t keep = whole_lines(fd);
+		if (keep > 0 && ftruncate(fd, keep) == 0 && fdatasync(fd) == 0) {
+			ef->seq++;
+			if (publish(ef, path) == 0) {
+				char fin[4200];
+				final_name(ef, fin, sizeof(fin));
+				log_kv(LOG_LEVEL_WARN, "recovered the records an "
+				       "earlier run left unfinished", "from",
+				       e->d_name, "to", fin, NULL);
+			}
 		}
+		close(fd);
 	}
 	closedir(dp);
 }

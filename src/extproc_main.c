@@ -382,5 +382,9 @@ int extproc_main(int argc, char **argv)
 				     (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 	log_kv(LOG_LEVEL_INFO, "extproc stopped", NULL);
 	config_free(&cfg);
+	if (sum.v[EXTPROC_CTR_records_lost])
+		return fail(XP_RUNTIME, "%llu records could not be written to "
+			    "the record directory (see the errors above)",
+			    (unsigned long long)sum.v[EXTPROC_CTR_records_lost]);
 	return XP_OK;
 }

@@ -1919,21 +1919,26 @@ static void goaway_cb(evutil_socket_t fd, short what, void *arg)
 		worker_drained(w);
 }
 
+/* The stop was asked for a second time: the operator does not want to
+ * wait for the drain; what is open ends as at the drain's deadline. */
+static void drain_forced(struct xp_worker *w)
+{
+	if (!w->srv || !atomic_load(&w->srv->force))
+		return;
+	while (w->conns) {
+		EXTPROC_INC(&w->ctr, conns_drained);
+		conn_close(w->conns);
+	}
+	worker_drained(w);
+}
+
 static void shutdown_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
 	struct xp_worker *w = arg;
 	if (w->draining) {
-		/* asked again: the operator does not want to wait for the
-		 * drain; what is open now ends as the drain deadline ends it */
-		if (w->srv && atomic_load(&w->srv->force)) {
-			while (w->conns) {
-				EXTPROC_INC(&w->ctr, conns_drained);
-				conn_close(w->conns);
-			}
-			worker_drained(w);
-		}
+		drain_forced(w);
 		return;
 	}
 	w->draining = true;
@@ -1971,6 +1976,9 @@ static void shutdown_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	struct timeval tv = { .tv_usec = GOAWAY_DELAY_MS * 1000 };
 	evtimer_add(w->goaway_ev, &tv);
+	/* both stops may have come before this thread ran the first (the
+	 * two activations of its event are one then) */
+	drain_forced(w);
 }
 
 static void *worker_main(void *arg)

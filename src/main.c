@@ -401,6 +401,12 @@ static int cmd_tap(int argc, char **argv, bool run)
 	print_summary(&res, run ? &xsum : NULL);
 	if (res.input_error[0])
 		return fail(EXIT_INPUT, "%s", res.input_error);
+	uint64_t lost = res.records_lost +
+			(run ? xsum.v[EXTPROC_CTR_records_lost] : 0);
+	if (lost)
+		return fail(EXIT_RUNTIME, "%llu records could not be written "
+			    "to the record directory (see the errors above)",
+			    (unsigned long long)lost);
 	return EXIT_OK;
 }
 

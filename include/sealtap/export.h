@@ -9,14 +9,21 @@
  * as DIR/.records-<n>.ndjson.tmp and renamed to DIR/records-<n>.ndjson
  * (after fdatasync) when they reach max_bytes or max_age or the run ends,
  * so a reader never sees a half-written file under the final name.
- * A failed write (disk full) is cut back to the last whole batch and
- * retried every second with the batch held; meanwhile the rings are not
- * drained, so what does not fit is dropped and counted by the producers.
+ * A failed write (disk full) keeps the whole records that reached the
+ * file and cuts off the torn rest; the others are held and retried every
+ * second, and the rings are not drained past a full batch meanwhile, so
+ * live producers drop (counted) and offline ones wait. At the end writes
+ * are retried for 10 s more; what is still unwritten is records_lost.
+ * Each exporter holds an flock on the file it writes, so an exporter
+ * starting in the directory recovers (cuts to whole records and names)
+ * exactly the .tmp files nobody holds: those of processes that died,
+ * whatever their pid or pid namespace.
  */
 #ifndef SEALTAP_EXPORT_H
 #define SEALTAP_EXPORT_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "sealtap/counters.h"
@@ -43,6 +50,12 @@ int export_ring_push(struct export_ring *r, const void *rec, uint32_t len);
 unsigned export_ring_drain(struct export_ring *r,
 			   void (*fn)(void *u, const void *rec, uint32_t len),
 			   void *u);
+/* The same, stopping at the first record |fn| refuses (returns false),
+ * which stays in the ring. */
+unsigned export_ring_drain_until(struct export_ring *r,
+				 bool (*fn)(void *u, const void *rec,
+					    uint32_t len),
+				 void *u);
 
 /* ---- file exporter ---- */
 
@@ -52,6 +65,8 @@ struct export_file_cfg {
 	uint64_t max_age_ns;    /* rotate after this long (wall time) */
 	uint64_t flush_ns;      /* write a partial batch after this long */
 	uint32_t batch_bytes;   /* write when a batch reaches this size */
+	uint64_t stop_retry_ns; /* at the end, failed writes are retried
+				   this long (0: 10 s) */
 };
 
 struct export_stats {

@@ -26,7 +26,8 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -901,7 +902,16 @@ static void test_file_write_fails(void **state)
 	 * counted; the files hold whole lines, in order */
 	char dir2[300];
 	snprintf(dir2, sizeof(dir2), "%s/full2", tmpdir);
-	ef = start_one(&ring, dir2);
+	struct export_file_cfg quick = { .dir = dir2,
+					 .max_bytes = 1ull << 30,
+					 .max_age_ns = 3600ull * 1000000000,
+					 .flush_ns = 1000000,
+					 .batch_bytes = 4096,
+					 .stop_retry_ns = 1000000000 };
+	char err[256];
+	assert_int_equal(export_file_start(&quick, &ring, 1, &ef, err,
+					   sizeof(err)),
+			 0);
 	fsize_limit(10000);
 	push_lines(&ring, 1, 200, 0, 80);
 	usleep(300000);
@@ -913,38 +923,101 @@ static void test_file_write_fails(void **state)
 	assert_true(st.write_errors >= 1);
 	want = (unsigned)st.records;
 	check_files(dir2, &l, 1, &want);
+
+	/* 3. room for less than one batch: the whole records that fit are
+	 * written (a short write keeps them), not the batch all or nothing */
+	char dir3[300];
+	snprintf(dir3, sizeof(dir3), "%s/full3", tmpdir);
+	struct export_file_cfg big = { .dir = dir3,
+				       .max_bytes = 1ull << 30,
+				       .max_age_ns = 3600ull * 1000000000,
+				       .flush_ns = 200000000,
+				       .batch_bytes = 1 << 20,
+				       .stop_retry_ns = 1000000000 };
+	assert_int_equal(export_file_start(&big, &ring, 1, &ef, err,
+					   sizeof(err)),
+			 0);
+	fsize_limit(3000);
+	push_lines(&ring, 1, 200, 0, 80); /* one ~20 KB batch */
+	usleep(500000);
+	export_file_stop(ef, &st);
+	fsize_limit(RLIM_INFINITY);
+	list_dir(dir3, &l);
+	assert_true(st.records >= 25); /* ~28 lines of ~105 bytes fit */
+	assert_int_equal(st.records + st.records_lost, 200);
+	want = (unsigned)st.records;
+	check_files(dir3, &l, 1, &want);
+	export_ring_fini(&ring);
+}
+
+static void *lift_limit_later(void *arg)
+{
+	(void)arg;
+	usleep(2000000);
+	fsize_limit(RLIM_INFINITY);
+	return NULL;
+}
+
+/* At the end of a run (the end of a capture) writes that fail are
+ * retried for a while, not given up after one try: a disk that gets room
+ * back within that time loses nothing. */
+static void test_file_stop_retries(void **state)
+{
+	(void)state;
+	signal(SIGXFSZ, SIG_IGN);
+	struct export_ring ring;
+	assert_int_equal(export_ring_init(&ring, 1 << 16), 0);
+	char dir[300];
+	snprintf(dir, sizeof(dir), "%s/late", tmpdir);
+	struct export_file *ef = start_one(&ring, dir);
+	fsize_limit(3000);
+	push_lines(&ring, 1, 200, 0, 80);
+	usleep(200000);
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, lift_limit_later, NULL), 0);
+	struct export_stats st;
+	export_file_stop(ef, &st); /* the disk gets room 2 s into it */
+	pthread_join(t, NULL);
+	struct dirlist l;
+	list_dir(dir, &l);
+	unsigned want = 200;
+	check_files(dir, &l, 1, &want);
+	assert_int_equal(st.records, 200);
+	assert_int_equal(st.records_lost, 0);
+	assert_true(st.write_errors >= 1);
 	export_ring_fini(&ring);
 }
 
 /* A .tmp file left by an exporter whose process is gone (killed) is
- * given a final name at the next start, cut back to its whole lines; one
- * of a live process is left alone. */
+ * given a final name at the next start, cut back to its whole lines,
+ * whatever the pid in its name (a restart as the same pid, as a
+ * container's pid 1, included); one a live exporter holds (its flock) is
+ * left alone, also when its pid means nothing here (another pid
+ * namespace). */
 static void test_file_recovers_stale(void **state)
 {
 	(void)state;
 	char dir[300], path[400];
 	snprintf(dir, sizeof(dir), "%s/stale", tmpdir);
 	assert_int_equal(mkdir(dir, 0750), 0);
-	pid_t dead = fork();
-	if (dead == 0)
-		_exit(0);
-	assert_true(dead > 0);
-	waitpid(dead, NULL, 0);
+	/* named with this process's own pid: a dead run's, restarted as the
+	 * same pid */
 	snprintf(path, sizeof(path), "%s/.records-000001.%d.0.ndjson.tmp", dir,
-		 (int)dead);
+		 (int)getpid());
 	FILE *f = fopen(path, "w");
 	assert_non_null(f);
 	for (int i = 0; i < 3; i++)
 		fprintf(f, "{\"r\":0,\"s\":%d,\"pad\":\"x\"}\n", i);
 	fputs("{\"r\":0,\"s\":3,\"pa", f); /* torn by the kill */
 	fclose(f);
+	/* held by a live exporter whose pid is no process here */
 	char live[400];
-	snprintf(live, sizeof(live), "%s/.records-000009.%d.0.ndjson.tmp", dir,
-		 (int)getppid());
-	f = fopen(live, "w");
-	assert_non_null(f);
-	fputs("{\"r\":1,\"s\":0}\n", f);
-	fclose(f);
+	snprintf(live, sizeof(live), "%s/.records-000009.999999.0.ndjson.tmp",
+		 dir);
+	int lfd = open(live, O_WRONLY | O_CREAT | O_EXCL, 0640);
+	assert_true(lfd >= 0);
+	assert_int_equal(write(lfd, "{\"r\":1,\"s\":0}\n", 15), 15);
+	assert_int_equal(flock(lfd, LOCK_EX), 0);
 
 	struct export_ring ring;
 	assert_int_equal(export_ring_init(&ring, 1 << 16), 0);
@@ -960,6 +1033,7 @@ static void test_file_recovers_stale(void **state)
 	assert_int_equal(access(live, F_OK), 0);
 	unsigned want = 13; /* 3 recovered, then the 10 of this run */
 	check_files(dir, &l, 1, &want);
+	close(lfd);
 	unlink(live);
 	export_ring_fini(&ring);
 }
@@ -989,6 +1063,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_file_write_fails,
 						setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_file_recovers_stale,
+						setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_file_stop_retries,
 						setup_dir, teardown_dir),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -129,42 +129,53 @@ def drain_takes_pending(workdir):
 
 
 def second_signal(workdir):
-    """A second SIGTERM during the drain ends it at once: the stream
-    still open is closed (its record says shutdown) and the process exits
-    0, instead of waiting out shutdown_timeout (60 s here). Returns the
-    number of failures."""
-    srv = xp.Server(workdir, 'second-signal', shutdown_timeout='60s')
-    ch = grpc.insecure_channel('127.0.0.1:%d' % srv.port, options=OPTS)
-    c = xp.Call(ch, pb)
-    c.send(EP.ProcessingRequest(request_headers=xp.headers(
-        pb, [(':path', '/held')])))
-    c.recv()  # answered; the stream stays open (no half-close)
-    srv.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
+    """A second SIGTERM/SIGINT during the drain ends it at once: the
+    stream still open is closed (its record says shutdown) and the process
+    exits 0, instead of waiting out shutdown_timeout (60 s here); also
+    when the two come back to back, before the threads saw the first.
+    Returns the number of failures."""
     failures = 0
-    if not srv.alive():
-        print('FAIL: the drain ended with a stream open, before its timeout')
-        failures += 1
-    t0 = time.time()
-    srv.proc.send_signal(signal.SIGTERM)
-    try:
-        srv.proc.wait(10)
-    except subprocess.TimeoutExpired:
-        pass
-    took = time.time() - t0
-    c.cancel()
-    ch.close()
-    ctr = srv.stop()
-    held = [r for r in srv.records() if r['request'].get('path') == '/held']
-    if took > 5 or not ctr.get('conns_drained') or \
-            [r['end'] for r in held] != ['shutdown']:
-        print('FAIL: second SIGTERM: exit after %.1f s, conns_drained %s, '
-              'records %r' % (took, ctr.get('conns_drained'),
-                              [r['end'] for r in held]))
-        failures += 1
-    else:
-        print('ok: a second SIGTERM ends the drain at once (%.2f s), the '
-              'open stream recorded as shutdown' % took)
+    for gap in (0.5, 0):
+        srv = xp.Server(workdir, 'second-signal-%s' % gap, threads=2,
+                        shutdown_timeout='60s')
+        ch = grpc.insecure_channel('127.0.0.1:%d' % srv.port, options=OPTS)
+        calls = []
+        for _ in range(4):
+            c = xp.Call(ch, pb)
+            c.send(EP.ProcessingRequest(request_headers=xp.headers(
+                pb, [(':path', '/held')])))
+            c.recv()  # answered; the stream stays open (no half-close)
+            calls.append(c)
+        srv.proc.send_signal(signal.SIGTERM)
+        if gap:
+            time.sleep(gap)
+            if not srv.alive():
+                print('FAIL: the drain ended with streams open, before its '
+                      'timeout')
+                failures += 1
+        t0 = time.time()
+        srv.proc.send_signal(signal.SIGINT)
+        try:
+            srv.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        took = time.time() - t0
+        for c in calls:
+            c.cancel()
+        ch.close()
+        ctr = srv.stop(timeout=70)
+        held = [r['end'] for r in srv.records()
+                if r['request'].get('path') == '/held']
+        if took > 5 or not ctr.get('conns_drained') or \
+                held != ['shutdown'] * len(calls):
+            print('FAIL: second signal %s s after the first: exit after '
+                  '%.1f s, conns_drained %s, records %r'
+                  % (gap, took, ctr.get('conns_drained'), held))
+            failures += 1
+        else:
+            print('ok: a second signal %s s after the first ends the drain '
+                  'at once (%.2f s), the open streams recorded as shutdown'
+                  % (gap, took))
     return failures
 
 
