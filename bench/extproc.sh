@@ -324,13 +324,19 @@ out = {
     "host_damon_on": sys.argv[14] == "true",
     "target_streams_per_s": 100000, "target_p99_us_at_50pct": 1000,
 }
+# correctness: nothing failed, everything sealed
 clean = (out["failed_streams"] == 0 and out["bad_replies"] == 0
          and out["conns_died"] == 0 and out["unfinished_streams"] == 0
-         and out["unsent_starts"] == 0
          and out["server_errors"] == 0 and out["values_sealed"] > 0
-         and out["values_failed_closed"] == 0 and l50["reps_below_rate"] < mx["reps"])
+         and out["values_failed_closed"] == 0)
 out["clean"] = clean
-out["meets_target"] = (clean and mx["streams_per_s"] >= 100000
+# a latency figure counts only if its run held the rate: 97 % of it
+# reached and no start left unsent (else the generator, or the server,
+# fell behind and the figure is not at that rate)
+for fig, r in (("at_50pct", l50), ("at_90pct", l90)):
+    out[fig]["rate_held"] = r["reps_below_rate"] < r["reps"] and r["unsent"] == 0
+out["meets_target"] = (clean and out["at_50pct"]["rate_held"]
+                       and mx["streams_per_s"] >= 100000
                        and l50["p99_us"] < 1000)
 print(json.dumps(out))
 PYEOF
