@@ -86,30 +86,23 @@ unsigned export_ring_drain_until(struct export_ring *r,
 	return n;
 }
 
+/* export_ring_drain()'s callback, for export_ring_drain_until() */
+struct drain_all {
+	void (*fn)(void *u, const void *rec, uint32_t len);
+	void *u;
+};
+
+static bool take_all(void *u, const void *rec, uint32_t len)
+{
+	struct drain_all *d = u;
+	d->fn(d->u, rec, len);
+	return true;
+}
+
 unsigned export_ring_drain(struct export_ring *r,
 			   void (*fn)(void *u, const void *rec, uint32_t len),
 			   void *u)
 {
-	uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
-	uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
-	unsigned n = 0;
-	while (tail != head) {
-		uint64_t off = tail & r->mask;
-		uint64_t to_end = r->size - off;
-		uint32_t len;
-		if (to_end < 4) { /* too little room even for a marker */
-			tail += to_end;
-			continue;
-		}
-		memcpy(&len, r->buf + off, 4);
-		if (len == EXPORT_WRAP) {
-			tail += to_end;
-			continue;
-		}
-		fn(u, r->buf + off + 4, len);
-		tail += 4 + (((uint64_t)len + 3) & ~3ull);
-		n++;
-	}
-	atomic_store_explicit(&r->tail, tail, memory_order_release);
-	return n;
+	struct drain_all d = { fn, u };
+	return export_ring_drain_until(r, take_all, &d);
 }
