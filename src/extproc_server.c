@@ -789,8 +789,6 @@ static void stream_message(struct xp_stream *s, const uint8_t *msg, size_t len)
 	}
 }
 
-/* DATA payload of |s|: cut into gRPC messages. Bounded by the caps on
- * message size and on partial input per connection. */
 /* A message refused before it was read (too large, compressed, cut
  * short): the exchange counts it, so its record is still written. */
 static void stream_rejected_message(struct xp_stream *s)
@@ -799,6 +797,8 @@ static void stream_rejected_message(struct xp_stream *s)
 		extproc_xchg_rejected_message(s->x);
 }
 
+/* DATA payload of |s|: cut into gRPC messages. Bounded by the caps on
+ * message size and on partial input per connection. */
 static void stream_data(struct xp_stream *s, const uint8_t *data, size_t len)
 {
 	struct xp_conn *c = s->c;
