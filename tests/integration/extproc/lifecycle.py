@@ -12,7 +12,9 @@ instance cannot take the port (SO_REUSEPORT would let it share the
 connections); the health port answers 503 while draining and cuts off a
 client that trickles its request; out of file descriptors, the server
 pauses accepting instead of spinning a core, and recovers; connections
-over extproc.max_connections are closed at accept.
+over extproc.max_connections are closed at accept; requests sent just
+before SIGTERM and not yet read are served in the drain; a second stop
+signal ends the drain at once; SIGHUP and SIGQUIT drain like SIGTERM.
 
 usage: lifecycle.py --workdir DIR --keys-yaml FILE (a key store with a
 DEK for the tenant `default`, SOFTHSM2_CONF naming its token)
@@ -176,6 +178,38 @@ def second_signal(workdir):
             print('ok: a second signal %s s after the first ends the drain '
                   'at once (%.2f s), the open streams recorded as shutdown'
                   % (gap, took))
+    return failures
+
+
+def hangup_drains(workdir):
+    """SIGHUP (a supervisor, a closed terminal) and SIGQUIT stop the
+    server as SIGTERM does: drain, summary, exit 0, records named (their
+    default action killed it: no summary, the record file left .tmp).
+    Returns the number of failures."""
+    failures = 0
+    for sig in (signal.SIGHUP, signal.SIGQUIT):
+        srv = xp.Server(workdir, 'hangup-%d' % sig)
+        if not served(srv.port):
+            failures += 1
+        srv.proc.send_signal(sig)
+        try:
+            srv.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            ctr = srv.stop()
+        except RuntimeError as e:
+            print('FAIL: %s: %s' % (signal.Signals(sig).name, e))
+            failures += 1
+            continue
+        tmp = [f for f in os.listdir(srv.records_dir) if f.endswith('.tmp')]
+        if ctr.get('records', 0) < 1 or len(srv.records()) < 1 or tmp:
+            print('FAIL: %s: counters %r, records %d, left %r'
+                  % (signal.Signals(sig).name, ctr, len(srv.records()), tmp))
+            failures += 1
+        else:
+            print('ok: %s drains like SIGTERM: exit 0, summary, records named'
+                  % signal.Signals(sig).name)
     return failures
 
 
@@ -475,6 +509,7 @@ def main():
         failures += envoy_close_many(args.workdir, keys_yaml, close)
     failures += drain_takes_pending(args.workdir)
     failures += second_signal(args.workdir)
+    failures += hangup_drains(args.workdir)
     failures += fd_limit(args.workdir)
     failures += conn_limit(args.workdir)
     xp.cleanup_stubs()
