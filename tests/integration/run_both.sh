@@ -10,7 +10,8 @@
 # appears in plaintext in records, logs or the summary. SIGUSR1 prints the
 # ext_proc counters and leaves the process running; SIGINT stops the tap
 # and drains the server; a SIGTERM that comes right after the ready file,
-# while the tap still sets up, stops it in order too (exit 0).
+# while the tap still sets up, stops it in order too (exit 0); a second
+# SIGTERM during the server's drain ends it at once.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 it_init run_both
@@ -26,6 +27,7 @@ printf 'eal: { hugepages: off }\n' >"$T/run.yaml"
 
 cleanup_ns() {
 	[[ -n ${RUNPID:-} ]] && kill "$RUNPID" 2>/dev/null
+	[[ -n ${HOLDPID:-} ]] && kill "$HOLDPID" 2>/dev/null
 	ns_down
 }
 trap 'cleanup_ns; it_cleanup' EXIT
@@ -139,4 +141,48 @@ RUNPID=""
 [[ $rc == 0 ]] || { tail -5 "$T/err2"; fail "SIGTERM during set-up: exit $rc, not an orderly stop"; }
 grep -q '"extproc stopping: GOAWAY, draining"' "$T/err2" || fail "SIGTERM during set-up: server not drained"
 ok "SIGTERM right after the ready file: orderly stop, exit 0"
+
+# A second SIGTERM while the server drains a stream left open (60 s
+# shutdown_timeout) ends the drain at once
+printf 'eal: { hugepages: off }\nextproc:\n  shutdown_timeout: 60s\n' >"$T/run3.yaml"
+rm -f "$T/ready3.json"
+ip netns exec "$NS" "$BIN" run -c "$T/run3.yaml" --port net_pcap0 \
+	--listen 127.0.0.1:0 --ready-file "$T/ready3.json" --out "$T/rec3" --no-progress \
+	-- --vdev net_pcap0,iface=lo >"$T/out3" 2>"$T/err3" &
+RUNPID=$!
+for _ in $(seq 600); do [[ -s $T/ready3.json ]] && grep -q '"port started"' "$T/err3" && break; sleep 0.1; done
+[[ -s $T/ready3.json ]] || { cat "$T/err3"; fail "third sealtap run did not start"; }
+# a client that sends its request_headers and then holds the stream open
+ip netns exec "$NS" "$PY" - "$T/ready3.json" "$IT_ROOT/tests/integration/extproc" <<'PYEOF' >"$T/hold.out" 2>&1 &
+import json, sys, time
+sys.path.insert(0, sys.argv[2])
+import grpc, xp
+pb = xp.stubs()
+addr = json.load(open(sys.argv[1]))["listen"][0]
+ch = grpc.insecure_channel(addr)
+c = xp.Call(ch, pb)
+c.send(pb.ep.ProcessingRequest(request_headers=xp.headers(pb, [(":path", "/held")])))
+c.recv()
+print("holding", flush=True)
+time.sleep(30)
+PYEOF
+HOLDPID=$!
+for _ in $(seq 100); do grep -q holding "$T/hold.out" && break; sleep 0.1; done
+grep -q holding "$T/hold.out" || { cat "$T/hold.out"; fail "holding client"; }
+kill -TERM "$RUNPID"
+sleep 1
+kill -0 "$RUNPID" 2>/dev/null || fail "the drain ended with a stream open, before its timeout"
+t0=$(date +%s)
+kill -TERM "$RUNPID"
+wait "$RUNPID"
+rc=$?
+RUNPID=""
+took=$(($(date +%s) - t0))
+kill "$HOLDPID" 2>/dev/null
+wait "$HOLDPID" 2>/dev/null
+HOLDPID=
+[[ $rc == 0 ]] || { tail -5 "$T/err3"; fail "second SIGTERM: exit $rc"; }
+((took <= 5)) || fail "second SIGTERM: the drain went on for $took s"
+grep -q 'a second stop signal ends the drain' "$T/err3" || fail "second SIGTERM not taken"
+ok "a second SIGTERM ends the server's drain at once (${took} s)"
 echo PASS
