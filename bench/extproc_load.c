@@ -438,75 +438,76 @@ static bool pb_is(const uint8_t *v, size_t len, const char *name)
 	return len == strlen(name) && !memcmp(v, name, len);
 }
 
-/* Walks a HeaderMutation: whether it sets authorization to a sealed
- * token (*sealed) or removes it (*removed). */
-static void check_mutation(const uint8_t *p, const uint8_t *end,
-			   bool *sealed, bool *removed, bool *bad)
+/* A protobuf message or string: bytes [p, end). */
+struct pb {
+	const uint8_t *p, *end;
+};
+
+/* The first length-delimited field |num| of |m| (an embedded message or
+ * a string); false if there is none or |m| is malformed (then *bad). */
+static bool pb_field(struct pb m, uint32_t num, struct pb *out, bool *bad)
 {
-	uint32_t f, g, h;
-	const uint8_t *v, *w, *u;
-	size_t vl, wl, ul;
-	while (pb_next(&p, end, &f, &v, &vl, bad)) {
-		if (f == 2 && pb_is(v, vl, "authorization"))
-			*removed = true; /* remove_headers */
-		if (f != 1)
-			continue; /* set_headers: HeaderValueOption */
-		const uint8_t *q = v, *qe = v + vl;
-		while (pb_next(&q, qe, &g, &w, &wl, bad)) {
-			if (g != 1)
-				continue; /* header: HeaderValue */
-			bool auth = false;
-			const uint8_t *val = NULL;
-			size_t val_len = 0;
-			const uint8_t *r = w, *re = w + wl;
-			while (pb_next(&r, re, &h, &u, &ul, bad)) {
-				if (h == 1)
-					auth = pb_is(u, ul, "authorization");
-				else if (h == 2 || h == 3) {
-					val = u;
-					val_len = ul;
-				}
-			}
-			if (auth && val && val_len > 7 &&
-			    !memcmp(val, "stk1.g.", 7))
-				*sealed = true;
+	uint32_t f;
+	const uint8_t *v;
+	size_t vl;
+	while (pb_next(&m.p, m.end, &f, &v, &vl, bad))
+		if (f == num) {
+			*out = (struct pb){ v, v + vl };
+			return true;
 		}
+	return false;
+}
+
+/* A HeaderValue that sets authorization to a sealed token (its value in
+ * raw_value, 3, or value, 2). */
+static bool sealed_auth(struct pb hv, bool *bad)
+{
+	struct pb key, val;
+	if (!pb_field(hv, 1, &key, bad) ||
+	    !pb_is(key.p, (size_t)(key.end - key.p), "authorization"))
+		return false;
+	if (!pb_field(hv, 3, &val, bad) && !pb_field(hv, 2, &val, bad))
+		return false;
+	return val.end - val.p > 7 && !memcmp(val.p, "stk1.g.", 7);
+}
+
+/* Walks a HeaderMutation: whether it sets authorization to a sealed
+ * token (set_headers, 1: HeaderValueOption.header) or removes it
+ * (remove_headers, 2). */
+static void check_mutation(struct pb hm, bool *sealed, bool *removed,
+			   bool *bad)
+{
+	uint32_t f;
+	const uint8_t *v;
+	size_t vl;
+	struct pb hv;
+	while (pb_next(&hm.p, hm.end, &f, &v, &vl, bad)) {
+		if (f == 2 && pb_is(v, vl, "authorization"))
+			*removed = true;
+		else if (f == 1 &&
+			 pb_field((struct pb){ v, v + vl }, 1, &hv, bad) &&
+			 sealed_auth(hv, bad))
+			*sealed = true;
 	}
 }
 
-/* Whether the reply message |m| (no prefix) is what the server owes for
- * message |phase|: request_headers (field 1) with authorization sealed,
- * or response_headers (field 2); and carries neither secret. */
-static bool reply_ok(const uint8_t *m, size_t len, uint8_t phase)
+/* Whether the reply message |msg| (no prefix) is what the server owes
+ * for message |phase|: request_headers (field 1) with authorization
+ * sealed, or response_headers (field 2); and carries neither secret. */
+static bool reply_ok(const uint8_t *msg, size_t len, uint8_t phase)
 {
-	if (memmem(m, len, AUTH_PLAIN, sizeof(AUTH_PLAIN) - 1) ||
-	    memmem(m, len, SID_PLAIN, sizeof(SID_PLAIN) - 1))
+	if (memmem(msg, len, AUTH_PLAIN, sizeof(AUTH_PLAIN) - 1) ||
+	    memmem(msg, len, SID_PLAIN, sizeof(SID_PLAIN) - 1))
 		return false;
-	const uint8_t *p = m, *end = m + len, *v;
-	size_t vl;
-	uint32_t f;
-	bool bad = false, typed = false, sealed = false, removed = false;
-	while (pb_next(&p, end, &f, &v, &vl, &bad)) {
-		if (f != (phase == 1 ? 1u : 2u))
-			continue;
-		typed = true;
-		if (phase != 1)
-			continue;
-		/* HeadersResponse.response: CommonResponse.header_mutation */
-		const uint8_t *q = v, *qe = v + vl, *w, *u;
-		size_t wl, ul;
-		uint32_t g, h;
-		while (pb_next(&q, qe, &g, &w, &wl, &bad)) {
-			if (g != 1)
-				continue;
-			const uint8_t *r = w, *re = w + wl;
-			while (pb_next(&r, re, &h, &u, &ul, &bad))
-				if (h == 2)
-					check_mutation(u, u + ul, &sealed,
-						       &removed, &bad);
-		}
-	}
-	return !bad && typed && (phase != 1 || (sealed && !removed));
+	struct pb m = { msg, msg + len }, hr, cr, hm;
+	bool bad = false, sealed = false, removed = false;
+	if (!pb_field(m, phase == 1 ? 1 : 2, &hr, &bad))
+		return false; /* not the reply type owed */
+	/* HeadersResponse.response (1): CommonResponse.header_mutation (2) */
+	if (phase == 1 && pb_field(hr, 1, &cr, &bad) &&
+	    pb_field(cr, 2, &hm, &bad))
+		check_mutation(hm, &sealed, &removed, &bad);
+	return !bad && (phase != 1 || (sealed && !removed));
 }
 
 static void on_reply(struct stream *s)

@@ -355,19 +355,7 @@ int extproc_main(int argc, char **argv)
 		}
 		break;
 	}
-	log_kv(LOG_LEVEL_INFO, "extproc stopping: GOAWAY, draining", NULL);
-	extproc_server_shutdown(srv);
-	/* While it drains (up to extproc.shutdown_timeout), a second stop
-	 * signal closes what is still open at once. */
-	while (!extproc_server_drained(srv)) {
-		struct timespec to = { 0, 50 * 1000 * 1000 };
-		int sig = sigtimedwait(&set, NULL, &to);
-		if (sig < 0 || sig == SIGUSR1)
-			continue;
-		log_kv(LOG_LEVEL_WARN, "extproc stopping now: a second stop "
-		       "signal ends the drain", NULL);
-		extproc_server_shutdown(srv);
-	}
+	extproc_server_stop(srv, &set);
 	extproc_server_join(srv);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	struct extproc_counters sum;

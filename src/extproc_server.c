@@ -56,6 +56,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -2605,9 +2606,19 @@ void extproc_server_shutdown(struct extproc_server *s)
 			event_active(s->workers[i].shutdown_ev, EV_TIMEOUT, 0);
 }
 
-bool extproc_server_drained(struct extproc_server *s)
+void extproc_server_stop(struct extproc_server *s, const sigset_t *stop)
 {
-	return atomic_load(&s->draining) == 0;
+	log_kv(LOG_LEVEL_INFO, "extproc stopping: GOAWAY, draining", NULL);
+	extproc_server_shutdown(s);
+	while (atomic_load(&s->draining) > 0) {
+		struct timespec to = { 0, 50 * 1000 * 1000 };
+		int sig = sigtimedwait(stop, NULL, &to);
+		if (sig < 0 || sig == SIGUSR1)
+			continue;
+		log_kv(LOG_LEVEL_WARN, "extproc stopping now: a second stop "
+		       "signal ends the drain", NULL);
+		extproc_server_shutdown(s);
+	}
 }
 
 void extproc_server_join(struct extproc_server *s)

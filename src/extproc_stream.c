@@ -1715,8 +1715,6 @@ static void mut_mark_take(const struct extproc_xchg *x,
 static void mut_mark_unsent(struct extproc_xchg *x, struct extproc_ctx *ctx,
 			    const struct mut_mark *m)
 {
-	if (!x->observability)
-		return;
 	for (int i = 0; i < 4; i++) {
 		EXTPROC_ADD(ctx->ctr, mutations_observed,
 			    ctx->ctr->v[mut_ctr[i]] - m->v[i]);
@@ -1791,6 +1789,10 @@ int extproc_xchg_message(struct extproc_xchg *x, struct extproc_ctx *ctx,
 		return 0;
 	}
 
+	/* observability mode is known by now (set above from the
+	 * message): only its messages pay for the mark */
+	if (!x->observability)
+		return dispatch(x, ctx, req, out, why);
 	struct mut_mark mk;
 	mut_mark_take(x, ctx, &mk);
 	int rc = dispatch(x, ctx, req, out, why);
@@ -1819,13 +1821,10 @@ static int dispatch(struct extproc_xchg *x, struct extproc_ctx *ctx,
 	}
 }
 
-int extproc_xchg_end_of_input(struct extproc_xchg *x, struct extproc_ctx *ctx,
-			      struct extproc_buf *out, const char **why)
+/* What each side still holds, flushed at the end of the input. */
+static int flush_sides(struct extproc_xchg *x, struct extproc_ctx *ctx,
+		       struct extproc_buf *out, const char **why)
 {
-	if (x->done)
-		return 0;
-	struct mut_mark mk;
-	mut_mark_take(x, ctx, &mk);
 	int rc = 0;
 	for (int d = 0; d < 2 && !rc && !x->done; d++) {
 		pending_lost(x, ctx, d);
@@ -1834,6 +1833,19 @@ int extproc_xchg_end_of_input(struct extproc_xchg *x, struct extproc_ctx *ctx,
 			rc = fd_flush(x, ctx, d, true, true, out, why);
 		}
 	}
+	return rc;
+}
+
+int extproc_xchg_end_of_input(struct extproc_xchg *x, struct extproc_ctx *ctx,
+			      struct extproc_buf *out, const char **why)
+{
+	if (x->done)
+		return 0;
+	if (!x->observability)
+		return flush_sides(x, ctx, out, why);
+	struct mut_mark mk;
+	mut_mark_take(x, ctx, &mk);
+	int rc = flush_sides(x, ctx, out, why);
 	mut_mark_unsent(x, ctx, &mk);
 	return rc;
 }

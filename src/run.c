@@ -147,22 +147,11 @@ int run_tap_and_extproc(const struct st_config *cfg, struct capture_opts *o,
 		o->reader_base = 0;
 		rc = capture_run(cfg, o, res, err, errlen);
 		usr1_stop(&u);
-		log_kv(LOG_LEVEL_INFO, "extproc stopping: GOAWAY, draining",
-		       NULL);
-		/* While the server drains (up to extproc.shutdown_timeout), a
-		 * second stop signal closes what is still open at once, as in
-		 * sealtap extproc. capture_run() let its handlers take them:
-		 * held again, and waited for here. */
+		/* the stop signals went to capture_run()'s handlers: held
+		 * again, so one during the drain ends it (as in sealtap
+		 * extproc) */
 		pthread_sigmask(SIG_BLOCK, &stopset, NULL);
-		extproc_server_shutdown(srv);
-		while (!extproc_server_drained(srv)) {
-			struct timespec to = { 0, 50 * 1000 * 1000 };
-			if (sigtimedwait(&stopset, NULL, &to) < 0)
-				continue;
-			log_kv(LOG_LEVEL_WARN, "extproc stopping now: a second "
-			       "stop signal ends the drain", NULL);
-			extproc_server_shutdown(srv);
-		}
+		extproc_server_stop(srv, &stopset);
 		extproc_server_join(srv);
 		extproc_server_counters(srv, xsum);
 		extproc_server_free(srv);

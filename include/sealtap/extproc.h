@@ -25,6 +25,7 @@
 #ifndef SEALTAP_EXTPROC_H
 #define SEALTAP_EXTPROC_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -494,8 +495,11 @@ void extproc_server_write_addrs(struct extproc_server *s, FILE *out);
  * Safe to call from any thread. A second call ends the drain at once:
  * the connections still open are closed as at the drain's deadline. */
 void extproc_server_shutdown(struct extproc_server *s);
-/* True once every thread has drained (after shutdown). */
-bool extproc_server_drained(struct extproc_server *s);
+/* Graceful stop, from a thread that holds the signals of |stop| blocked:
+ * shutdown, then waits while the threads drain (up to
+ * shutdown_timeout_ns); one more signal of |stop| (SIGUSR1 aside) ends
+ * the drain at once. Join afterwards. */
+void extproc_server_stop(struct extproc_server *s, const sigset_t *stop);
 /* Waits for the threads to end (after shutdown), stops the exporter. */
 void extproc_server_join(struct extproc_server *s);
 /* Sum of every thread's counters. */

@@ -840,21 +840,30 @@ static void test_file_unwritable(void **state)
 	export_ring_fini(&ring);
 }
 
-/* An exporter over |ring| into |dir| that writes each record within 1 ms
- * and never rotates. */
-static struct export_file *start_one(struct export_ring *ring,
-				     const char *dir)
+/* An exporter over |ring| into |dir| that never rotates, with the batch
+ * size, flush interval and retry time at the end given (0: default). */
+static struct export_file *start_tuned(struct export_ring *ring,
+				       const char *dir, uint32_t batch_bytes,
+				       uint64_t flush_ns, uint64_t stop_retry_ns)
 {
 	struct export_file_cfg cfg = { .dir = dir,
 				       .max_bytes = 1ull << 30,
 				       .max_age_ns = 3600ull * 1000000000,
-				       .flush_ns = 1000000,
-				       .batch_bytes = 4096 };
+				       .flush_ns = flush_ns,
+				       .batch_bytes = batch_bytes,
+				       .stop_retry_ns = stop_retry_ns };
 	struct export_file *ef;
 	char err[256];
 	if (export_file_start(&cfg, ring, 1, &ef, err, sizeof(err)) < 0)
 		fail_msg("%s", err);
 	return ef;
+}
+
+/* ... writing each record within 1 ms. */
+static struct export_file *start_one(struct export_ring *ring,
+				     const char *dir)
+{
+	return start_tuned(ring, dir, 4096, 1000000, 0);
 }
 
 /* Sets the soft limit on file size (RLIMIT_FSIZE): past it writes fail
@@ -902,16 +911,7 @@ static void test_file_write_fails(void **state)
 	 * counted; the files hold whole lines, in order */
 	char dir2[300];
 	snprintf(dir2, sizeof(dir2), "%s/full2", tmpdir);
-	struct export_file_cfg quick = { .dir = dir2,
-					 .max_bytes = 1ull << 30,
-					 .max_age_ns = 3600ull * 1000000000,
-					 .flush_ns = 1000000,
-					 .batch_bytes = 4096,
-					 .stop_retry_ns = 1000000000 };
-	char err[256];
-	assert_int_equal(export_file_start(&quick, &ring, 1, &ef, err,
-					   sizeof(err)),
-			 0);
+	ef = start_tuned(&ring, dir2, 4096, 1000000, 1000000000);
 	fsize_limit(10000);
 	push_lines(&ring, 1, 200, 0, 80);
 	usleep(300000);
@@ -928,15 +928,7 @@ static void test_file_write_fails(void **state)
 	 * written (a short write keeps them), not the batch all or nothing */
 	char dir3[300];
 	snprintf(dir3, sizeof(dir3), "%s/full3", tmpdir);
-	struct export_file_cfg big = { .dir = dir3,
-				       .max_bytes = 1ull << 30,
-				       .max_age_ns = 3600ull * 1000000000,
-				       .flush_ns = 200000000,
-				       .batch_bytes = 1 << 20,
-				       .stop_retry_ns = 1000000000 };
-	assert_int_equal(export_file_start(&big, &ring, 1, &ef, err,
-					   sizeof(err)),
-			 0);
+	ef = start_tuned(&ring, dir3, 1 << 20, 200000000, 1000000000);
 	fsize_limit(3000);
 	push_lines(&ring, 1, 200, 0, 80); /* one ~20 KB batch */
 	usleep(500000);
