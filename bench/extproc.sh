@@ -19,7 +19,10 @@
 #      start to the reply);
 #   3. the maximum and the latency at 50% with the other close;
 #   4. the plain HTTP/2 ceiling: h2load -> nghttpd (one nghttpd thread,
-#      same cores) requests/s.
+#      same cores) requests/s, and nghttpd's latency at the ext_proc 50%
+#      rate, driven by the same generator on the same schedule (GET of a
+#      small file: extproc_load --plain): how far this host and traffic
+#      shape let a plain HTTP/2 server go.
 # Measured twice: records off (the protocol alone; the figures the target
 # is about) and records on (written to /dev/shm by the exporter thread,
 # which runs on the load generator's core).
@@ -133,6 +136,9 @@ stop_server() { # name: SIGTERM by PID, then LAST_SUMMARY = its summary line
 }
 
 # CPU clock ticks (user + system) the server's event-loop thread has used
+# (nghttpd_ticks: the reference server's, one thread)
+nghttpd_ticks() { awk '{ print $14 + $15 }' /proc/"$NPID"/stat; }
+TICKS=loop_ticks
 loop_ticks() {
 	local t
 	for t in /proc/"$SPID"/task/*; do
@@ -150,13 +156,13 @@ loop_ticks() {
 # (that share over the stream rate; the warm-up runs at the same rate).
 load1() {
 	local a b t0 t1 out
-	a=$(loop_ticks)
+	a=$($TICKS)
 	t0=$(date +%s.%N)
 	out=$("$LOAD" --port "$PORT" --cpu "$CCPU" --connections "$CONNS" \
 		--duration "$SECS" --warmup 1 --close "$CLOSE" "$@") ||
 		{ echo "extproc.sh: extproc_load failed" >&2; return 1; }
 	t1=$(date +%s.%N)
-	b=$(loop_ticks)
+	b=$($TICKS)
 	$PY -c 'import json, sys
 r = json.loads(sys.argv[1])
 a, b, hz, t0, t1 = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
@@ -268,11 +274,17 @@ sleep 0.5
 H2OUT=$(taskset -c "$CCPU" h2load -t 1 -c "$CONNS" -m "$DEPTH" -D "$SECS" --warm-up-time 1 \
 	"http://127.0.0.1:$NPORT/small" 2>&1)
 H2RPS=$(echo "$H2OUT" | sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p')
+echo "  reference h2load -> nghttpd (1 thread): ${H2RPS:-?} req/s" >&2
+# The reference's latency at the ext_proc 50 % rate: the same generator,
+# schedule, connections and latency measure, each stream a GET of a small
+# file (extproc_load --plain): what the plain HTTP/2 ceiling reaches on
+# this host at that rate and traffic shape.
+H2L50=$(PORT=$NPORT TICKS=nghttpd_ticks load --depth 1024 --rate "$R50" --plain /small)
+show "reference nghttpd at the ext_proc 50% rate ($R50/s)" "$H2L50"
 kill -TERM "$NPID"; wait "$NPID" 2>/dev/null || true
 NPID=
-echo "  reference h2load -> nghttpd (1 thread): ${H2RPS:-?} req/s" >&2
 
-$PY - "$MAX" "$MAXR" "$L50" "$L90" "${H2RPS:-0}" "$SUMMARY" "$SCPU" "$CCPU" "$RMAX" "$RL50" "$RSUMMARY" "$OMAX" "$OL50" "$DAMON" <<'PYEOF'
+$PY - "$MAX" "$MAXR" "$L50" "$L90" "${H2RPS:-0}" "$SUMMARY" "$SCPU" "$CCPU" "$RMAX" "$RL50" "$RSUMMARY" "$OMAX" "$OL50" "$DAMON" "$H2L50" <<'PYEOF'
 import json, sys
 mx, mxr, l50, l90 = (json.loads(a) for a in sys.argv[1:5])
 LAT_KEYS = ("target_rate", "streams_per_s", "p50_us", "p99_us", "p999_us",
@@ -289,6 +301,7 @@ rmx, rl50 = json.loads(sys.argv[9]), json.loads(sys.argv[10])
 rsrv = json.loads(sys.argv[11]) if sys.argv[11].startswith('{') else {}
 rc = rsrv.get('counters', {})
 omx, ol50 = json.loads(sys.argv[12]), json.loads(sys.argv[13])
+ref = json.loads(sys.argv[15])
 runs = (mx, mxr, l50, l90, rmx, rl50, omx, ol50)
 out = {
     "bench": "extproc",
@@ -321,6 +334,8 @@ out = {
         "at_50pct": {k: ol50[k] for k in LAT_KEYS},
     },
     "h2load_nghttpd_req_per_s": h2,
+    # nghttpd at the same rate, schedule and connections (GET, --plain)
+    "nghttpd_at_ext_proc_50pct": {k: ref[k] for k in LAT_KEYS},
     "host_damon_on": sys.argv[14] == "true",
     "target_streams_per_s": 100000, "target_p99_us_at_50pct": 1000,
 }

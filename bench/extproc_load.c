@@ -48,6 +48,11 @@
  * (unfinished) and starts the schedule owed but never sent (unsent) enter
  * the histograms with the latency they had reached at least (the end of
  * the drain minus their scheduled start), and are reported.
+ * --plain PATH makes it a plain HTTP/2 client instead: each stream a GET
+ * of PATH (no body, END_STREAM on the HEADERS), done when the whole
+ * response came with status 200, on the same schedule and measured the
+ * same way, so a plain HTTP/2 server (nghttpd) can be measured as the
+ * reference for the ext_proc figures.
  * Output: one JSON object on stdout.
  */
 #ifndef _GNU_SOURCE
@@ -278,8 +283,11 @@ static struct {
 	uint32_t rst_code; /* --close reset / cancel: the RST_STREAM's code */
 	double drain;      /* seconds the streams in flight get at the end */
 	int cpu;
+	/* --plain PATH: GET PATH from a plain HTTP/2 server (the reference
+	 * for the same schedule and latency), any 200 reply accepted */
+	const char *plain;
 } opt = { "127.0.0.1", "9000", 64, 16, 5, 1, 0, false, false,
-	  NGHTTP2_NO_ERROR, 1.0, -1 };
+	  NGHTTP2_NO_ERROR, 1.0, -1, NULL };
 
 static struct conn *conns;
 static int ep;
@@ -343,6 +351,15 @@ static bool start_stream(struct conn *c, uint64_t t_sched)
 		NV("x-envoy-internal", "true"),
 #undef NV
 	};
+	const nghttp2_nv get[] = {
+		{ (uint8_t *)":method", (uint8_t *)"GET", 7, 3,
+		  NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE },
+		hdrs[1],
+		{ (uint8_t *)":path", (uint8_t *)opt.plain, 5,
+		  opt.plain ? strlen(opt.plain) : 0,
+		  NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE },
+		hdrs[3],
+	};
 	struct stream *s = calloc(1, sizeof(*s));
 	s->c = c;
 	s->t_sched = t_sched;
@@ -351,8 +368,11 @@ static bool start_stream(struct conn *c, uint64_t t_sched)
 	s->t_sent = now_ns();
 	s->phase = 1;
 	nghttp2_data_provider prd = { .source.ptr = s, .read_callback = data_cb };
-	int32_t id = nghttp2_submit_request(c->h2, NULL, hdrs,
-					    sizeof(hdrs) / sizeof(hdrs[0]), &prd, s);
+	int32_t id = opt.plain
+		? nghttp2_submit_request(c->h2, NULL, get, 4, NULL, s)
+		: nghttp2_submit_request(c->h2, NULL, hdrs,
+					 sizeof(hdrs) / sizeof(hdrs[0]), &prd, s);
+	s->eof_sent = opt.plain != NULL; /* END_STREAM on the HEADERS */
 	if (id < 0) {
 		free(s);
 		return false;
@@ -510,7 +530,8 @@ static bool reply_ok(const uint8_t *msg, size_t len, uint8_t phase)
 	return !bad && (phase != 1 || (sealed && !removed));
 }
 
-static void on_reply(struct stream *s)
+/* A reply came: its latency into the histograms. */
+static void count_reply(struct stream *s)
 {
 	uint64_t t = now_ns();
 	/* open loop: from the scheduled start for the first message */
@@ -522,6 +543,11 @@ static void on_reply(struct stream *s)
 	}
 	msgs_replied++;
 	s->replies++;
+}
+
+static void on_reply(struct stream *s)
+{
+	count_reply(s);
 	if (opt.resp_headers && s->phase == 1) {
 		send_msg(s, msg_resp, msg_resp_len);
 		return;
@@ -537,8 +563,8 @@ static int on_data(nghttp2_session *h2, uint8_t flags, int32_t id,
 	(void)flags;
 	(void)user;
 	struct stream *s = nghttp2_session_get_stream_user_data(h2, id);
-	if (!s)
-		return 0;
+	if (!s || opt.plain)
+		return 0; /* --plain: the body is not looked at */
 	while (len) {
 		if (s->in_have < 5) {
 			size_t k = 5 - s->in_have;
@@ -606,8 +632,10 @@ static int on_close(nghttp2_session *h2, int32_t id, uint32_t code, void *user)
 	/* a stream is done when every reply came and it was closed the
 	 * chosen way: the server's grpc-status 0 (graceful) or our own
 	 * reset after the half-close (reset, cancel) */
-	bool ok = opt.graceful ? code == NGHTTP2_NO_ERROR
-			       : code == opt.rst_code;
+	bool ok = opt.graceful || opt.plain ? code == NGHTTP2_NO_ERROR
+					    : code == opt.rst_code;
+	if (opt.plain && ok)
+		count_reply(s); /* the whole response came */
 	if (ok && s->eof_sent)
 		done_streams += measuring && !draining;
 	else
@@ -634,6 +662,9 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *f,
 	(void)f;
 	if (nl == 11 && !memcmp(name, "grpc-status", 11) &&
 	    !(vl == 1 && value[0] == '0'))
+		bad_replies++;
+	if (opt.plain && nl == 7 && !memcmp(name, ":status", 7) &&
+	    !(vl == 3 && !memcmp(value, "200", 3)))
 		bad_replies++;
 	return 0;
 }
@@ -820,7 +851,7 @@ static void usage(void)
 		"usage: extproc_load [--host H] [--port P] [--connections N] "
 		"[--depth D] [--duration S] [--warmup S] [--rate R] "
 		"[--response-headers] [--close reset|cancel|graceful] "
-		"[--drain S] [--cpu N]\n");
+		"[--drain S] [--cpu N] [--plain PATH]\n");
 	exit(2);
 }
 
@@ -832,7 +863,8 @@ int main(int argc, char **argv)
 		{ "duration", 1, NULL, 'd' },	  { "warmup", 1, NULL, 'w' },
 		{ "rate", 1, NULL, 'r' },	  { "response-headers", 0, NULL, 'R' },
 		{ "cpu", 1, NULL, 'C' },	  { "close", 1, NULL, 'x' },
-		{ "drain", 1, NULL, 'D' },	  { NULL, 0, NULL, 0 },
+		{ "drain", 1, NULL, 'D' },	  { "plain", 1, NULL, 'P' },
+		{ NULL, 0, NULL, 0 },
 	};
 	int ch;
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -855,6 +887,7 @@ int main(int argc, char **argv)
 				usage();
 			break;
 		case 'D': opt.drain = atof(optarg); break;
+		case 'P': opt.plain = optarg; break;
 		default: usage();
 		}
 	}
@@ -995,7 +1028,8 @@ int main(int argc, char **argv)
 	       "\"wire_p99_us\":%.1f,\"wire_p999_us\":%.1f,"
 	       "\"unfinished\":%llu,\"unsent\":%llu}\n",
 	       opt.rate > 0 ? "open" : "closed",
-	       opt.graceful ? "graceful"
+	       opt.plain      ? "plain"
+	       : opt.graceful ? "graceful"
 	       : opt.rst_code == NGHTTP2_CANCEL ? "cancel" : "reset",
 	       opt.conns, opt.depth,
 	       opt.resp_headers ? "true" : "false", opt.rate, secs,
