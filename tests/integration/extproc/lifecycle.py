@@ -14,7 +14,9 @@ client that trickles its request; out of file descriptors, the server
 pauses accepting instead of spinning a core, and recovers; connections
 over extproc.max_connections are closed at accept; requests sent just
 before SIGTERM and not yet read are served in the drain; a second stop
-signal ends the drain at once; SIGHUP and SIGQUIT drain like SIGTERM.
+signal ends the drain at once; SIGHUP and SIGQUIT drain like SIGTERM;
+and the bench's plain HTTP/2 reference client (extproc_load --plain)
+against a real nghttpd.
 
 usage: lifecycle.py --workdir DIR --keys-yaml FILE (a key store with a
 DEK for the tenant `default`, SOFTHSM2_CONF naming its token)
@@ -40,13 +42,17 @@ EP = pb.ep
 OPTS = [('grpc.use_local_subchannel_pool', 1)]
 
 
+def load_path():
+    return os.environ.get('SEALTAP_LOAD') or os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(xp.BIN))),
+        'bench', 'extproc_load')
+
+
 def envoy_close_many(workdir, keys_yaml, close):
     """Streams closed as Envoy closes them, at full speed on one
     connection for 1.5 s: none may fail and the connection must stay
     up. Returns the number of failures."""
-    load = os.environ.get('SEALTAP_LOAD') or os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(xp.BIN))),
-        'bench', 'extproc_load')
+    load = load_path()
     if not os.access(load, os.X_OK):
         print('FAIL: no load generator at %s' % load)
         return 1
@@ -85,6 +91,61 @@ def envoy_close_many(workdir, keys_yaml, close):
               % (r['streams'], code))
     failures += check_wire_latency(r)
     return failures
+
+
+def plain_reference(workdir):
+    """The bench's latency reference: extproc_load --plain drives a plain
+    HTTP/2 server (a real nghttpd) with GETs on an open-loop schedule;
+    every 200 counts, anything else is a bad reply. Returns the number of
+    failures."""
+    load = load_path()
+    root = os.path.join(workdir, 'plain-www')
+    os.makedirs(root, exist_ok=True)
+    with open(os.path.join(root, 'small'), 'w') as f:
+        f.write('x' * 64)
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    ng = subprocess.Popen(['nghttpd', '--no-tls', '-a', '127.0.0.1', '-d', root,
+                           str(port)], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+    failures = 0
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(('127.0.0.1', port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        res = {}
+        for path in ('/small', '/missing'):
+            out = subprocess.run(
+                [load, '--port', str(port), '--connections', '4',
+                 '--duration', '0.5', '--warmup', '0.2', '--rate', '2000',
+                 '--plain', path], capture_output=True, timeout=60, text=True)
+            try:
+                res[path] = json.loads(out.stdout.strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                print('FAIL: extproc_load --plain %s: %s %s'
+                      % (path, out.stdout, out.stderr))
+                return 1
+    finally:
+        ng.terminate()
+        ng.wait()
+    ok, missing = res['/small'], res['/missing']
+    if (ok['close'] != 'plain' or ok['streams'] < 900 or ok['bad_replies']
+            or ok['failed'] or ok['unfinished'] or ok['conns_died']):
+        print('FAIL: GET /small from nghttpd at 2,000/s: %r' % ok)
+        failures += 1
+    elif missing['bad_replies'] < 900:
+        print('FAIL: 404s not counted as bad replies: %r' % missing)
+        failures += 1
+    else:
+        print('ok: extproc_load --plain: %d GETs answered 200 by nghttpd on '
+              'schedule (p99 %.0f us), %d 404s counted as bad replies'
+              % (ok['streams'], ok['p99_us'], missing['bad_replies']))
+    return failures + check_wire_latency(ok)
 
 
 def drain_takes_pending(workdir):
@@ -507,6 +568,7 @@ def main():
     ch.close()
     for close in ('reset', 'cancel'):
         failures += envoy_close_many(args.workdir, keys_yaml, close)
+    failures += plain_reference(args.workdir)
     failures += drain_takes_pending(args.workdir)
     failures += second_signal(args.workdir)
     failures += hangup_drains(args.workdir)
