@@ -351,7 +351,10 @@ static inline bool policy_grpc_flag_ok(uint8_t f)
  * digit, one of "-._~+/=%@", or a single blank between two digits or
  * capitals (a card number or IBAN in groups; the edge counts as one). */
 bool policy_hit_byte(const void *text, size_t len, size_t i);
-#define POLICY_GUARD_MAX 256
+/* Long enough for a whole bearer or ID token (1-2 KB is common); a
+ * shorter guard let the back half of a long token, signature included,
+ * pass beside a cut. */
+#define POLICY_GUARD_MAX 8192
 /* A cut at |cut| moved back, past such bytes (at most POLICY_GUARD_MAX,
  * not before |start|), so a value it splits goes wholly to the part
  * after it. */

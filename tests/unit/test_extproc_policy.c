@@ -561,6 +561,103 @@ static void test_json_stream_escape_cut(void **state)
 	}
 }
 
+/* Real tokens are longer than a few hundred bytes (ID tokens of 1-2 KB are
+ * common). Such a token in a STREAMED body, in text, after "Bearer" or in
+ * a JSON string, cut anywhere by a chunk boundary: no 24-byte piece of it
+ * may pass in plain, in either chunk. */
+static void long_token(char *jwt, size_t *n, char *opaque, size_t *on)
+{
+	static const char b64[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	uint32_t x = 2463534242u;
+	size_t k = 0;
+	k += (size_t)sprintf(jwt, "eyJhbGciOiJSUzI1NiIsImtpZCI6IjFlOWdkazcifQ.eyJ");
+	for (int part = 0; part < 2; part++) {
+		for (int i = 0; i < (part ? 342 : 1000); i++) {
+			x ^= x << 13;
+			x ^= x >> 17;
+			x ^= x << 5;
+			jwt[k++] = b64[x & 63];
+		}
+		if (!part)
+			jwt[k++] = '.';
+	}
+	jwt[k] = 0;
+	*n = k;
+	for (k = 0; k < 600; k++) {
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		opaque[k] = b64[x & 63];
+	}
+	opaque[k] = 0;
+	*on = k;
+}
+
+/* Whether any |w|-byte piece of |secret| is in |out|. */
+static bool piece_in(const char *out, size_t ol, const char *secret, size_t n,
+		     size_t w, size_t *at)
+{
+	for (size_t i = 0; i + w <= n; i++)
+		if (memmem(out, ol, secret + i, w)) {
+			*at = i;
+			return true;
+		}
+	return false;
+}
+
+static void test_long_token_cuts(void **state)
+{
+	struct fx *f = *state;
+	static char jwt[2048], opaque[1024], in[4096];
+	size_t jn, on;
+	long_token(jwt, &jn, opaque, &on);
+	static const struct {
+		const char *ctype, *fmt;
+		int which; /* 0: the JWT, 1: the opaque bearer token */
+	} cases[] = {
+		{ "text/plain", "token: %s end\n", 0 },
+		{ "text/plain", "Authorization: Bearer %s\n", 1 },
+		{ "application/json", "{\"note\": \"x\", \"id_token\": \"%s\"}", 0 },
+	};
+	char *joined = malloc(16384);
+	for (size_t ci = 0; ci < sizeof(cases) / sizeof(*cases); ci++) {
+		const char *secret = cases[ci].which ? opaque : jwt;
+		size_t sn = cases[ci].which ? on : jn;
+		size_t len = (size_t)snprintf(in, sizeof(in), cases[ci].fmt, secret);
+		size_t s0 = (size_t)(strstr(in, secret) - in);
+		for (size_t k = s0 - 3; k < s0 + sn + 3; k += 29) {
+			struct extproc_decision d;
+			char a[4096], b[4096];
+			memcpy(a, in, k);
+			a[k] = 0;
+			memcpy(b, in + k, len - k + 1);
+			start(f, "shop.test", "/", NULL);
+			enum extproc_verdict v = body(f, EXTPROC_RESP_BODY,
+						      cases[ci].ctype, a, 0,
+						      false, &d);
+			const char *o = v == EXTPROC_KEEP ? a : (const char *)f->out.p;
+			size_t ol = v == EXTPROC_KEEP ? k : f->out.len;
+			assert_true(v == EXTPROC_KEEP || v == EXTPROC_REPLACE);
+			memcpy(joined, o, ol);
+			size_t jl = ol;
+			v = body(f, EXTPROC_RESP_BODY, cases[ci].ctype, b, k,
+				 true, &d);
+			o = v == EXTPROC_KEEP ? b : (const char *)f->out.p;
+			ol = v == EXTPROC_KEEP ? len - k : f->out.len;
+			assert_true(v == EXTPROC_KEEP || v == EXTPROC_REPLACE);
+			memcpy(joined + jl, o, ol);
+			jl += ol;
+			size_t at;
+			if (piece_in(joined, jl, secret, sn, 24, &at))
+				fail_msg("case %zu cut %zu (token at %zu): its "
+					 "bytes %zu.. in plain: %.*s", ci, k,
+					 s0, at, (int)jl, joined);
+		}
+	}
+	free(joined);
+}
+
 /* ---- keys ---------------------------------------------------------------------- */
 
 /* A retired key snapshot is reclaimed only after the thread passes a
@@ -1041,6 +1138,7 @@ int main(void)
 		cmocka_unit_test(test_chunk_boundaries),
 		cmocka_unit_test(test_json_stream_cuts),
 		cmocka_unit_test(test_json_stream_escape_cut),
+		cmocka_unit_test(test_long_token_cuts),
 		cmocka_unit_test(test_protobuf_body),
 		cmocka_unit_test(test_protobuf_unreadable),
 		cmocka_unit_test(test_protobuf_review),
