@@ -28,7 +28,8 @@
  * extproc_xdec: tenant, route, the "sealed" entries of header values and
  * the body findings, in the tap's formats (docs/records.md).
  *
- * A JSON body in several chunks is parsed on from one chunk to the next
+ * A JSON body in several chunks is parsed on from one chunk to the next,
+ * and a form's is read behind the pair the chunk before ended inside
  * (policy_scan_body_chunk(), state in xdec.body_state); other text types
  * are scanned one chunk at a time. Where a value may be cut by a chunk
  * boundary and its first part already sent, sealtap fails closed: the
@@ -665,10 +666,11 @@ static enum extproc_verdict pd_body(void *self, struct extproc_xdec *xd,
 		return pb_body(pp, xd, c, d, how);
 	struct policy_span sp[MAX_SPANS];
 	unsigned flags = 0;
-	/* only JSON has a scanner that carries state between chunks; other
-	 * types are scanned chunk by chunk, guarded at both ends */
+	/* JSON and forms are read on from chunk to chunk; other types are
+	 * scanned chunk by chunk, guarded at both ends */
 	bool stream = (c->off || !c->last) &&
-		      policy_body_is_json(c->ctype, c->ctype_len);
+		      (policy_body_is_json(c->ctype, c->ctype_len) ||
+		       policy_body_is_form(c->ctype, c->ctype_len));
 	int n = stream ? scan_chunk(pp, xd, c, sp, &flags)
 		       : scan_whole(xd->route, c, sp);
 	if (n < 0)

@@ -708,6 +708,11 @@ bool policy_body_is_json(const void *ctype, size_t ctype_len)
 	return body_kind(ctype, ctype ? ctype_len : 0) == BODY_JSON;
 }
 
+bool policy_body_is_form(const void *ctype, size_t ctype_len)
+{
+	return body_kind(ctype, ctype ? ctype_len : 0) == BODY_FORM;
+}
+
 unsigned policy_body_protobuf(const void *ctype, size_t ctype_len,
 			      bool *is_pb)
 {
@@ -758,6 +763,17 @@ size_t policy_guard_cut(const void *text, size_t start, size_t cut)
 	return cut;
 }
 
+/* How an application/x-www-form-urlencoded body is read: pairs by '&',
+ * names matched against the form rules, the detectors everywhere else. */
+static struct pair_cfg form_cfg(const struct policy_rules *rs)
+{
+	return (struct pair_cfg){
+		.names = &rs->form, .next = policy_param_next,
+		.mask = rs->det_mask[POL_SCOPE_BODY], .name_enc = POL_ENC_FORM,
+		.text_enc = POL_ENC_FORM, .kind = POLICY_KIND_FORM,
+	};
+}
+
 int policy_scan_body(const struct policy_route *r, const void *ctype,
 		     size_t ctype_len, const void *body, size_t len,
 		     struct policy_span *spans, unsigned max, unsigned *flags)
@@ -787,11 +803,7 @@ int policy_scan_body(const struct policy_route *r, const void *ctype,
 		pol_json_scan(&sc, 0, n);
 		break;
 	case BODY_FORM: {
-		struct pair_cfg pc = {
-			.names = &rs->form, .next = policy_param_next,
-			.mask = mask, .name_enc = POL_ENC_FORM,
-			.text_enc = POL_ENC_FORM, .kind = POLICY_KIND_FORM,
-		};
+		struct pair_cfg pc = form_cfg(rs);
 		scan_pairs(&sc, 0, n, &pc);
 		break;
 	}
@@ -830,6 +842,94 @@ static unsigned clip_carry(struct policy_span *sp, unsigned n, uint32_t carry)
 	return k;
 }
 
+/* A name longer than this, in a pair longer than the carry, is not kept:
+ * the value's rule is then unknown in the next chunk. */
+#define FORM_NAME_MAX 1024u
+
+/* Keeps in |js| the pair a form chunk ends inside (the bytes of |in| after
+ * its last '&'), so the next chunk is read behind it: whole when it fits
+ * the carry, else its name and '=' and the value's last bytes. A pair
+ * whose name does not fit loses it (carry_cut): the next chunk's value
+ * part is then redacted up to its first '&'. */
+static void form_keep(struct policy_json_stream *js, const uint8_t *in,
+		      uint32_t total, bool last)
+{
+	const uint8_t *amp = last ? NULL : memrchr(in, '&', total);
+	uint32_t p = amp ? (uint32_t)(amp - in) + 1 : 0;
+	uint32_t pl = total - p, name = 0, keep = pl;
+	bool lost = last || (!amp && js->carry_cut);
+	if (!lost && pl > POLICY_JSON_CARRY) {
+		const uint8_t *eq = memchr(in + p, '=', pl < FORM_NAME_MAX ? pl : FORM_NAME_MAX);
+		name = eq ? (uint32_t)(eq - (in + p)) + 1 : 0;
+		keep = POLICY_JSON_CARRY - name;
+		lost = !eq;
+	}
+	uint32_t old = js->carry_len;
+	js->carry_cut = !last && lost;
+	js->carry_len = lost ? 0 : name + keep;
+	if (!lost) {
+		/* |in| is the chunk or the scratch copy, never the carry */
+		memcpy(js->carry, in + p, name);
+		memcpy(js->carry + name, in + total - keep, keep);
+	}
+	if (old > js->carry_len)
+		explicit_bzero(js->carry + js->carry_len, old - js->carry_len);
+}
+
+/* policy_scan_body_chunk() of a form: the chunk read behind the pair the
+ * boundary cut (|js|'s carry), so that pair's rule takes its continuation
+ * and a detector's hit across the boundary is found; spans over the
+ * carried bytes, sent with the chunk before, are dropped. */
+static int form_chunk(const struct policy_route *r,
+		      struct policy_json_stream *js, const uint8_t *chunk,
+		      uint32_t len, bool last, uint8_t *scratch,
+		      struct policy_span *spans, unsigned max, unsigned *flags)
+{
+	uint32_t carry = js->carry_len;
+	const uint8_t *in = chunk;
+	if (carry) {
+		memcpy(scratch, js->carry, carry);
+		if (len)
+			memcpy(scratch + carry, chunk, len);
+		in = scratch;
+	}
+	uint32_t total = carry + len;
+	struct pol_view view;
+	struct pol_scan sc;
+	scan_init(&sc, r, in, total, spans, max, &view);
+	uint32_t lim = r->policy->limits.body_bytes;
+	uint32_t n = total > lim ? (uint32_t)policy_guard_cut(in, carry, lim)
+				 : total;
+	uint32_t from = 0;
+	bool resumed = !js->carry_cut;
+	if (js->carry_cut) {
+		/* the pair's name went by with the chunks before */
+		const uint8_t *amp = memchr(in, '&', n);
+		from = amp ? (uint32_t)(amp - in) : n;
+		if (from)
+			pol_out_add(&sc, 0, from, POLICY_ACTION_REDACT,
+				    POLICY_KIND_LIMIT, 0, 0,
+				    POLICY_RULE_LIMIT_CHUNK,
+				    sc.p->rule_names[POLICY_RULE_LIMIT_CHUNK]);
+	}
+	struct pair_cfg pc = form_cfg(r->rules);
+	scan_pairs(&sc, from, n - from, &pc);
+	if (total > n && !sc.full) {
+		sc.flags |= POLICY_SCAN_BODY_CUT;
+		pol_scan_rest(&sc, n, POLICY_RULE_LIMIT_BODY, false);
+	}
+	form_keep(js, in, total, last);
+	sc.n = clip_carry(spans, sc.n, carry);
+	if (carry)
+		explicit_bzero(scratch, total);
+	/* the end of a chunk that is not the last may cut a value whose
+	 * first part no detector can tell yet: the caller guards it */
+	if (flags)
+		*flags |= sc.flags | (resumed ? POLICY_SCAN_RESUMED : 0) |
+			  (last ? 0 : POLICY_SCAN_CUT_STRING);
+	return (int)sc.n;
+}
+
 int policy_scan_body_chunk(const struct policy_route *r, const void *ctype,
 			   size_t ctype_len, struct policy_json_stream *js,
 			   const void *chunk, size_t len, bool last,
@@ -838,12 +938,17 @@ int policy_scan_body_chunk(const struct policy_route *r, const void *ctype,
 {
 	if (!js || !scratch || (!chunk && len) || len > UINT32_MAX - POLICY_JSON_CARRY)
 		return -EINVAL;
-	if (!r || body_kind(ctype, ctype ? ctype_len : 0) != BODY_JSON ||
+	enum body_kind kind = r ? body_kind(ctype, ctype ? ctype_len : 0)
+				: BODY_TEXT;
+	if (!r || (kind != BODY_JSON && kind != BODY_FORM) ||
 	    !r->rules->scans_bodies)
 		return policy_scan_body(r, ctype, ctype_len, chunk, len, spans,
 					max, flags);
 	if (!spans || max == 0 || (!ctype && ctype_len))
 		return -EINVAL;
+	if (kind == BODY_FORM)
+		return form_chunk(r, js, chunk, (uint32_t)len, last, scratch,
+				  spans, max, flags);
 	if (len == 0 && !js->carry_len)
 		return 0;
 	struct pol_view view;

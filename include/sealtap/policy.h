@@ -323,8 +323,9 @@ int policy_scan_body(const struct policy_route *r, const void *ctype,
 		     struct policy_span *spans, unsigned max, unsigned *flags);
 
 /* Whether policy_scan_body() reads a body of content type |ctype| as
- * JSON. */
+ * JSON (as a form: policy_body_is_form()). */
 bool policy_body_is_json(const void *ctype, size_t ctype_len);
+bool policy_body_is_form(const void *ctype, size_t ctype_len);
 
 /* ---- protobuf bodies (ext_proc, policy_proto.c) ---- */
 
@@ -467,6 +468,14 @@ void policy_json_stream_init(struct policy_json_stream *js);
  * |scratch| holds at least |len| + POLICY_JSON_CARRY bytes: when a token
  * was carried, it and the chunk side by side (body bytes: memory as for
  * |js|; wiped before return).
+ * A form (application/x-www-form-urlencoded) is read behind the pair the
+ * chunk before ended inside (kept in |js|'s carry: the whole pair, or its
+ * name and '=' and the value's last POLICY_JSON_CARRY bytes), so that
+ * pair's rule takes its continuation and a detector's hit across the
+ * boundary is found; a pair whose name was longer than 1 KiB and the carry
+ * has its continuation redacted up to the next '&'
+ * (POLICY_RULE_LIMIT_CHUNK). Every chunk of a form but the last reports
+ * POLICY_SCAN_CUT_STRING: its end may cut a value.
  * Other content types are scanned as policy_scan_body() does, chunk by
  * chunk. Returns as policy_scan_body(); ORs POLICY_SCAN_RESUMED when the
  * chunk was parsed on with the whole cut token in view (nothing at its
