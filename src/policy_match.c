@@ -544,29 +544,33 @@ static int next_set_cookie(const void *v, size_t len, size_t *pos,
 }
 
 /* A URL or origin-form path: the query's parameters by the query rules,
- * the rest (and unmatched values) by the detectors on percent-decoded
- * text. '+' is left as is in URLs, but between two digits: decoding it
- * to a blank would cut an e-mail address like a+b@x.org in two, leaving
- * it would hide a card's groups ("4539+1488+0343+6467"). */
+ * and so are the fragment's: OAuth's implicit grant and OpenID Connect's
+ * response_mode=fragment put access_token and id_token there (RFC 6749
+ * §4.2.2), in a redirect's location; the rest (and unmatched values) by
+ * the detectors on percent-decoded text. '+' is left as is in URLs, but
+ * between two digits: decoding it to a blank would cut an e-mail address
+ * like a+b@x.org in two, leaving it would hide a card's groups
+ * ("4539+1488+0343+6467"). */
 static void scan_url(struct pol_scan *sc, uint32_t len, unsigned mask)
 {
 	const uint8_t *v = sc->base;
-	size_t q = policy_query_offset(v, len);
-	if (q >= len || names_empty(&sc->rs->query)) {
+	if (names_empty(&sc->rs->query)) {
 		pol_scan_text(sc, 0, len, POL_ENC_PCT, mask, 0);
 		return;
 	}
-	const uint8_t *hash = memchr(v + q, '#', len - q);
-	size_t qe = hash ? (size_t)(hash - v) : len;
+	const uint8_t *hash = memchr(v, '#', len);
+	size_t fe = hash ? (size_t)(hash - v) : len; /* where '#' is */
+	size_t q = policy_query_offset(v, fe);       /* after '?', or fe */
 	struct pair_cfg pc = {
 		.names = &sc->rs->query, .next = policy_param_next,
 		.mask = mask, .name_enc = POL_ENC_FORM,
 		.text_enc = POL_ENC_PCT, .kind = POLICY_KIND_QUERY,
 	};
 	pol_scan_text(sc, 0, (uint32_t)q, POL_ENC_PCT, mask, 0);
-	scan_pairs(sc, (uint32_t)q, (uint32_t)(qe - q), &pc);
-	pol_scan_text(sc, (uint32_t)qe, (uint32_t)(len - qe), POL_ENC_PCT,
-		      mask, 0);
+	if (q < fe)
+		scan_pairs(sc, (uint32_t)q, (uint32_t)(fe - q), &pc);
+	if (hash)
+		scan_pairs(sc, (uint32_t)fe + 1, (uint32_t)(len - fe - 1), &pc);
 }
 
 static void scan_init(struct pol_scan *sc, const struct policy_route *r,

@@ -367,7 +367,9 @@ static const struct vcase vcases[] = {
 	{ ":path", "/a?token=&token=x&=y&token&api+key=1",
 	  { { "x", SEAL, QRY, NULL }, { "1", RED, QRY, NULL } } },
 	{ ":path", "/a?token=a%26b%3D", { { "a%26b%3D", SEAL, QRY, NULL } } },
-	{ ":path", "/a?token=x#token=y", { { "x", SEAL, QRY, NULL } } },
+	/* the fragment's parameters too: an implicit grant's redirect */
+	{ ":path", "/a?token=x#token=y",
+	  { { "x", SEAL, QRY, NULL }, { "y", SEAL, QRY, NULL } } },
 	{ ":path", "/a?to%6Ben=x", { { "x", SEAL, QRY, NULL } } },
 	{ ":path", "/cards/4111111111111111",
 	  { { "4111111111111111", SEAL, DET, NULL } } },
@@ -385,6 +387,11 @@ static const struct vcase vcases[] = {
 	  { { "abc", SEAL, QRY, NULL } } },
 	{ "location", "/next?token=abc&x=4111111111111111",
 	  { { "abc", SEAL, QRY, NULL } } },
+	{ "location", "https://c.example/cb#token=tok_SECRET1234&state=xyz",
+	  { { "tok_SECRET1234", SEAL, QRY, NULL } } },
+	{ "location", "https://c.example/cb?code=1&state=2#x=1&token=t2",
+	  { { "t2", SEAL, QRY, NULL } } },
+	{ "location", "/doc#section-2?token=no", { { 0 } } },
 };
 
 static void check(const char *in, size_t len, const struct policy_span *sp,
