@@ -253,7 +253,7 @@ static size_t bearer_across(const uint8_t *tail, size_t nt, const uint8_t *b,
 		size_t bl = 0;
 		for (; i < nt + len && blank(i < nt ? tail[i] : b[i - nt]); i++)
 			bl++;
-		if (!bl || i <= nt)
+		if (!bl || i < nt)
 			continue; /* no blank, or the token began before */
 		size_t j = i - nt, e = j;
 		while (e < len && e - j < POLICY_GUARD_MAX &&
@@ -270,13 +270,17 @@ static size_t bearer_across(const uint8_t *tail, size_t nt, const uint8_t *b,
 
 /* How much of a chunk that continues what the chunk before left open
  * to guard from its start: the run of characters a hit can be made of
- * touching it, or further, a bearer token whose "Bearer" the chunks
- * before held (|tail|). */
+ * touching it, when the chunk before ended inside such a run (its last
+ * byte, in |tail|, is one: else no hit can span the boundary), or
+ * further, a bearer token whose "Bearer" the chunks before held. */
 static size_t head_guard(const struct extproc_buf *tail, const uint8_t *b,
 			 size_t len)
 {
 	size_t h = 0;
-	while (h < len && h < POLICY_GUARD_MAX && policy_hit_byte(b, len, h))
+	bool cut = !tail->len || policy_hit_byte(tail->p, tail->len,
+						 tail->len - 1);
+	while (cut && h < len && h < POLICY_GUARD_MAX &&
+	       policy_hit_byte(b, len, h))
 		h++;
 	size_t bt = bearer_across(tail->p, tail->len, b, len);
 	return bt > h ? bt : h;

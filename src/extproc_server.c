@@ -790,6 +790,27 @@ static void stream_message(struct xp_stream *s, const uint8_t *msg, size_t len)
 	}
 }
 
+/* The periodic tick for |s|: FULL_DUPLEX_STREAMED text the exchange held
+ * back with no data after it is answered now (extproc_xchg_tick()).
+ * Returns true if something was queued. */
+static bool stream_tick(struct xp_stream *s, uint64_t now)
+{
+	if (!s->x || s->finishing || s->finished || s->rejected)
+		return false;
+	struct xp_worker *w = s->c->w;
+	size_t before = s->out.len;
+	const char *why = NULL;
+	int rc = extproc_xchg_tick(s->x, &w->ctx, now, &s->out, &why);
+	if (rc < 0) {
+		stream_finish(s, -rc, why);
+		return true;
+	}
+	if (s->out.len == before)
+		return false;
+	stream_start_response(s);
+	return true;
+}
+
 /* A message refused before it was read (too large, compressed, cut
  * short): the exchange counts it, so its record is still written. */
 static void stream_rejected_message(struct xp_stream *s)
@@ -1871,6 +1892,10 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 			continue;
 		}
 		bool any = false;
+		for (struct xp_stream *s = c->shead, *nx; s; s = nx) {
+			nx = s->next;
+			any |= stream_tick(s, now);
+		}
 		for (struct xp_stream *s = c->shead; s; s = s->next) {
 			if (now - s->last_ns <= cfg->stream_timeout_ns)
 				break;

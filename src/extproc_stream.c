@@ -8,9 +8,11 @@
  * matching type -- except in observability mode (never answered), after an
  * immediate_response (nothing more is answered), and for
  * FULL_DUPLEX_STREAMED bodies, which are answered with streamed_response
- * chunks when enough has been gathered or the body ends (the API lets the
- * server buffer; sealtap buffers up to FD_CHUNK so a credential split
- * across two data chunks is still seen whole).
+ * chunks as the data comes, holding back only what a cut token may be
+ * part of: an unfinished gRPC frame, or the run of characters at the end
+ * of text a detector hit could continue (the API lets the server buffer;
+ * held so a credential split across two data chunks is seen whole, and
+ * answered, guarded, when no data follows it for EXTPROC_FD_HOLD_NS).
  *
  * The decider (extproc.h) is asked about every header and body chunk;
  * before its first question about an exchange it is told the request's
@@ -63,8 +65,9 @@
 #define REQ_CASE(x) ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_REQUEST__REQUEST_##x
 #define RESP_CASE(x) ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__RESPONSE_##x
 
-/* FULL_DUPLEX_STREAMED: body bytes gathered before a streamed_response is
- * sent, and the largest chunk sent (the API recommends at most 64 KiB). */
+/* FULL_DUPLEX_STREAMED: the largest chunk sent (the API recommends at most
+ * 64 KiB), and what text made of one run of token characters longer than
+ * the guard (bulk data: base64) gathers before it is answered. */
 #define FD_CHUNK (64u * 1024)
 /* Longest JSON of a pseudo-header value kept apart for the record's
  * method/scheme/authority/path (the header list has it anyway). */
@@ -141,6 +144,9 @@ struct side {
 	uint64_t pb_rest; /* protobuf bodies: bytes still to come of a frame
 			     passed on unfinished (PB_REST_ALL: the rest of
 			     the body cannot be read) */
+	uint64_t held_ns; /* FULL_DUPLEX: since when |pending| holds bytes
+			     already received (0: none), for
+			     extproc_xchg_tick() */
 };
 
 struct extproc_xchg {
@@ -1354,12 +1360,27 @@ static int emit_streamed(struct extproc_xchg *x, struct extproc_ctx *ctx,
 	return rc;
 }
 
+/* How much of a FULL_DUPLEX_STREAMED text body held in |b| (|len| bytes,
+ * more to come) to answer now: all but the run at its end that a token
+ * cut by the next data chunk could be part of (policy_guard_cut()), which
+ * waits to be seen with what follows it. A run longer than the guard is
+ * bulk data (base64): it gathers to FD_CHUNK first, and the guard stars
+ * the cut as in a STREAMED chunk. */
+static size_t fd_ready(const uint8_t *b, size_t len)
+{
+	size_t t = policy_guard_cut(b, 0, len);
+	if (len - t >= POLICY_GUARD_MAX)
+		return len < FD_CHUNK ? 0 : t;
+	return t;
+}
+
 /* FULL_DUPLEX_STREAMED: answers what is pending as streamed_response
  * chunks of at most FD_CHUNK bytes, the last with |eos| -- of a gRPC body
- * only its whole frames until it ends. |last|: the body ends here (end of
- * stream, or trailers follow). */
+ * only its whole frames until it ends, of other bodies with |hold| what
+ * fd_ready() says. |last|: the body ends here (end of stream, or trailers
+ * follow). */
 static int fd_flush(struct extproc_xchg *x, struct extproc_ctx *ctx, int dir,
-		    bool eos, bool last, struct extproc_buf *out,
+		    bool eos, bool last, bool hold, struct extproc_buf *out,
 		    const char **why)
 {
 	struct side *s = &x->side[dir];
@@ -1368,6 +1389,8 @@ static int fd_flush(struct extproc_xchg *x, struct extproc_ctx *ctx, int dir,
 	int kind = side_pb(s);
 	if (kind)
 		len = pb_plan(s, kind, body, len, last, true, &skip);
+	else if (hold && !last)
+		len = fd_ready(body, len);
 	size_t taken = len;
 	if (!len && !eos)
 		return 0;
@@ -1511,17 +1534,22 @@ static int on_body(struct extproc_xchg *x, struct extproc_ctx *ctx, int dir,
 		s->body_eos = true;
 
 	if (fd) {
-		/* Bounded: pending is answered as soon as it reaches
-		 * FD_CHUNK, so it never holds more than that plus one
-		 * message (itself capped by max_message). */
+		/* Answered as it comes (an interactive stream -- server-
+		 * sent events, a bidi gRPC call -- waits for each reply:
+		 * Envoy passes on only what we send, with no timeout);
+		 * held: an unfinished gRPC frame, or at most FD_CHUNK plus
+		 * one message (itself capped by max_message) of text. */
 		if (!extproc_buf_put(&s->pending, b->body.data, b->body.len)) {
 			*why = "out of memory for a body";
 			return -EXTPROC_GRPC_RESOURCE_EXHAUSTED;
 		}
-		if (!b->end_of_stream && s->pending.len < FD_CHUNK)
-			return 0;
-		return fd_flush(x, ctx, dir, b->end_of_stream, b->end_of_stream,
-				out, why);
+		int rc = fd_flush(x, ctx, dir, b->end_of_stream,
+				  b->end_of_stream, true, out, why);
+		if (!s->pending.len)
+			s->held_ns = 0;
+		else if (!s->held_ns)
+			s->held_ns = st_mono_ns();
+		return rc;
 	}
 
 	if (s->body_mode == MODE_GRPC)
@@ -1659,7 +1687,7 @@ static int on_trailers(struct extproc_xchg *x, struct extproc_ctx *ctx,
 	/* FULL_DUPLEX_STREAMED: trailers tell that the body is complete;
 	 * what is buffered goes out first (headers-body-trailers order). */
 	if (s->body_mode == MODE_FULL_DUPLEX && s->pending.len) {
-		int rc = fd_flush(x, ctx, dir, false, true, out, why);
+		int rc = fd_flush(x, ctx, dir, false, true, false, out, why);
 		if (rc || x->done)
 			return rc;
 	}
@@ -1830,8 +1858,33 @@ static int flush_sides(struct extproc_xchg *x, struct extproc_ctx *ctx,
 		pending_lost(x, ctx, d);
 		if (x->side[d].pending.len) {
 			extproc_arena_reset(ctx->arena);
-			rc = fd_flush(x, ctx, d, true, true, out, why);
+			rc = fd_flush(x, ctx, d, true, true, false, out, why);
 		}
+	}
+	return rc;
+}
+
+int extproc_xchg_tick(struct extproc_xchg *x, struct extproc_ctx *ctx,
+		      uint64_t now_ns, struct extproc_buf *out,
+		      const char **why)
+{
+	int rc = 0;
+	for (int d = 0; d < 2 && !rc && !x->done; d++) {
+		struct side *s = &x->side[d];
+		if (s->body_mode != MODE_FULL_DUPLEX || !s->pending.len ||
+		    !s->held_ns || now_ns - s->held_ns < EXTPROC_FD_HOLD_NS ||
+		    side_pb(s))
+			continue;
+		/* no data came after it: answered, its end guarded as a
+		 * STREAMED chunk's (the decider's fail-closed cut) */
+		extproc_arena_reset(ctx->arena);
+		struct mut_mark mk = { 0 };
+		if (x->observability)
+			mut_mark_take(x, ctx, &mk);
+		rc = fd_flush(x, ctx, d, false, false, false, out, why);
+		if (x->observability)
+			mut_mark_unsent(x, ctx, &mk);
+		s->held_ns = s->pending.len ? now_ns : 0;
 	}
 	return rc;
 }

@@ -455,6 +455,16 @@ int extproc_xchg_message(struct extproc_xchg *x, struct extproc_ctx *ctx,
 			 const uint8_t *msg, size_t len,
 			 struct extproc_buf *out, const char **why);
 
+/* FULL_DUPLEX_STREAMED text held back since before |now_ns| -
+ * EXTPROC_FD_HOLD_NS (the end of a chunk a token cut by the next one could
+ * be part of) with no data after it: answers it, its end guarded, into
+ * |out|, so an interactive stream is not held up. The server calls it
+ * from its periodic tick. Returns 0 or -EXTPROC_GRPC_* like above. */
+#define EXTPROC_FD_HOLD_NS 500000000ull
+int extproc_xchg_tick(struct extproc_xchg *x, struct extproc_ctx *ctx,
+		      uint64_t now_ns, struct extproc_buf *out,
+		      const char **why);
+
 /* The client half-closed: appends any reply still owed (buffered full
  * duplex body) to |out|. Returns 0 or -EXTPROC_GRPC_* like above. */
 int extproc_xchg_end_of_input(struct extproc_xchg *x, struct extproc_ctx *ctx,

@@ -438,6 +438,12 @@ static void test_chunk_boundaries(void **state)
 		{ "tail words.", 7, false, EXTPROC_REPLACE, "**** ******" },
 		{ "(x) {y}", 7, false, EXTPROC_KEEP, NULL },
 		{ "whole 5500 0000", 0, true, EXTPROC_KEEP, NULL },
+		/* a chunk after one that ended between tokens: its first
+		 * word is no cut token's rest, nothing to guard */
+		{ "line one\n", 0, false, EXTPROC_KEEP, NULL },
+		{ "next line\n", 9, false, EXTPROC_KEEP, NULL },
+		{ "Bearer ", 19, false, EXTPROC_KEEP, NULL },
+		{ "abcdefghijkl x", 26, false, EXTPROC_REPLACE, "************ *" },
 	};
 	start(f, "shop.test", "/", NULL);
 	for (size_t i = 0; i < sizeof(t) / sizeof(*t); i++) {

@@ -365,6 +365,66 @@ def full_duplex_with_trailers(ctx):
     c.none_within(0)
 
 
+def streamed_body(c, kind, timeout):
+    """One streamed_response body reply of |kind| within |timeout| s."""
+    r = expect(c, kind, timeout)
+    bm = getattr(r, kind).response.body_mutation
+    if bm.WhichOneof('mutation') != 'streamed_response':
+        xp.fail('full duplex body answered without streamed_response')
+    return bm.streamed_response
+
+
+@scenario
+def full_duplex_interactive(ctx):
+    """FULL_DUPLEX_STREAMED as an event stream and a bidi gRPC call use it:
+    Envoy passes on only what the processor sends, with no timeout, so
+    each chunk must be answered when it comes, not when more data or the
+    end arrives (server-sent events, an LLM's tokens, a gRPC message the
+    client waits on)."""
+    c = xp.Call(ctx['ch'], pb)
+    c.send(EP.ProcessingRequest(
+        request_headers=xp.headers(pb, [(':path', '/v1/chat'),
+                                        ('content-type', 'application/grpc')]),
+        protocol_config=pcfg(MODE.FULL_DUPLEX_STREAMED, MODE.FULL_DUPLEX_STREAMED)))
+    expect(c, 'request_headers')
+    # one whole gRPC message (field 1: "hello"), the call stays open
+    frame = b'\x00\x00\x00\x00\x07\x0a\x05hello'
+    c.send(EP.ProcessingRequest(request_body=EP.HttpBody(body=frame)))
+    sr = streamed_body(c, 'request_body', 1.0)
+    if sr.body != frame or sr.end_of_stream:
+        xp.fail('bidi gRPC message: %r' % sr)
+    # half a frame waits for its rest
+    c.send(EP.ProcessingRequest(request_body=EP.HttpBody(body=frame[:8])))
+    c.none_within(0.3)
+    c.send(EP.ProcessingRequest(request_body=EP.HttpBody(body=frame[8:])))
+    if streamed_body(c, 'request_body', 1.0).body != frame:
+        xp.fail('gRPC message in two chunks not answered whole')
+    c.send(EP.ProcessingRequest(response_headers=xp.headers(
+        pb, [(':status', '200'), ('content-type', 'text/event-stream')])))
+    expect(c, 'response_headers')
+    for ev in (b'event: token\ndata: Hel\n\n', b'data: lo\n\n'):
+        c.send(EP.ProcessingRequest(response_body=EP.HttpBody(body=ev)))
+        sr = streamed_body(c, 'response_body', 1.0)
+        if sr.body != ev or sr.end_of_stream:
+            xp.fail('event %r answered as %r' % (ev, sr))
+    # an event cut inside a word: the word waits for what follows it, and
+    # when nothing does, goes out (guarded) within about a second
+    c.send(EP.ProcessingRequest(response_body=EP.HttpBody(body=b'data: wor')))
+    if streamed_body(c, 'response_body', 1.0).body != b'data: ':
+        xp.fail('the part before a cut word not answered at once')
+    t0 = time.time()
+    sr = streamed_body(c, 'response_body', 3.0)
+    if sr.body != b'***' or not 0.3 < time.time() - t0 < 2.5:
+        xp.fail('held word: %r after %.2fs' % (sr.body, time.time() - t0))
+    c.send(EP.ProcessingRequest(response_body=EP.HttpBody(body=b'ld\n\n',
+                                                          end_of_stream=True)))
+    sr = streamed_body(c, 'response_body', 1.0)
+    if not sr.end_of_stream or sr.body != b'**\n\n':
+        xp.fail('end of the event stream: %r' % sr)
+    c.half_close()
+    assert c.finish()[0] == grpc.StatusCode.OK
+
+
 @scenario
 def observability_mode(ctx):
     c = xp.Call(ctx['ch'], pb)
