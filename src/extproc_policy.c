@@ -647,6 +647,12 @@ static int scan_whole(const struct policy_route *r,
 				MAX_SPANS - 2, NULL);
 }
 
+static enum extproc_verdict apply_spans(struct extproc_policy *pp,
+					struct extproc_xdec *xd,
+					const struct extproc_chunk *c,
+					struct extproc_decision *d,
+					const struct policy_span *sp, int n);
+
 static enum extproc_verdict pd_body(void *self, struct extproc_xdec *xd,
 				    const struct extproc_chunk *c,
 				    struct extproc_decision *d)
@@ -666,9 +672,18 @@ static enum extproc_verdict pd_body(void *self, struct extproc_xdec *xd,
 		how = c->compressed ? POLICY_PB_COMPRESSED
 				    : how & (POLICY_PB_JSON | POLICY_PB_RAW);
 	}
+	struct policy_span sp[MAX_SPANS];
+	if (c->encoded && !c->grpc_message) {
+		/* compressed (content-encoding): nothing in it can be read,
+		 * and stars or a token would break it: limits.unscanned
+		 * over all of it, no chunk guards */
+		int n = policy_scan_encoded(xd->route, c->data, c->len, sp,
+					    MAX_SPANS - 2);
+		return n < 0 ? (d->verdict = EXTPROC_REMOVE)
+			     : apply_spans(pp, xd, c, d, sp, n);
+	}
 	if (is_pb)
 		return pb_body(pp, xd, c, d, how);
-	struct policy_span sp[MAX_SPANS];
 	unsigned flags = 0;
 	/* JSON and forms are read on from chunk to chunk; other types are
 	 * scanned chunk by chunk, guarded at both ends */
@@ -688,6 +703,17 @@ static enum extproc_verdict pd_body(void *self, struct extproc_xdec *xd,
 	n = guard_boundaries(sp, n, c, flags, parsed, tail);
 	if (!c->last && !keep_tail(tail, c))
 		return d->verdict = EXTPROC_REMOVE; /* no memory: fail closed */
+	return apply_spans(pp, xd, c, d, sp, n);
+}
+
+/* The decision for body chunk |c| from its |n| spans: kept, denied, or
+ * replaced with the spans sealed, and the findings noted. */
+static enum extproc_verdict apply_spans(struct extproc_policy *pp,
+					struct extproc_xdec *xd,
+					const struct extproc_chunk *c,
+					struct extproc_decision *d,
+					const struct policy_span *sp, int n)
+{
 	if (!n)
 		return d->verdict = EXTPROC_KEEP;
 	if (denied(pp, c->part, sp, n, d))

@@ -115,10 +115,12 @@ enum {
 	A_OVERRIDE_IGNORED = 1u << 5, /* the route reads bodies its modes do
 					 not send, and the data plane would
 					 ignore a mode_override */
+	A_ENCODED = 1u << 6, /* a body with a content-encoding (unscanned) */
 };
 static const char *const anomaly_names[] = {
 	"protocol_error", "header_block_too_big", "record_too_big",
 	"unknown_fields", "grpc_frame_cut", "mode_override_ignored",
+	"body_encoded",
 };
 
 struct side {
@@ -135,6 +137,7 @@ struct side {
 			    as whole (trailers follow): no more body */
 	bool any_hdrs;   /* a header list was received */
 	bool has_clen;   /* its headers carry content-length */
+	bool encoded;    /* ... a content-encoding other than identity */
 	uint8_t nctype;
 	uint8_t ctype[CTYPE_MAX]; /* its content-type, first copy, cut */
 	struct extproc_buf pending; /* body not answered yet: FULL_DUPLEX
@@ -835,12 +838,32 @@ static bool begin(struct extproc_xchg *x, struct extproc_ctx *ctx,
 	return ctx->decider.ops->begin(ctx->decider.self, &x->xd, &rq, mo);
 }
 
+/* Whether a content-encoding value names no coding but identity (RFC
+ * 9110 8.4: a list; blanks around; case-insensitive). */
+static bool identity_only(const uint8_t *v, size_t vl)
+{
+	size_t i = 0;
+	while (i < vl) {
+		while (i < vl && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+			i++;
+		size_t b = i;
+		while (i < vl && v[i] != ',' && v[i] != ' ' && v[i] != '\t')
+			i++;
+		if (i > b && !(i - b == 8 && !strncasecmp((const char *)v + b,
+							  "identity", 8)))
+			return false;
+	}
+	return true;
+}
+
 /* What a body's decisions need from its side's headers. */
 static void note_entity(struct side *s, const uint8_t *n, size_t nl,
 			const uint8_t *v, size_t vl)
 {
 	if (is_field(n, nl, "content-length"))
 		s->has_clen = true;
+	if (is_field(n, nl, "content-encoding") && !identity_only(v, vl))
+		s->encoded = true;
 	if (is_field(n, nl, "content-type") && !s->nctype && vl) {
 		s->nctype = (uint8_t)(vl < CTYPE_MAX ? vl : CTYPE_MAX);
 		memcpy(s->ctype, v, s->nctype);
@@ -1233,10 +1256,15 @@ static enum extproc_verdict decide_chunk(struct extproc_xchg *x,
 		.ctype = s->nctype ? s->ctype : NULL, .ctype_len = s->nctype,
 		.grpc_message = s->body_mode == MODE_GRPC,
 		.compressed = compressed, .pb_skip = skip,
+		.encoded = s->encoded,
 		/* pb_plan() left what the decided bytes leave unfinished */
 		.pb_cut = !last && s->pb_rest != 0,
 	};
 	s->body_shown += len;
+	if (c.encoded && !c.grpc_message && len) {
+		EXTPROC_INC(ctx->ctr, body_chunks_encoded);
+		x->anomalies |= A_ENCODED;
+	}
 	ctx->scratch.len = 0;
 	d->out = &ctx->scratch;
 	return ctx->decider.ops->decide_body(ctx->decider.self, &x->xd, &c, d);
@@ -1249,9 +1277,10 @@ enum { PB_NO, PB_MSG, PB_FRAMED };
 static int side_pb(const struct side *s)
 {
 	bool pb = false;
-	unsigned how = s->nctype ? policy_body_protobuf(s->ctype, s->nctype,
-							&pb)
-				 : 0;
+	/* compressed bytes have no frames to read */
+	unsigned how = s->nctype && !s->encoded
+			       ? policy_body_protobuf(s->ctype, s->nctype, &pb)
+			       : 0;
 	return !pb ? PB_NO : (how & POLICY_PB_FRAMED) ? PB_FRAMED : PB_MSG;
 }
 
@@ -1389,7 +1418,7 @@ static int fd_flush(struct extproc_xchg *x, struct extproc_ctx *ctx, int dir,
 	int kind = side_pb(s);
 	if (kind)
 		len = pb_plan(s, kind, body, len, last, true, &skip);
-	else if (hold && !last)
+	else if (hold && !last && !s->encoded)
 		len = fd_ready(body, len);
 	size_t taken = len;
 	if (!len && !eos)

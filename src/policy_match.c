@@ -767,6 +767,20 @@ size_t policy_guard_cut(const void *text, size_t start, size_t cut)
 	return cut;
 }
 
+int policy_scan_encoded(const struct policy_route *r, const void *body,
+			size_t len, struct policy_span *spans, unsigned max)
+{
+	if (!r || !spans || max == 0 || (!body && len) || len > UINT32_MAX)
+		return -EINVAL;
+	if (!r->rules->scans_bodies || len == 0)
+		return 0;
+	struct pol_view view;
+	struct pol_scan sc;
+	scan_init(&sc, r, body, len, spans, max, &view);
+	pol_scan_rest(&sc, 0, POLICY_RULE_LIMIT_COMPRESSED, false);
+	return (int)sc.n;
+}
+
 /* How an application/x-www-form-urlencoded body is read: pairs by '&',
  * names matched against the form rules, the detectors everywhere else. */
 static struct pair_cfg form_cfg(const struct policy_rules *rs)

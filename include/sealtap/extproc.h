@@ -152,6 +152,8 @@ struct extproc_cfg {
 	X(replies_streamed, "streamed_response body chunks sent")              \
 	X(grpc_frames_cut, "STREAMED gRPC/protobuf bodies that ended inside "   \
 	  "what was held (lost)")                                               \
+	X(body_chunks_encoded, "body chunks with a content-encoding (not "      \
+	  "scanned: limits.unscanned)")                                         \
 	X(immediate_responses, "immediate_response replies")                   \
 	X(denials, "exchanges denied by a rule")                               \
 	X(mutations_replaced, "header values replaced")                        \
@@ -324,6 +326,9 @@ struct extproc_chunk {
 					message, whatever |ctype| says */
 	bool compressed;             /* ... which the data plane says is
 					compressed */
+	bool encoded;                /* the side's headers name a
+					content-encoding other than identity:
+					the bytes are compressed */
 	size_t pb_skip;              /* protobuf bodies: leading bytes that
 					continue a frame (or message) an
 					earlier chunk passed on unfinished:

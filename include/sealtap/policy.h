@@ -322,6 +322,13 @@ int policy_scan_body(const struct policy_route *r, const void *ctype,
 		     size_t ctype_len, const void *body, size_t len,
 		     struct policy_span *spans, unsigned max, unsigned *flags);
 
+/* A body with a content-encoding (gzip, br, ...): nothing in it can be
+ * read, so all |len| bytes are one span with limits.unscanned (rule
+ * POLICY_RULE_LIMIT_COMPRESSED), none when that is keep or the route
+ * scans no bodies. Returns the count or -EINVAL. */
+int policy_scan_encoded(const struct policy_route *r, const void *body,
+			size_t len, struct policy_span *spans, unsigned max);
+
 /* Whether policy_scan_body() reads a body of content type |ctype| as
  * JSON (as a form: policy_body_is_form()). */
 bool policy_body_is_json(const void *ctype, size_t ctype_len);

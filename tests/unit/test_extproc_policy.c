@@ -749,6 +749,36 @@ static void test_form_stream_cuts(void **state)
 	free(out);
 }
 
+/* A body with a content-encoding is compressed: the detectors would find
+ * nothing in it (gzip of a card number is not a card number) and the
+ * client decompresses it to plaintext, so it is not scanned but taken
+ * whole by limits.unscanned (rule limit/compressed; redact here), with no
+ * chunk guards that would star into it. */
+static void test_encoded_body(void **state)
+{
+	struct fx *f = *state;
+	/* bytes that would read as a card and an address if scanned */
+	static const char in[] = "x\x1f\x8b card 4539148803436467 bob@example.com";
+	size_t len = sizeof(in) - 1;
+	for (int last = 0; last < 2; last++) {
+		struct extproc_decision d;
+		struct extproc_chunk c = {
+			.part = EXTPROC_RESP_BODY, .data = (const uint8_t *)in,
+			.len = len, .off = last ? 100 : 0, .last = last,
+			.encoded = true,
+		};
+		start(f, "shop.test", "/", NULL);
+		enum extproc_verdict v = decide(f, &c, "text/plain", &d);
+		assert_int_equal(v, EXTPROC_REPLACE);
+		assert_int_equal(f->out.len, len);
+		for (size_t i = 0; i < len; i++)
+			assert_int_equal(f->out.p[i], '*');
+		/* the finding names the limit, not a detector */
+		assert_non_null(memmem(f->xd.findings[1].p, f->xd.findings[1].len,
+				       "limit/compressed", 16));
+	}
+}
+
 /* ---- keys ---------------------------------------------------------------------- */
 
 /* A retired key snapshot is reclaimed only after the thread passes a
@@ -1231,6 +1261,7 @@ int main(void)
 		cmocka_unit_test(test_json_stream_escape_cut),
 		cmocka_unit_test(test_long_token_cuts),
 		cmocka_unit_test(test_form_stream_cuts),
+		cmocka_unit_test(test_encoded_body),
 		cmocka_unit_test(test_protobuf_body),
 		cmocka_unit_test(test_protobuf_unreadable),
 		cmocka_unit_test(test_protobuf_review),
