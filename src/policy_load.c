@@ -2318,6 +2318,7 @@ static struct policy *load_text(const char *name, const char *text,
 		[POLICY_RULE_LIMIT_MALFORMED] = "limit/malformed_json",
 		[POLICY_RULE_LIMIT_CHUNK] = "limit/chunk_boundary",
 		[POLICY_RULE_LIMIT_COMPRESSED] = "limit/compressed",
+		[POLICY_RULE_LIMIT_CHARSET] = "limit/charset",
 	};
 	for (unsigned i = 0; i < ST_ARRAY_SIZE(limit_names); i++) {
 		uint16_t id;

@@ -654,7 +654,9 @@ int policy_scan_value(const struct policy_route *r, const void *name,
 
 /* ---- bodies ---------------------------------------------------------------------- */
 
-enum body_kind { BODY_TEXT, BODY_JSON, BODY_FORM, BODY_SKIP };
+/* BODY_WIDE: text in a charset whose characters are not single ASCII
+ * bytes (UTF-16, UTF-32): no detector reads it */
+enum body_kind { BODY_TEXT, BODY_JSON, BODY_FORM, BODY_SKIP, BODY_WIDE };
 
 static bool has_prefix(const char *s, size_t n, const char *p)
 {
@@ -679,12 +681,42 @@ static size_t media_type(const uint8_t *ct, size_t n, char mt[128])
 	return k;
 }
 
+/* Whether the charset parameter of content-type |ct| names UTF-16 or
+ * UTF-32 (also as UCS-2/UCS-4, quoted or not). */
+static bool wide_charset(const uint8_t *ct, size_t n)
+{
+	static const char *const wide[] = { "utf-16", "utf16", "utf-32",
+					    "utf32", "ucs-2", "ucs2",
+					    "ucs-4", "ucs4" };
+	for (size_t i = 0; i + 8 <= n; i++) {
+		if (ct[i] != ';')
+			continue;
+		size_t j = i + 1;
+		while (j < n && is_blank(ct[j]))
+			j++;
+		if (n - j < 8 || strncasecmp((const char *)ct + j, "charset=", 8))
+			continue;
+		j += 8;
+		if (j < n && ct[j] == '"')
+			j++;
+		for (size_t w = 0; w < ST_ARRAY_SIZE(wide); w++) {
+			size_t l = strlen(wide[w]);
+			if (n - j >= l &&
+			    !strncasecmp((const char *)ct + j, wide[w], l))
+				return true;
+		}
+	}
+	return false;
+}
+
 static enum body_kind body_kind(const uint8_t *ct, size_t n)
 {
 	char mt[128];
 	size_t k = media_type(ct, n, mt);
 	if (k == 0)
 		return BODY_TEXT;
+	if (wide_charset(ct, n))
+		return BODY_WIDE;
 	if (is(mt, k, "application/json") || is(mt, k, "text/json") ||
 	    is(mt, k, "application/x-ndjson") ||
 	    (k > 5 && memcmp(mt + k - 5, "+json", 5) == 0))
@@ -792,6 +824,15 @@ static struct pair_cfg form_cfg(const struct policy_rules *rs)
 	};
 }
 
+/* Whether |b| starts with a UTF-16 or UTF-32 byte order mark. */
+static bool wide_bom(const uint8_t *b, size_t n)
+{
+	return n >= 2 && ((b[0] == 0xff && b[1] == 0xfe) ||
+			  (b[0] == 0xfe && b[1] == 0xff) ||
+			  (n >= 4 && !b[0] && !b[1] && b[2] == 0xfe &&
+			   b[3] == 0xff));
+}
+
 int policy_scan_body(const struct policy_route *r, const void *ctype,
 		     size_t ctype_len, const void *body, size_t len,
 		     struct policy_span *spans, unsigned max, unsigned *flags)
@@ -808,6 +849,13 @@ int policy_scan_body(const struct policy_route *r, const void *ctype,
 	struct pol_view view;
 	struct pol_scan sc;
 	scan_init(&sc, r, body, len, spans, max, &view);
+	if (kind == BODY_WIDE || (kind != BODY_JSON && wide_bom(body, len))) {
+		/* read as bytes, UTF-16 or -32 hides every hit */
+		pol_scan_rest(&sc, 0, POLICY_RULE_LIMIT_CHARSET, false);
+		if (flags)
+			*flags |= sc.flags;
+		return (int)sc.n;
+	}
 	uint32_t lim = r->policy->limits.body_bytes;
 	/* a value the limit cuts goes wholly to the unscanned rest: its
 	 * first part alone would not be found (a card's first groups). In

@@ -155,6 +155,7 @@ struct policy_span {
 #define POLICY_RULE_LIMIT_MALFORMED 3 /* "limit/malformed_json" */
 #define POLICY_RULE_LIMIT_CHUNK 4     /* "limit/chunk_boundary" */
 #define POLICY_RULE_LIMIT_COMPRESSED 5 /* "limit/compressed" */
+#define POLICY_RULE_LIMIT_CHARSET 6   /* "limit/charset": UTF-16/-32 text */
 
 /* ---- objects ---------------------------------------------------------------- */
 

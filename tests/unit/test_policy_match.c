@@ -555,6 +555,54 @@ static void test_form_body(void **state)
 	policy_free(p);
 }
 
+/* Text in UTF-16 or UTF-32 (a charset parameter, or a byte order mark)
+ * hides every hit from detectors that read bytes: "4\0" "1\0" ... is no
+ * card. It is one limits.unscanned span (limit/charset), so it does not
+ * pass as it is; UTF-8 and the other charsets are scanned as before. */
+static void test_wide_charset(void **state)
+{
+	(void)state;
+	struct policy *p = load("tenants: {t: {kms: pkcs11, kek: k}}\n"
+				"rule_sets:\n"
+				"  f:\n"
+				"    form: {password: seal}\n"
+				"    detectors: {card: seal}\n"
+				"default: {rules: f}\n");
+	const struct policy_route *r = policy_default_route(p);
+	static const char card16[] = "c\0a\0r\0d\0 \0" "4\0" "5\0" "3\0" "9\0"
+				     "1\0" "4\0" "8\0" "8\0" "0\0" "3\0" "4\0"
+				     "3\0" "6\0" "4\0" "6\0" "7\0";
+	static const struct {
+		const char *ct;
+		const char *body;
+		size_t len;
+		bool wide;
+	} t[] = {
+		{ "text/plain; charset=utf-16le", card16, sizeof(card16) - 1, true },
+		{ "text/plain;charset=\"UTF-16\"", card16, sizeof(card16) - 1, true },
+		{ "application/x-www-form-urlencoded; charset=UCS-2",
+		  "p\0=\0" "1\0", 6, true },
+		{ "text/plain", "\xff\xfe" "4\0" "1\0", 6, true },
+		{ "text/plain; charset=utf-8", "card 4539148803436467", 21, false },
+		{ "text/plain; charset=iso-8859-1", "card 4539148803436467", 21, false },
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(*t); i++) {
+		struct policy_span sp[8];
+		int n = policy_scan_body(r, t[i].ct, strlen(t[i].ct), t[i].body,
+					 t[i].len, sp, 8, NULL);
+		assert_int_equal(n, 1);
+		if (t[i].wide) {
+			assert_int_equal(sp[0].off, 0);
+			assert_int_equal(sp[0].len, t[i].len);
+			assert_string_equal(sp[0].rule, "limit/charset");
+			assert_int_equal(sp[0].kind, POLICY_KIND_LIMIT);
+		} else {
+			assert_string_equal(sp[0].rule, "f/detector/card");
+		}
+	}
+	policy_free(p);
+}
+
 /* ---- helpers --------------------------------------------------------------------------- */
 
 struct pw {
@@ -677,6 +725,7 @@ int main(void)
 		cmocka_unit_test(test_scan_value_builtin),
 		cmocka_unit_test(test_scan_value_limits),
 		cmocka_unit_test(test_form_body),
+		cmocka_unit_test(test_wide_charset),
 		cmocka_unit_test(test_split_helpers),
 		cmocka_unit_test(test_view_decode),
 	};
