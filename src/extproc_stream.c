@@ -701,19 +701,24 @@ static void hmut_add(struct extproc_ctx *ctx, struct hmut *m,
 	m->set[m->nset++] = o;
 }
 
-/* hmut_add for one header of our own (the request id): it appends if the
- * walk already set lines of that name. One scan of the options, so only
- * for a single call per message. */
+/* hmut_add for one header of our own (the request id, a BUFFERED body's
+ * content-length): it overwrites every line of that name, so lines the
+ * walk set for it (a client-sent copy the policy changed) are dropped
+ * first; appended after them, ours would come second and the client's
+ * first, which a backend reading the first line would take. One scan of
+ * the options, so only for a single call per message. */
 static void hmut_set(struct extproc_ctx *ctx, struct hmut *m,
 		     const uint8_t *name, size_t nl, const uint8_t *value,
 		     size_t vl)
 {
-	bool seen = false;
-	for (size_t i = 0; i < m->nset && !seen; i++) {
-		const char *k = m->set[i]->header->key;
-		seen = strlen(k) == nl && !strncasecmp(k, (const char *)name, nl);
+	size_t k = 0;
+	for (size_t i = 0; i < m->nset; i++) {
+		const char *key = m->set[i]->header->key;
+		if (strlen(key) != nl || strncasecmp(key, (const char *)name, nl))
+			m->set[k++] = m->set[i];
 	}
-	hmut_add(ctx, m, name, nl, value, vl, seen);
+	m->nset = k;
+	hmut_add(ctx, m, name, nl, value, vl, false);
 }
 
 /* Adds |name| to remove_headers: every line of it goes. The caller asks

@@ -336,6 +336,26 @@ def buffered_body_then_trailers(ctx):
         xp.fail('a second BUFFERED body message: %r %r' % (code, details))
 
 
+@scenario
+def client_request_id_overwritten(ctx):
+    """A client-sent copy of the request id header the policy changes (an
+    address in it is tokenized) is overwritten by the real id: the walk's
+    line for it used to stay, and the id was appended after it, so Envoy
+    kept both and a backend reading the first line joined on the client's."""
+    hdrs = [(':authority', 'shop.acme.test'), (':path', '/notes'), (':method', 'GET'),
+            ('x-sealtap-request-id', 'forged-by-mallory@example.com')]
+    c = xp.Call(ctx['ch'], pb)
+    c.send(EP.ProcessingRequest(request_headers=xp.headers(pb, hdrs, eos=True)))
+    hm = expect(c, 'request_headers').request_headers.response.header_mutation
+    sets, _ = mutation(hm)
+    rid = request_id(sets)
+    got = [v for k, v in xp.envoy_apply(hdrs, hm) if k == 'x-sealtap-request-id']
+    if got != [rid] or sets['x-sealtap-request-id'] != [(rid, HVO.OVERWRITE_IF_EXISTS_OR_ADD)]:
+        xp.fail('request id after Envoy applies the mutation: %r (%r)' % (got, sets))
+    c.half_close()
+    assert c.finish()[0] == grpc.StatusCode.OK
+
+
 ENCODED_RIDS = []
 
 
