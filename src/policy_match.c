@@ -543,6 +543,23 @@ static int next_set_cookie(const void *v, size_t len, size_t *pos,
 	return policy_set_cookie_pair(v, len, pr);
 }
 
+/* Headers whose value is a URL or a path with its query: the referring
+ * and redirect URLs, and the original request path a proxy keeps when it
+ * rewrites :path (Envoy's x-envoy-original-path, nginx's and IIS's
+ * x-original-uri / x-original-url, Traefik's x-forwarded-uri). */
+static bool url_header(const uint8_t *n, size_t len)
+{
+	static const char *const names[] = {
+		"referer", "location", "content-location",
+		"x-envoy-original-path", "x-original-url", "x-original-uri",
+		"x-forwarded-uri",
+	};
+	for (size_t i = 0; i < ST_ARRAY_SIZE(names); i++)
+		if (name_is(n, len, names[i]))
+			return true;
+	return false;
+}
+
 /* A URL or origin-form path: the query's parameters by the query rules,
  * and so are the fragment's: OAuth's implicit grant and OpenID Connect's
  * response_mode=fragment put access_token and id_token there (RFC 6749
@@ -638,9 +655,7 @@ int policy_scan_value(const struct policy_route *r, const void *name,
 	} else if (name_is(n, name_len, ":path")) {
 		scan_url(&sc, (uint32_t)value_len,
 			 rs->det_mask[POL_SCOPE_PATH]);
-	} else if (name_is(n, name_len, "referer") ||
-		   name_is(n, name_len, "location") ||
-		   name_is(n, name_len, "content-location")) {
+	} else if (url_header(n, name_len)) {
 		scan_url(&sc, (uint32_t)value_len,
 			 rs->det_mask[POL_SCOPE_HEADERS]);
 	} else {

@@ -462,6 +462,36 @@ static void test_scan_value_builtin(void **state)
 		{ "tok123", SEAL, QRY, "builtin/query/access_token" },
 	};
 	check(path, strlen(path), sp, n, w2, 1);
+	/* camelCase names; the original path a proxy keeps when it rewrites
+	 * :path (recorded as the policy leaves it); an implicit grant's
+	 * redirect; Google's forwarded credential */
+	static const struct {
+		const char *name, *value, *secret, *rule;
+		unsigned kind;
+	} t[] = {
+		{ ":path", "/v1?accessToken=tok456", "tok456",
+		  "builtin/query/accessToken", QRY },
+		{ "x-envoy-original-path", "/old?access_token=tok789", "tok789",
+		  "builtin/query/access_token", QRY },
+		{ "x-forwarded-uri", "/x?apiKey=k1k1k1", "k1k1k1",
+		  "builtin/query/apiKey", QRY },
+		{ "location", "https://c.example/cb#access_token=t0k&state=1", "t0k",
+		  "builtin/query/access_token", QRY },
+		{ "x-forwarded-authorization", "Basic dXNlcjpwYXNz",
+		  "Basic dXNlcjpwYXNz", "builtin/header/x-forwarded-authorization",
+		  HDR },
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(*t); i++) {
+		n = policy_scan_value(r, t[i].name, strlen(t[i].name), t[i].value,
+				      strlen(t[i].value), sp, 8, NULL);
+		struct want w3[] = { { t[i].secret, SEAL, t[i].kind, t[i].rule } };
+		check(t[i].value, strlen(t[i].value), sp, n, w3, 1);
+	}
+	const char *js = "{\"accessToken\":\"tokA\",\"u\":{\"clientSecret\":\"s3\"}}";
+	n = policy_scan_body(r, "application/json", 16, js, strlen(js), sp, 8, NULL);
+	assert_int_equal(n, 2);
+	assert_string_equal(sp[0].rule, "builtin/json/$..accessToken");
+	assert_string_equal(sp[1].rule, "builtin/json/$..clientSecret");
 	policy_free(p);
 }
 
