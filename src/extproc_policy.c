@@ -673,12 +673,14 @@ static enum extproc_verdict pd_body(void *self, struct extproc_xdec *xd,
 				    : how & (POLICY_PB_JSON | POLICY_PB_RAW);
 	}
 	struct policy_span sp[MAX_SPANS];
-	if (c->encoded && !c->grpc_message) {
-		/* compressed (content-encoding): nothing in it can be read,
-		 * and stars or a token would break it: limits.unscanned
-		 * over all of it, no chunk guards */
-		int n = policy_scan_encoded(xd->route, c->data, c->len, sp,
-					    MAX_SPANS - 2);
+	if ((c->encoded || c->wide) && !c->grpc_message) {
+		/* compressed (content-encoding) or UTF-16/32: nothing in it
+		 * can be read, and stars or a token would break it:
+		 * limits.unscanned over all of it, no chunk guards */
+		int n = policy_scan_opaque(xd->route, c->data, c->len,
+					   c->encoded ? POLICY_RULE_LIMIT_COMPRESSED
+						      : POLICY_RULE_LIMIT_CHARSET,
+					   sp, MAX_SPANS - 2);
 		return n < 0 ? (d->verdict = EXTPROC_REMOVE)
 			     : apply_spans(pp, xd, c, d, sp, n);
 	}

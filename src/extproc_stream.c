@@ -138,6 +138,8 @@ struct side {
 	bool any_hdrs;   /* a header list was received */
 	bool has_clen;   /* its headers carry content-length */
 	bool encoded;    /* ... a content-encoding other than identity */
+	bool wide;       /* its text is UTF-16/32: a charset naming it, or a
+			    byte order mark at the body's start */
 	uint8_t nctype;
 	uint8_t ctype[CTYPE_MAX]; /* its content-type, first copy, cut */
 	struct extproc_buf pending; /* body not answered yet: FULL_DUPLEX
@@ -844,7 +846,8 @@ static bool begin(struct extproc_xchg *x, struct extproc_ctx *ctx,
 }
 
 /* Whether a content-encoding value names no coding but identity (RFC
- * 9110 8.4: a list; blanks around; case-insensitive). */
+ * 9110 8.4: a list; blanks around; case-insensitive), or aws-chunked: S3's
+ * signed chunk framing of a plain payload, not a compression. */
 static bool identity_only(const uint8_t *v, size_t vl)
 {
 	size_t i = 0;
@@ -854,8 +857,9 @@ static bool identity_only(const uint8_t *v, size_t vl)
 		size_t b = i;
 		while (i < vl && v[i] != ',' && v[i] != ' ' && v[i] != '\t')
 			i++;
-		if (i > b && !(i - b == 8 && !strncasecmp((const char *)v + b,
-							  "identity", 8)))
+		if (i > b &&
+		    !(i - b == 8 && !strncasecmp((const char *)v + b, "identity", 8)) &&
+		    !(i - b == 11 && !strncasecmp((const char *)v + b, "aws-chunked", 11)))
 			return false;
 	}
 	return true;
@@ -869,6 +873,9 @@ static void note_entity(struct side *s, const uint8_t *n, size_t nl,
 		s->has_clen = true;
 	if (is_field(n, nl, "content-encoding") && !identity_only(v, vl))
 		s->encoded = true;
+	if (is_field(n, nl, "content-type") && !s->nctype && vl &&
+	    policy_ctype_wide(v, vl))
+		s->wide = true; /* the whole value: the copy below is cut */
 	if (is_field(n, nl, "content-type") && !s->nctype && vl) {
 		s->nctype = (uint8_t)(vl < CTYPE_MAX ? vl : CTYPE_MAX);
 		memcpy(s->ctype, v, s->nctype);
@@ -1261,10 +1268,13 @@ static enum extproc_verdict decide_chunk(struct extproc_xchg *x,
 		.ctype = s->nctype ? s->ctype : NULL, .ctype_len = s->nctype,
 		.grpc_message = s->body_mode == MODE_GRPC,
 		.compressed = compressed, .pb_skip = skip,
-		.encoded = s->encoded,
+		.encoded = s->encoded, .wide = s->wide,
 		/* pb_plan() left what the decided bytes leave unfinished */
 		.pb_cut = !last && s->pb_rest != 0,
 	};
+	if (!s->body_shown && !c.grpc_message &&
+	    policy_body_wide_bom(data, len))
+		s->wide = c.wide = true; /* later chunks lack the mark */
 	s->body_shown += len;
 	if (c.encoded && !c.grpc_message && len) {
 		EXTPROC_INC(ctx->ctr, body_chunks_encoded);
@@ -1423,7 +1433,7 @@ static int fd_flush(struct extproc_xchg *x, struct extproc_ctx *ctx, int dir,
 	int kind = side_pb(s);
 	if (kind)
 		len = pb_plan(s, kind, body, len, last, true, &skip);
-	else if (hold && !last && !s->encoded)
+	else if (hold && !last && !s->encoded && !s->wide)
 		len = fd_ready(body, len);
 	size_t taken = len;
 	if (!len && !eos)
@@ -1577,11 +1587,16 @@ static int on_body(struct extproc_xchg *x, struct extproc_ctx *ctx, int dir,
 			*why = "out of memory for a body";
 			return -EXTPROC_GRPC_RESOURCE_EXHAUSTED;
 		}
+		size_t had = s->pending.len;
 		int rc = fd_flush(x, ctx, dir, b->end_of_stream,
 				  b->end_of_stream, true, out, why);
+		/* the hold's age is that of what is held now: a new run
+		 * after bytes went out starts its own (else a steady stream
+		 * of words would have each held one starred by the tick);
+		 * one run that nothing was taken from keeps its age */
 		if (!s->pending.len)
 			s->held_ns = 0;
-		else if (!s->held_ns)
+		else if (!s->held_ns || s->pending.len < had)
 			s->held_ns = st_mono_ns();
 		return rc;
 	}

@@ -432,21 +432,37 @@ size_t policy_query_offset(const void *path, size_t len)
 	return q ? (size_t)(q - (const uint8_t *)path) + 1 : len;
 }
 
-int policy_param_next(const void *str, size_t len, size_t *pos,
-		      struct policy_pair *pr)
+/* The next name=value pair of |str| from *|pos|, pairs ending at '&' or
+ * also at '?' (|q|). */
+static int param_next(const uint8_t *s, size_t len, size_t *pos,
+		      struct policy_pair *pr, bool q)
 {
-	const uint8_t *s = str;
 	size_t i = *pos;
 	while (i < len) {
-		const uint8_t *amp = memchr(s + i, '&', len - i);
-		size_t e = amp ? (size_t)(amp - s) : len;
-		*pos = amp ? e + 1 : len;
+		size_t e = i;
+		while (e < len && s[e] != '&' && !(q && s[e] == '?'))
+			e++;
+		*pos = e < len ? e + 1 : len;
 		if (make_pair(s, i, e, false, pr))
 			return 1;
 		i = *pos;
 	}
 	*pos = len;
 	return 0;
+}
+
+int policy_param_next(const void *str, size_t len, size_t *pos,
+		      struct policy_pair *pr)
+{
+	return param_next(str, len, pos, pr, false);
+}
+
+/* A URL fragment's parameters: '?' separates too, since a client-side
+ * route carries its own query there ("#/reset?token=..."). */
+static int fragment_param_next(const void *str, size_t len, size_t *pos,
+			       struct policy_pair *pr)
+{
+	return param_next(str, len, pos, pr, true);
 }
 
 int policy_pct_decode(const void *in, size_t len, bool plus_is_space,
@@ -586,8 +602,10 @@ static void scan_url(struct pol_scan *sc, uint32_t len, unsigned mask)
 	pol_scan_text(sc, 0, (uint32_t)q, POL_ENC_PCT, mask, 0);
 	if (q < fe)
 		scan_pairs(sc, (uint32_t)q, (uint32_t)(fe - q), &pc);
-	if (hash)
+	if (hash) {
+		pc.next = fragment_param_next;
 		scan_pairs(sc, (uint32_t)fe + 1, (uint32_t)(len - fe - 1), &pc);
+	}
 }
 
 static void scan_init(struct pol_scan *sc, const struct policy_route *r,
@@ -697,29 +715,55 @@ static size_t media_type(const uint8_t *ct, size_t n, char mt[128])
 }
 
 /* Whether the charset parameter of content-type |ct| names UTF-16 or
- * UTF-32 (also as UCS-2/UCS-4, quoted or not). */
-static bool wide_charset(const uint8_t *ct, size_t n)
+ * UTF-32: its labels in the WHATWG Encoding Standard and IANA's (a
+ * parameter is name=token or name="quoted", RFC 9110 5.6.6). */
+bool policy_ctype_wide(const void *ctype, size_t n)
 {
-	static const char *const wide[] = { "utf-16", "utf16", "utf-32",
-					    "utf32", "ucs-2", "ucs2",
-					    "ucs-4", "ucs4" };
-	for (size_t i = 0; i + 8 <= n; i++) {
-		if (ct[i] != ';')
+	static const char *const wide[] = {
+		"utf-16", "utf-16le", "utf-16be", "utf-32", "utf-32le",
+		"utf-32be", "ucs-2", "ucs-4", "unicode", "csunicode",
+		"iso-10646-ucs-2", "unicodefeff", "unicodefffe", "utf16",
+		"utf32", "csutf16", "csutf32",
+	};
+	const uint8_t *ct = ctype;
+	size_t i = 0;
+	while (i < n && ct[i] != ';')
+		i++;
+	while (i < n) {
+		i++; /* past ';' */
+		while (i < n && is_blank(ct[i]))
+			i++;
+		size_t nb = i;
+		while (i < n && ct[i] != '=' && ct[i] != ';')
+			i++;
+		size_t ne = i;
+		while (ne > nb && is_blank(ct[ne - 1]))
+			ne--;
+		if (i >= n || ct[i] == ';')
 			continue;
-		size_t j = i + 1;
-		while (j < n && is_blank(ct[j]))
-			j++;
-		if (n - j < 8 || strncasecmp((const char *)ct + j, "charset=", 8))
-			continue;
-		j += 8;
-		if (j < n && ct[j] == '"')
-			j++;
-		for (size_t w = 0; w < ST_ARRAY_SIZE(wide); w++) {
-			size_t l = strlen(wide[w]);
-			if (n - j >= l &&
-			    !strncasecmp((const char *)ct + j, wide[w], l))
-				return true;
+		i++; /* past '=' */
+		size_t vb = i, ve;
+		if (i < n && ct[i] == '"') {
+			vb = ++i;
+			while (i < n && ct[i] != '"')
+				i += ct[i] == '\\' && i + 1 < n ? 2 : 1;
+			ve = i < n ? i : n;
+			while (i < n && ct[i] != ';')
+				i++;
+		} else {
+			while (i < n && ct[i] != ';')
+				i++;
+			ve = i;
+			while (ve > vb && is_blank(ct[ve - 1]))
+				ve--;
 		}
+		if (ne - nb != 7 || strncasecmp((const char *)ct + nb, "charset", 7))
+			continue;
+		for (size_t w = 0; w < ST_ARRAY_SIZE(wide); w++)
+			if (strlen(wide[w]) == ve - vb &&
+			    !strncasecmp((const char *)ct + vb, wide[w], ve - vb))
+				return true;
+		return false; /* the first charset counts */
 	}
 	return false;
 }
@@ -730,7 +774,7 @@ static enum body_kind body_kind(const uint8_t *ct, size_t n)
 	size_t k = media_type(ct, n, mt);
 	if (k == 0)
 		return BODY_TEXT;
-	if (wide_charset(ct, n))
+	if (policy_ctype_wide(ct, n))
 		return BODY_WIDE;
 	if (is(mt, k, "application/json") || is(mt, k, "text/json") ||
 	    is(mt, k, "application/x-ndjson") ||
@@ -807,15 +851,29 @@ bool policy_hit_byte(const void *text, size_t len, size_t i)
 
 size_t policy_guard_cut(const void *text, size_t start, size_t cut)
 {
+	const uint8_t *b = text;
 	size_t len = cut;
-	while (cut > start && len - cut < POLICY_GUARD_MAX &&
-	       policy_hit_byte(text, len, cut - 1))
-		cut--;
+	while (cut > start && len - cut < POLICY_GUARD_MAX) {
+		if (policy_hit_byte(text, len, cut - 1)) {
+			cut--;
+			continue;
+		}
+		/* a backslash with a run before it may be an escape inside
+		 * the value (JSON "alice\u0040example.com"): the run goes on
+		 * before it */
+		if (b[cut - 1] == '\\' && cut - 1 > start &&
+		    policy_hit_byte(text, len, cut - 2)) {
+			cut--;
+			continue;
+		}
+		break;
+	}
 	return cut;
 }
 
-int policy_scan_encoded(const struct policy_route *r, const void *body,
-			size_t len, struct policy_span *spans, unsigned max)
+int policy_scan_opaque(const struct policy_route *r, const void *body,
+		       size_t len, uint16_t rule, struct policy_span *spans,
+		       unsigned max)
 {
 	if (!r || !spans || max == 0 || (!body && len) || len > UINT32_MAX)
 		return -EINVAL;
@@ -824,7 +882,7 @@ int policy_scan_encoded(const struct policy_route *r, const void *body,
 	struct pol_view view;
 	struct pol_scan sc;
 	scan_init(&sc, r, body, len, spans, max, &view);
-	pol_scan_rest(&sc, 0, POLICY_RULE_LIMIT_COMPRESSED, false);
+	pol_scan_rest(&sc, 0, rule, false);
 	return (int)sc.n;
 }
 
@@ -839,9 +897,9 @@ static struct pair_cfg form_cfg(const struct policy_rules *rs)
 	};
 }
 
-/* Whether |b| starts with a UTF-16 or UTF-32 byte order mark. */
-static bool wide_bom(const uint8_t *b, size_t n)
+bool policy_body_wide_bom(const void *body, size_t n)
 {
+	const uint8_t *b = body;
 	return n >= 2 && ((b[0] == 0xff && b[1] == 0xfe) ||
 			  (b[0] == 0xfe && b[1] == 0xff) ||
 			  (n >= 4 && !b[0] && !b[1] && b[2] == 0xfe &&
@@ -864,7 +922,8 @@ int policy_scan_body(const struct policy_route *r, const void *ctype,
 	struct pol_view view;
 	struct pol_scan sc;
 	scan_init(&sc, r, body, len, spans, max, &view);
-	if (kind == BODY_WIDE || (kind != BODY_JSON && wide_bom(body, len))) {
+	if (kind == BODY_WIDE ||
+	    (kind != BODY_JSON && policy_body_wide_bom(body, len))) {
 		/* read as bytes, UTF-16 or -32 hides every hit */
 		pol_scan_rest(&sc, 0, POLICY_RULE_LIMIT_CHARSET, false);
 		if (flags)
@@ -979,8 +1038,10 @@ static int form_chunk(const struct policy_route *r,
 	struct pol_scan sc;
 	scan_init(&sc, r, in, total, spans, max, &view);
 	uint32_t lim = r->policy->limits.body_bytes;
-	uint32_t n = total > lim ? (uint32_t)policy_guard_cut(in, carry, lim)
-				 : total;
+	/* body_bytes is the chunk's: the carry (sent before) does not count */
+	uint32_t n = (uint64_t)total > (uint64_t)carry + lim
+			     ? (uint32_t)policy_guard_cut(in, carry, carry + lim)
+			     : total;
 	uint32_t from = 0;
 	bool resumed = !js->carry_cut;
 	if (js->carry_cut) {
@@ -1062,8 +1123,9 @@ int policy_scan_body_chunk(const struct policy_route *r, const void *ctype,
 	/* as in a whole body, the cut moves back past a value it splits;
 	 * never into the carry, whose bytes went out with the chunk before
 	 * (starred there by ext_proc's chunk guard when a string was open) */
-	bool cut = total > lim;
-	uint32_t n = cut ? (uint32_t)policy_guard_cut(in, carry, lim) : total;
+	bool cut = (uint64_t)total > (uint64_t)carry + lim;
+	uint32_t n = cut ? (uint32_t)policy_guard_cut(in, carry, carry + lim)
+			 : total;
 	pol_json_scan_chunk(&sc, n, js, last || cut);
 	if (!last && !cut && !js->dead &&
 	    ((js->carry_len && js->carry[0] == '"') ||

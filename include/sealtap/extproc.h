@@ -329,6 +329,9 @@ struct extproc_chunk {
 	bool encoded;                /* the side's headers name a
 					content-encoding other than identity:
 					the bytes are compressed */
+	bool wide;                   /* the side's text is UTF-16/32 (its
+					charset, or a byte order mark at the
+					body's start) */
 	size_t pb_skip;              /* protobuf bodies: leading bytes that
 					continue a frame (or message) an
 					earlier chunk passed on unfinished:

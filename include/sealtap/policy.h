@@ -323,12 +323,20 @@ int policy_scan_body(const struct policy_route *r, const void *ctype,
 		     size_t ctype_len, const void *body, size_t len,
 		     struct policy_span *spans, unsigned max, unsigned *flags);
 
-/* A body with a content-encoding (gzip, br, ...): nothing in it can be
- * read, so all |len| bytes are one span with limits.unscanned (rule
- * POLICY_RULE_LIMIT_COMPRESSED), none when that is keep or the route
- * scans no bodies. Returns the count or -EINVAL. */
-int policy_scan_encoded(const struct policy_route *r, const void *body,
-			size_t len, struct policy_span *spans, unsigned max);
+/* A body nothing in which can be read -- one with a content-encoding
+ * (gzip, br, ...: |rule| POLICY_RULE_LIMIT_COMPRESSED), or UTF-16/32 text
+ * (POLICY_RULE_LIMIT_CHARSET) --: all |len| bytes are one span with
+ * limits.unscanned, none when that is keep or the route scans no bodies.
+ * Returns the count or -EINVAL. */
+int policy_scan_opaque(const struct policy_route *r, const void *body,
+		       size_t len, uint16_t rule, struct policy_span *spans,
+		       unsigned max);
+/* Whether content-type |ctype| has a charset parameter naming UTF-16 or
+ * UTF-32 (policy_scan_body() takes such a body as opaque), and whether a
+ * body starts with their byte order mark (the caller of a body in chunks
+ * remembers that from its first chunk). */
+bool policy_ctype_wide(const void *ctype, size_t ctype_len);
+bool policy_body_wide_bom(const void *body, size_t len);
 
 /* Whether policy_scan_body() reads a body of content type |ctype| as
  * JSON (as a form: policy_body_is_form()). */

@@ -749,6 +749,34 @@ static void test_form_stream_cuts(void **state)
 	free(out);
 }
 
+/* limits.body_bytes is a chunk's: the pair carried from the chunk before
+ * (a long comment) does not count against it, so a chunk within the limit
+ * keeps its tail (it was starred as past body_bytes). */
+static void test_form_carry_limit(void **state)
+{
+	struct fx *f = *state;
+	size_t al = 12 + 3000, bl = 64512;
+	char *a = malloc(al + 1), *b = malloc(bl + 1);
+	memcpy(a, "a=1&comment=", 12);
+	memset(a + 12, 'x', 3000);
+	memset(b, 'y', 100);
+	for (size_t i = 100; i < bl; i += 6)
+		memcpy(b + i, "&n=hi+", bl - i < 6 ? bl - i : 6);
+	struct extproc_decision d;
+	struct extproc_chunk c = { .part = EXTPROC_REQ_BODY,
+				   .data = (const uint8_t *)a, .len = al };
+	start(f, "shop.test", "/", NULL);
+	enum extproc_verdict v = decide(f, &c, "application/x-www-form-urlencoded", &d);
+	assert_true(v == EXTPROC_KEEP || v == EXTPROC_REPLACE);
+	c = (struct extproc_chunk){ .part = EXTPROC_REQ_BODY,
+				    .data = (const uint8_t *)b, .len = bl,
+				    .off = al, .last = true };
+	v = decide(f, &c, "application/x-www-form-urlencoded", &d);
+	assert_int_equal(v, EXTPROC_KEEP);
+	free(a);
+	free(b);
+}
+
 /* A body with a content-encoding is compressed: the detectors would find
  * nothing in it (gzip of a card number is not a card number) and the
  * client decompresses it to plaintext, so it is not scanned but taken
@@ -1262,6 +1290,7 @@ int main(void)
 		cmocka_unit_test(test_long_token_cuts),
 		cmocka_unit_test(test_form_stream_cuts),
 		cmocka_unit_test(test_encoded_body),
+		cmocka_unit_test(test_form_carry_limit),
 		cmocka_unit_test(test_protobuf_body),
 		cmocka_unit_test(test_protobuf_unreadable),
 		cmocka_unit_test(test_protobuf_review),

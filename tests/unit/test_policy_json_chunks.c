@@ -393,7 +393,9 @@ static void test_deep_keep_guarded(void **st)
 /* limits.body_bytes cutting a chunk inside a card only a detector finds:
  * the cut moves back over the card's digits, so none of them is left for
  * the reply, but never into the carry (the string's start, carried from
- * the chunk before, went out with that chunk). */
+ * the chunk before, went out with that chunk). The limit is the chunk's:
+ * the carry does not count against it (it did, and a chunk within the
+ * limit lost its tail behind a long carried token). */
 static void test_body_cut_guarded(void **st)
 {
 	(void)st;
@@ -410,21 +412,27 @@ static void test_body_cut_guarded(void **st)
 	int n = scan_seq(policy_default_route(p), c, cl, 2, fl, sp);
 	assert_true(fl[0] & POLICY_SCAN_CUT_STRING);
 	assert_true(fl[1] & POLICY_SCAN_BODY_CUT);
-	/* the carry is "pay (4 bytes); the cut at 20 of carry + chunk falls
-	 * after "4111 1111 11" and moves back to the blank before it */
+	/* the cut at 20 of the chunk falls after "4111 1111 1111 1" and
+	 * moves back to the blank before it */
 	assert_int_equal(n, 1);
 	assert_int_equal(sp[0].rule_id, POLICY_RULE_LIMIT_BODY);
 	assert_int_equal(sp[0].off, 4);
 	assert_int_equal(sp[0].off + sp[0].len, cl[1]);
-	/* a cut that would have to go into the carry stays where it is */
+	/* a card begun in the carry is found whole (its part in this chunk
+	 * redacted), and the cut at 20 of the chunk, after "and more ",
+	 * stays there */
 	const char *d[2] = { "{\"n\": \"4111 1111",
 			     " 1111 1111 and more text to cut\"}" };
 	size_t dl[2] = { strlen(d[0]), strlen(d[1]) };
 	n = scan_seq(policy_default_route(p), d, dl, 2, fl, sp);
 	assert_true(fl[1] & POLICY_SCAN_BODY_CUT);
-	assert_int_equal(n, 1);
+	assert_int_equal(n, 2);
+	assert_int_not_equal(sp[0].rule_id, POLICY_RULE_LIMIT_BODY);
 	assert_int_equal(sp[0].off, 0);
-	assert_int_equal(sp[0].len, dl[1]);
+	assert_int_equal(sp[0].len, 10); /* " 1111 1111" */
+	assert_int_equal(sp[1].rule_id, POLICY_RULE_LIMIT_BODY);
+	assert_int_equal(sp[1].off, 20);
+	assert_int_equal(sp[1].off + sp[1].len, dl[1]);
 	policy_free(p);
 }
 

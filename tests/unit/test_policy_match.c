@@ -391,7 +391,12 @@ static const struct vcase vcases[] = {
 	  { { "tok_SECRET1234", SEAL, QRY, NULL } } },
 	{ "location", "https://c.example/cb?code=1&state=2#x=1&token=t2",
 	  { { "t2", SEAL, QRY, NULL } } },
-	{ "location", "/doc#section-2?token=no", { { 0 } } },
+	/* a client-side route's own query inside the fragment */
+	{ "location", "https://app.example/#/reset?token=S3cret",
+	  { { "S3cret", SEAL, QRY, NULL } } },
+	{ "referer", "https://app.example/p?a=1#/reset?token=S4&x=1",
+	  { { "S4", SEAL, QRY, NULL } } },
+	{ ":path", "/#/reset?token=S5", { { "S5", SEAL, QRY, NULL } } },
 };
 
 static void check(const char *in, size_t len, const struct policy_span *sp,
@@ -615,6 +620,15 @@ static void test_wide_charset(void **state)
 		{ "text/plain", "\xff\xfe" "4\0" "1\0", 6, true },
 		{ "text/plain; charset=utf-8", "card 4539148803436467", 21, false },
 		{ "text/plain; charset=iso-8859-1", "card 4539148803436467", 21, false },
+		/* WHATWG labels of UTF-16; a "charset=" inside another
+		 * parameter's quoted value is not the charset; a UTF-8 label
+		 * that begins like one */
+		{ "text/plain; charset=unicode", card16, sizeof(card16) - 1, true },
+		{ "text/plain; charset=csUnicode", card16, sizeof(card16) - 1, true },
+		{ "text/plain; name=\"a;charset=utf-16\"; charset=utf-8",
+		  "card 4539148803436467", 21, false },
+		{ "text/plain; charset=unicode-1-1-utf-8", "card 4539148803436467",
+		  21, false },
 	};
 	for (size_t i = 0; i < sizeof(t) / sizeof(*t); i++) {
 		struct policy_span sp[8];
