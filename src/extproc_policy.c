@@ -733,12 +733,20 @@ static enum extproc_verdict apply_spans(struct extproc_policy *pp,
 	return d->verdict = EXTPROC_REPLACE;
 }
 
+static bool pd_reads_body(void *self, const struct extproc_xdec *xd,
+			  const uint8_t *ctype, size_t ctype_len)
+{
+	(void)self;
+	return policy_scans_body(xd->route, ctype, ctype_len);
+}
+
 /* ---- life ------------------------------------------------------------------------ */
 
 static const struct extproc_decider_ops policy_ops = {
 	.begin = pd_begin,
 	.decide_header = pd_header,
 	.decide_body = pd_body,
+	.reads_body = pd_reads_body,
 };
 
 struct extproc_policy *extproc_policy_new(const struct policy *pol,

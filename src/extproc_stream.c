@@ -1404,6 +1404,19 @@ static int emit_streamed(struct extproc_xchg *x, struct extproc_ctx *ctx,
 	return rc;
 }
 
+/* Whether the decider looks at |s|'s body at all (its route, its
+ * content-type). */
+static bool reads_body(struct extproc_xchg *x, struct extproc_ctx *ctx,
+		       const struct side *s)
+{
+	struct extproc_mode mo;
+	begin(x, ctx, NULL, &mo);
+	return !ctx->decider.ops->reads_body ||
+	       ctx->decider.ops->reads_body(ctx->decider.self, &x->xd,
+					    s->nctype ? s->ctype : NULL,
+					    s->nctype);
+}
+
 /* How much of a FULL_DUPLEX_STREAMED text body held in |b| (|len| bytes,
  * more to come) to answer now: all but the run at its end that a token
  * cut by the next data chunk could be part of (policy_guard_cut()), which
@@ -1433,7 +1446,8 @@ static int fd_flush(struct extproc_xchg *x, struct extproc_ctx *ctx, int dir,
 	int kind = side_pb(s);
 	if (kind)
 		len = pb_plan(s, kind, body, len, last, true, &skip);
-	else if (hold && !last && !s->encoded && !s->wide)
+	else if (hold && !last && !s->encoded && !s->wide &&
+		 reads_body(x, ctx, s))
 		len = fd_ready(body, len);
 	size_t taken = len;
 	if (!len && !eos)

@@ -368,6 +368,12 @@ struct extproc_decider_ops {
 	enum extproc_verdict (*decide_body)(void *self, struct extproc_xdec *xd,
 					    const struct extproc_chunk *c,
 					    struct extproc_decision *d);
+	/* Whether body chunks of content type |ctype| are looked at in
+	 * this exchange at all (else nothing is held back for them: a
+	 * FULL_DUPLEX_STREAMED stream of images is answered at once).
+	 * NULL: every body is. */
+	bool (*reads_body)(void *self, const struct extproc_xdec *xd,
+			   const uint8_t *ctype, size_t ctype_len);
 };
 
 struct extproc_decider {

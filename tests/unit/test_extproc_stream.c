@@ -749,6 +749,17 @@ static void test_full_duplex_review(void **state)
 	assert_int_equal(out.len, 0); /* "is" is 0.4 s old, not 0.55 */
 	extproc_xchg_free(x);
 
+	/* a body the policy does not read (an image) holds nothing back */
+	x = extproc_xchg_new(&info);
+	h.ctype = "image/png";
+	m = build(&h, &len);
+	out.len = 0;
+	assert_int_equal(extproc_xchg_message(x, &f.ctx, m, len, &out, &why), 0);
+	free(m);
+	send_chunk(&f, x, "IHDRabc", 7, false, got, sizeof(got), &eos);
+	assert_string_equal(got, "IHDRabc");
+	extproc_xchg_free(x);
+
 	/* a byte order mark, then UTF-16 in a later chunk (STREAMED) */
 	x = extproc_xchg_new(&info);
 	struct step hs = { RQH, .ctype = "text/plain", .req_mode = 1,
