@@ -663,27 +663,35 @@ static void test_full_duplex_interactive(void **state)
 	fixture_fini(&f);
 }
 
-/* Sends |body| (NUL ended) as a request body chunk of exchange |x|; the
+/* A request_body message carrying |blen| bytes of |body| (which may hold
+ * NULs, so not through build()'s strlen); |*len| its size. */
+static uint8_t *pack_body(const char *body, size_t blen, bool eos, size_t *len)
+{
+	struct step st = S(RQB, .body = "", .eos = eos);
+	uint8_t *m = build(&st, len);
+	Envoy__Service__ExtProc__V3__ProcessingRequest *r =
+		envoy__service__ext_proc__v3__processing_request__unpack(NULL, *len, m);
+	assert_non_null(r);
+	free(m);
+	r->request_body->body.data = (uint8_t *)body;
+	r->request_body->body.len = blen;
+	*len = envoy__service__ext_proc__v3__processing_request__get_packed_size(r);
+	m = malloc(*len);
+	envoy__service__ext_proc__v3__processing_request__pack(r, m);
+	r->request_body->body.data = NULL;
+	r->request_body->body.len = 0;
+	envoy__service__ext_proc__v3__processing_request__free_unpacked(r, NULL);
+	return m;
+}
+
+/* Sends |blen| bytes of |body| as a request body chunk of |x|; the
  * streamed_response bodies it got, side by side, into |got|. */
 static unsigned send_chunk(struct fixture *f, struct extproc_xchg *x,
 			   const char *body, size_t blen, bool eos, char *got,
 			   size_t cap, bool *end)
 {
-	struct step b = S(RQB, .body = "", .eos = eos);
 	size_t len;
-	uint8_t *m = build(&b, &len);
-	/* the body may hold NULs: build() takes strlen, so patch it in */
-	Envoy__Service__ExtProc__V3__ProcessingRequest *r = envoy__service__ext_proc__v3__processing_request__unpack(NULL, len, m);
-	assert_non_null(r);
-	r->request_body->body.data = (uint8_t *)body;
-	r->request_body->body.len = blen;
-	free(m);
-	len = envoy__service__ext_proc__v3__processing_request__get_packed_size(r);
-	m = malloc(len);
-	envoy__service__ext_proc__v3__processing_request__pack(r, m);
-	r->request_body->body.data = NULL;
-	r->request_body->body.len = 0;
-	envoy__service__ext_proc__v3__processing_request__free_unpacked(r, NULL);
+	uint8_t *m = pack_body(body, blen, eos, &len);
 	struct extproc_buf out = { 0 };
 	const char *why;
 	assert_int_equal(extproc_xchg_message(x, &f->ctx, m, len, &out, &why), 0);
@@ -693,33 +701,44 @@ static unsigned send_chunk(struct fixture *f, struct extproc_xchg *x,
 	return n;
 }
 
+/* A new exchange whose request headers (content-type |ctype|) announced
+ * request body mode |mode| (1 STREAMED, 4 FULL_DUPLEX_STREAMED). */
+static struct extproc_xchg *open_xchg(struct fixture *f, const char *ctype,
+				      int mode)
+{
+	struct extproc_xchg_info info = { .peer = "p" };
+	struct extproc_xchg *x = extproc_xchg_new(&info);
+	struct step h = { RQH, .ctype = ctype, .req_mode = mode, .resp_mode = 0 };
+	size_t len;
+	uint8_t *m = build(&h, &len);
+	struct extproc_buf out = { 0 };
+	const char *why;
+	assert_int_equal(extproc_xchg_message(x, &f->ctx, m, len, &out, &why), 0);
+	free(m);
+	extproc_buf_free(&out);
+	return x;
+}
+
 /* Review findings on the FULL_DUPLEX hold and the body state a side keeps:
  * an email escaped in JSON and cut after its backslash is held whole, not
  * sent up to the backslash; a new held run gets its own age, so words of
- * a steady stream are not starred by the tick; a UTF-16 byte order mark
- * in the first chunk makes the later chunks opaque too. */
+ * a steady stream are not starred by the tick; a body the policy does not
+ * read holds nothing back; a UTF-16 byte order mark in the first chunk
+ * makes the later chunks opaque too. */
 static void test_full_duplex_review(void **state)
 {
 	(void)state;
 	struct fixture f;
 	fixture_init(&f);
-	char got[512];
+	char got[512], all[512];
 	bool eos;
 	struct extproc_buf out = { 0 };
 	const char *why;
-	size_t len;
 	/* JSON escape */
-	struct extproc_xchg_info info = { .peer = "p" };
-	struct extproc_xchg *x = extproc_xchg_new(&info);
-	struct step h = { RQH, .ctype = "application/json", .req_mode = 4,
-			  .resp_mode = 4 };
-	uint8_t *m = build(&h, &len);
-	assert_int_equal(extproc_xchg_message(x, &f.ctx, m, len, &out, &why), 0);
-	free(m);
+	struct extproc_xchg *x = open_xchg(&f, "application/json", 4);
 	static const char a[] = "{\"note\":\"mail alice.secret\\u0040exa";
 	send_chunk(&f, x, a, sizeof(a) - 1, false, got, sizeof(got), &eos);
 	assert_null(strstr(got, "alice"));
-	char all[512];
 	strcpy(all, got);
 	static const char b[] = "mple.com now\"}";
 	send_chunk(&f, x, b, sizeof(b) - 1, true, got, sizeof(got), &eos);
@@ -730,19 +749,13 @@ static void test_full_duplex_review(void **state)
 	extproc_xchg_free(x);
 
 	/* the age of a held run */
-	x = extproc_xchg_new(&info);
-	h.ctype = "text/plain";
-	m = build(&h, &len);
-	out.len = 0;
-	assert_int_equal(extproc_xchg_message(x, &f.ctx, m, len, &out, &why), 0);
-	free(m);
+	x = open_xchg(&f, "text/plain", 4);
 	send_chunk(&f, x, "hello wor", 9, false, got, sizeof(got), &eos);
 	assert_string_equal(got, "hello ");
 	struct timespec ts = { 0, 150 * 1000 * 1000 };
 	nanosleep(&ts, NULL);
 	send_chunk(&f, x, "ld this is", 10, false, got, sizeof(got), &eos);
 	assert_string_equal(got, "world this ");
-	out.len = 0;
 	assert_int_equal(extproc_xchg_tick(x, &f.ctx,
 					   st_mono_ns() + EXTPROC_FD_HOLD_NS * 4 / 5,
 					   &out, &why), 0);
@@ -750,41 +763,20 @@ static void test_full_duplex_review(void **state)
 	extproc_xchg_free(x);
 
 	/* a body the policy does not read (an image) holds nothing back */
-	x = extproc_xchg_new(&info);
-	h.ctype = "image/png";
-	m = build(&h, &len);
-	out.len = 0;
-	assert_int_equal(extproc_xchg_message(x, &f.ctx, m, len, &out, &why), 0);
-	free(m);
+	x = open_xchg(&f, "image/png", 4);
 	send_chunk(&f, x, "IHDRabc", 7, false, got, sizeof(got), &eos);
 	assert_string_equal(got, "IHDRabc");
 	extproc_xchg_free(x);
 
 	/* a byte order mark, then UTF-16 in a later chunk (STREAMED) */
-	x = extproc_xchg_new(&info);
-	struct step hs = { RQH, .ctype = "text/plain", .req_mode = 1,
-			   .resp_mode = 0 };
-	m = build(&hs, &len);
-	out.len = 0;
-	assert_int_equal(extproc_xchg_message(x, &f.ctx, m, len, &out, &why), 0);
-	free(m);
+	x = open_xchg(&f, "text/plain", 1);
 	static const char bom[] = "\xff\xfeh\0i\0\n\0";
 	static const char card[] = "4\0" "5\0" "3\0" "9\0" "1\0" "4\0" "8\0"
 				   "8\0" "0\0" "3\0" "4\0" "3\0" "6\0" "4\0"
 				   "6\0" "7\0";
 	for (int i = 0; i < 2; i++) {
-		struct step sb = S(RQB, .body = "");
-		m = build(&sb, &len);
-		Envoy__Service__ExtProc__V3__ProcessingRequest *r = envoy__service__ext_proc__v3__processing_request__unpack(NULL, len, m);
-		free(m);
-		r->request_body->body.data = (uint8_t *)(i ? card : bom);
-		r->request_body->body.len = i ? sizeof(card) - 1 : sizeof(bom) - 1;
-		len = envoy__service__ext_proc__v3__processing_request__get_packed_size(r);
-		m = malloc(len);
-		envoy__service__ext_proc__v3__processing_request__pack(r, m);
-		r->request_body->body.data = NULL;
-		r->request_body->body.len = 0;
-		envoy__service__ext_proc__v3__processing_request__free_unpacked(r, NULL);
+		size_t len, bl = i ? sizeof(card) - 1 : sizeof(bom) - 1;
+		uint8_t *m = pack_body(i ? card : bom, bl, false, &len);
 		out.len = 0;
 		assert_int_equal(extproc_xchg_message(x, &f.ctx, m, len, &out, &why), 0);
 		free(m);
@@ -798,7 +790,7 @@ static void test_full_duplex_review(void **state)
 						   : NULL;
 		/* every byte starred: the second chunk has no mark of its own */
 		assert_non_null(bm);
-		assert_int_equal(bm->body.len, i ? sizeof(card) - 1 : sizeof(bom) - 1);
+		assert_int_equal(bm->body.len, bl);
 		for (size_t k = 0; k < bm->body.len; k++)
 			assert_int_equal(bm->body.data[k], '*');
 		envoy__service__ext_proc__v3__processing_response__free_unpacked(rp, NULL);
