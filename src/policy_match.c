@@ -515,6 +515,51 @@ static const struct pol_name_rule *pair_rule(const struct pol_names *t,
 	return pol_names_find(t, s, n);
 }
 
+/* A query or form name without a rule of its own, read loosely: the last
+ * segment of a bracketed name (PHP's and Rails' user[password], an array's
+ * password[]), then in lowercase (Password, ACCESS_TOKEN), so the rules
+ * for a credential take its usual spellings. */
+static const struct pol_name_rule *pair_rule_loose(const struct pol_names *t,
+						   const uint8_t *s, size_t n,
+						   enum pol_enc enc)
+{
+	char buf[POL_NAME_MAX];
+	int k = policy_pct_decode(s, n, enc == POL_ENC_FORM, buf, sizeof(buf));
+	if (k <= 0)
+		return NULL;
+	size_t b = 0, e = (size_t)k;
+	while (e >= 2 && buf[e - 2] == '[' && buf[e - 1] == ']')
+		e -= 2; /* password[] */
+	if (e && buf[e - 1] == ']') {
+		size_t o = e - 1;
+		while (o > 0 && buf[o - 1] != '[')
+			o--;
+		if (o > 0) { /* user[password] */
+			b = o;
+			e--;
+		}
+	}
+	if (e <= b)
+		return NULL;
+	const struct pol_name_rule *r = NULL;
+	if (b || e != (size_t)k)
+		r = pol_names_find(t, (const uint8_t *)buf + b, e - b);
+	/* PascalCase to camelCase (AccessToken: accessToken), then all in
+	 * lowercase (ACCESS_TOKEN: access_token) */
+	for (int pass = 0; !r && pass < 2; pass++) {
+		bool changed = false;
+		for (size_t i = b; i < (pass ? e : b + 1); i++) {
+			if (buf[i] >= 'A' && buf[i] <= 'Z') {
+				buf[i] = (char)(buf[i] + 32);
+				changed = true;
+			}
+		}
+		if (changed)
+			r = pol_names_find(t, (const uint8_t *)buf + b, e - b);
+	}
+	return r;
+}
+
 /* name=value pairs of [off, off+len): a value whose name has a rule (or the
  * fallback) is one span; everything else (names, separators, values
  * without a rule) is scanned by the detectors, in pieces between the
@@ -534,6 +579,10 @@ static void scan_pairs(struct pol_scan *sc, uint32_t off, uint32_t len,
 		if (pr.name_len && !names_empty(pc->names))
 			r = pair_rule(pc->names, v + pr.name_off, pr.name_len,
 				      pc->name_enc);
+		if (!r && pr.name_len && !names_empty(pc->names) &&
+		    (pc->kind == POLICY_KIND_QUERY || pc->kind == POLICY_KIND_FORM))
+			r = pair_rule_loose(pc->names, v + pr.name_off,
+					    pr.name_len, pc->name_enc);
 		if (!r && pc->fallback) {
 			r = pc->fallback;
 			kind = pc->fallback_kind;

@@ -492,6 +492,27 @@ static void test_scan_value_builtin(void **state)
 		struct want w3[] = { { t[i].secret, SEAL, t[i].kind, t[i].rule } };
 		check(t[i].value, strlen(t[i].value), sp, n, w3, 1);
 	}
+	/* a query or form name without a rule of its own is read loosely:
+	 * a bracketed name's last segment, PascalCase, upper case */
+	const char *fm = "user%5Bpassword%5D=v1&password[]=v2&Password=v3&"
+			 "ACCESS_TOKEN=v4&AccessToken=v5&user[name]=bob&Note=hi";
+	n = policy_scan_body(r, "application/x-www-form-urlencoded", 33, fm,
+			     strlen(fm), sp, 8, NULL);
+	struct want w4[] = {
+		{ "v1", SEAL, POLICY_KIND_FORM, "builtin/form/password" },
+		{ "v2", SEAL, POLICY_KIND_FORM, "builtin/form/password" },
+		{ "v3", SEAL, POLICY_KIND_FORM, "builtin/form/password" },
+		{ "v4", SEAL, POLICY_KIND_FORM, "builtin/form/access_token" },
+		{ "v5", SEAL, POLICY_KIND_FORM, "builtin/form/accessToken" },
+	};
+	check(fm, strlen(fm), sp, n, w4, 5);
+	const char *qp = "/cb?CLIENT_SECRET=v6&x[api_key]=v7";
+	n = policy_scan_value(r, ":path", 5, qp, strlen(qp), sp, 8, NULL);
+	struct want w5[] = {
+		{ "v6", SEAL, QRY, "builtin/query/client_secret" },
+		{ "v7", SEAL, QRY, "builtin/query/api_key" },
+	};
+	check(qp, strlen(qp), sp, n, w5, 2);
 	const char *js = "{\"accessToken\":\"tokA\",\"u\":{\"clientSecret\":\"s3\"}}";
 	n = policy_scan_body(r, "application/json", 16, js, strlen(js), sp, 8, NULL);
 	assert_int_equal(n, 2);
