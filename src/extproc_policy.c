@@ -690,8 +690,7 @@ static enum extproc_verdict pd_body(void *self, struct extproc_xdec *xd,
 	/* JSON and forms are read on from chunk to chunk; other types are
 	 * scanned chunk by chunk, guarded at both ends */
 	bool stream = (c->off || !c->last) &&
-		      (policy_body_is_json(c->ctype, c->ctype_len) ||
-		       policy_body_is_form(c->ctype, c->ctype_len));
+		      policy_body_reads_on(c->ctype, c->ctype_len);
 	int n = stream ? scan_chunk(pp, xd, c, sp, &flags)
 		       : scan_whole(xd->route, c, sp);
 	if (n < 0)

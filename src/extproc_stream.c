@@ -873,10 +873,9 @@ static void note_entity(struct side *s, const uint8_t *n, size_t nl,
 		s->has_clen = true;
 	if (is_field(n, nl, "content-encoding") && !identity_only(v, vl))
 		s->encoded = true;
-	if (is_field(n, nl, "content-type") && !s->nctype && vl &&
-	    policy_ctype_wide(v, vl))
-		s->wide = true; /* the whole value: the copy below is cut */
 	if (is_field(n, nl, "content-type") && !s->nctype && vl) {
+		/* from the whole value: the copy is cut at CTYPE_MAX */
+		s->wide = policy_ctype_wide(v, vl);
 		s->nctype = (uint8_t)(vl < CTYPE_MAX ? vl : CTYPE_MAX);
 		memcpy(s->ctype, v, s->nctype);
 	}

@@ -847,14 +847,10 @@ bool policy_scans_body(const struct policy_route *r, const void *ctype,
 	       body_kind(ctype, ctype ? ctype_len : 0) != BODY_SKIP;
 }
 
-bool policy_body_is_json(const void *ctype, size_t ctype_len)
+bool policy_body_reads_on(const void *ctype, size_t ctype_len)
 {
-	return body_kind(ctype, ctype ? ctype_len : 0) == BODY_JSON;
-}
-
-bool policy_body_is_form(const void *ctype, size_t ctype_len)
-{
-	return body_kind(ctype, ctype ? ctype_len : 0) == BODY_FORM;
+	enum body_kind k = body_kind(ctype, ctype ? ctype_len : 0);
+	return k == BODY_JSON || k == BODY_FORM;
 }
 
 unsigned policy_body_protobuf(const void *ctype, size_t ctype_len,

@@ -338,10 +338,10 @@ int policy_scan_opaque(const struct policy_route *r, const void *body,
 bool policy_ctype_wide(const void *ctype, size_t ctype_len);
 bool policy_body_wide_bom(const void *body, size_t len);
 
-/* Whether policy_scan_body() reads a body of content type |ctype| as
- * JSON (as a form: policy_body_is_form()). */
-bool policy_body_is_json(const void *ctype, size_t ctype_len);
-bool policy_body_is_form(const void *ctype, size_t ctype_len);
+/* Whether policy_scan_body_chunk() reads a body of content type |ctype|
+ * on from one chunk to the next (JSON, forms) rather than each chunk
+ * alone. */
+bool policy_body_reads_on(const void *ctype, size_t ctype_len);
 
 /* ---- protobuf bodies (ext_proc, policy_proto.c) ---- */
 
