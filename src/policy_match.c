@@ -517,8 +517,9 @@ static const struct pol_name_rule *pair_rule(const struct pol_names *t,
 
 /* A query or form name without a rule of its own, read loosely: the last
  * segment of a bracketed name (PHP's and Rails' user[password], an array's
- * password[]), then in lowercase (Password, ACCESS_TOKEN), so the rules
- * for a credential take its usual spellings. */
+ * password[]), then with its first letter in lowercase (AccessToken), then
+ * all in lowercase (Password, ACCESS_TOKEN), so the rules for a credential
+ * take its usual spellings. */
 static const struct pol_name_rule *pair_rule_loose(const struct pol_names *t,
 						   const uint8_t *s, size_t n,
 						   enum pol_enc enc)
